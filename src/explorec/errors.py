@@ -1,0 +1,45 @@
+"""Typed errors that the command line turns into one clear message and a non-zero exit code."""
+
+from __future__ import annotations
+
+
+class ExplorecError(Exception):
+    """Base class of every error explorec reports to a person without a traceback."""
+
+    exit_code: int = 1
+
+
+class ConfigError(ExplorecError):
+    """A configuration could not be composed: an unknown key, a wrong type or a missing group option."""
+
+    exit_code = 2
+
+
+class DataNotFoundError(ExplorecError):
+    """A data set is neither under EXPLOREC_DATA_DIR, nor in the cache, nor downloadable."""
+
+    exit_code = 3
+
+
+class DataValidationError(ExplorecError):
+    """A data file breaks a validation rule; names the file, the 1-based row as in the file and the column."""
+
+    exit_code = 4
+
+    def __init__(self, *, file: str, row: int | None, column: str | None, problem: str) -> None:
+        self.file = file
+        self.row = row
+        self.column = column
+        self.problem = problem
+        where = f"{file}"
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {problem}")
+
+
+class ChecksumError(ExplorecError):
+    """A downloaded archive does not have the published checksum."""
+
+    exit_code = 5
