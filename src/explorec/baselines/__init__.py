@@ -1,0 +1,1 @@
+"""Simple strong baselines run through the same harness as the two-tower model."""

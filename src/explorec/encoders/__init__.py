@@ -1,0 +1,1 @@
+"""Pretrained text encoders and their on-disk embedding cache."""

@@ -1,0 +1,1 @@
+"""The two-tower model: towers, LightningModule and DataModule."""

@@ -1,0 +1,1 @@
+"""Exploration policies that serve slates and log their propensities."""
