@@ -90,7 +90,7 @@ class ModelConfig:
 
 @dataclass
 class TrainerConfig:
-    """Lightning Trainer settings; accelerator/devices/strategy select CPU, GPU or DDP without code changes."""
+    """Lightning Trainer settings; accelerator, devices and strategy pick CPU, GPU or DDP, no code change."""
 
     max_epochs: int = 20
     batch_size: int = 256
@@ -162,7 +162,9 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
     if cfg.split.name not in SPLITS:
         raise ConfigError(f"split.name={cfg.split.name!r} is not one of {', '.join(SPLITS)}")
     if cfg.split.name == "coat_random" and cfg.data.name != "coat":
-        raise ConfigError("split.name='coat_random' needs data=coat (it uses Coat's random-exposure test set)")
+        raise ConfigError(
+            "split.name='coat_random' needs data=coat (it uses Coat's random-exposure test set)"
+        )
     if not 0.0 <= cfg.split.valid_ratio < 1.0 or not 0.0 < cfg.split.test_ratio < 1.0:
         raise ConfigError("split.valid_ratio and split.test_ratio must lie in [0, 1)")
     if cfg.split.valid_ratio + cfg.split.test_ratio >= 1.0:

@@ -4,7 +4,8 @@ A processed folder holds:
 - `train.parquet`, `valid.parquet`, `test.parquet`: columns `user_idx` (int32), `item_idx` (int32),
   `rating` (float32), `timestamp` (int64); dense 0-based indices.
 - `items.parquet`: `item_idx`, `item_id` (original id, str), `title`, `year` (nullable Int32), `genres`
-  ("A|B"), `overview`, `tags`, `text` (encoder input), `has_overview` (bool), `is_cold` (bool; held out of train).
+  ("A|B"), `overview`, `tags`, `text` (encoder input), `has_overview` (bool), `is_cold` (bool; held out
+  of train).
 - `users.parquet`: `user_idx`, `user_id` (original id, str).
 - `manifest.json`: format version, input fingerprints, resolved config, counts per split.
 """
@@ -84,6 +85,8 @@ def load_processed(path: str | Path) -> ProcessedDataset:
         raise FileNotFoundError(f"{folder} is not a processed data folder (no manifest.json)")
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{manifest_path}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}")
+        raise ValueError(
+            f"{manifest_path}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}"
+        )
     tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in (*SPLIT_NAMES, "items", "users")}
     return ProcessedDataset(path=folder, manifest=manifest, **tables)

@@ -1,0 +1,30 @@
+"""Flow `preprocess`: compose the config once, then read, validate, split and write model-ready tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from explorec.config import compose, from_dict, to_dict
+from explorec.data.preprocess import preprocess
+from explorec.reporting import preprocess_markdown
+
+
+@task(name="preprocess-data", retries=1, retry_delay_seconds=2)
+def preprocess_task(config: dict[str, Any]) -> dict[str, Any]:
+    """Run the library's preprocessing on a plain config dict and return its small summary."""
+    return preprocess(from_dict(config)).summary()
+
+
+@flow(name="preprocess", log_prints=True)
+def preprocess_flow(overrides: list[str] | None = None) -> dict[str, Any]:
+    """Turn a raw data set into validated, split Parquet tables (cached by input + config fingerprint)."""
+    cfg = compose(overrides or [])
+    summary = preprocess_task(to_dict(cfg))
+    summary["dataset"], summary["split"] = cfg.data.name, cfg.split.name
+    create_markdown_artifact(
+        key="preprocess-summary", markdown=preprocess_markdown(summary), description="explorec preprocess"
+    )
+    return summary

@@ -1,0 +1,106 @@
+"""The `explorec` command: runs a Prefect flow with Hydra overrides and prints a summary.
+
+Errors that explorec understands (bad config, missing or invalid data) print one line and exit non-zero;
+`--debug` (or EXPLOREC_DEBUG=1) shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from explorec.errors import ExplorecError
+
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: the flow it runs and how its summary is shown to a person."""
+
+    help: str
+    flow: str
+    render: str
+
+
+COMMANDS: dict[str, Command] = {
+    "preprocess": Command(
+        help="read, validate and split a data set into model-ready Parquet tables",
+        flow="flows.preprocess:preprocess_flow",
+        render="explorec.reporting:preprocess_text",
+    ),
+}
+
+OFFLINE_ENVIRONMENT = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def _load(reference: str) -> Callable[..., Any]:
+    """Import `module:attribute` lazily, so `explorec --help` does not import Prefect or torch."""
+    module_name, attribute = reference.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser: one sub-command per flow, each taking Hydra overrides."""
+    parser = argparse.ArgumentParser(prog="explorec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        child = sub.add_parser(name, help=command.help, description=command.help)
+        child.add_argument(
+            "overrides", nargs="*", help="Hydra overrides, e.g. data=ml100k split=random_ratio"
+        )
+        child.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+        child.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return parser
+
+
+def _quiet_prefect_tracebacks() -> None:
+    """Keep Prefect's failed-run tracebacks off the console; the CLI prints one clear line instead."""
+
+    class DropExceptionText(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.exc_info, record.exc_text = None, None
+            return not (record.levelno >= logging.ERROR and "Traceback" in record.getMessage())
+
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+        logging.getLogger(name).addFilter(DropExceptionText())
+
+
+def run(command: str, overrides: Sequence[str], *, as_json: bool) -> dict[str, Any]:
+    """Check the overrides, run one flow and print its summary; returns the summary."""
+    from explorec.config import compose
+
+    compose(overrides)  # fail fast on a bad override, before Prefect starts; the flow composes its own copy
+    summary = _load(COMMANDS[command].flow)(overrides=list(overrides))
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(_load(COMMANDS[command].render)(summary))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `explorec` console script."""
+    args = build_parser().parse_args(argv)
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    debug = args.debug or os.environ.get("EXPLOREC_DEBUG") == "1"
+    if not debug:
+        _quiet_prefect_tracebacks()
+    try:
+        run(args.command, args.overrides, as_json=args.json)
+    except ExplorecError as error:
+        if debug:
+            raise
+        print(f"explorec {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

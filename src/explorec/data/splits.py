@@ -1,0 +1,176 @@
+"""Evaluation splits (DESIGN §3): random_ratio, leave_last_out, cold_items and coat_random.
+
+Every split takes an interaction frame with dense `user_idx`, `item_idx`, `rating`, `timestamp` columns and
+returns a `Split` of three disjoint frames. Orderings are fully deterministic: chronological order breaks
+timestamp ties by `item_idx`, and random choices come only from a seeded numpy Generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from explorec.config import SplitConfig
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train, validation and test interactions; `cold_items` lists items held out of training."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    cold_items: np.ndarray
+
+
+def _chronological(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sort by user, then time, breaking timestamp ties by item index."""
+    return frame.sort_values(["user_idx", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
+
+
+def _position_from_end(frame: pd.DataFrame) -> np.ndarray:
+    """Return, for a user-grouped frame, each row's position counted from the user's last row (0 = last)."""
+    return frame.groupby("user_idx", sort=False).cumcount(ascending=False).to_numpy()
+
+
+def leave_last_out(interactions: pd.DataFrame) -> Split:
+    """Hold out each user's latest interaction as test and the second latest as validation.
+
+    Users with two interactions give one to test and keep one in train; users with one keep it in train.
+    """
+    ordered = _chronological(interactions)
+    from_end = _position_from_end(ordered)
+    sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
+    is_test = (from_end == 0) & (sizes >= 2)
+    is_valid = (from_end == 1) & (sizes >= 3)
+    is_train = ~(is_test | is_valid)
+    return Split(
+        train=ordered[is_train].reset_index(drop=True),
+        valid=ordered[is_valid].reset_index(drop=True),
+        test=ordered[is_test].reset_index(drop=True),
+        cold_items=np.array([], dtype=np.int32),
+    )
+
+
+def _random_ratio_masks(
+    frame: pd.DataFrame, *, valid_ratio: float, test_ratio: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (valid, test) boolean masks giving each user round(n·ratio) rows, keeping ≥ 1 in train."""
+    random_key = rng.random(len(frame))
+    order = np.lexsort((random_key, frame["user_idx"].to_numpy()))
+    users_sorted = frame["user_idx"].to_numpy()[order]
+    _, starts, counts = np.unique(users_sorted, return_index=True, return_counts=True)
+    rank_in_user = np.arange(len(frame)) - np.repeat(starts, counts)
+    n_rows = np.repeat(counts, counts)
+    n_test = np.minimum(np.round(n_rows * test_ratio).astype(int), np.maximum(n_rows - 1, 0))
+    n_valid = np.minimum(np.round(n_rows * valid_ratio).astype(int), np.maximum(n_rows - 1 - n_test, 0))
+    test_sorted = rank_in_user < n_test
+    valid_sorted = (rank_in_user >= n_test) & (rank_in_user < n_test + n_valid)
+    is_test = np.zeros(len(frame), dtype=bool)
+    is_valid = np.zeros(len(frame), dtype=bool)
+    is_test[order] = test_sorted
+    is_valid[order] = valid_sorted
+    return is_valid, is_test
+
+
+def random_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio: float, seed: int) -> Split:
+    """Per-user random split: round(n·test_ratio) rows to test, round(n·valid_ratio) to validation, seeded."""
+    ordered = _chronological(interactions)
+    rng = np.random.default_rng(seed)
+    is_valid, is_test = _random_ratio_masks(ordered, valid_ratio=valid_ratio, test_ratio=test_ratio, rng=rng)
+    is_train = ~(is_valid | is_test)
+    return Split(
+        train=ordered[is_train].reset_index(drop=True),
+        valid=ordered[is_valid].reset_index(drop=True),
+        test=ordered[is_test].reset_index(drop=True),
+        cold_items=np.array([], dtype=np.int32),
+    )
+
+
+def cold_items(
+    interactions: pd.DataFrame,
+    *,
+    eligible_items: np.ndarray,
+    cold_item_ratio: float,
+    valid_ratio: float,
+    test_ratio: float,
+    seed: int,
+) -> Split:
+    """Hold round(ratio·|eligible|) items out of training entirely; half go to validation, half to test.
+
+    Interactions with validation-cold items form part of validation, those with test-cold items part of test;
+    the remaining (warm) interactions are split per user at random as in `random_ratio`.
+    """
+    rng = np.random.default_rng(seed)
+    n_cold = round(len(eligible_items) * cold_item_ratio)
+    if n_cold < 2:
+        raise ValueError(
+            f"cold_items needs at least 2 held-out items; got {n_cold} from {len(eligible_items)}"
+        )
+    chosen = rng.permutation(np.sort(eligible_items))[:n_cold].astype(np.int32)
+    valid_cold, test_cold = np.sort(chosen[: n_cold // 2]), np.sort(chosen[n_cold // 2 :])
+    ordered = _chronological(interactions)
+    item = ordered["item_idx"].to_numpy()
+    in_valid_cold, in_test_cold = np.isin(item, valid_cold), np.isin(item, test_cold)
+    warm = ordered[~(in_valid_cold | in_test_cold)].reset_index(drop=True)
+    warm_split = random_ratio(warm, valid_ratio=valid_ratio, test_ratio=test_ratio, seed=seed)
+    valid = _chronological(pd.concat([warm_split.valid, ordered[in_valid_cold]], ignore_index=True))
+    test = _chronological(pd.concat([warm_split.test, ordered[in_test_cold]], ignore_index=True))
+    return Split(train=warm_split.train, valid=valid, test=test, cold_items=np.sort(chosen))
+
+
+def coat_random(
+    train_interactions: pd.DataFrame, random_test: pd.DataFrame, *, valid_ratio: float, seed: int
+) -> Split:
+    """Coat: self-selected ratings train (a random share per user validates); uniformly random ratings test.
+
+    Test rows whose (user, item) is also in train or validation are dropped: a recommender never ranks items
+    the user already rated, so they could not be hit.
+    """
+    ordered = _chronological(train_interactions)
+    rng = np.random.default_rng(seed)
+    is_valid, _ = _random_ratio_masks(ordered, valid_ratio=valid_ratio, test_ratio=0.0, rng=rng)
+    seen = pd.MultiIndex.from_frame(ordered[["user_idx", "item_idx"]])
+    test_keys = pd.MultiIndex.from_frame(random_test[["user_idx", "item_idx"]])
+    test = _chronological(random_test[~test_keys.isin(seen)])
+    return Split(
+        train=ordered[~is_valid].reset_index(drop=True),
+        valid=ordered[is_valid].reset_index(drop=True),
+        test=test,
+        cold_items=np.array([], dtype=np.int32),
+    )
+
+
+def make_split(
+    interactions: pd.DataFrame,
+    cfg: SplitConfig,
+    *,
+    eligible_cold_items: np.ndarray | None = None,
+    random_test: pd.DataFrame | None = None,
+) -> Split:
+    """Dispatch to the split named in the config."""
+    if cfg.name == "leave_last_out":
+        return leave_last_out(interactions)
+    if cfg.name == "random_ratio":
+        return random_ratio(
+            interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio, seed=cfg.seed
+        )
+    if cfg.name == "cold_items":
+        eligible = eligible_cold_items
+        if eligible is None:
+            eligible = np.unique(interactions["item_idx"].to_numpy())
+        return cold_items(
+            interactions,
+            eligible_items=eligible,
+            cold_item_ratio=cfg.cold_item_ratio,
+            valid_ratio=cfg.valid_ratio,
+            test_ratio=cfg.test_ratio,
+            seed=cfg.seed,
+        )
+    if cfg.name == "coat_random":
+        if random_test is None:
+            raise ValueError("coat_random needs the source's random-exposure test set")
+        return coat_random(interactions, random_test, valid_ratio=cfg.valid_ratio, seed=cfg.seed)
+    raise ValueError(f"unknown split {cfg.name!r}")
