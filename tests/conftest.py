@@ -12,6 +12,8 @@ import pytest
 def real_data_dir() -> Path:
     """Return $EXPLOREC_DATA_DIR, or skip the test when it is not set."""
     value = os.environ.get("EXPLOREC_DATA_DIR")
+    if not value and os.environ.get("EXPLOREC_REQUIRE_REAL_DATA") == "1":
+        pytest.fail("EXPLOREC_REQUIRE_REAL_DATA=1 but EXPLOREC_DATA_DIR is not set")
     if not value:
         pytest.skip("EXPLOREC_DATA_DIR is not set; real-data tests need it (CI sets it)")
     path = Path(value).resolve()
