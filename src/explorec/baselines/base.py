@@ -1,0 +1,45 @@
+"""The one interface every baseline implements, and the input checks they share."""
+
+from __future__ import annotations
+
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """A model fitted on a users × items interaction matrix that scores every item for given users."""
+
+    def fit(self, train: sp.csr_matrix) -> Self:
+        """Fit on the binary (or count) users × items training matrix and return self."""
+        ...
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Return dense float scores [len(users), n_items] (higher = better) for the given user indices."""
+        ...
+
+
+class NotFittedError(RuntimeError):
+    """A recommender was asked to score before `fit` was called."""
+
+
+def as_interactions(train: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    """Return a canonical float32 CSR copy of a training matrix; reject negative or non-finite values."""
+    matrix = sp.csr_matrix(train, dtype=np.float32, copy=True)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    if matrix.ndim != 2 or min(matrix.shape) == 0:
+        raise ValueError(f"train must be a non-empty users × items matrix; got shape {matrix.shape}")
+    if not np.isfinite(matrix.data).all() or (matrix.data < 0).any():
+        raise ValueError("train must hold finite, non-negative values")
+    return matrix
+
+
+def checked_users(users: np.ndarray, n_users: int) -> np.ndarray:
+    """Return `users` as a 1-D int64 array, raising IndexError if any is outside [0, n_users)."""
+    indices = np.asarray(users, dtype=np.int64).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_users):
+        raise IndexError(f"user indices must lie in [0, {n_users})")
+    return indices

@@ -1,0 +1,71 @@
+"""EASE: embarrassingly shallow autoencoder (Steck 2019), a closed-form item-item linear model.
+
+B = argmin ||X − XB||² + λ||B||² subject to diag(B) = 0 has the closed form P = (XᵀX + λI)⁻¹,
+B_ij = −P_ij / P_jj for i ≠ j and B_jj = 0, i.e. B = I − P · diag(1 / diag(P)). A user's scores are x_u · B.
+The Gram matrix is dense n_items × n_items and inverted in float64 through its Cholesky factor, so this is for
+catalogues up to a few tens of thousands of items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from explorec.baselines.base import NotFittedError, as_interactions, checked_users
+
+
+@dataclass(frozen=True)
+class EASEParams:
+    """The L2 penalty λ added to the diagonal of the Gram matrix."""
+
+    l2: float = 500.0
+
+    def __post_init__(self) -> None:
+        if self.l2 <= 0:
+            raise ValueError(f"l2 must be positive; got {self.l2}")
+
+
+class EASE:
+    """Closed-form item-item regression with a zero diagonal; user scores are x_u · B."""
+
+    def __init__(self, params: EASEParams | None = None) -> None:
+        self.params = params or EASEParams()
+        self._train: sp.csr_matrix | None = None
+        self._weights: np.ndarray | None = None
+
+    def fit(self, train: sp.csr_matrix) -> Self:
+        """Solve for the item-item weight matrix B from the (binary or weighted) training matrix."""
+        self._train = as_interactions(train)
+        self._weights = ease_weights(self._train, l2=self.params.l2).astype(np.float32)
+        return self
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The dense item × item weight matrix B (zero diagonal)."""
+        if self._weights is None:
+            raise NotFittedError("EASE.fit must be called before use")
+        return self._weights
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Return x_u · B for each user u, as a dense float32 array [len(users), n_items]."""
+        weights = self.weights
+        train = self._train
+        if train is None:
+            raise NotFittedError("EASE.fit must be called before use")
+        indices = checked_users(users, train.shape[0])
+        return np.asarray(train[indices] @ weights, dtype=np.float32)
+
+
+def ease_weights(train: sp.csr_matrix, *, l2: float) -> np.ndarray:
+    """Return the float64 EASE weight matrix B = I − P · diag(1/diag(P)), P = (XᵀX + λI)⁻¹."""
+    gram = (train.T @ train).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += l2
+    factor = scipy.linalg.cho_factor(gram, lower=True, check_finite=False)
+    precision = scipy.linalg.cho_solve(factor, np.eye(gram.shape[0]), check_finite=False)
+    weights = -precision / np.diag(precision)[None, :]
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights
