@@ -109,6 +109,17 @@ class TrainerConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Where MLflow records runs; relative SQLite paths and artifact folders resolve under the root."""
+
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "explorec"
+    registered_model: str = "explorec-two-tower"
+    enabled: bool = True
+
+
+@dataclass
 class PathsConfig:
     """Where explorec writes its outputs; relative paths are resolved against the project root."""
 
@@ -125,6 +136,7 @@ class ExplorecConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
 

@@ -1,0 +1,42 @@
+"""Tracking: a relative SQLite store resolves under the project root; runs carry the standard tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from explorec.config import TrackingConfig
+from explorec.tracking import (
+    config_params,
+    configure_tracking,
+    metric_dict,
+    resolve_tracking_uri,
+    run_tags,
+)
+
+
+def test_relative_sqlite_uri_resolves_under_the_project_root(isolated_home: Path) -> None:
+    uri = resolve_tracking_uri("sqlite:///mlruns/mlflow.db")
+    assert uri == f"sqlite:///{isolated_home}/mlruns/mlflow.db"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_configure_tracking_creates_the_experiment_and_logs_into_a_temporary_store(
+    isolated_home: Path,
+) -> None:
+    target = configure_tracking(TrackingConfig(experiment="unit"))
+    assert target.artifact_location == (isolated_home / "mlruns" / "artifacts").as_uri()
+    tags = run_tags(config_hash="abc", data_fingerprint="def")
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_params(config_params({"model": {"embedding_dim": 64}, "seed": 1}))
+        mlflow.log_metrics(metric_dict({"ndcg@10": 0.25}, prefix="val/"), step=1)
+    stored = MlflowClient(target.tracking_uri).get_run(run.info.run_id)
+    assert stored.data.params == {"model.embedding_dim": "64", "seed": "1"}
+    assert stored.data.metrics["val/ndcg_at_10"] == 0.25
+    assert stored.data.tags["config_hash"] == "abc"
+    assert stored.data.tags["data_fingerprint"] == "def"
+    assert stored.data.tags["git_commit"]
+    assert (isolated_home / "mlruns" / "mlflow.db").is_file()
+    assert configure_tracking(TrackingConfig(experiment="unit")).experiment_id == target.experiment_id
