@@ -1,0 +1,180 @@
+"""The policy interface: a slate with per-slot propensities, exploration flags and its deviation from greedy.
+
+Propensity convention (every policy in this package): `Slate.propensities[s]` is the probability that the
+policy put `Slate.items[s]` in slot `s` *given the items it had already put in slots 0..s-1* (and given the
+scores, exclusions and user state of the call). The product over slots is therefore the probability of the
+whole ordered slate. Deterministic policies log 1.0; Thompson sampling logs a Monte Carlo estimate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+UserState = Any
+"""Per-user state a policy keeps between visits (None when stateless); see each policy's `initial_state`."""
+
+
+@dataclass(frozen=True)
+class Slate:
+    """One served slate: items by slot, each slot's propensity, whether it explored, and the greedy slate."""
+
+    items: np.ndarray
+    propensities: np.ndarray
+    explored: np.ndarray
+    greedy_items: np.ndarray
+
+    @property
+    def deviation_rate(self) -> float:
+        """Share of slots whose item differs from the greedy slate's item at the same position (δ)."""
+        return float(np.mean(self.items != self.greedy_items))
+
+
+@dataclass(frozen=True)
+class SlateBatch:
+    """Slates of many users at once: every field has shape (n_users, k)."""
+
+    items: np.ndarray
+    propensities: np.ndarray
+    explored: np.ndarray
+    greedy_items: np.ndarray
+
+    @property
+    def deviation_rate(self) -> float:
+        """Share of all slots that differ from the greedy slate at the same position (δ)."""
+        return deviation_rate(items=self.items, greedy_items=self.greedy_items)
+
+    def slate(self, row: int) -> Slate:
+        """Return the slate of one user (row) of the batch."""
+        return Slate(
+            items=self.items[row],
+            propensities=self.propensities[row],
+            explored=self.explored[row],
+            greedy_items=self.greedy_items[row],
+        )
+
+
+def deviation_rate(*, items: np.ndarray, greedy_items: np.ndarray) -> float:
+    """Share of slots whose item differs from the greedy slate's item at that position, over a batch (δ)."""
+    items = np.asarray(items)
+    greedy_items = np.asarray(greedy_items)
+    if items.shape != greedy_items.shape:
+        raise ValueError(f"items {items.shape} and greedy_items {greedy_items.shape} differ in shape")
+    if items.size == 0:
+        return float("nan")
+    return float(np.mean(items != greedy_items))
+
+
+def stack_slates(slates: Sequence[Slate]) -> SlateBatch:
+    """Stack equally long slates into one SlateBatch."""
+    return SlateBatch(
+        items=np.stack([s.items for s in slates]),
+        propensities=np.stack([s.propensities for s in slates]),
+        explored=np.stack([s.explored for s in slates]),
+        greedy_items=np.stack([s.greedy_items for s in slates]),
+    )
+
+
+def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values in descending order (ties broken by lower index), via argpartition."""
+    n = values.shape[0]
+    if k >= n:
+        candidates = np.arange(n)
+    else:
+        candidates = np.argpartition(-values, k - 1)[:k]
+        # argpartition may cut a tie arbitrarily: pull in every value tied with the k-th so ties go by index.
+        kth = values[candidates].min()
+        if np.count_nonzero(values == kth) > np.count_nonzero(values[candidates] == kth):
+            candidates = np.union1d(candidates, np.flatnonzero(values == kth))
+    order = np.lexsort((candidates, -values[candidates]))
+    return candidates[order][:k]
+
+
+def slots_off_greedy(items: np.ndarray, greedy: np.ndarray) -> np.ndarray:
+    """Per slot, whether the item differs from the best remaining item of the greedy order `greedy`."""
+    taken: set[int] = set()
+    explored = np.empty(items.size, dtype=bool)
+    for slot, item in enumerate(items):
+        best = next(int(g) for g in greedy if int(g) not in taken)
+        explored[slot] = int(item) != best
+        taken.add(int(item))
+    return explored
+
+
+def allowed_scores(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Return scores as float with excluded items at -inf, after checking shapes and that k items remain."""
+    scores = np.asarray(scores, dtype=np.float64)
+    excluded = np.asarray(excluded, dtype=bool)
+    if scores.ndim != 1 or scores.shape != excluded.shape:
+        raise ValueError(f"scores {scores.shape} and excluded {excluded.shape} must be equal 1-d shapes")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    n_allowed = int(excluded.size - excluded.sum())
+    if k < 1 or k > n_allowed:
+        raise ValueError(f"k={k} but only {n_allowed} items are not excluded")
+    return np.where(excluded, -np.inf, scores)
+
+
+def check_exploration_rate(exploration_rate: float) -> float:
+    """Return the rate as float, or raise ValueError when it is outside [0, 1]."""
+    rate = float(exploration_rate)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"exploration_rate must lie in [0, 1], got {exploration_rate}")
+    return rate
+
+
+class Policy(ABC):
+    """An exploration policy: serves slates from scores, keeps optional per-user state, logs propensities."""
+
+    name: str = "policy"
+
+    def __init__(self, *, exploration_rate: float) -> None:
+        self.exploration_rate = check_exploration_rate(exploration_rate)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(exploration_rate={self.exploration_rate})"
+
+    @abstractmethod
+    def select(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        state: UserState | None = None,
+    ) -> Slate:
+        """Serve k distinct non-excluded items for one user; randomness only through `rng`."""
+
+    def select_batch(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        states: Sequence[UserState | None] | None = None,
+    ) -> SlateBatch:
+        """Serve one slate per row of `scores` (n_users, n_items); this default loops over `select`."""
+        states = [None] * scores.shape[0] if states is None else states
+        return stack_slates(
+            [
+                self.select(scores=scores[row], excluded=excluded[row], k=k, rng=rng, state=states[row])
+                for row in range(scores.shape[0])
+            ]
+        )
+
+    def initial_state(self, *, history_items: np.ndarray) -> UserState | None:
+        """Return a new user's state from the items in their visible history (None: stateless policy)."""
+        del history_items
+        return None
+
+    def update(
+        self, *, state: UserState | None, items: np.ndarray, rewards: np.ndarray, scores: np.ndarray
+    ) -> None:
+        """Update `state` in place with the rewards of served `items` (`scores`: the scores served from)."""
+        del state, items, rewards, scores

@@ -1,0 +1,207 @@
+"""LinUCB and Thompson sampling on item-tower vectors with a per-user Bayesian linear model of the residual.
+
+Model (per user): reward(i) = score(i) + x_iᵀθ + noise, θ ~ N(0, λ⁻¹ I) a priori, x_i the item-tower vector.
+So `scores` must be on the reward scale (calibrated click probabilities); the model learns reward − score.
+After n observed (x, y = reward − score) pairs, A = λI + Σ x xᵀ, b = Σ x y, posterior mean θ̂ = A⁻¹ b and
+posterior covariance ∝ A⁻¹. A⁻¹ is kept and updated by Sherman–Morrison (rank 1 per observation).
+Posterior mean score of item i: μ_i = score(i) + x_iᵀθ̂. Both policies consider only the top M items by μ.
+The greedy slate (for δ) is the top k by μ, so rate 0 equals greedy on scores until the first update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from explorec.policies.base import (
+    Policy,
+    Slate,
+    UserState,
+    allowed_scores,
+    slots_off_greedy,
+    top_k_indices,
+)
+
+
+@dataclass
+class LinearUserState:
+    """A user's posterior: inverse precision A⁻¹ (d, d) and b = Σ x·(reward − score) (d,)."""
+
+    a_inverse: np.ndarray
+    b: np.ndarray
+
+    @classmethod
+    def prior(cls, *, dimension: int, prior_precision: float) -> LinearUserState:
+        """The prior state: A = λI, b = 0."""
+        return cls(a_inverse=np.eye(dimension) / prior_precision, b=np.zeros(dimension))
+
+    @property
+    def theta_mean(self) -> np.ndarray:
+        """Posterior mean θ̂ = A⁻¹ b."""
+        return self.a_inverse @ self.b
+
+    def observe(self, *, features: np.ndarray, target: float) -> None:
+        """Add one observation: A += x xᵀ (Sherman–Morrison on A⁻¹), b += x·target."""
+        a_inv_x = self.a_inverse @ features
+        self.a_inverse -= np.outer(a_inv_x, a_inv_x) / (1.0 + features @ a_inv_x)
+        self.b += features * target
+
+
+class _LinearModelPolicy(Policy):
+    """Shared parts of LinUCB and Thompson: state, updates, posterior means and the top-M candidates."""
+
+    def __init__(
+        self,
+        *,
+        exploration_rate: float,
+        item_vectors: np.ndarray,
+        prior_precision: float = 1.0,
+        n_candidates: int = 100,
+        exploration_scale: float | None = None,
+    ) -> None:
+        super().__init__(exploration_rate=exploration_rate)
+        if prior_precision <= 0 or n_candidates < 1:
+            raise ValueError("prior_precision must be positive and n_candidates at least 1")
+        self.item_vectors = np.asarray(item_vectors, dtype=np.float64)
+        self.prior_precision = float(prior_precision)
+        self.n_candidates = int(n_candidates)
+        self.exploration_scale = exploration_scale
+
+    def initial_state(self, *, history_items: np.ndarray) -> LinearUserState:
+        """The prior posterior (the visible history is already in the scores)."""
+        del history_items
+        return LinearUserState.prior(
+            dimension=self.item_vectors.shape[1], prior_precision=self.prior_precision
+        )
+
+    def update(
+        self, *, state: UserState | None, items: np.ndarray, rewards: np.ndarray, scores: np.ndarray
+    ) -> None:
+        """Rank-1 update per served item with target reward − score."""
+        for item, reward in zip(np.asarray(items), np.asarray(rewards, dtype=np.float64), strict=True):
+            state.observe(features=self.item_vectors[item], target=float(reward - scores[item]))
+
+    def _candidates(
+        self, scores: np.ndarray, excluded: np.ndarray, k: int, state: LinearUserState | None
+    ) -> tuple[LinearUserState, np.ndarray, np.ndarray]:
+        """The state to use, the top-M candidate items by posterior mean (descending) and their means."""
+        if scores.shape[0] != self.item_vectors.shape[0]:
+            raise ValueError(
+                f"scores cover {scores.shape[0]} items, item_vectors {self.item_vectors.shape[0]}"
+            )
+        allowed = allowed_scores(scores, excluded, k)
+        state = state if state is not None else self.initial_state(history_items=np.empty(0, np.int64))
+        means = allowed + self.item_vectors @ state.theta_mean
+        n_allowed = int(np.isfinite(allowed).sum())
+        candidates = top_k_indices(means, max(k, min(self.n_candidates, n_allowed)))
+        return state, candidates, means[candidates]
+
+    def _scale(self, candidate_means: np.ndarray) -> float:
+        """Exploration scale at rate 1: `exploration_scale`, or the std of candidate means (1.0 when 0)."""
+        if self.exploration_scale is not None:
+            return float(self.exploration_scale)
+        spread = float(np.std(candidate_means))
+        return spread if spread > 0 else 1.0
+
+
+class LinUCBPolicy(_LinearModelPolicy):
+    """Top k among the top-M candidates by μ_i + α·sqrt(x_iᵀA⁻¹x_i); deterministic, propensity 1.
+
+    α = exploration_rate · scale, scale = `exploration_scale` or the std of the candidates' posterior means.
+    With unit-norm item vectors and no updates the bonus is equal for all items, so LinUCB starts greedy.
+    """
+
+    name = "linucb"
+
+    def select(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        state: UserState | None = None,
+    ) -> Slate:
+        """Serve the k highest upper confidence bounds among the top-M candidates."""
+        state, candidates, means = self._candidates(scores, excluded, k, state)
+        vectors = self.item_vectors[candidates]
+        width = np.sqrt(np.maximum(np.einsum("ij,ij->i", vectors @ state.a_inverse, vectors), 0.0))
+        alpha = self.exploration_rate * self._scale(means)
+        items = candidates[top_k_indices(means + alpha * width, k)]
+        greedy = candidates[:k]
+        return Slate(items, np.ones(k), slots_off_greedy(items, greedy), greedy)
+
+
+class ThompsonPolicy(_LinearModelPolicy):
+    """Top k among the top-M candidates by x_iᵀθ̃ + score(i), θ̃ ~ N(θ̂, s²A⁻¹), s = rate · scale.
+
+    scale = `exploration_scale` or the std of the candidates' posterior means. Propensities have no closed
+    form: each is a Monte Carlo estimate from `propensity_draws` fresh posterior draws plus the served draw,
+    propensity[s] = (1 + #draws whose top s+1 equal the slate's) / (1 + #draws whose top s equal the slate's);
+    always in (0, 1], consistent as the draws grow. `propensity_draws=0` logs NaN instead (no estimate).
+    """
+
+    name = "thompson"
+
+    def __init__(
+        self,
+        *,
+        exploration_rate: float,
+        item_vectors: np.ndarray,
+        prior_precision: float = 1.0,
+        n_candidates: int = 100,
+        exploration_scale: float | None = None,
+        propensity_draws: int = 256,
+    ) -> None:
+        super().__init__(
+            exploration_rate=exploration_rate,
+            item_vectors=item_vectors,
+            prior_precision=prior_precision,
+            n_candidates=n_candidates,
+            exploration_scale=exploration_scale,
+        )
+        self.propensity_draws = int(propensity_draws)
+
+    def select(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        state: UserState | None = None,
+    ) -> Slate:
+        """Serve the top k of one posterior draw; propensities by Monte Carlo."""
+        state, candidates, means = self._candidates(scores, excluded, k, state)
+        greedy = candidates[:k]
+        noise_scale = self.exploration_rate * self._scale(means)
+        if noise_scale == 0.0:
+            return Slate(greedy, np.ones(k), np.zeros(k, bool), greedy)
+        projected = self.item_vectors[candidates] @ np.linalg.cholesky(state.a_inverse)
+        n_draws = 1 + self.propensity_draws
+        draws = (
+            means[None, :] + noise_scale * rng.standard_normal((n_draws, projected.shape[1])) @ projected.T
+        )
+        served = top_k_indices(draws[0], k)
+        items = candidates[served]
+        if self.propensity_draws == 0:
+            propensities = np.full(k, np.nan)
+        else:
+            propensities = _prefix_match_propensities(draws, served)
+        return Slate(items, propensities, slots_off_greedy(items, greedy), greedy)
+
+
+def _prefix_match_propensities(draw_scores: np.ndarray, served: np.ndarray) -> np.ndarray:
+    """Per slot, draws matching the served prefix through that slot over those matching it up to the slot."""
+    k = served.size
+    if k < draw_scores.shape[1]:
+        top = np.argpartition(-draw_scores, k - 1, axis=1)[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(draw_scores.shape[1]), draw_scores.shape)
+    order = np.argsort(-np.take_along_axis(draw_scores, top, axis=1), axis=1, kind="stable")
+    ranked = np.take_along_axis(top, order, axis=1)
+    prefix_match = np.cumprod(ranked == served[None, :], axis=1).astype(bool)
+    counts = prefix_match.sum(axis=0).astype(np.float64)
+    previous = np.concatenate([[float(draw_scores.shape[0])], counts[:-1]])
+    return counts / previous
