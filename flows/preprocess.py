@@ -10,9 +10,10 @@ from prefect.artifacts import create_markdown_artifact
 from explorec.config import compose, from_dict, to_dict
 from explorec.data.preprocess import preprocess
 from explorec.reporting import preprocess_markdown
+from flows.common import IO_RETRIES
 
 
-@task(name="preprocess-data", retries=1, retry_delay_seconds=2)
+@task(name="preprocess-data", **IO_RETRIES)
 def preprocess_task(config: dict[str, Any]) -> dict[str, Any]:
     """Run the library's preprocessing on a plain config dict and return its small summary."""
     return preprocess(from_dict(config)).summary()
