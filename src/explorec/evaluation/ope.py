@@ -1,0 +1,235 @@
+"""Off-policy estimators of a target policy's value from logs with propensities: IPS, SNIPS and doubly robust.
+
+Log layout: one row per logged decision. For slates, each (context, slot) is one decision (the per-position
+or independence assumption): its reward is that slot's reward (e.g. click), `logging_propensities` the
+probability with which the logging policy put the logged item in that slot, and `target_propensities` the
+probability with which the target policy would have put that same item there, in the same context. The
+estimand is then the target policy's mean reward per decision (per slot), e.g. its CTR. It is unbiased when
+each slot's reward depends only on (context, slot, item), not on the other items of the slate, and the
+logging propensity is positive wherever the target's is. With `explorec.policies` slates,
+`Slate.propensities` are conditional on the earlier slots, so the context of slot s includes slots 0..s−1;
+for the target policy pass its probability of the logged item given the same logged earlier slots.
+
+Every estimator returns a `PolicyValueEstimate` with a confidence interval: a normal approximation
+(`ci_method="normal"`, from the per-decision terms; for SNIPS the delta method) or a percentile bootstrap
+over decisions (`ci_method="bootstrap"`, needs a numpy Generator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.stats import norm
+
+CIMethod = Literal["normal", "bootstrap"]
+BOOTSTRAP_CHUNK = 64
+"""Bootstrap resamples drawn at once (bounds memory to BOOTSTRAP_CHUNK × n_decisions indices)."""
+
+
+@dataclass(frozen=True)
+class PolicyValueEstimate:
+    """An estimated policy value with its confidence interval."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    standard_error: float
+    n_decisions: int
+    estimator: str
+    ci_method: str
+
+    def contains(self, value: float) -> bool:
+        """Whether `value` lies inside the confidence interval."""
+        return self.ci_low <= value <= self.ci_high
+
+
+def importance_weights(*, target_propensities: np.ndarray, logging_propensities: np.ndarray) -> np.ndarray:
+    """w = π_target(a|x) / π_logging(a|x) per decision; logging propensities must be positive."""
+    target = np.asarray(target_propensities, dtype=np.float64)
+    logging = np.asarray(logging_propensities, dtype=np.float64)
+    if target.shape != logging.shape or target.ndim != 1:
+        raise ValueError(f"propensities must be equal 1-d shapes, got {target.shape} and {logging.shape}")
+    if np.isnan(target).any() or np.isnan(logging).any():
+        raise ValueError("propensities contain NaN")
+    if (logging <= 0).any() or (logging > 1).any() or (target < 0).any() or (target > 1).any():
+        raise ValueError("logging propensities must lie in (0, 1] and target propensities in [0, 1]")
+    return target / logging
+
+
+def deterministic_target_propensities(*, target_items: np.ndarray, logged_items: np.ndarray) -> np.ndarray:
+    """Propensities of a deterministic target policy: 1 where it would choose the logged item, else 0."""
+    return (np.asarray(target_items) == np.asarray(logged_items)).astype(np.float64)
+
+
+def _rewards(rewards: np.ndarray, n: int) -> np.ndarray:
+    """Rewards as a float vector of length n."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.shape != (n,):
+        raise ValueError(f"rewards must have shape ({n},), got {rewards.shape}")
+    return rewards
+
+
+def _interval(
+    *,
+    name: str,
+    point: float,
+    standard_error: float,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    ci_method: CIMethod,
+    confidence: float,
+    rng: np.random.Generator | None,
+    n_bootstrap: int,
+) -> PolicyValueEstimate:
+    """Wrap a point estimate with a normal or percentile-bootstrap interval."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if ci_method == "normal":
+        half_width = float(norm.ppf(0.5 + confidence / 2)) * standard_error
+        low, high = point - half_width, point + half_width
+    elif ci_method == "bootstrap":
+        if rng is None:
+            raise ValueError("ci_method='bootstrap' needs a numpy Generator (rng)")
+        replicates = np.concatenate(
+            [
+                statistic(rng.integers(0, n, size=(min(BOOTSTRAP_CHUNK, n_bootstrap - start), n)))
+                for start in range(0, n_bootstrap, BOOTSTRAP_CHUNK)
+            ]
+        )
+        low, high = np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2])
+        standard_error = float(np.std(replicates, ddof=1))
+    else:
+        raise ValueError(f"ci_method must be 'normal' or 'bootstrap', got {ci_method!r}")
+    return PolicyValueEstimate(point, float(low), float(high), float(standard_error), n, name, ci_method)
+
+
+def _mean_estimate(
+    name: str,
+    terms: np.ndarray,
+    ci_method: CIMethod,
+    confidence: float,
+    rng: np.random.Generator | None,
+    n_boot: int,
+) -> PolicyValueEstimate:
+    """Estimate = mean of per-decision terms, SE = their sample std / sqrt(n)."""
+    n = terms.size
+    if n == 0:
+        raise ValueError("no logged decisions")
+    standard_error = float(np.std(terms, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return _interval(
+        name=name,
+        point=float(terms.mean()),
+        standard_error=standard_error,
+        statistic=lambda rows: terms[rows].mean(axis=1),
+        n=n,
+        ci_method=ci_method,
+        confidence=confidence,
+        rng=rng,
+        n_bootstrap=n_boot,
+    )
+
+
+def ips_estimate(
+    *,
+    rewards: np.ndarray,
+    logging_propensities: np.ndarray,
+    target_propensities: np.ndarray,
+    ci_method: CIMethod = "normal",
+    confidence: float = 0.95,
+    rng: np.random.Generator | None = None,
+    n_bootstrap: int = 1000,
+) -> PolicyValueEstimate:
+    """Inverse propensity scoring: V̂ = mean_i w_i·r_i (unbiased, high variance when weights are large)."""
+    weights = importance_weights(
+        target_propensities=target_propensities, logging_propensities=logging_propensities
+    )
+    terms = weights * _rewards(rewards, weights.size)
+    return _mean_estimate("ips", terms, ci_method, confidence, rng, n_bootstrap)
+
+
+def snips_estimate(
+    *,
+    rewards: np.ndarray,
+    logging_propensities: np.ndarray,
+    target_propensities: np.ndarray,
+    ci_method: CIMethod = "normal",
+    confidence: float = 0.95,
+    rng: np.random.Generator | None = None,
+    n_bootstrap: int = 1000,
+) -> PolicyValueEstimate:
+    """Self-normalised IPS: V̂ = Σ w_i r_i / Σ w_i (slightly biased, lower variance; delta-method CI)."""
+    weights = importance_weights(
+        target_propensities=target_propensities, logging_propensities=logging_propensities
+    )
+    rewards = _rewards(rewards, weights.size)
+    n = weights.size
+    total_weight = weights.sum()
+    if n == 0 or total_weight <= 0:
+        raise ValueError("SNIPS needs at least one decision the target policy could have made (Σw > 0)")
+    point = float((weights * rewards).sum() / total_weight)
+    # Delta method: the influence of decision i is w_i (r_i − V̂) / mean(w).
+    influence = weights * (rewards - point) / (total_weight / n)
+    standard_error = float(np.std(influence, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+    def statistic(rows: np.ndarray) -> np.ndarray:
+        sampled_weights = weights[rows]
+        sums = sampled_weights.sum(axis=1)
+        return np.divide(
+            (sampled_weights * rewards[rows]).sum(axis=1), sums, out=np.zeros(len(rows)), where=sums > 0
+        )
+
+    return _interval(
+        name="snips",
+        point=point,
+        standard_error=standard_error,
+        statistic=statistic,
+        n=n,
+        ci_method=ci_method,
+        confidence=confidence,
+        rng=rng,
+        n_bootstrap=n_bootstrap,
+    )
+
+
+def dr_estimate(
+    *,
+    rewards: np.ndarray,
+    logging_propensities: np.ndarray,
+    target_propensities: np.ndarray,
+    predicted_rewards_logged: np.ndarray,
+    predicted_value_target: np.ndarray,
+    ci_method: CIMethod = "normal",
+    confidence: float = 0.95,
+    rng: np.random.Generator | None = None,
+    n_bootstrap: int = 1000,
+) -> PolicyValueEstimate:
+    """Doubly robust: V̂ = mean_i [ q̂_i(π) + w_i·(r_i − q̂_i(a_i)) ].
+
+    `predicted_rewards_logged[i]` = q̂(x_i, a_i), the reward model's prediction for the logged item;
+    `predicted_value_target[i]` = q̂_i(π) = Σ_a π(a|x_i)·q̂(x_i, a), its expected prediction under the target
+    (see `expected_model_reward`). Unbiased if either the propensities or the reward model are correct.
+    """
+    weights = importance_weights(
+        target_propensities=target_propensities, logging_propensities=logging_propensities
+    )
+    n = weights.size
+    logged = _rewards(predicted_rewards_logged, n)
+    target_value = _rewards(predicted_value_target, n)
+    terms = target_value + weights * (_rewards(rewards, n) - logged)
+    return _mean_estimate("dr", terms, ci_method, confidence, rng, n_bootstrap)
+
+
+def expected_model_reward(*, target_probabilities: np.ndarray, predicted_rewards: np.ndarray) -> np.ndarray:
+    """q̂_i(π) = Σ_a π(a|x_i)·q̂(x_i, a) per decision, from (n, n_actions) probabilities and predictions."""
+    probabilities = np.asarray(target_probabilities, dtype=np.float64)
+    predictions = np.asarray(predicted_rewards, dtype=np.float64)
+    if probabilities.shape != predictions.shape or probabilities.ndim != 2:
+        raise ValueError(
+            f"expected equal (n, n_actions) shapes, got {probabilities.shape}, {predictions.shape}"
+        )
+    if not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError("each row of target_probabilities must sum to 1")
+    return (probabilities * predictions).sum(axis=1)
