@@ -68,8 +68,9 @@ LAYOUTS: dict[str, DatasetLayout] = {
         archive="ml-latest-small.zip",
         archive_target="ml-latest-small",
         manual=(
-            "tmdb-5000/tmdb_5000_movies.csv cannot be downloaded automatically: get it from Kaggle's "
-            "'TMDB 5000 Movie Dataset' (https://www.kaggle.com/datasets/tmdb/tmdb-movie-metadata)"
+            "tmdb_5000_movies.csv cannot be downloaded automatically: get it from Kaggle's "
+            "'TMDB 5000 Movie Dataset' (https://www.kaggle.com/datasets/tmdb/tmdb-movie-metadata) "
+            "and put it at DIR/ml-latest-small-tmdb/tmdb-5000/tmdb_5000_movies.csv"
         ),
     ),
     "coat": DatasetLayout(
@@ -150,16 +151,25 @@ def locate_dataset(
     reason = "data.allow_download is false"
     if cfg.allow_download and layout.archive is not None:
         try:
-            download_dataset(name, cache_root, base_url=base_url, progress=progress)
+            if not archive_present(cache_root, layout):
+                download_dataset(name, cache_root, base_url=base_url, progress=progress)
         except (urllib.error.URLError, OSError, zipfile.BadZipFile) as error:
             reason = f"downloading {archive_url(layout, base_url)} failed ({_short_reason(error)})"
         else:
-            if not missing_files(cache_root / layout.folder, layout):
+            lacking = missing_files(cache_root / layout.folder, layout)
+            if not lacking:
                 return cache_root / layout.folder
-            reason = "the download does not hold every required file"
+            folder = cache_root / layout.folder
+            reason = f"{layout.archive} is in {folder}, but {', '.join(lacking)} is missing"
     elif layout.archive is None:
         reason = "it cannot be downloaded automatically"
     raise DataNotFoundError(not_found_message(layout, roots, reason=reason, base_url=base_url))
+
+
+def archive_present(root: Path, layout: DatasetLayout) -> bool:
+    """Return whether the files that the GroupLens archive provides are already under `root`."""
+    from_archive = [name for name in layout.required if name.startswith(layout.archive_target)]
+    return all((root / layout.folder / name).is_file() for name in from_archive)
 
 
 def _short_reason(error: Exception) -> str:
