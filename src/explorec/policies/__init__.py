@@ -1,1 +1,19 @@
-"""Exploration policies that serve slates and log their propensities."""
+"""Exploration policies that serve slates and log their propensities.
+
+Modules: `base` (the `Policy` interface, `Slate`/`SlateBatch`, `deviation_rate`), `simple` (greedy,
+ε-greedy, Boltzmann/Plackett-Luce, with vectorised `select_batch`), `linear` (LinUCB and Thompson sampling on
+item-tower vectors, per-user Bayesian linear model with Sherman–Morrison updates), `semantic` (k-means text
+clusters, semantic-cluster exploration with per-user Beta Thompson sampling), `mmr` (maximal marginal
+relevance), `factory` (`build_policy(name, exploration_rate, **params)`, `POLICY_NAMES`).
+
+Serving loop, for every policy alike::
+
+    policy = build_policy("epsilon_greedy", 0.1)
+    state = policy.initial_state(history_items=visible_history)
+    slate = policy.select(scores=scores, excluded=seen_or_consumed, k=10, rng=rng, state=state)
+    policy.update(state=state, items=slate.items, rewards=clicks, scores=scores)
+
+`slate.propensities[s]` is the probability of `slate.items[s]` at slot s given slots 0..s−1;
+`slate.explored[s]` says whether slot s explored; `slate.deviation_rate` is δ against `slate.greedy_items`.
+Randomness comes only from the Generator passed to `select`.
+"""

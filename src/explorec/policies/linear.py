@@ -79,6 +79,10 @@ class _LinearModelPolicy(Policy):
         self, *, state: UserState | None, items: np.ndarray, rewards: np.ndarray, scores: np.ndarray
     ) -> None:
         """Rank-1 update per served item with target reward − score."""
+        if not isinstance(state, LinearUserState):
+            raise ValueError(
+                f"{self.name} needs the LinearUserState from initial_state, got {type(state).__name__}"
+            )
         for item, reward in zip(np.asarray(items), np.asarray(rewards, dtype=np.float64), strict=True):
             state.observe(features=self.item_vectors[item], target=float(reward - scores[item]))
 
@@ -178,7 +182,7 @@ class ThompsonPolicy(_LinearModelPolicy):
         noise_scale = self.exploration_rate * self._scale(means)
         if noise_scale == 0.0:
             return Slate(greedy, np.ones(k), np.zeros(k, bool), greedy)
-        projected = self.item_vectors[candidates] @ np.linalg.cholesky(state.a_inverse)
+        projected = self.item_vectors[candidates] @ _covariance_factor(state.a_inverse)
         n_draws = 1 + self.propensity_draws
         draws = (
             means[None, :] + noise_scale * rng.standard_normal((n_draws, projected.shape[1])) @ projected.T
@@ -205,3 +209,13 @@ def _prefix_match_propensities(draw_scores: np.ndarray, served: np.ndarray) -> n
     counts = prefix_match.sum(axis=0).astype(np.float64)
     previous = np.concatenate([[float(draw_scores.shape[0])], counts[:-1]])
     return counts / previous
+
+
+def _covariance_factor(covariance: np.ndarray) -> np.ndarray:
+    """L with L Lᵀ = covariance: Cholesky of its symmetric part, or an eigen-factor if rounding broke it."""
+    symmetric = 0.5 * (covariance + covariance.T)
+    try:
+        return np.linalg.cholesky(symmetric)
+    except np.linalg.LinAlgError:
+        eigenvalues, eigenvectors = np.linalg.eigh(symmetric)
+        return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))

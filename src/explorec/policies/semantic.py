@@ -132,6 +132,10 @@ class SemanticClusterPolicy(Policy):
         self, *, state: UserState | None, items: np.ndarray, rewards: np.ndarray, scores: np.ndarray
     ) -> None:
         """Count each served item's reward as clicks and 1 − reward as skips of its cluster."""
+        if not isinstance(state, ClusterUserState):
+            raise ValueError(
+                f"{self.name} needs the ClusterUserState from initial_state, got {type(state).__name__}"
+            )
         clusters = self.item_clusters[np.asarray(items, dtype=np.int64)]
         rewards = np.asarray(rewards, dtype=np.float64)
         np.add.at(state.clicks, clusters, rewards)

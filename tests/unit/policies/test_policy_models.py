@@ -180,3 +180,10 @@ def test_mmr_hand_worked_case() -> None:
         scores=scores, excluded=np.zeros(3, bool), k=3, rng=np.random.default_rng(0)
     )
     np.testing.assert_array_equal(greedy_like.items, [0, 1, 2])
+
+
+@pytest.mark.parametrize("name", ["linucb", "thompson", "semantic_cluster"])
+def test_stateful_policies_refuse_updates_without_their_state(name, catalogue) -> None:
+    policy = catalogue.policy(name, 0.5)
+    with pytest.raises(ValueError, match="from initial_state"):
+        policy.update(state=None, items=np.array([0]), rewards=np.array([1.0]), scores=catalogue.scores)
