@@ -221,7 +221,6 @@ def read_movielens_movies(path: Path) -> tuple[TextTable, pd.DataFrame]:
             empty_problem(table, ["movieId", "title"]),
             integer_id_problem(table, "movieId"),
             unique_id_problem(table, "movieId"),
-            control_character_problem(table, "title"),
         ],
     )
     frame = table.frame

@@ -19,6 +19,7 @@ from explorec.errors import DataValidationError
 
 SCAN_CHUNK_BYTES = 1 << 24
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NUMBER_PATTERN = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
 _PANDAS_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
@@ -158,28 +159,51 @@ def read_delimited_lines(
             problem=f"expected {len(columns)} fields separated by {separator!r}, found {found}",
         )
     frame = _arrow_read_unquoted(data, separator=separator, columns=columns, encoding=encoding)
+    if frame is None or len(frame) != len(line_numbers):
+        frame = _python_split_lines(data, separator=separator, columns=columns, encoding=encoding)
+        frame = frame[~blank].reset_index(drop=True) if blank_ok else frame
     return TextTable(path=path, frame=frame, lines=line_numbers)
 
 
 def _arrow_read_unquoted(
     data: bytes, *, separator: str, columns: Sequence[str], encoding: str
-) -> pd.DataFrame:
-    """Parse header-less, unquoted delimited bytes whose field counts are known to be right into strings."""
+) -> pd.DataFrame | None:
+    """Parse header-less, unquoted delimited bytes into strings with pyarrow; None if pyarrow disagrees."""
     import pyarrow as pa
     from pyarrow import csv as arrow_csv
 
     if not data.strip():
         return pd.DataFrame({name: pd.Series([], dtype="str") for name in columns})
     delimiter = separator if len(separator) == 1 else UNIT_SEPARATOR.decode()
-    table = arrow_csv.read_csv(
-        pa.BufferReader(data),
-        read_options=arrow_csv.ReadOptions(column_names=list(columns), encoding=_arrow_encoding(encoding)),
-        parse_options=arrow_csv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=True),
-        convert_options=arrow_csv.ConvertOptions(
-            column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False
-        ),
-    )
+    try:
+        table = arrow_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=arrow_csv.ReadOptions(
+                column_names=list(columns), encoding=_arrow_encoding(encoding)
+            ),
+            parse_options=arrow_csv.ParseOptions(
+                delimiter=delimiter, quote_char=False, ignore_empty_lines=True
+            ),
+            convert_options=arrow_csv.ConvertOptions(
+                column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
     return _arrow_to_strings(table)
+
+
+def _python_split_lines(
+    data: bytes, *, separator: str, columns: Sequence[str], encoding: str
+) -> pd.DataFrame:
+    """Split each LF-ended line of `data` into fields in Python; lines of another width give empty fields."""
+    delimiter = separator if len(separator) == 1 else UNIT_SEPARATOR.decode()
+    lines = data.decode(encoding).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    rows = [line.removesuffix("\r").split(delimiter) for line in lines]
+    rows = [row if len(row) == len(columns) else [""] * len(columns) for row in rows]
+    return pd.DataFrame(rows, columns=list(columns), dtype="str")
 
 
 def _arrow_encoding(encoding: str) -> str:
@@ -305,17 +329,18 @@ def empty_problem(table: TextTable, columns: Sequence[str]) -> Problem | None:
 def integer_id_problem(table: TextTable, column: str) -> Problem | None:
     """Return the first value of an id column that is not a non-negative integer."""
     values = table.frame[column]
-    bad = first_true(~values.str.fullmatch(r"\d+").fillna(False).to_numpy(dtype=bool))
+    bad = first_true(~values.str.fullmatch(r"[0-9]+").fillna(False).to_numpy(dtype=bool))
     if bad is None:
         return None
     return Problem(int(table.lines[bad]), column, f"{values.iloc[bad]!r} is not a non-negative integer id")
 
 
 def parse_number(table: TextTable, column: str) -> tuple[np.ndarray, Problem | None]:
-    """Parse a column as float64; return the values and the first unparseable value as a problem."""
+    """Parse a column as float64; return the values and the first unparseable or non-finite value."""
     text = table.frame[column]
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = first_true(~np.isfinite(values))
+    well_formed = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
+    bad = first_true(~np.isfinite(values) | ~well_formed)
     if bad is None:
         return values, None
     return values, Problem(int(table.lines[bad]), column, f"{text.iloc[bad]!r} is not a number")
@@ -335,7 +360,7 @@ def rating_problem(
 def parse_timestamp(table: TextTable, column: str = "timestamp") -> tuple[np.ndarray, Problem | None]:
     """Parse unix-second timestamps as int64; return them and the first unparseable or negative one."""
     text = table.frame[column]
-    ok = text.str.fullmatch(r"-?\d{1,18}").fillna(False).to_numpy(dtype=bool)
+    ok = text.str.fullmatch(r"-?[0-9]{1,18}").fillna(False).to_numpy(dtype=bool)
     bad = first_true(~ok)
     if bad is not None:
         problem = Problem(int(table.lines[bad]), column, f"{text.iloc[bad]!r} is not a unix timestamp")
@@ -426,7 +451,8 @@ def validate_interactions(
             duplicate_problem(table, {name: table.frame[name] for name in (user, item, timestamp)})
         )
         raise_first(table.file, problems)
-        raise AssertionError(f"{table.file}: the fast check failed but no rule names a row")
+        raise_first(table.file, [first_uncastable(table, names)])
+        raise DataValidationError(file=table.file, row=None, column=None, problem="unreadable ratings")
     ratings, timestamps = parsed
     return pd.DataFrame(
         {
@@ -450,6 +476,9 @@ def _parse_clean_interactions(
 
     frame = table.frame
     columns = {key: pa.chunked_array(pa.array(frame[name].array)) for key, name in names.items()}
+    for key in ("user_id", "item_id", "timestamp"):
+        if not pc.all(pc.ascii_is_decimal(columns[key])).as_py() and len(frame):
+            return None
     try:
         users = pc.cast(columns["user_id"], pa.int64()).to_numpy()
         items = pc.cast(columns["item_id"], pa.int64()).to_numpy()
@@ -469,6 +498,33 @@ def _parse_clean_interactions(
     if has_duplicate_rows(users, items, timestamps):
         return None
     return ratings.astype(np.float64), timestamps.astype(np.int64)
+
+
+def first_uncastable(table: TextTable, names: dict[str, str]) -> Problem | None:
+    """Return the first value pyarrow cannot cast to its column's type, found by bisection."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    targets = {"user_id": pa.int64(), "item_id": pa.int64(), "rating": pa.float64(), "timestamp": pa.int64()}
+    found: Problem | None = None
+    for key, name in names.items():
+        values = pa.array(table.frame[name].array)
+        low, high = 0, len(values)
+        while high - low > 1:
+            middle = (low + high) // 2
+            try:
+                pc.cast(values.slice(low, middle - low), targets[key])
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                high = middle
+            else:
+                low = middle
+        try:
+            pc.cast(values.slice(low, 1), targets[key])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            row = int(table.lines[low])
+            if found is None or row < (found.row or 0):
+                found = Problem(row, name, f"{values[low].as_py()!r} cannot be read as {targets[key]}")
+    return found
 
 
 def has_duplicate_rows(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> bool:

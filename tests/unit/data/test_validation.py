@@ -324,3 +324,39 @@ def test_tmdb_without_overview_column(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError) as error:
         read_ml_latest_small_tmdb(folder)
     assert_problem(error, "tmdb_5000_movies.csv", 1, "overview")
+
+
+def test_lone_carriage_return_in_title_is_a_control_character(tmp_path: Path) -> None:
+    """A bare CR inside a u.item title does not split the line; it is reported as U+000D on its line."""
+    items = [
+        "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|1",
+        "2|Gold\rEye (1995)|01-Jan-1995||http://x|0|1|0",
+    ]
+    with pytest.raises(DataValidationError) as error:
+        read_ml100k(write_ml100k(tmp_path, ratings=ML100K_RATINGS[:1], items=items))
+    assert_problem(error, "u.item", 2, "title")
+    assert "U+000D" in error.value.problem
+
+
+@pytest.mark.parametrize(
+    ("line", "column"), [("0x2,1,4.0,964982710", "userId"), ("2,1, 4.0,964982710", "rating")]
+)
+def test_values_that_only_lenient_parsers_accept_are_rejected(tmp_path: Path, line: str, column: str) -> None:
+    """A hexadecimal id or a padded rating is not a clean value: reported on its line."""
+    ratings = [*RATINGS_CSV[:2], line]
+    with pytest.raises(DataValidationError) as error:
+        read_movielens_csv(write_movielens_csv(tmp_path, ratings=ratings), name="ml20m")
+    assert_problem(error, "ratings.csv", 3, column)
+
+
+def test_first_uncastable_finds_the_row_by_bisection(tmp_path: Path) -> None:
+    """The last-resort locator names the first value pyarrow cannot cast."""
+    from explorec.data.validation import first_uncastable
+
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join([*RATINGS_CSV, "3,1,4.0,9649827x"]) + "\n")
+    table = read_csv_with_header(path, columns=("userId", "movieId", "rating", "timestamp"))
+    names = {"user_id": "userId", "item_id": "movieId", "rating": "rating", "timestamp": "timestamp"}
+    problem = first_uncastable(table, names)
+    assert problem is not None
+    assert (problem.row, problem.column) == (6, "timestamp")
