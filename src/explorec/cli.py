@@ -26,6 +26,7 @@ class Command:
     help: str
     flow: str
     render: str
+    up_to_date: str | None = None
 
 
 COMMANDS: dict[str, Command] = {
@@ -33,6 +34,7 @@ COMMANDS: dict[str, Command] = {
         help="read, validate and split a data set into model-ready Parquet tables",
         flow="flows.preprocess:preprocess_flow",
         render="explorec.reporting:preprocess_text",
+        up_to_date="explorec.cli:cached_preprocess_summary",
     ),
 }
 
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         child.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
         child.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        if command.up_to_date:
+            child.add_argument(
+                "--force-flow",
+                action="store_true",
+                help="start the Prefect flow even when a matching cached output exists",
+            )
     return parser
 
 
@@ -71,12 +79,25 @@ def _quiet_prefect_tracebacks() -> None:
         logging.getLogger(name).addFilter(DropExceptionText())
 
 
-def run(command: str, overrides: Sequence[str], *, as_json: bool) -> dict[str, Any]:
+def cached_preprocess_summary(cfg: Any) -> dict[str, Any] | None:
+    """Return the summary of a matching earlier preprocess output, or None when there is work to do."""
+    from explorec.data.preprocess import find_cached
+
+    cached = find_cached(cfg)
+    if cached is None:
+        return None
+    return {**cached.summary(), "dataset": cfg.data.name, "split": cfg.split.name, "orchestrated": False}
+
+
+def run(command: str, overrides: Sequence[str], *, as_json: bool, force: bool = False) -> dict[str, Any]:
     """Check the overrides, run one flow and print its summary; returns the summary."""
     from explorec.config import compose
 
-    compose(overrides)  # fail fast on a bad override, before Prefect starts; the flow composes its own copy
-    summary = _load(COMMANDS[command].flow)(overrides=list(overrides))
+    spec = COMMANDS[command]
+    cfg = compose(overrides)  # fail fast on a bad override, before Prefect starts; the flow composes its own
+    summary = _load(spec.up_to_date)(cfg) if spec.up_to_date and not force else None
+    if summary is None:
+        summary = _load(spec.flow)(overrides=list(overrides))
     if as_json:
         print(json.dumps(summary, default=str))
     else:
@@ -93,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         _quiet_prefect_tracebacks()
     try:
-        run(args.command, args.overrides, as_json=args.json)
+        force = getattr(args, "force_flow", False)
+        run(args.command, args.overrides, as_json=args.json, force=force)
     except ExplorecError as error:
         if debug:
             raise

@@ -9,6 +9,8 @@ def preprocess_text(summary: dict[str, Any]) -> str:
     """Return the few lines the `preprocess` command prints for a person."""
     counts = summary["counts"]
     status = "cache hit (nothing recomputed)" if summary["cache_hit"] else "computed"
+    if summary.get("orchestrated") is False:
+        status = "up to date: cache hit, no flow run needed (--force-flow runs it through Prefect)"
     title = f"explorec preprocess: {summary['dataset']} / {summary['split']}"
     lines = [
         f"{title} - {status} in {summary['elapsed_s']:.2f}s",

@@ -59,6 +59,24 @@ def test_cli_prints_json_on_the_last_line(tiny_ml100k: Path, capsys: pytest.Capt
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["counts"]["items"] == 15
     assert summary["dataset"] == "ml100k"
+    assert summary["cache_hit"] is False
+
+
+def test_cli_answers_an_up_to_date_run_without_a_flow_unless_forced(
+    tiny_ml100k: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["preprocess", f"data.data_dir={tiny_ml100k}", "--json"]
+    assert main(arguments) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(arguments) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["cache_hit"] is True
+    assert second["orchestrated"] is False
+    assert second["output_dir"] == first["output_dir"]
+    assert main([*arguments, "--force-flow"]) == 0
+    forced = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert forced["cache_hit"] is True
+    assert "orchestrated" not in forced
 
 
 def test_cli_reports_invalid_data_in_one_line_and_writes_nothing(

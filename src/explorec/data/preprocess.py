@@ -325,20 +325,47 @@ def read_raw(cfg: ExplorecConfig) -> RawDataset:
     return read_source(cfg.data)
 
 
-def preprocess(cfg: ExplorecConfig) -> PreprocessResult:
-    """Read, validate, preprocess and split the configured data set; reuse a matching earlier output."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class PlannedOutput:
+    """Where a preprocessing with this config and these inputs writes, and the fingerprint it carries."""
+
+    output_dir: Path
+    fingerprint: str
+    input_hashes: dict[str, str]
+
+
+def plan_output(cfg: ExplorecConfig) -> PlannedOutput:
+    """Hash the inputs once and return the output folder and fingerprint they determine."""
     files, folder = input_files(cfg)
     input_hashes = fingerprint_inputs(files, folder)
     fingerprint = run_fingerprint(input_hashes, cfg)
-    output_dir = output_dir_for(cfg, fingerprint)
-    existing = read_manifest(output_dir)
-    if existing is not None and existing.get("fingerprint") == fingerprint:
-        return PreprocessResult(
-            output_dir, fingerprint, True, existing["counts"], time.perf_counter() - started
-        )
+    return PlannedOutput(output_dir_for(cfg, fingerprint), fingerprint, input_hashes)
+
+
+def _cached(plan: PlannedOutput, started: float) -> PreprocessResult | None:
+    """Return the complete earlier output of this plan as a cache hit, or None."""
+    existing = read_manifest(plan.output_dir)
+    if existing is None or existing.get("fingerprint") != plan.fingerprint:
+        return None
+    elapsed = time.perf_counter() - started
+    return PreprocessResult(plan.output_dir, plan.fingerprint, True, existing["counts"], elapsed)
+
+
+def find_cached(cfg: ExplorecConfig) -> PreprocessResult | None:
+    """Return the earlier output whose fingerprint matches this config and these inputs, if there is one."""
+    return _cached(plan_output(cfg), time.perf_counter())
+
+
+def preprocess(cfg: ExplorecConfig) -> PreprocessResult:
+    """Read, validate, preprocess and split the configured data set; reuse a matching earlier output."""
+    started = time.perf_counter()
+    plan = plan_output(cfg)
+    cached = _cached(plan, started)
+    if cached is not None:
+        return cached
     raw = read_raw(cfg)
     split, items, users = build_tables(raw, cfg)
     counts = split_counts(split, items, users)
-    write_atomically(output_dir, split, items, users, _manifest(cfg, fingerprint, input_hashes, counts, raw))
-    return PreprocessResult(output_dir, fingerprint, False, counts, time.perf_counter() - started)
+    manifest = _manifest(cfg, plan.fingerprint, plan.input_hashes, counts, raw)
+    write_atomically(plan.output_dir, split, items, users, manifest)
+    return PreprocessResult(plan.output_dir, plan.fingerprint, False, counts, time.perf_counter() - started)
