@@ -394,8 +394,13 @@ def unknown_id_problem(
     table: TextTable, column: str, known: pd.Series | np.ndarray, known_file: str
 ) -> Problem | None:
     """Return the first id in `column` that the item (or other reference) file does not list."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     values = table.frame[column]
-    bad = first_true(~values.isin(pd.Index(known)).to_numpy())
+    known_array = pa.array(pd.Series(known, dtype="str").array)
+    listed = pc.is_in(pa.array(values.array), value_set=known_array).to_numpy(zero_copy_only=False)
+    bad = first_true(~listed.astype(bool))
     if bad is None:
         return None
     return Problem(int(table.lines[bad]), column, f"id {values.iloc[bad]!r} is not listed in {known_file}")
