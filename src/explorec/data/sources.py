@@ -43,7 +43,7 @@ MOVIELENS_RATING_NAMES = {
 DAT_RATING_NAMES = {"user_id": "user_id", "item_id": "item_id", "rating": "rating", "timestamp": "timestamp"}
 TMDB_REQUIRED = ("id", "overview", "tagline", "release_date")
 NO_GENRES = "(no genres listed)"
-_TITLE_YEAR = r"\((\d{4})\)\s*$"
+_TITLE_YEAR = r"\(([0-9]{4})\)\s*$"
 
 
 def read_source(cfg: DataConfig, *, base_url: str = GROUPLENS_BASE_URL) -> RawDataset:
@@ -70,25 +70,16 @@ def year_from_title(titles: pd.Series) -> pd.Series:
     return pd.to_numeric(titles.str.extract(_TITLE_YEAR, expand=False), errors="coerce").astype("Int32")
 
 
-def items_frame(
-    item_ids: pd.Series,
-    titles: pd.Series,
-    years: pd.Series,
-    genres: pd.Series,
-    overviews: pd.Series | None = None,
-    tags: pd.Series | None = None,
-) -> pd.DataFrame:
-    """Assemble the item table with the documented columns and dtypes."""
-    n = len(item_ids)
-    empty = pd.Series([""] * n, dtype="str")
+def items_frame(item_ids: pd.Series, titles: pd.Series, years: pd.Series, genres: pd.Series) -> pd.DataFrame:
+    """Assemble the item table with the documented columns and dtypes; overview and tags start empty."""
     frame = pd.DataFrame(
         {
             "item_id": np.asarray(item_ids, dtype=object),
             "title": np.asarray(titles, dtype=object),
             "year": pd.array(np.asarray(years, dtype=object), dtype="Int32"),
             "genres": np.asarray(genres, dtype=object),
-            "overview": np.asarray(empty if overviews is None else overviews.fillna(""), dtype=object),
-            "tags": np.asarray(empty if tags is None else tags.fillna(""), dtype=object),
+            "overview": "",
+            "tags": "",
         }
     )
     frame = frame.astype({name: "str" for name in ITEM_COLUMNS if name != "year"})
