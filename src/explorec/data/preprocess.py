@@ -353,7 +353,8 @@ def _cached(plan: PlannedOutput, started: float) -> PreprocessResult | None:
 
 def find_cached(cfg: ExplorecConfig) -> PreprocessResult | None:
     """Return the earlier output whose fingerprint matches this config and these inputs, if there is one."""
-    return _cached(plan_output(cfg), time.perf_counter())
+    started = time.perf_counter()
+    return _cached(plan_output(cfg), started)
 
 
 def preprocess(cfg: ExplorecConfig) -> PreprocessResult:
