@@ -6,9 +6,16 @@ probability with which the logging policy put the logged item in that slot, and 
 probability with which the target policy would have put that same item there, in the same context. The
 estimand is then the target policy's mean reward per decision (per slot), e.g. its CTR. It is unbiased when
 each slot's reward depends only on (context, slot, item), not on the other items of the slate, and the
-logging propensity is positive wherever the target's is. With `explorec.policies` slates,
-`Slate.propensities` are conditional on the earlier slots, so the context of slot s includes slots 0..s−1;
-for the target policy pass its probability of the logged item given the same logged earlier slots.
+logging propensity is positive wherever the target's is.
+
+With `explorec.policies` slates, `Slate.propensities` (and `Policy.slate_propensities` for a target policy
+on a logged slate) are conditional on the earlier slots. Two ways to use them:
+- as they are: the context of slot s includes the logged slots 0..s−1, and the estimand is the target's
+  reward at slot s when it fills that slot after the *logged* earlier slots;
+- through `prefix_propensities` (cumulative products over slots, for both policies): the weight of slot s is
+  P_target(first s+1 items) / P_logging(first s+1 items), and the estimand is the target's own on-policy
+  reward per slot, unbiased when a slot's reward depends only on the items in slots 0..s (e.g. a
+  position-based click model). Weights, and variance, grow with the slot index.
 
 Every estimator returns a `PolicyValueEstimate` with a confidence interval: a normal approximation
 (`ci_method="normal"`, from the per-decision terms; for SNIPS the delta method) or a percentile bootstrap
@@ -62,6 +69,14 @@ def importance_weights(*, target_propensities: np.ndarray, logging_propensities:
 def deterministic_target_propensities(*, target_items: np.ndarray, logged_items: np.ndarray) -> np.ndarray:
     """Propensities of a deterministic target policy: 1 where it would choose the logged item, else 0."""
     return (np.asarray(target_items) == np.asarray(logged_items)).astype(np.float64)
+
+
+def prefix_propensities(*, slot_propensities: np.ndarray) -> np.ndarray:
+    """(n_slates, k) per-slot conditional propensities → probability of each slate's first s+1 items."""
+    slot_propensities = np.asarray(slot_propensities, dtype=np.float64)
+    if slot_propensities.ndim != 2:
+        raise ValueError(f"slot_propensities must be (n_slates, k), got shape {slot_propensities.shape}")
+    return np.cumprod(slot_propensities, axis=1)
 
 
 def _rewards(rewards: np.ndarray, n: int) -> np.ndarray:

@@ -94,15 +94,29 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
     return candidates[order][:k]
 
 
+def best_remaining_items(ranked: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Per slot s, the first item of `ranked` not among items[:s] (`ranked` holds ≥ len(items) items)."""
+    taken: set[int] = set()
+    best = np.empty(items.size, dtype=np.int64)
+    for slot, item in enumerate(items):
+        best[slot] = next(int(g) for g in ranked if int(g) not in taken)
+        taken.add(int(item))
+    return best
+
+
 def slots_off_greedy(items: np.ndarray, greedy: np.ndarray) -> np.ndarray:
     """Per slot, whether the item differs from the best remaining item of the greedy order `greedy`."""
-    taken: set[int] = set()
-    explored = np.empty(items.size, dtype=bool)
-    for slot, item in enumerate(items):
-        best = next(int(g) for g in greedy if int(g) not in taken)
-        explored[slot] = int(item) != best
-        taken.add(int(item))
-    return explored
+    return np.asarray(items) != best_remaining_items(greedy, np.asarray(items))
+
+
+def check_logged_slate(items: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Return a logged slate as int ids after checking they are distinct and within the catalogue."""
+    items = np.asarray(items, dtype=np.int64)
+    if items.ndim != 1 or np.unique(items).size != items.size:
+        raise ValueError(f"a logged slate must be a 1-d array of distinct items, got {items}")
+    if items.size and (items.min() < 0 or items.max() >= excluded.shape[0]):
+        raise ValueError(f"logged items must lie in [0, {excluded.shape[0]})")
+    return items
 
 
 def allowed_scores(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
@@ -149,6 +163,22 @@ class Policy(ABC):
         state: UserState | None = None,
     ) -> Slate:
         """Serve k distinct non-excluded items for one user; randomness only through `rng`."""
+
+    @abstractmethod
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Per slot s, the probability this policy would put items[s] at slot s after items[:s] (for OPE).
+
+        Same meaning as `Slate.propensities`, for any logged slate (e.g. another policy's); 0 for an item it
+        could not have chosen there. Scores, exclusions and state must be those of the logged decision.
+        """
 
     def select_batch(
         self,

@@ -19,6 +19,8 @@ from explorec.policies.base import (
     Slate,
     UserState,
     allowed_scores,
+    best_remaining_items,
+    check_logged_slate,
     slots_off_greedy,
     top_k_indices,
 )
@@ -118,6 +120,16 @@ class LinUCBPolicy(_LinearModelPolicy):
 
     name = "linucb"
 
+    def _ranking(
+        self, scores: np.ndarray, excluded: np.ndarray, k: int, state: LinearUserState | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(candidates by descending upper confidence bound, candidates by descending posterior mean)."""
+        state, candidates, means = self._candidates(scores, excluded, k, state)
+        vectors = self.item_vectors[candidates]
+        width = np.sqrt(np.maximum(np.einsum("ij,ij->i", vectors @ state.a_inverse, vectors), 0.0))
+        alpha = self.exploration_rate * self._scale(means)
+        return candidates[top_k_indices(means + alpha * width, candidates.size)], candidates
+
     def select(
         self,
         *,
@@ -128,13 +140,23 @@ class LinUCBPolicy(_LinearModelPolicy):
         state: UserState | None = None,
     ) -> Slate:
         """Serve the k highest upper confidence bounds among the top-M candidates."""
-        state, candidates, means = self._candidates(scores, excluded, k, state)
-        vectors = self.item_vectors[candidates]
-        width = np.sqrt(np.maximum(np.einsum("ij,ij->i", vectors @ state.a_inverse, vectors), 0.0))
-        alpha = self.exploration_rate * self._scale(means)
-        items = candidates[top_k_indices(means + alpha * width, k)]
-        greedy = candidates[:k]
+        ranked, candidates = self._ranking(scores, excluded, k, state)
+        items, greedy = ranked[:k], candidates[:k]
         return Slate(items, np.ones(k), slots_off_greedy(items, greedy), greedy)
+
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """1 where the logged item has the highest bound among the remaining candidates, else 0."""
+        items = check_logged_slate(items, np.asarray(excluded))
+        ranked, _ = self._ranking(scores, excluded, items.size, state)
+        return (items == best_remaining_items(ranked, items)).astype(np.float64)
 
 
 class ThompsonPolicy(_LinearModelPolicy):
@@ -167,6 +189,24 @@ class ThompsonPolicy(_LinearModelPolicy):
         )
         self.propensity_draws = int(propensity_draws)
 
+    def _draws(
+        self,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        state: LinearUserState | None,
+        n_draws: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(candidates by descending mean, (n_draws, M) sampled scores or None when the scale is 0)."""
+        state, candidates, means = self._candidates(scores, excluded, k, state)
+        noise_scale = self.exploration_rate * self._scale(means)
+        if noise_scale == 0.0:
+            return candidates, None
+        projected = self.item_vectors[candidates] @ _covariance_factor(state.a_inverse)
+        noise = rng.standard_normal((n_draws, projected.shape[1])) @ projected.T
+        return candidates, means[None, :] + noise_scale * noise
+
     def select(
         self,
         *,
@@ -177,38 +217,53 @@ class ThompsonPolicy(_LinearModelPolicy):
         state: UserState | None = None,
     ) -> Slate:
         """Serve the top k of one posterior draw; propensities by Monte Carlo."""
-        state, candidates, means = self._candidates(scores, excluded, k, state)
+        candidates, draws = self._draws(scores, excluded, k, state, 1 + self.propensity_draws, rng)
         greedy = candidates[:k]
-        noise_scale = self.exploration_rate * self._scale(means)
-        if noise_scale == 0.0:
+        if draws is None:
             return Slate(greedy, np.ones(k), np.zeros(k, bool), greedy)
-        projected = self.item_vectors[candidates] @ _covariance_factor(state.a_inverse)
-        n_draws = 1 + self.propensity_draws
-        draws = (
-            means[None, :] + noise_scale * rng.standard_normal((n_draws, projected.shape[1])) @ projected.T
-        )
         served = top_k_indices(draws[0], k)
         items = candidates[served]
         if self.propensity_draws == 0:
             propensities = np.full(k, np.nan)
         else:
-            propensities = _prefix_match_propensities(draws, served)
+            matching, before = _prefix_match_counts(draws, served)
+            propensities = matching / before  # the served draw matches, so before ≥ 1
         return Slate(items, propensities, slots_off_greedy(items, greedy), greedy)
 
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Monte Carlo estimate from `propensity_draws` fresh draws; NaN where no draw matches the prefix."""
+        items = check_logged_slate(items, np.asarray(excluded))
+        if rng is None:
+            raise ValueError("thompson needs a numpy Generator (rng) to estimate propensities")
+        candidates, draws = self._draws(scores, excluded, items.size, state, self.propensity_draws, rng)
+        if draws is None:
+            return (items == best_remaining_items(candidates, items)).astype(np.float64)
+        position = {int(item): index for index, item in enumerate(candidates)}
+        logged = np.array([position.get(int(item), -1) for item in items])
+        matching, before = _prefix_match_counts(draws, logged)
+        return np.divide(matching, before, out=np.full(items.size, np.nan), where=before > 0)
 
-def _prefix_match_propensities(draw_scores: np.ndarray, served: np.ndarray) -> np.ndarray:
-    """Per slot, draws matching the served prefix through that slot over those matching it up to the slot."""
-    k = served.size
+
+def _prefix_match_counts(draw_scores: np.ndarray, slate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot s, (#draws whose top s+1 equal slate[:s+1], #draws whose top s equal slate[:s])."""
+    k = slate.size
     if k < draw_scores.shape[1]:
         top = np.argpartition(-draw_scores, k - 1, axis=1)[:, :k]
     else:
         top = np.broadcast_to(np.arange(draw_scores.shape[1]), draw_scores.shape)
     order = np.argsort(-np.take_along_axis(draw_scores, top, axis=1), axis=1, kind="stable")
-    ranked = np.take_along_axis(top, order, axis=1)
-    prefix_match = np.cumprod(ranked == served[None, :], axis=1).astype(bool)
-    counts = prefix_match.sum(axis=0).astype(np.float64)
-    previous = np.concatenate([[float(draw_scores.shape[0])], counts[:-1]])
-    return counts / previous
+    ranked = np.take_along_axis(top, order, axis=1)[:, :k]
+    prefix_match = np.cumprod(ranked == slate[None, :], axis=1).astype(bool)
+    matching = prefix_match.sum(axis=0).astype(np.float64)
+    return matching, np.concatenate([[float(draw_scores.shape[0])], matching[:-1]])
 
 
 def _covariance_factor(covariance: np.ndarray) -> np.ndarray:

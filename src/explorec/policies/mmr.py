@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from explorec.policies.base import Policy, Slate, UserState, allowed_scores, top_k_indices
+from explorec.policies.base import Policy, Slate, UserState, allowed_scores, check_logged_slate, top_k_indices
 from explorec.policies.semantic import normalize_rows
 
 
@@ -27,16 +27,8 @@ class MMRPolicy(Policy):
         self.embeddings = normalize_rows(text_embeddings)
         self.n_candidates = int(n_candidates)
 
-    def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
-        state: UserState | None = None,
-    ) -> Slate:
-        """Serve k items by maximal marginal relevance."""
+    def _walk(self, scores: np.ndarray, excluded: np.ndarray, k: int, logged: np.ndarray | None) -> Slate:
+        """Fill k slots by MMR; with `logged`, take the logged items and mark where MMR agrees."""
         if scores.shape[0] != self.embeddings.shape[0]:
             raise ValueError(
                 f"scores cover {scores.shape[0]} items, text_embeddings {self.embeddings.shape[0]}"
@@ -49,19 +41,44 @@ class MMRPolicy(Policy):
         relevance = (values - values[-1]) / spread if spread > 0 else np.ones(candidates.size)
         weight = 1.0 - self.exploration_rate
         vectors = self.embeddings[candidates]
-        max_similarity = np.zeros(candidates.size)
+        max_similarity = np.zeros(candidates.size)  # the penalty of an empty slate
         available = np.ones(candidates.size, dtype=bool)
-        chosen = np.empty(k, dtype=np.int64)
+        items = np.empty(k, dtype=np.int64)
+        propensities = np.ones(k)
         explored = np.empty(k, dtype=bool)
         for slot in range(k):
             marginal = np.where(available, weight * relevance - (1.0 - weight) * max_similarity, -np.inf)
             pick = int(np.argmax(marginal))
-            explored[slot] = pick != int(np.argmax(available))  # candidates are in descending score order
-            chosen[slot] = pick
-            available[pick] = False
-            if slot:
-                np.maximum(max_similarity, vectors @ vectors[pick], out=max_similarity)
-            else:
-                max_similarity = vectors @ vectors[pick]
-        items = candidates[chosen]
-        return Slate(items, np.ones(k), explored, candidates[:k])
+            item = int(candidates[pick]) if logged is None else int(logged[slot])
+            propensities[slot] = float(item == int(candidates[pick]))
+            explored[slot] = item != int(candidates[np.argmax(available)])  # candidates sorted by score
+            items[slot] = item
+            available &= candidates != item
+            similarity = vectors @ self.embeddings[item]
+            max_similarity = np.maximum(max_similarity, similarity) if slot else similarity
+        return Slate(items, propensities, explored, candidates[:k])
+
+    def select(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        state: UserState | None = None,
+    ) -> Slate:
+        """Serve k items by maximal marginal relevance."""
+        return self._walk(scores, excluded, k, logged=None)
+
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """1 where MMR, given the logged earlier slots, picks the logged item, else 0."""
+        items = check_logged_slate(items, np.asarray(excluded))
+        return self._walk(scores, excluded, items.size, logged=items).propensities

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betainc
 
-from explorec.policies.base import Policy, Slate, UserState, allowed_scores, top_k_indices
+from explorec.policies.base import (
+    Policy,
+    Slate,
+    UserState,
+    allowed_scores,
+    check_logged_slate,
+    top_k_indices,
+)
 
 BETA_GRID_POINTS = 512
 """Grid intervals for the integral P(cluster c has the largest Beta draw); its error is far below 1e-3."""
@@ -147,6 +154,58 @@ class SemanticClusterPolicy(Policy):
         best = int(np.argmax(values))
         return int(self._members[cluster][best]) if np.isfinite(values[best]) else -1
 
+    def _walk(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        state: ClusterUserState | None,
+        rng: np.random.Generator | None,
+        logged: np.ndarray | None,
+    ) -> Slate:
+        """Fill k slots, drawing with `rng` (serving) or taking the `logged` items (scoring a log)."""
+        if scores.shape[0] != self.item_clusters.shape[0]:
+            raise ValueError(
+                f"scores cover {scores.shape[0]} items, item_clusters {self.item_clusters.shape[0]}"
+            )
+        remaining = allowed_scores(scores, excluded, k)
+        greedy = top_k_indices(remaining, k)
+        state = state if state is not None else self.initial_state(history_items=np.empty(0, np.int64))
+        rate = self.exploration_rate
+        explore = rng.random(k) < rate if logged is None else np.zeros(k, dtype=bool)
+        items = np.empty(k, dtype=np.int64) if logged is None else logged
+        propensities = np.empty(k)
+        explored = np.zeros(k, dtype=bool)
+        cached_key, choice_probabilities = None, np.empty(0)
+        cluster_best = {int(c): self._best_remaining(c, remaining) for c in np.flatnonzero(~state.engaged)}
+        for slot in range(k):
+            best = next(int(g) for g in greedy if np.isfinite(remaining[g]))
+            eligible = np.array([c for c, item in cluster_best.items() if item >= 0], dtype=np.int64)
+            item = best if logged is None else int(logged[slot])
+            if eligible.size and rate > 0:
+                if cached_key is None or not np.array_equal(cached_key, eligible):
+                    cached_key = eligible
+                    choice_probabilities = beta_argmax_probabilities(
+                        alpha=1.0 + state.clicks[eligible], beta=1.0 + state.skips[eligible]
+                    )
+                if explore[slot]:
+                    draws = rng.beta(1.0 + state.clicks[eligible], 1.0 + state.skips[eligible])
+                    item = cluster_best[int(eligible[np.argmax(draws)])]
+                    explored[slot] = True
+                propensity = (1.0 - rate) * (item == best)
+                own = np.flatnonzero(eligible == self.item_clusters[item])
+                if own.size and cluster_best[int(eligible[own[0]])] == item:
+                    propensity += rate * choice_probabilities[own[0]]
+            else:
+                propensity = float(item == best)
+            items[slot], propensities[slot] = item, propensity
+            remaining[item] = -np.inf
+            cluster = int(self.item_clusters[item])
+            if cluster_best.get(cluster) == item:
+                cluster_best[cluster] = self._best_remaining(cluster, remaining)
+        return Slate(items, propensities, explored, greedy)
+
     def select(
         self,
         *,
@@ -157,43 +216,18 @@ class SemanticClusterPolicy(Policy):
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items; each slot explores an unengaged cluster with probability exploration_rate."""
-        if scores.shape[0] != self.item_clusters.shape[0]:
-            raise ValueError(
-                f"scores cover {scores.shape[0]} items, item_clusters {self.item_clusters.shape[0]}"
-            )
-        remaining = allowed_scores(scores, excluded, k)
-        greedy = top_k_indices(remaining, k)
-        state = state if state is not None else self.initial_state(history_items=np.empty(0, np.int64))
-        rate = self.exploration_rate
-        explore = rng.random(k) < rate
-        items = np.empty(k, dtype=np.int64)
-        propensities = np.empty(k)
-        explored = np.zeros(k, dtype=bool)
-        cached_key, choice_probabilities = None, np.empty(0)
-        cluster_best = {int(c): self._best_remaining(c, remaining) for c in np.flatnonzero(~state.engaged)}
-        for slot in range(k):
-            best = next(int(g) for g in greedy if np.isfinite(remaining[g]))
-            eligible = np.array([c for c, item in cluster_best.items() if item >= 0], dtype=np.int64)
-            if eligible.size and rate > 0:
-                if cached_key is None or not np.array_equal(cached_key, eligible):
-                    cached_key = eligible
-                    choice_probabilities = beta_argmax_probabilities(
-                        alpha=1.0 + state.clicks[eligible], beta=1.0 + state.skips[eligible]
-                    )
-                item = best
-                if explore[slot]:
-                    draws = rng.beta(1.0 + state.clicks[eligible], 1.0 + state.skips[eligible])
-                    item = cluster_best[int(eligible[np.argmax(draws)])]
-                    explored[slot] = True
-                propensity = (1.0 - rate) * (item == best)
-                own = np.flatnonzero(eligible == self.item_clusters[item])
-                if own.size and cluster_best[int(eligible[own[0]])] == item:
-                    propensity += rate * choice_probabilities[own[0]]
-            else:
-                item, propensity = best, 1.0
-            items[slot], propensities[slot] = item, propensity
-            remaining[item] = -np.inf
-            cluster = int(self.item_clusters[item])
-            if cluster_best.get(cluster) == item:
-                cluster_best[cluster] = self._best_remaining(cluster, remaining)
-        return Slate(items, propensities, explored, greedy)
+        return self._walk(scores=scores, excluded=excluded, k=k, state=state, rng=rng, logged=None)
+
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """The module docstring's exact formula for each logged slot, given the logged earlier slots."""
+        items = check_logged_slate(items, np.asarray(excluded)).copy()
+        walk = self._walk(scores=scores, excluded=excluded, k=items.size, state=state, rng=None, logged=items)
+        return walk.propensities

@@ -16,6 +16,8 @@ from explorec.policies.base import (
     SlateBatch,
     UserState,
     allowed_scores,
+    best_remaining_items,
+    check_logged_slate,
     slots_off_greedy,
     top_k_indices,
 )
@@ -77,6 +79,20 @@ class GreedyPolicy(Policy):
         items = top_k_indices(allowed_scores(scores, excluded, k), k)
         return Slate(items=items, propensities=np.ones(k), explored=np.zeros(k, bool), greedy_items=items)
 
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """1 where the logged item is the best remaining item by score, else 0."""
+        items = check_logged_slate(items, np.asarray(excluded))
+        greedy = top_k_indices(allowed_scores(scores, excluded, items.size), items.size)
+        return (items == best_remaining_items(greedy, items)).astype(np.float64)
+
     def select_batch(
         self,
         *,
@@ -133,6 +149,24 @@ class EpsilonGreedyPolicy(Policy):
             items[slot] = item
             taken.add(item)
         return Slate(items=items, propensities=propensities, explored=explore, greedy_items=greedy)
+
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """(1 − ε)·1[best remaining] + ε / n_remaining for each logged slot (0 for an excluded item)."""
+        excluded = np.asarray(excluded, dtype=bool)
+        items = check_logged_slate(items, excluded)
+        allowed = allowed_scores(scores, excluded, items.size)
+        best = best_remaining_items(top_k_indices(allowed, items.size), items)
+        n_remaining = int(np.count_nonzero(~excluded)) - np.arange(items.size)
+        epsilon = self.exploration_rate
+        return epsilon * ~excluded[items] / n_remaining + (1.0 - epsilon) * (items == best)
 
     def select_batch(
         self,
@@ -247,6 +281,23 @@ class BoltzmannPolicy(Policy):
         items = candidates[picks]
         propensities = self._slot_propensities(logits, picks[None, :])[0]
         return Slate(items, propensities, slots_off_greedy(items, greedy), greedy)
+
+    def slate_propensities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Softmax of score / τ over the items still available at each logged slot (0 if excluded)."""
+        items = check_logged_slate(items, np.asarray(excluded))
+        allowed = allowed_scores(scores, excluded, items.size)
+        if self.exploration_rate == 0.0:
+            greedy = top_k_indices(allowed, items.size)
+            return (items == best_remaining_items(greedy, items)).astype(np.float64)
+        return self._slot_propensities(self._scaled_logits(allowed[None, :]), items[None, :])[0]
 
     def select_batch(
         self,

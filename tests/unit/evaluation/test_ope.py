@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import permutations
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from explorec.evaluation.ope import (
     expected_model_reward,
     importance_weights,
     ips_estimate,
+    prefix_propensities,
     snips_estimate,
 )
+from explorec.policies.simple import BoltzmannPolicy, EpsilonGreedyPolicy
 
 # Synthetic bandit: 2 equally likely contexts, 3 actions, click probability CLICK[x, a]; uniform logging.
 # Target: action 1 in context 0, action 2 in context 1 → true value 0.5·0.5 + 0.5·0.6 = 0.55.
@@ -168,3 +171,50 @@ def test_open_bandit_bts_value_from_uniform_random_logs(real_data_dir: Path) -> 
         combined_se = np.hypot(estimate.standard_error, on_policy_se)
         assert abs(estimate.estimate - on_policy_ctr) < 1.96 * combined_se, (estimate, on_policy_ctr)
         assert estimate.ci_low >= 0 and estimate.ci_high < 0.05
+
+
+def _slate_value(policy, click: np.ndarray, position_weight: np.ndarray) -> float:
+    """Exact clicks per slot of `policy` over equally likely user types: enumerate every ordered slate."""
+    excluded = np.zeros(click.shape[1], dtype=bool)
+    k = position_weight.size
+    value = 0.0
+    for scores in click:
+        for slate in permutations(range(click.shape[1]), k):
+            slot_probabilities = policy.slate_propensities(
+                scores=scores, excluded=excluded, items=np.array(slate)
+            )
+            value += np.prod(slot_probabilities) * np.mean(position_weight * scores[list(slate)]) / len(click)
+    return float(value)
+
+
+def test_a_policys_slate_value_is_recovered_from_another_policys_logs() -> None:
+    """Log ε-greedy slates; estimate Boltzmann's on-policy clicks per slot (prefix-propensity IPS, SNIPS)."""
+    click = np.array([[0.30, 0.25, 0.20, 0.10, 0.05, 0.02], [0.02, 0.05, 0.10, 0.20, 0.25, 0.30]])
+    position_weight = 1 / np.log2(np.arange(2, 5))  # θ_s for slots 0..2 (position-based clicks)
+    logging, target = EpsilonGreedyPolicy(exploration_rate=0.6), BoltzmannPolicy(exploration_rate=0.5)
+    true_value = _slate_value(target, click, position_weight)  # 0.1579
+    logging_value = _slate_value(logging, click, position_weight)  # 0.1409
+    rng = np.random.default_rng(5)
+    n_slates = 6_000
+    user_types = rng.integers(0, 2, size=n_slates)
+    batch = logging.select_batch(
+        scores=click[user_types], excluded=np.zeros((n_slates, 6), bool), k=3, rng=rng
+    )
+    rewards = rng.random((n_slates, 3)) < position_weight * np.take_along_axis(
+        click[user_types], batch.items, 1
+    )
+    target_slots = np.array(
+        [
+            target.slate_propensities(scores=click[user_type], excluded=np.zeros(6, bool), items=items)
+            for user_type, items in zip(user_types, batch.items, strict=True)
+        ]
+    )
+    arguments = {
+        "rewards": rewards.astype(float).ravel(),
+        "logging_propensities": prefix_propensities(slot_propensities=batch.propensities).ravel(),
+        "target_propensities": prefix_propensities(slot_propensities=target_slots).ravel(),
+    }
+    for estimate in (ips_estimate(**arguments), snips_estimate(**arguments)):
+        assert estimate.contains(true_value), (estimate, true_value)
+        # Tight enough to tell the target from the logger (SE ≈ 0.004 with 18,000 slot decisions).
+        assert not estimate.contains(logging_value), (estimate, logging_value)
