@@ -15,5 +15,7 @@ Serving loop, for every policy alike::
 
 `slate.propensities[s]` is the probability of `slate.items[s]` at slot s given slots 0..s−1;
 `slate.explored[s]` says whether slot s explored; `slate.deviation_rate` is δ against `slate.greedy_items`.
+`policy.slate_propensities(scores=..., excluded=..., items=logged_items, state=...)` gives the same per-slot
+probabilities for any logged slate (e.g. another policy's): the target propensities of off-policy evaluation.
 Randomness comes only from the Generator passed to `select`.
 """
