@@ -27,11 +27,15 @@ _GRAM_ENTRIES = 1 << 23  # float64 entries of the per-row f × f systems held at
 
 @dataclass(frozen=True)
 class ALSParams:
-    """Latent factors, confidence weight α, L2 regularisation λ, sweeps and the initialisation seed."""
+    """Latent factors, confidence weight α, L2 regularisation λ, sweeps and the initialisation seed.
 
-    factors: int = 64
-    alpha: float = 10.0
-    regularization: float = 1.0
+    Defaults: best validation NDCG@10 on MovieLens 100K (leave_last_out and random_ratio alike) over
+    factors ∈ {16, 32, 64} × α ∈ {1, 4} × λ ∈ {10, 50} (α = 1 is the grid's lower edge).
+    """
+
+    factors: int = 32
+    alpha: float = 1.0
+    regularization: float = 10.0
     iterations: int = 15
     seed: int = 0
 

@@ -20,9 +20,13 @@ from explorec.baselines.base import NotFittedError, as_interactions, checked_use
 
 @dataclass(frozen=True)
 class EASEParams:
-    """The L2 penalty λ added to the diagonal of the Gram matrix."""
+    """The L2 penalty λ added to the diagonal of the Gram matrix.
 
-    l2: float = 500.0
+    Default: best validation NDCG@10 on MovieLens 100K (leave_last_out and random_ratio alike) over
+    λ ∈ {10, 50, 100, 200, 300, 500, 750, 1000, 1500, 2500, 5000}; retune it for other data sets.
+    """
+
+    l2: float = 300.0
 
     def __post_init__(self) -> None:
         if self.l2 <= 0:

@@ -21,9 +21,13 @@ _BLOCK_ENTRIES = 1 << 24  # dense similarity entries per column block (64 MiB of
 
 @dataclass(frozen=True)
 class ItemKNNParams:
-    """Neighbourhood size per item and the shrinkage added to the cosine denominator."""
+    """Neighbourhood size per item and the shrinkage added to the cosine denominator.
 
-    neighbours: int = 100
+    Defaults: best validation NDCG@10 on MovieLens 100K (leave_last_out and random_ratio alike) over
+    neighbours ∈ {20, 50, 100, 200, 400} × shrinkage ∈ {0, 10, 50}.
+    """
+
+    neighbours: int = 200
     shrinkage: float = 0.0
 
     def __post_init__(self) -> None:

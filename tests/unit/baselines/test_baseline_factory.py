@@ -48,4 +48,4 @@ def test_unknown_name_and_parameter_are_rejected() -> None:
 
 
 def test_default_params_are_plain_dicts() -> None:
-    assert default_params("item_knn") == {"neighbours": 100, "shrinkage": 0.0}
+    assert default_params("item_knn") == {"neighbours": 200, "shrinkage": 0.0}
