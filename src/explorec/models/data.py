@@ -1,0 +1,208 @@
+"""Training and validation inputs of the two-tower model: chronological user sequences and item features.
+
+Training examples are (the user's train history before an interaction, that interaction's item), one per
+train interaction in time order, packed into windows of N + 1 consecutive items so that one causal pass of
+the user tower yields every example of a window; validation scores every item from the user's full train
+history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from lightning import pytorch as lp
+from torch.utils.data import DataLoader
+
+from explorec.data.processed import ProcessedDataset
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class UserSequences:
+    """Every user's items in time order, concatenated: user u owns items[offsets[u]:offsets[u + 1]]."""
+
+    items: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (including those with an empty sequence)."""
+        return len(self.offsets) - 1
+
+    def owners(self) -> np.ndarray:
+        """Return the user of every position of `items`."""
+        return np.repeat(np.arange(self.n_users), np.diff(self.offsets))
+
+
+def user_sequences(interactions: pd.DataFrame, n_users: int) -> UserSequences:
+    """Return the users' item sequences ordered by (timestamp, item) within each user."""
+    ordered = interactions.sort_values(["user_idx", "timestamp", "item_idx"], kind="stable")
+    counts = np.bincount(ordered["user_idx"].to_numpy(), minlength=n_users)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return UserSequences(items=ordered["item_idx"].to_numpy(np.int64), offsets=offsets)
+
+
+def history_windows(
+    sequences: UserSequences, users: np.ndarray, ends: np.ndarray, history_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return right-aligned items [B, N] before each end position, and the padding mask (True = padding)."""
+    positions = ends[:, None] - history_length + np.arange(history_length)[None, :]
+    padding = positions < sequences.offsets[users][:, None]
+    items = np.where(padding, 0, sequences.items[np.clip(positions, 0, max(len(sequences.items) - 1, 0))])
+    return items, padding
+
+
+def genre_multi_hot(genres: pd.Series) -> np.ndarray | None:
+    """Return a float32 multi-hot [n_items, n_genres] of "A|B" genre strings (None when no item has one)."""
+    lists = genres.fillna("").astype(str).map(lambda value: [g for g in value.split("|") if g])
+    vocabulary = sorted({genre for names in lists for genre in names})
+    if not vocabulary:
+        return None
+    column = {genre: index for index, genre in enumerate(vocabulary)}
+    matrix = np.zeros((len(lists), len(vocabulary)), dtype=np.float32)
+    for row, names in enumerate(lists):
+        matrix[row, [column[name] for name in names]] = 1.0
+    return matrix
+
+
+def item_log_frequency(train: pd.DataFrame, n_items: int) -> np.ndarray:
+    """Return log of each item's share of train interactions (items never seen get log(1 / total))."""
+    counts = np.bincount(train["item_idx"].to_numpy(), minlength=n_items).astype(np.float64)
+    return np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32)
+
+
+def training_windows(sequences: UserSequences, history_length: int) -> np.ndarray:
+    """Return [n_windows, 2] (start, end) positions of windows of up to N + 1 items, stride N, per user.
+
+    Consecutive windows of a user overlap by one item, so every train interaction is the target of
+    exactly one window position (the user's first item is predicted from the start token alone).
+    """
+    windows = []
+    for begin, finish in zip(sequences.offsets[:-1], sequences.offsets[1:], strict=True):
+        ends = np.arange(finish, begin, -history_length)
+        ends = ends[(ends > begin + 1) | (ends == finish)]
+        windows.append(np.stack([np.maximum(ends - history_length - 1, begin), ends], axis=1))
+    return np.concatenate(windows).astype(np.int64) if windows else np.zeros((0, 2), dtype=np.int64)
+
+
+class TrainingWindows:
+    """Indexable training windows; a list of window indices is turned into one padded batch at once.
+
+    A window of items w_0..w_m gives the history w_0..w_{m-1} (right-aligned in N slots) and the target
+    after every input token: the start token predicts w_0 (only where w_0 is the user's first item;
+    otherwise w_0 is the last target of the previous window) and item w_j predicts w_{j+1}.
+    """
+
+    def __init__(self, sequences: UserSequences, history_length: int) -> None:
+        self.sequences = sequences
+        self.history_length = history_length
+        self.owners = sequences.owners()
+        self.windows = training_windows(sequences, history_length)
+
+    def __len__(self) -> int:
+        """Number of windows."""
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> int:
+        """Return the window index; batching happens in `collate`."""
+        return index
+
+    @property
+    def n_examples(self) -> int:
+        """Number of (history, target) examples in all windows: one per train interaction."""
+        return len(self.sequences.items)
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        """Return user, history [B, N], padding mask, targets [B, N + 1] and target mask (True = a target)."""
+        starts, ends = self.windows[np.asarray(indices, dtype=np.int64)].T
+        users = self.owners[starts]
+        history, padding = history_windows(self.sequences, users, ends - 1, self.history_length)
+        target_positions = (
+            ends[:, None] - self.history_length - 1 + np.arange(self.history_length + 1)[None, :]
+        )
+        target_positions[:, 0] = starts
+        has_target = np.concatenate([(starts == self.sequences.offsets[users])[:, None], ~padding], axis=1)
+        targets = np.where(has_target, self.sequences.items[np.clip(target_positions, 0, None)], 0)
+        return {
+            "user_idx": torch.from_numpy(users),
+            "history": torch.from_numpy(history),
+            "padding_mask": torch.from_numpy(padding),
+            "targets": torch.from_numpy(targets),
+            "target_mask": torch.from_numpy(has_target),
+        }
+
+
+class UserHistories:
+    """Indexable users with their full (last N) history, for scoring every item."""
+
+    def __init__(self, sequences: UserSequences, users: np.ndarray, history_length: int) -> None:
+        self.sequences = sequences
+        self.users = np.asarray(users, dtype=np.int64)
+        self.history_length = history_length
+
+    def __len__(self) -> int:
+        """Number of users."""
+        return len(self.users)
+
+    def __getitem__(self, index: int) -> int:
+        """Return the index; batching happens in `collate`."""
+        return index
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        """Return the users at `indices` with their right-aligned last-N histories and padding masks."""
+        users = self.users[np.asarray(indices, dtype=np.int64)]
+        ends = self.sequences.offsets[users + 1]
+        history, padding = history_windows(self.sequences, users, ends, self.history_length)
+        return {
+            "user_idx": torch.from_numpy(users),
+            "history": torch.from_numpy(history),
+            "padding_mask": torch.from_numpy(padding),
+        }
+
+
+class TwoTowerDataModule(lp.LightningDataModule):
+    """Train examples from the train split in time order; validation users with their train history."""
+
+    def __init__(
+        self,
+        dataset: ProcessedDataset,
+        *,
+        history_length: int,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.history_length = history_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.train_sequences = user_sequences(dataset.train, dataset.n_users)
+        self.validation_targets: sp.csr_matrix = dataset.matrix("valid")
+        self.validation_exclude: sp.csr_matrix = dataset.matrix("train")
+        self.validation_users = np.flatnonzero(np.diff(self.validation_targets.indptr) > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        """Return shuffled training batches."""
+        windows = TrainingWindows(self.train_sequences, self.history_length)
+        return DataLoader(
+            windows,
+            batch_size=self.batch_size,
+            shuffle=True,
+            collate_fn=windows.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Return the validation users (those with a validation item) in index order."""
+        users = UserHistories(self.train_sequences, self.validation_users, self.history_length)
+        return DataLoader(
+            users, batch_size=self.eval_batch_size, shuffle=False, collate_fn=users.collate, num_workers=0
+        )

@@ -1,0 +1,213 @@
+"""`fit_two_tower`: the one training function the train flow and the Optuna objective both call."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning import pytorch as lp
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from explorec.config import ExplorecConfig, ModelConfig
+from explorec.data.processed import ProcessedDataset
+from explorec.models.data import (
+    TwoTowerDataModule,
+    UserHistories,
+    genre_multi_hot,
+    item_log_frequency,
+    user_sequences,
+)
+from explorec.models.towers import ItemTower, UserTower
+from explorec.models.two_tower import TwoTowerModule, scores_as_numpy
+
+MONITOR = "val/ndcg@10"
+
+
+class TrainingMonitor(Callback):
+    """Log train/epoch_time_s and train/examples_per_sec, and keep every epoch's logged metrics."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+        self._started = 0.0
+        self._examples = 0
+
+    def on_train_epoch_start(self, trainer: lp.Trainer, pl_module: lp.LightningModule) -> None:
+        """Start the epoch clock."""
+        self._started = time.perf_counter()
+        self._examples = 0
+
+    def on_train_batch_end(
+        self, trainer: lp.Trainer, pl_module: lp.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Count the batch's (history, target) examples."""
+        self._examples += int(batch["target_mask"].sum())
+
+    def on_train_epoch_end(self, trainer: lp.Trainer, pl_module: lp.LightningModule) -> None:
+        """Log the epoch's training time and throughput; record the epoch's metrics (validation included)."""
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        timing = {"train/epoch_time_s": elapsed, "train/examples_per_sec": self._examples / elapsed}
+        for key, value in timing.items():
+            pl_module.log(key, value, on_epoch=True)
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+        self.epochs.append({"epoch": float(trainer.current_epoch), **metrics, **timing})
+
+
+@dataclass
+class FitResult:
+    """The best two-tower model of a fit (restored from the best checkpoint) and ways to score with it."""
+
+    model: TwoTowerModule
+    dataset: ProcessedDataset
+    best_score: float
+    best_metrics: dict[str, float]
+    epochs_run: int
+    best_checkpoint: Path | None
+    fit_time_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def item_vectors(self) -> np.ndarray:
+        """Return the L2-normalised vectors of every item [n_items, d]."""
+        self.model.eval()
+        return self.model.all_item_vectors().float().cpu().numpy()
+
+    def user_vectors(
+        self, user_idx: np.ndarray | None = None, history_splits: Sequence[str] = ("train",)
+    ) -> np.ndarray:
+        """Return the L2-normalised user vectors [n, d] from the users' histories in `history_splits`."""
+        users = np.arange(self.dataset.n_users) if user_idx is None else np.asarray(user_idx, dtype=np.int64)
+        interactions = pd.concat([self.dataset.split(name) for name in history_splits], ignore_index=True)
+        sequences = user_sequences(interactions, self.dataset.n_users)
+        histories = UserHistories(sequences, users, self.model.user_tower.history_length)
+        self.model.eval()
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(users), 1024):
+                batch = histories.collate(range(start, min(start + 1024, len(users))))
+                batch = {key: value.to(self.model.device) for key, value in batch.items()}
+                chunks.append(self.model.user_vectors(batch).float().cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.model.model_cfg.embedding_dim))
+
+    def score_users(self, user_idx: np.ndarray, history_splits: Sequence[str] = ("train",)) -> np.ndarray:
+        """Return cosine scores [n_users, n_items] (higher = better); nothing is masked."""
+        users = torch.from_numpy(self.user_vectors(user_idx, history_splits))
+        return scores_as_numpy(users, torch.from_numpy(self.item_vectors()))
+
+
+def build_two_tower(
+    dataset: ProcessedDataset, text_embeddings: np.ndarray | None, model_cfg: ModelConfig
+) -> TwoTowerModule:
+    """Build an untrained two-tower model for `dataset` (text embeddings: [n_items, t] or None)."""
+    if text_embeddings is not None and text_embeddings.shape[0] != dataset.n_items:
+        raise ValueError(
+            f"text_embeddings has {text_embeddings.shape[0]} rows; the catalogue has {dataset.n_items}"
+        )
+    items = dataset.items.sort_values("item_idx")
+    genres = genre_multi_hot(items["genres"]) if model_cfg.use_genres and "genres" in items else None
+    known = np.zeros(dataset.n_items, dtype=bool)
+    known[dataset.train["item_idx"].to_numpy()] = True
+    item_tower = ItemTower(
+        n_items=dataset.n_items,
+        embedding_dim=model_cfg.embedding_dim,
+        known_items=torch.from_numpy(known),
+        text_embeddings=None if text_embeddings is None else torch.from_numpy(np.asarray(text_embeddings)),
+        genre_features=None if genres is None else torch.from_numpy(genres),
+        mlp_layers=model_cfg.mlp_layers,
+        dropout=model_cfg.dropout,
+        id_dropout=model_cfg.id_dropout,
+    )
+    user_tower = UserTower(
+        embedding_dim=model_cfg.embedding_dim,
+        history_length=model_cfg.history_length,
+        attention_heads=model_cfg.attention_heads,
+        attention_layers=model_cfg.attention_layers,
+        mlp_layers=model_cfg.mlp_layers,
+        dropout=model_cfg.dropout,
+        n_users=dataset.n_users if model_cfg.use_user_id else None,
+    )
+    log_frequency = torch.from_numpy(item_log_frequency(dataset.train, dataset.n_items))
+    return TwoTowerModule(item_tower, user_tower, item_log_frequency=log_frequency, model_cfg=model_cfg)
+
+
+def load_weights(model: TwoTowerModule, checkpoint: Path) -> TwoTowerModule:
+    """Load a Lightning checkpoint's weights into `model` (weights_only=True: no pickled code runs)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    return model
+
+
+def fit_two_tower(
+    dataset: ProcessedDataset,
+    text_embeddings: np.ndarray | None,
+    cfg: ExplorecConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    logger: Any = None,
+    checkpoint_dir: Path,
+) -> FitResult:
+    """Train the two-tower model with early stopping on val/ndcg@10 and return the best checkpoint's model."""
+    lp.seed_everything(cfg.seed, workers=True)
+    torch.set_num_threads(cfg.trainer.num_threads)
+    model = build_two_tower(dataset, text_embeddings, cfg.model)
+    datamodule = TwoTowerDataModule(
+        dataset,
+        history_length=cfg.model.history_length,
+        batch_size=cfg.trainer.batch_size,
+        eval_batch_size=cfg.trainer.eval_batch_size,
+        num_workers=cfg.trainer.num_workers,
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=Path(checkpoint_dir),
+        filename="best",
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        save_weights_only=True,
+        auto_insert_metric_name=False,
+    )
+    stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.trainer.early_stopping_patience)
+    monitor = TrainingMonitor()
+    trainer = lp.Trainer(
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
+        precision=cfg.trainer.precision,  # type: ignore[arg-type]
+        deterministic=cfg.trainer.deterministic,
+        fast_dev_run=cfg.trainer.fast_dev_run,
+        check_val_every_n_epoch=cfg.trainer.check_val_every_n_epoch,
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        callbacks=[monitor, checkpoint, stopping, *callbacks],
+        logger=logger if logger is not None else False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    fit_time = time.perf_counter() - started
+    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if best_path is not None:
+        model = load_weights(build_two_tower(dataset, text_embeddings, cfg.model), best_path)
+    best_metrics = _best_epoch(monitor.epochs)
+    return FitResult(
+        model=model.eval(),
+        dataset=dataset,
+        best_score=best_metrics.get(MONITOR, math.nan),
+        best_metrics=best_metrics,
+        epochs_run=trainer.current_epoch,
+        best_checkpoint=best_path,
+        fit_time_s=fit_time,
+        history=monitor.epochs,
+    )
+
+
+def _best_epoch(epochs: list[dict[str, float]]) -> dict[str, float]:
+    """Return the metrics of the epoch with the highest val/ndcg@10 (the first on ties; {} when none)."""
+    scored = [epoch for epoch in epochs if MONITOR in epoch and not math.isnan(epoch[MONITOR])]
+    return max(scored, key=lambda epoch: epoch[MONITOR]) if scored else {}

@@ -1,0 +1,184 @@
+"""The two-tower LightningModule: dot product / learned temperature, in-batch softmax with logQ correction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from lightning import pytorch as lp
+from torch.nn import functional
+
+from explorec.config import ModelConfig
+from explorec.evaluation.harness import full_ranking_evaluate
+from explorec.models.towers import ItemTower, UserTower
+
+MIN_TEMPERATURE = 1e-3
+MAX_TEMPERATURE = 1.0
+VALIDATION_KS = (10, 20)
+
+
+def sampled_softmax_loss(
+    user_vectors: torch.Tensor,
+    target_items: torch.Tensor,
+    candidate_vectors: torch.Tensor,
+    candidate_items: torch.Tensor,
+    *,
+    temperature: torch.Tensor | float,
+    candidate_log_q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return the mean softmax cross-entropy of each user [T, d] for its target among the candidates [C, d].
+
+    Logits are dot products / temperature. With `candidate_log_q` (log of each candidate's sampling
+    probability, [C]) every logit is lowered by it (logQ correction, Yi et al. 2019). A candidate equal to
+    the row's target is the positive (its first occurrence); later copies of it are masked out.
+    """
+    logits = user_vectors @ candidate_vectors.T / temperature
+    if candidate_log_q is not None:
+        logits = logits - candidate_log_q[None, :]
+    matches = target_items[:, None] == candidate_items[None, :]
+    if not bool(matches.any(dim=1).all()):
+        raise ValueError("every target item must be among the candidates")
+    positive = matches.int().argmax(dim=1)
+    duplicates = matches.clone()
+    duplicates[torch.arange(len(positive), device=positive.device), positive] = False
+    logits = logits.masked_fill(duplicates, float("-inf"))
+    return functional.cross_entropy(logits.float(), positive)
+
+
+def in_batch_log_q(item_log_frequency: torch.Tensor, n_draws: int) -> torch.Tensor:
+    """Return log P(an item is among `n_draws` draws by train frequency): log(1 - (1 - p)^n)."""
+    log_not_drawn = n_draws * torch.log1p(-item_log_frequency.exp().clamp(max=1 - 1e-7))
+    return torch.log(-torch.expm1(log_not_drawn))
+
+
+class TwoTowerModule(lp.LightningModule):
+    """Trains an item and a user tower; validates by exact full ranking over all items (train masked)."""
+
+    def __init__(
+        self,
+        item_tower: ItemTower,
+        user_tower: UserTower,
+        *,
+        item_log_frequency: torch.Tensor,
+        model_cfg: ModelConfig,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters({"model": asdict(model_cfg)})
+        self.item_tower = item_tower
+        self.user_tower = user_tower
+        self.model_cfg = model_cfg
+        self.register_buffer("item_log_frequency", item_log_frequency.to(torch.float32))
+        self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(model_cfg.initial_temperature)))
+        self._validation_sums: dict[str, float] = {}
+        self._cached_item_vectors: torch.Tensor | None = None
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the catalogue."""
+        return int(self.item_log_frequency.shape[0])
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        """Return the learned softmax temperature, clamped to [MIN_TEMPERATURE, MAX_TEMPERATURE]."""
+        return self.log_temperature.clamp(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)).exp()
+
+    def user_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return user vectors [B, d] of a batch with `history`, `padding_mask` and `user_idx`."""
+        history = batch["history"]
+        unique_items, inverse = torch.unique(history, return_inverse=True)
+        history_vectors = self.item_tower(unique_items)[inverse]
+        user_idx = batch["user_idx"] if self.user_tower.user_embedding is not None else None
+        return self.user_tower(history_vectors, batch["padding_mask"], user_idx)
+
+    @torch.no_grad()
+    def all_item_vectors(self, chunk_size: int = 8192) -> torch.Tensor:
+        """Return the vectors of every item [n_items, d] (in the tower's current train/eval mode)."""
+        device = self.item_log_frequency.device
+        chunks = [
+            self.item_tower(torch.arange(start, min(start + chunk_size, self.n_items), device=device))
+            for start in range(0, self.n_items, chunk_size)
+        ]
+        return torch.cat(chunks)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Return the sampled-softmax loss of one batch of windows and log it as train/loss."""
+        history = batch["history"]
+        unique_items, inverse = torch.unique(history, return_inverse=True)
+        history_vectors = self.item_tower(unique_items)[inverse]
+        user_idx = batch["user_idx"] if self.user_tower.user_embedding is not None else None
+        position_vectors = self.user_tower.encode_positions(history_vectors, batch["padding_mask"], user_idx)
+        target_mask = batch["target_mask"]
+        users, targets = position_vectors[target_mask], batch["targets"][target_mask]
+        candidates, candidate_log_q = self._candidates(targets)
+        loss = sampled_softmax_loss(
+            users,
+            targets,
+            self.item_tower(candidates),
+            candidates,
+            temperature=self.temperature,
+            candidate_log_q=candidate_log_q if self.model_cfg.logq_correction else None,
+        )
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(targets))
+        self.log("train/temperature", self.temperature.detach(), on_epoch=True, batch_size=len(targets))
+        return loss
+
+    def _candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the candidate items (the batch's distinct targets + uniform negatives) and their log Q."""
+        in_batch = torch.unique(targets)
+        log_q = in_batch_log_q(self.item_log_frequency[in_batch], len(targets))
+        n_uniform = self.model_cfg.extra_uniform_negatives
+        if n_uniform <= 0:
+            return in_batch, log_q
+        uniform = torch.randint(0, self.n_items, (n_uniform,), device=targets.device)
+        uniform_log_q = torch.full((n_uniform,), math.log(n_uniform / self.n_items), device=targets.device)
+        return torch.cat([in_batch, uniform]), torch.cat([log_q, uniform_log_q])
+
+    def on_validation_epoch_start(self) -> None:
+        """Compute every item's vector once and reset the metric sums."""
+        self._cached_item_vectors = self.all_item_vectors()
+        self._validation_sums = {}
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Score every item for the batch's users and add their full-ranking metrics to the epoch sums."""
+        assert self._cached_item_vectors is not None
+        scores = (self.user_vectors(batch) @ self._cached_item_vectors.T).float().cpu().numpy()
+        users = batch["user_idx"].cpu().numpy()
+        datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
+        row_of = {user: row for row, user in enumerate(users)}
+        metrics = full_ranking_evaluate(
+            lambda chosen: scores[[row_of[user] for user in chosen]],
+            targets=datamodule.validation_targets,
+            exclude=datamodule.validation_exclude,
+            ks=VALIDATION_KS,
+            users=users,
+        )
+        count = metrics.pop("n_users")
+        for key, value in metrics.items():
+            self._validation_sums[key] = self._validation_sums.get(key, 0.0) + value * count
+        self._validation_sums["n_users"] = self._validation_sums.get("n_users", 0.0) + count
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the user-averaged validation metrics as val/<metric> (summed over processes under DDP)."""
+        keys = sorted(self._validation_sums)
+        sums = torch.tensor(
+            [self._validation_sums[key] for key in keys], dtype=torch.float64, device=self.device
+        )
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        totals = dict(zip(keys, sums.tolist(), strict=True))
+        n_users = max(totals.pop("n_users", 0.0), 1.0)
+        for key, value in totals.items():
+            self.log(f"val/{key}", value / n_users, prog_bar=key == "ndcg@10", sync_dist=False)
+        self._cached_item_vectors = None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Return AdamW over every parameter."""
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.model_cfg.learning_rate, weight_decay=self.model_cfg.weight_decay
+        )
+
+
+def scores_as_numpy(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> np.ndarray:
+    """Return the cosine scores [users, items] as a float32 numpy array."""
+    return (user_vectors @ item_vectors.T).float().cpu().numpy()

@@ -1,0 +1,83 @@
+"""Behaviour of the towers: shapes and norms, padding that changes nothing, cold items that keep a vector."""
+
+from __future__ import annotations
+
+import torch
+
+from explorec.models.towers import ItemTower, UserTower
+
+
+def _item_tower(*, known: torch.Tensor | None = None, id_dropout: float = 0.1) -> ItemTower:
+    """Return a small item tower over 6 items with 5-d text and 2 genres."""
+    torch.manual_seed(0)
+    return ItemTower(
+        n_items=6,
+        embedding_dim=8,
+        known_items=torch.ones(6, dtype=torch.bool) if known is None else known,
+        text_embeddings=torch.randn(6, 5),
+        genre_features=torch.tensor([[1, 0], [0, 1], [1, 1], [1, 0], [0, 1], [1, 0]], dtype=torch.float32),
+        id_dropout=id_dropout,
+    )
+
+
+def _user_tower(n_users: int | None = None) -> UserTower:
+    """Return a small user tower over histories of up to 4 items."""
+    torch.manual_seed(0)
+    return UserTower(embedding_dim=8, history_length=4, attention_heads=2, n_users=n_users).eval()
+
+
+def test_item_tower_shapes_and_unit_norm() -> None:
+    tower = _item_tower().eval()
+    vectors = tower(torch.tensor([[0, 1, 2], [3, 4, 5]]))
+    assert vectors.shape == (2, 3, 8)
+    torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(2, 3))
+
+
+def test_user_tower_shapes_and_unit_norm() -> None:
+    tower = _user_tower(n_users=3)
+    vectors = tower(torch.randn(3, 4, 8), torch.zeros(3, 4, dtype=torch.bool), torch.tensor([0, 1, 2]))
+    assert vectors.shape == (3, 8)
+    torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(3))
+
+
+def test_padded_positions_do_not_change_the_user_vector() -> None:
+    tower = _user_tower()
+    history = torch.randn(1, 4, 8)
+    padding = torch.tensor([[True, True, False, False]])
+    changed = history.clone()
+    changed[0, :2] = torch.randn(2, 8) * 100
+    with torch.no_grad():
+        torch.testing.assert_close(tower(history, padding), tower(changed, padding))
+        unpadded = tower(history, torch.zeros_like(padding))
+    assert not torch.allclose(tower(history, padding), unpadded)
+
+
+def test_empty_history_still_gives_a_finite_unit_vector() -> None:
+    tower = _user_tower()
+    with torch.no_grad():
+        vector = tower(torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool))
+    assert torch.isfinite(vector).all()
+    torch.testing.assert_close(vector.norm(dim=-1), torch.ones(2))
+
+
+def test_unseen_item_vector_comes_from_text_and_genres_only() -> None:
+    known = torch.tensor([True, True, True, True, True, False])
+    tower = _item_tower(known=known).eval()
+    before = tower(torch.tensor([5, 0]))
+    with torch.no_grad():
+        tower.id_embedding.weight.add_(torch.randn_like(tower.id_embedding.weight))
+    after = tower(torch.tensor([5, 0]))
+    torch.testing.assert_close(after[0], before[0])
+    assert not torch.allclose(after[1], before[1])
+    torch.testing.assert_close(after.norm(dim=-1), torch.ones(2))
+
+
+def test_id_dropout_of_one_gives_every_item_its_cold_vector() -> None:
+    tower = _item_tower(id_dropout=1.0)
+    for module in tower.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    dropped = tower.train()(torch.arange(6))
+    tower.known_items.zero_()
+    cold = tower.eval()(torch.arange(6))
+    torch.testing.assert_close(dropped, cold)
