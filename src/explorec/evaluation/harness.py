@@ -81,20 +81,36 @@ def full_ranking_evaluate(
     users: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Return mean Recall/NDCG/HitRate/MRR at each K (keys like "ndcg@10") and "n_users" by full ranking."""
+    evaluated, per_user = full_ranking_per_user(
+        score_users, targets=targets, exclude=exclude, ks=ks, batch_size=batch_size, users=users
+    )
+    results = {key: mean_over_users(values) for key, values in per_user.items()}
+    results["n_users"] = float(evaluated.size)
+    return results
+
+
+def full_ranking_per_user(
+    score_users: ScoreUsers,
+    *,
+    targets: sp.csr_matrix,
+    exclude: sp.csr_matrix,
+    ks: Sequence[int] = (10, 20),
+    batch_size: int = 1024,
+    users: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Return the evaluated users and, per metric key, their values in that order (for paired comparisons)."""
     targets, exclude = _binary_csr(targets), _binary_csr(exclude)
     _check_arguments(targets=targets, exclude=exclude, ks=ks, batch_size=batch_size)
     evaluated = evaluated_users(targets, users)
     if evaluated.size == 0:
         raise ValueError("no user to evaluate: none of the requested users has a target item")
-    per_user: dict[str, list[np.ndarray]] = {f"{name}@{k}": [] for k in ks for name in RANKING_METRICS}
+    chunks: dict[str, list[np.ndarray]] = {f"{name}@{k}": [] for k in ks for name in RANKING_METRICS}
     for start in range(0, evaluated.size, batch_size):
         batch = evaluated[start : start + batch_size]
         batch_values = _evaluate_batch(score_users, batch, targets=targets, exclude=exclude, ks=ks)
         for key, values in batch_values.items():
-            per_user[key].append(values)
-    results = {key: mean_over_users(np.concatenate(chunks)) for key, chunks in per_user.items()}
-    results["n_users"] = float(evaluated.size)
-    return results
+            chunks[key].append(values)
+    return evaluated, {key: np.concatenate(parts) for key, parts in chunks.items()}
 
 
 def _binary_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:

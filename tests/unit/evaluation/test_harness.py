@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from explorec.evaluation.harness import evaluated_users, full_ranking_evaluate, top_k_items
+from explorec.evaluation.harness import (
+    evaluated_users,
+    full_ranking_evaluate,
+    full_ranking_per_user,
+    top_k_items,
+)
 
 
 def _csr(rows: list[list[int]]) -> sp.csr_matrix:
@@ -187,3 +192,15 @@ def test_an_excluded_target_is_never_a_hit_even_when_it_fills_the_list() -> None
         lambda users: np.ones((len(users), 2)), targets=both, exclude=both, ks=(2,)
     )
     assert result["hit@2"] == 0.0
+
+
+def test_per_user_values_follow_the_evaluated_users_and_average_to_the_summary() -> None:
+    # Users 0 and 2 have targets; user 0's target ranks 1st (NDCG 1), user 2's ranks 2nd (NDCG 1/log2 3).
+    test = _csr([[1, 0, 0], [0, 0, 0], [0, 1, 0]])
+    empty = sp.csr_matrix((3, 3), dtype=np.float32)
+    scores = np.array([[3.0, 2.0, 1.0], [0.0, 0.0, 0.0], [3.0, 2.0, 1.0]])
+    users, per_user = full_ranking_per_user(_fixed_scores(scores), targets=test, exclude=empty, ks=(2,))
+    np.testing.assert_array_equal(users, [0, 2])
+    np.testing.assert_allclose(per_user["ndcg@2"], [1.0, 0.6309297535714575])
+    summary = full_ranking_evaluate(_fixed_scores(scores), targets=test, exclude=empty, ks=(2,))
+    assert summary["ndcg@2"] == pytest.approx(per_user["ndcg@2"].mean())
