@@ -36,6 +36,16 @@ COMMANDS: dict[str, Command] = {
         render="explorec.reporting:preprocess_text",
         up_to_date="explorec.cli:cached_preprocess_summary",
     ),
+    "train": Command(
+        help="train and evaluate the two-tower model, tracked as an MLflow run",
+        flow="flows.train:train_flow",
+        render="explorec.reporting:train_text",
+    ),
+    "benchmark": Command(
+        help="compare the baselines and the two-tower (encoders minilm and none) on one split",
+        flow="flows.benchmark:benchmark_flow",
+        render="explorec.reporting:benchmark_text",
+    ),
 }
 
 OFFLINE_ENVIRONMENT = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

@@ -109,6 +109,20 @@ class TrainerConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """What the accuracy benchmark runs; each baseline's grid is searched on validation only."""
+
+    baselines: list[str] = field(default_factory=lambda: ["popularity", "item_knn", "ease", "als"])
+    encoders: list[str] = field(default_factory=lambda: ["minilm", "none"])
+    ease_l2: list[float] = field(default_factory=lambda: [50.0, 100.0, 300.0, 500.0, 1000.0, 2500.0])
+    item_knn_neighbours: list[int] = field(default_factory=lambda: [20, 50, 100, 200])
+    als_factors: list[int] = field(default_factory=lambda: [32, 64])
+    als_regularization: list[float] = field(default_factory=lambda: [1.0, 10.0])
+    als_alpha: list[float] = field(default_factory=lambda: [1.0])
+    als_iterations: int = 15
+
+
+@dataclass
 class TrackingConfig:
     """Where MLflow records runs; relative SQLite paths and artifact folders resolve under the root."""
 
@@ -137,6 +151,7 @@ class ExplorecConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
 

@@ -33,3 +33,62 @@ def preprocess_markdown(summary: dict[str, Any]) -> str:
         f"- output: `{summary['output_dir']}`\n- elapsed: {summary['elapsed_s']:.2f} s\n\n"
         f"| count | value |\n|---|---:|\n{rows}\n"
     )
+
+
+def train_text(summary: dict[str, Any]) -> str:
+    """Return the lines the `train` command prints: run id, fit time and the metrics table."""
+    heading = (
+        f"explorec train: {summary['dataset']} / {summary['split']} / encoder {summary['encoder']}"
+        f" - run {summary['run_id']}, {summary['epochs_run']} epochs in {summary['fit_time_s']:.1f}s"
+    )
+    return heading + "\n" + metrics_markdown({"two_tower": summary["metrics"]})
+
+
+def metrics_markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Return a Markdown table: one row per (model, evaluation), one column per metric."""
+    columns = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "ndcg@20", "recall@20", "n_users"]
+    header = "| model | evaluation | " + " | ".join(columns) + " |"
+    rule = "|---|---|" + "---:|" * len(columns)
+    rows = []
+    for model, evaluations in results.items():
+        for evaluation, metrics in evaluations.items():
+            cells = [_cell(metrics.get(column)) for column in columns]
+            rows.append(f"| {model} | {evaluation} | " + " | ".join(cells) + " |")
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def _cell(value: float | None) -> str:
+    """Format one metric value for a table (blank when missing)."""
+    if value is None:
+        return ""
+    return f"{value:.0f}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
+
+
+def benchmark_markdown(table: dict[str, Any]) -> str:
+    """Return the benchmark comparison: test metrics per model, then validation, then chosen parameters."""
+    lines = [f"# Benchmark: {table['dataset']} / {table['split']}", ""]
+    evaluations = list(table["rows"][0]["metrics"]) if table["rows"] else []
+    for evaluation in evaluations:
+        lines += [f"## {evaluation}", ""]
+        lines.append(
+            metrics_markdown(
+                {row["model"]: {evaluation: row["metrics"][evaluation]} for row in table["rows"]}
+            )
+        )
+    lines += [
+        "## Chosen parameters (selected on validation NDCG@10)",
+        "",
+        "| model | params | fit time (s) |",
+    ]
+    lines.append("|---|---|---:|")
+    lines += [f"| {row['model']} | `{row['params']}` | {row['fit_time_s']:.1f} |" for row in table["rows"]]
+    lines += [
+        "",
+        f"Wall time: {table.get('wall_time_s', float('nan')):.0f} s; parent run `{table['parent_run_id']}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_text(summary: dict[str, Any]) -> str:
+    """Return what the `benchmark` command prints: the Markdown comparison and where it was written."""
+    return summary["markdown"] + f"\nwritten to {summary['output_dir']}/benchmark.md and benchmark.json\n"

@@ -1,0 +1,38 @@
+"""Flow `benchmark`: baselines and the two-tower (per encoder) on one split, compared in one table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from explorec.config import compose, from_dict, to_dict
+from flows.common import IO_RETRIES
+
+
+@task(name="preprocess-data", **IO_RETRIES)
+def preprocess_task(config: dict[str, Any]) -> str:
+    """Make sure the processed tables exist (cached by fingerprint); return their folder."""
+    from explorec.data.preprocess import preprocess
+
+    return str(preprocess(from_dict(config)).output_dir)
+
+
+@task(name="run-benchmark")
+def benchmark_task(config: dict[str, Any]) -> dict[str, Any]:
+    """Run every baseline and the two-tower through one harness; return the comparison table."""
+    from explorec.benchmark import run_benchmark
+
+    return run_benchmark(from_dict(config))
+
+
+@flow(name="benchmark", log_prints=True)
+def benchmark_flow(overrides: list[str] | None = None) -> dict[str, Any]:
+    """Compare Popularity, ItemKNN, EASE, ALS and the two-tower (minilm and none) on one split."""
+    cfg = compose(overrides or [])
+    config = to_dict(cfg)
+    preprocess_task(config)
+    summary = benchmark_task(config)
+    create_markdown_artifact(key="benchmark", markdown=summary["markdown"], description="explorec benchmark")
+    return summary

@@ -1,0 +1,55 @@
+"""Flow `train`: preprocess (cached) → encode (cached) → fit → evaluate → MLflow run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from explorec.config import compose, from_dict, to_dict
+from explorec.reporting import metrics_markdown
+from flows.common import IO_RETRIES
+
+
+@task(name="preprocess-data", **IO_RETRIES)
+def preprocess_task(config: dict[str, Any]) -> str:
+    """Make sure the processed tables exist (cached by fingerprint); return their folder."""
+    from explorec.data.preprocess import preprocess
+
+    return str(preprocess(from_dict(config)).output_dir)
+
+
+@task(name="encode-item-text", **IO_RETRIES)
+def encode_task(config: dict[str, Any]) -> int:
+    """Encode every item's text with the frozen encoder into the on-disk cache; return the item count."""
+    from explorec.training import item_text_embeddings, load_dataset
+
+    cfg = from_dict(config)
+    embeddings = item_text_embeddings(load_dataset(cfg), cfg)
+    return 0 if embeddings is None else len(embeddings)
+
+
+@task(name="fit-and-evaluate")
+def fit_task(config: dict[str, Any], parent_run_id: str | None = None) -> dict[str, Any]:
+    """Fit the two-tower model, evaluate on validation and test, log the MLflow run; return its summary."""
+    from explorec.training import train_and_evaluate
+
+    return train_and_evaluate(from_dict(config), parent_run_id=parent_run_id)
+
+
+@flow(name="train", log_prints=True)
+def train_flow(overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train and evaluate the two-tower recommender on one configuration, tracked in MLflow."""
+    cfg = compose(overrides or [])
+    config = to_dict(cfg)
+    preprocess_task(config)
+    encode_task(config)
+    summary = fit_task(config)
+    create_markdown_artifact(
+        key="train-summary",
+        markdown=f"# Train run `{summary['run_id']}`\n\n"
+        + metrics_markdown({"two_tower": summary["metrics"]}),
+        description="explorec train",
+    )
+    return summary

@@ -1,0 +1,216 @@
+"""The accuracy benchmark: baselines and the two-tower model through one harness, on one split.
+
+Every baseline's hyper-parameters are chosen on validation NDCG@10; the chosen setting is refit on
+train + validation and scored once on test. The two-tower model is selected by early stopping on validation
+and scores test users from their train + validation history. Each model is one nested MLflow run under a
+parent run that carries the comparison table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from explorec.config import BenchmarkConfig, ExplorecConfig, config_hash
+from explorec.data.processed import ProcessedDataset
+
+SELECTION_METRIC = "ndcg@10"
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One benchmarked model: its chosen parameters, metrics per evaluation, and timings."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, dict[str, float]]
+    fit_time_s: float
+    run_id: str | None = None
+
+
+def baseline_grid(name: str, cfg: BenchmarkConfig) -> list[dict[str, Any]]:
+    """Return every parameter setting of a baseline's validation grid."""
+    if name == "popularity":
+        return [{}]
+    if name == "ease":
+        return [{"l2": value} for value in cfg.ease_l2]
+    if name == "item_knn":
+        return [{"neighbours": value} for value in cfg.item_knn_neighbours]
+    if name == "als":
+        product = itertools.product(cfg.als_factors, cfg.als_regularization, cfg.als_alpha)
+        return [
+            {"factors": f, "regularization": r, "alpha": a, "iterations": cfg.als_iterations}
+            for f, r, a in product
+        ]
+    raise ValueError(f"unknown baseline {name!r}")
+
+
+class FittedBaseline:
+    """A baseline fitted once per history (train for validation, train + validation for test)."""
+
+    def __init__(self, name: str, params: dict[str, Any], dataset: ProcessedDataset) -> None:
+        self.name, self.params, self.dataset = name, params, dataset
+        self._models: dict[tuple[str, ...], Any] = {}
+        self.fit_time_s = 0.0
+
+    def score(self, users: np.ndarray, history: Sequence[str]) -> np.ndarray:
+        """Return scores of `users` from the model fitted on the interactions of `history`."""
+        key = tuple(history)
+        if key not in self._models:
+            from explorec.baselines.factory import build_baseline
+
+            started = time.perf_counter()
+            self._models[key] = build_baseline(self.name, **self.params).fit(self.dataset.matrix(*key))
+            self.fit_time_s += time.perf_counter() - started
+        return np.asarray(self._models[key].score(users), dtype=np.float32)
+
+
+def select_baseline(
+    name: str, dataset: ProcessedDataset, cfg: BenchmarkConfig, *, batch_size: int
+) -> tuple[ModelResult, list[dict[str, Any]]]:
+    """Search the baseline's grid on validation, then score the best setting on every evaluation."""
+    from explorec.training import evaluate, evaluation_targets
+
+    validation = [target for target in evaluation_targets(dataset) if target.name == "val"]
+    trials = []
+    for params in baseline_grid(name, cfg):
+        fitted = FittedBaseline(name, params, dataset)
+        metrics = _evaluate_targets(fitted, validation, batch_size=batch_size)
+        trials.append({"params": params, "val": metrics["val"], "fit_time_s": fitted.fit_time_s})
+    best = max(trials, key=lambda trial: trial["val"][SELECTION_METRIC])
+    chosen = FittedBaseline(name, best["params"], dataset)
+    metrics = evaluate(chosen.score, dataset, batch_size=batch_size)
+    return ModelResult(name, best["params"], metrics, chosen.fit_time_s), trials
+
+
+def _evaluate_targets(fitted: FittedBaseline, targets: list[Any], *, batch_size: int) -> dict[str, Any]:
+    """Evaluate a fitted baseline on the given evaluation targets only."""
+    from explorec.evaluation.harness import full_ranking_evaluate
+
+    return {
+        target.name: full_ranking_evaluate(
+            lambda users, history=target.history: fitted.score(users, history),
+            targets=target.targets,
+            exclude=target.exclude,
+            batch_size=batch_size,
+        )
+        for target in targets
+    }
+
+
+def _log_baseline_run(
+    result: ModelResult,
+    trials: list[dict[str, Any]],
+    cfg: ExplorecConfig,
+    parent_run_id: str,
+    fingerprint: str,
+) -> str:
+    """Record one baseline as a nested MLflow run with its chosen params, metrics and grid."""
+    import mlflow
+
+    from explorec.tracking import metric_dict, run_tags
+
+    tags = run_tags(config_hash=config_hash(cfg), data_fingerprint=fingerprint, extra={"model": result.name})
+    tags["mlflow.parentRunId"] = parent_run_id
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    run = client.create_run(
+        experiment_id, run_name=f"{result.name}-{cfg.data.name}-{cfg.split.name}", tags=tags
+    )
+    for key, value in result.params.items():
+        client.log_param(run.info.run_id, key, value)
+    flat = {
+        f"{name}/{key}": value for name, metrics in result.metrics.items() for key, value in metrics.items()
+    }
+    for key, value in {**metric_dict(flat, prefix="final/"), "time/fit_s": result.fit_time_s}.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.log_dict(run.info.run_id, {"grid": trials}, "validation_grid.json")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def comparison_table(results: list[ModelResult]) -> dict[str, Any]:
+    """Return the comparison as JSON-ready rows (model, params, fit time, metrics per evaluation)."""
+    return {
+        "rows": [
+            {
+                "model": result.name,
+                "params": result.params,
+                "fit_time_s": round(result.fit_time_s, 2),
+                "run_id": result.run_id,
+                "metrics": result.metrics,
+            }
+            for result in results
+        ]
+    }
+
+
+def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dict[str, Any]:
+    """Run every baseline and the two-tower per encoder on the configured split; return the summary."""
+    import mlflow
+
+    from explorec.reporting import benchmark_markdown
+    from explorec.tracking import configure_tracking, run_tags
+    from explorec.training import load_dataset, resolve, train_and_evaluate
+
+    target = configure_tracking(cfg.tracking)
+    dataset = load_dataset(cfg)
+    client = mlflow.MlflowClient(target.tracking_uri)
+    tags = run_tags(
+        config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"kind": "benchmark"}
+    )
+    parent = client.create_run(
+        target.experiment_id, run_name=f"benchmark-{cfg.data.name}-{cfg.split.name}", tags=tags
+    )
+    parent_id = parent.info.run_id
+    started = time.perf_counter()
+    try:
+        results = []
+        for name in cfg.benchmark.baselines:
+            result, trials = select_baseline(
+                name, dataset, cfg.benchmark, batch_size=cfg.trainer.eval_batch_size
+            )
+            run_id = _log_baseline_run(result, trials, cfg, parent_id, dataset.fingerprint)
+            results.append(replace(result, run_id=run_id))
+        for encoder in cfg.benchmark.encoders:
+            model_cfg = _with_encoder(cfg, encoder)
+            summary = train_and_evaluate(model_cfg, parent_run_id=parent_id, run_name=f"two_tower-{encoder}")
+            model = ModelResult(
+                f"two_tower[{encoder}]",
+                {"encoder": encoder},
+                summary["metrics"],
+                summary["fit_time_s"],
+                summary["run_id"],
+            )
+            results.append(model)
+        table = comparison_table(results)
+        table.update(dataset=cfg.data.name, split=cfg.split.name, parent_run_id=parent_id)
+        table["wall_time_s"] = round(time.perf_counter() - started, 1)
+        markdown = benchmark_markdown(table)
+        folder = output_dir or resolve(cfg.paths.root) / "benchmarks" / parent_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "benchmark.json").write_text(json.dumps(table, indent=2))
+        (folder / "benchmark.md").write_text(markdown)
+        client.log_artifacts(parent_id, str(folder))
+        client.log_metric(parent_id, "time/wall_s", table["wall_time_s"])
+        client.set_terminated(parent_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    return {**table, "markdown": markdown, "output_dir": str(folder)}
+
+
+def _with_encoder(cfg: ExplorecConfig, encoder: str) -> ExplorecConfig:
+    """Return a copy of the config whose encoder is the `conf/encoder/<encoder>.yaml` option."""
+    from explorec.config import compose
+
+    chosen = compose([f"encoder={encoder}"]).encoder
+    runtime = {"device": cfg.encoder.device, "num_threads": cfg.encoder.num_threads}
+    return replace(cfg, encoder=replace(chosen, cache_dir=cfg.encoder.cache_dir, **runtime))

@@ -1,0 +1,63 @@
+"""Train and benchmark flows on a tiny synthetic data set, tracked into a temporary MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from flows.benchmark import benchmark_flow
+from flows.train import train_flow
+
+TINY = [
+    "data=synthetic",
+    "data.synthetic.n_users=60",
+    "data.synthetic.n_items=40",
+    "data.synthetic.n_interactions=1000",
+    "encoder=none",
+    "model.embedding_dim=16",
+    "model.history_length=10",
+    "trainer.max_epochs=2",
+    "trainer.batch_size=128",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def test_train_flow_logs_a_complete_mlflow_run(isolated_home: Path) -> None:
+    summary = train_flow(overrides=TINY)
+    client = MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.embedding_dim"] == "16"
+    assert {"git_commit", "config_hash", "data_fingerprint"} <= set(run.data.tags)
+    assert 0.0 <= run.data.metrics["final/test/ndcg_at_10"] <= 1.0
+    assert run.data.metrics["final/test/n_users"] == 60
+    curve = client.get_metric_history(summary["run_id"], "val/ndcg_at_10")
+    assert len(curve) == 2
+    assert client.get_metric_history(summary["run_id"], "train/examples_per_sec")
+    artifacts = {item.path for item in client.list_artifacts(summary["run_id"])}
+    assert {"config.yaml", "metrics.json", "metrics.md", "item_vectors.npy", "checkpoint"} <= artifacts
+    assert summary["tracking_uri"] == f"sqlite:///{isolated_home}/mlruns/mlflow.db"
+
+
+def test_benchmark_flow_compares_every_model_under_one_parent_run() -> None:
+    overrides = [
+        *TINY,
+        "benchmark.encoders=[none]",
+        "benchmark.ease_l2=[10.0,100.0]",
+        "benchmark.item_knn_neighbours=[5]",
+        "benchmark.als_factors=[4]",
+        "benchmark.als_regularization=[1.0]",
+        "benchmark.als_iterations=3",
+    ]
+    summary = benchmark_flow(overrides=overrides)
+    models = [row["model"] for row in summary["rows"]]
+    assert models == ["popularity", "item_knn", "ease", "als", "two_tower[none]"]
+    assert summary["rows"][2]["params"]["l2"] in (10.0, 100.0)
+    client = MlflowClient()
+    children = [client.get_run(row["run_id"]) for row in summary["rows"]]
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {summary["parent_run_id"]}
+    written = json.loads((Path(summary["output_dir"]) / "benchmark.json").read_text())
+    assert [row["model"] for row in written["rows"]] == models
+    assert "| ease | test |" in summary["markdown"]
