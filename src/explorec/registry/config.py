@@ -1,0 +1,82 @@
+"""Typed settings of the promotion gates and the registry (plain dataclasses, no heavy imports).
+
+Metric keys are the MLflow-safe names the gates read from a candidate's metrics ('@' written as '_at_',
+see `explorec.tracking.metric_name`): training logs `final/test/ndcg_at_10`, and
+`explorec.registry.served.served_slate_metrics` returns `served/policy/...` keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class MetricGate:
+    """One gated metric: an absolute bound, and the most it may fall behind the champion.
+
+    With `higher_is_better` the candidate needs value >= threshold and value >= champion - tolerance;
+    otherwise (e.g. exposure Gini, 0 = equal exposure) value <= threshold and value <= champion + tolerance.
+    `tolerance` is in the metric's own units (absolute, not relative).
+    """
+
+    metric: str = ""
+    threshold: float = 0.0
+    tolerance: float = 0.0
+    higher_is_better: bool = True
+
+
+@dataclass
+class GatesConfig:
+    """Promotion gates: accuracy and diversity of the candidate, absolute and against the champion.
+
+    Defaults are floors that a trained two-tower on ML-100K (leave_last_out) clears with margin and that an
+    untrained or collapsed model (a handful of items for everyone) fails.
+    """
+
+    ndcg_at_10: MetricGate = field(
+        default_factory=lambda: MetricGate("final/test/ndcg_at_10", threshold=0.01, tolerance=0.005)
+    )
+    recall_at_20: MetricGate = field(
+        default_factory=lambda: MetricGate("final/test/recall_at_20", threshold=0.03, tolerance=0.01)
+    )
+    intra_list_diversity: MetricGate = field(
+        default_factory=lambda: MetricGate(
+            "served/policy/intra_list_diversity", threshold=0.2, tolerance=0.05
+        )
+    )
+    catalog_coverage: MetricGate = field(
+        default_factory=lambda: MetricGate("served/policy/catalog_coverage", threshold=0.1, tolerance=0.05)
+    )
+    exposure_gini: MetricGate = field(
+        default_factory=lambda: MetricGate(
+            "served/policy/exposure_gini", threshold=0.95, tolerance=0.03, higher_is_better=False
+        )
+    )
+    simulator_lift_metric: str = "sim/lift_ci_low"
+    """Lower bound of the simulator's lift interval; when the candidate has it, it must be > 0."""
+    require_simulator_lift: bool = False
+    """Fail a candidate that has no simulator result at all."""
+
+    def metric_gates(self) -> dict[str, MetricGate]:
+        """Return the metric gates by rule name, in table order."""
+        return {
+            "ndcg_at_10": self.ndcg_at_10,
+            "recall_at_20": self.recall_at_20,
+            "intra_list_diversity": self.intra_list_diversity,
+            "catalog_coverage": self.catalog_coverage,
+            "exposure_gini": self.exposure_gini,
+        }
+
+
+@dataclass
+class RegistryConfig:
+    """Registry conventions: aliases, the lock that serialises promotions, the pyfunc's artifact name."""
+
+    challenger_alias: str = "challenger"
+    champion_alias: str = "champion"
+    lock_dir: str = "mlruns/registry"
+    """Folder of the promotion lock files (relative paths resolve under the project root)."""
+    lock_timeout_s: float = 120.0
+    model_artifact: str = "recommender"
+    max_k: int = 100
+    """Largest slate a serving request may ask for (bigger requests are rejected with a 4xx)."""
