@@ -261,35 +261,14 @@ def read_manifest(output_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-SOURCE_FILES: dict[str, tuple[str, ...]] = {
-    "ml100k": ("u.data", "u.item", "u.genre"),
-    "ml_latest_small_tmdb": (
-        "ml-latest-small/ratings.csv",
-        "ml-latest-small/movies.csv",
-        "ml-latest-small/links.csv",
-        "ml-latest-small/tags.csv",
-        "tmdb-5000/tmdb_5000_movies.csv",
-    ),
-    "coat": (
-        "train.ascii",
-        "test.ascii",
-        "user_item_features/item_features.ascii",
-        "user_item_features/item_features_map.txt",
-    ),
-    "ml1m": ("ratings.dat", "movies.dat"),
-    "ml20m": ("ratings.csv", "movies.csv", "tags.csv"),
-    "ml25m": ("ratings.csv", "movies.csv", "tags.csv"),
-}
-
-
 def input_files(cfg: ExplorecConfig) -> tuple[list[Path], Path | None]:
     """Return the source files a reader uses (the fingerprint's inputs) and the data set folder."""
     if cfg.data.name == "synthetic":
         return [], None
-    from explorec.data.sources import locate_dataset
+    from explorec.data.download import LAYOUTS, locate_dataset
 
     folder = locate_dataset(cfg.data.name, cfg.data)
-    return [folder / name for name in SOURCE_FILES[cfg.data.name] if (folder / name).is_file()], folder
+    return [folder / name for name in LAYOUTS[cfg.data.name].required], folder
 
 
 def _manifest(
