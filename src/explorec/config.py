@@ -15,6 +15,7 @@ from explorec.errors import ConfigError
 
 DATA_SOURCES = ("ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic")
 SPLITS = ("random_ratio", "leave_last_out", "cold_items", "coat_random")
+POLICIES = ("greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr")
 
 
 @dataclass
@@ -109,6 +110,17 @@ class TrainerConfig:
 
 
 @dataclass
+class PolicyConfig:
+    """The exploration policy that serves slates; `exploration_rate` in [0, 1] is its one knob."""
+
+    name: str = "epsilon_greedy"
+    exploration_rate: float = 0.1
+    slate_size: int = 10
+    n_candidates: int = 100
+    n_clusters: int = 20
+
+
+@dataclass
 class BenchmarkConfig:
     """What the accuracy benchmark runs; each baseline's grid is searched on validation only."""
 
@@ -150,6 +162,7 @@ class ExplorecConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -196,6 +209,10 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError("split.valid_ratio and split.test_ratio must lie in [0, 1)")
     if cfg.split.valid_ratio + cfg.split.test_ratio >= 1.0:
         raise ConfigError("split.valid_ratio + split.test_ratio must be below 1")
+    if cfg.policy.name not in POLICIES:
+        raise ConfigError(f"policy.name={cfg.policy.name!r} is not one of {', '.join(POLICIES)}")
+    if not 0.0 <= cfg.policy.exploration_rate <= 1.0:
+        raise ConfigError("policy.exploration_rate must lie in [0, 1]")
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
 
