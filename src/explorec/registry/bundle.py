@@ -1,0 +1,260 @@
+"""The files a served recommender needs, as one in-memory bundle that can be saved, loaded and built.
+
+A bundle holds the item vectors (item-tower outputs), the user tower's weights and shape, the catalogue
+(item ids, titles, train popularity), every known user's history, the exploration policy and, when the
+model had a text encoder, the item text embeddings (used by diversity metrics and text-based policies).
+Files in a bundle folder (`BUNDLE_FILES`): item_vectors.npy, user_tower.pt (a state dict, read back with
+`torch.load(weights_only=True)`), model.json (tower shape, policy, format version), items.json,
+histories.npz and optionally text_embeddings.npy. Only numpy, torch and json are needed to load one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from explorec.data.processed import ProcessedDataset
+    from explorec.models.fit import FitResult
+    from explorec.models.towers import UserTower
+
+FORMAT_VERSION = 1
+BUNDLE_FILES = ("item_vectors.npy", "user_tower.pt", "model.json", "items.json", "histories.npz")
+TEXT_EMBEDDINGS_FILE = "text_embeddings.npy"
+TOWER_FIELDS = (
+    "embedding_dim",
+    "history_length",
+    "attention_heads",
+    "attention_layers",
+    "mlp_layers",
+    "dropout",
+)
+SERVING_HISTORY_SPLITS = ("train", "valid", "test")
+"""Splits whose interactions make up a known user's history when serving (all of them by default)."""
+
+
+@dataclass
+class PolicySpec:
+    """Which exploration policy serves, its default exploration_rate and JSON-able keyword parameters."""
+
+    name: str = "epsilon_greedy"
+    exploration_rate: float = 0.1
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecommenderBundle:
+    """Everything `ExplorecRecommender` loads: vectors, user-tower weights, catalogue, histories, policy."""
+
+    item_vectors: np.ndarray
+    user_tower_state: dict[str, Any]
+    tower_config: dict[str, Any]
+    item_ids: list[str]
+    titles: list[str]
+    item_popularity: np.ndarray
+    user_ids: list[str]
+    history_offsets: np.ndarray
+    history_items: np.ndarray
+    policy: PolicySpec = field(default_factory=PolicySpec)
+    text_embeddings: np.ndarray | None = None
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the catalogue."""
+        return int(self.item_vectors.shape[0])
+
+    def history(self, user_row: int) -> np.ndarray:
+        """Return the item indices of known user `user_row`, oldest first."""
+        return self.history_items[self.history_offsets[user_row] : self.history_offsets[user_row + 1]]
+
+    def save(self, folder: Path) -> dict[str, Path]:
+        """Write the bundle's files into `folder` and return {file name: path}."""
+        import torch
+
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "item_vectors.npy", np.asarray(self.item_vectors, dtype=np.float32))
+        torch.save(self.user_tower_state, folder / "user_tower.pt")
+        model = {"format_version": FORMAT_VERSION, "tower": self.tower_config, "policy": asdict(self.policy)}
+        (folder / "model.json").write_text(json.dumps(model, indent=2))
+        items = {"item_id": self.item_ids, "title": self.titles, "popularity": self.item_popularity.tolist()}
+        (folder / "items.json").write_text(json.dumps(items))
+        np.savez(
+            folder / "histories.npz",
+            user_ids=np.asarray(self.user_ids, dtype=str),
+            offsets=self.history_offsets.astype(np.int64),
+            items=self.history_items.astype(np.int64),
+        )
+        files = {name: folder / name for name in BUNDLE_FILES}
+        if self.text_embeddings is not None:
+            np.save(folder / TEXT_EMBEDDINGS_FILE, np.asarray(self.text_embeddings, dtype=np.float32))
+            files[TEXT_EMBEDDINGS_FILE] = folder / TEXT_EMBEDDINGS_FILE
+        return files
+
+
+def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
+    """Read a bundle from {file name: path} as `RecommenderBundle.save` wrote it (weights-only)."""
+    import torch
+
+    model = json.loads(Path(files["model.json"]).read_text())
+    if model.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"bundle format {model.get('format_version')} is not {FORMAT_VERSION}")
+    items = json.loads(Path(files["items.json"]).read_text())
+    histories = np.load(files["histories.npz"], allow_pickle=False)
+    text = files.get(TEXT_EMBEDDINGS_FILE)
+    return RecommenderBundle(
+        item_vectors=np.load(files["item_vectors.npy"], allow_pickle=False),
+        user_tower_state=torch.load(files["user_tower.pt"], map_location="cpu", weights_only=True),
+        tower_config=model["tower"],
+        item_ids=[str(item) for item in items["item_id"]],
+        titles=[str(title) for title in items["title"]],
+        item_popularity=np.asarray(items["popularity"], dtype=np.float64),
+        user_ids=[str(user) for user in histories["user_ids"]],
+        history_offsets=histories["offsets"],
+        history_items=histories["items"],
+        policy=PolicySpec(**model["policy"]),
+        text_embeddings=None if text is None else np.load(text, allow_pickle=False),
+    )
+
+
+def build_user_tower(bundle: RecommenderBundle) -> UserTower:
+    """Return the bundle's user tower in eval mode with its weights loaded."""
+    from explorec.models.towers import UserTower
+
+    shape = {key: bundle.tower_config[key] for key in TOWER_FIELDS}
+    tower = UserTower(**shape, n_users=bundle.tower_config.get("n_users"))
+    tower.load_state_dict(bundle.user_tower_state)
+    return tower.eval()
+
+
+def tower_config(model_cfg: Any, n_users: int | None) -> dict[str, Any]:
+    """Return the user tower's constructor arguments from a ModelConfig (n_users only with user IDs)."""
+    values = {key: getattr(model_cfg, key) for key in TOWER_FIELDS}
+    values["n_users"] = n_users if model_cfg.use_user_id else None
+    return values
+
+
+def _catalogue(dataset: ProcessedDataset) -> tuple[list[str], list[str], np.ndarray]:
+    """Return item ids, titles and train popularity (interaction counts) in item-index order."""
+    items = dataset.items.sort_values("item_idx")
+    ids = items["item_id"] if "item_id" in items else items["item_idx"]
+    titles = items.get("title", ids)
+    popularity = np.bincount(dataset.train["item_idx"].to_numpy(), minlength=dataset.n_items)
+    return ids.astype(str).tolist(), titles.fillna("").astype(str).tolist(), popularity.astype(np.float64)
+
+
+def user_histories(
+    dataset: ProcessedDataset, splits: Sequence[str]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Return user ids, offsets and items (time order) of every user's interactions in `splits`."""
+    import pandas as pd
+
+    frame = pd.concat([dataset.split(name) for name in splits], ignore_index=True)
+    ordered = frame.sort_values(["user_idx", "timestamp", "item_idx"], kind="stable")
+    counts = np.bincount(ordered["user_idx"].to_numpy(), minlength=dataset.n_users)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    users = dataset.users.sort_values("user_idx")
+    ids = users["user_id"] if "user_id" in users else users["user_idx"]
+    return ids.astype(str).tolist(), offsets, ordered["item_idx"].to_numpy(np.int64)
+
+
+def bundle_from_parts(
+    *,
+    dataset: ProcessedDataset,
+    item_vectors: np.ndarray,
+    user_tower_state: Mapping[str, torch.Tensor],
+    tower: dict[str, Any],
+    policy: PolicySpec,
+    text_embeddings: np.ndarray | None = None,
+    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
+) -> RecommenderBundle:
+    """Assemble a bundle from trained parts and the processed data set they were trained on."""
+    if item_vectors.shape[0] != dataset.n_items:
+        raise ValueError(
+            f"item_vectors has {item_vectors.shape[0]} rows; the catalogue has {dataset.n_items}"
+        )
+    item_ids, titles, popularity = _catalogue(dataset)
+    user_ids, offsets, items = user_histories(dataset, history_splits)
+    return RecommenderBundle(
+        item_vectors=np.asarray(item_vectors, dtype=np.float32),
+        user_tower_state={key: value.detach().cpu().clone() for key, value in user_tower_state.items()},
+        tower_config=tower,
+        item_ids=item_ids,
+        titles=titles,
+        item_popularity=popularity,
+        user_ids=user_ids,
+        history_offsets=offsets,
+        history_items=items,
+        policy=policy,
+        text_embeddings=text_embeddings,
+    )
+
+
+def bundle_from_fit(
+    fit: FitResult,
+    policy: PolicySpec,
+    *,
+    text_embeddings: np.ndarray | None = None,
+    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
+) -> RecommenderBundle:
+    """Build a bundle from an in-memory FitResult (best checkpoint already restored)."""
+    model = fit.model.eval()
+    return bundle_from_parts(
+        dataset=fit.dataset,
+        item_vectors=fit.item_vectors(),
+        user_tower_state=model.user_tower.state_dict(),
+        tower=tower_config(model.model_cfg, fit.dataset.n_users),
+        policy=policy,
+        text_embeddings=text_embeddings,
+        history_splits=history_splits,
+    )
+
+
+def user_tower_state_from_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """Return the user tower's weights from a Lightning checkpoint, read weights-only."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "user_tower."
+    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+
+
+def bundle_from_run(
+    run_id: str,
+    dataset: ProcessedDataset,
+    model_cfg: Any,
+    policy: PolicySpec,
+    *,
+    tracking_uri: str | None = None,
+    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
+) -> RecommenderBundle:
+    """Build a bundle from a training run's logged artifacts (item_vectors.npy, checkpoint/best.ckpt)."""
+    import tempfile
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    logged = {artifact.path for artifact in client.list_artifacts(run_id)}
+    wanted = ["item_vectors.npy", "checkpoint/best.ckpt"]
+    if "item_text_embeddings.npy" in logged:
+        wanted.append("item_text_embeddings.npy")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for path in wanted:
+            client.download_artifacts(run_id, path, str(folder))
+        text_path = folder / "item_text_embeddings.npy"
+        return bundle_from_parts(
+            dataset=dataset,
+            item_vectors=np.load(folder / "item_vectors.npy"),
+            user_tower_state=user_tower_state_from_checkpoint(folder / "checkpoint" / "best.ckpt"),
+            tower=tower_config(model_cfg, dataset.n_users),
+            policy=policy,
+            text_embeddings=np.load(text_path) if text_path.is_file() else None,
+            history_splits=history_splits,
+        )

@@ -1,0 +1,170 @@
+"""Beyond-accuracy metrics of the slates a candidate would serve to the test users, greedy and exploring.
+
+Every test user (a user with a test interaction) gets one slate of k items from their train + validation
+history, with those items excluded — once greedily and once through the candidate's exploration policy
+(seeded). The slates are scored with `explorec.evaluation.beyond_accuracy`: catalogue coverage,
+distributional coverage, exposure Gini (0 = equal exposure), intra-list diversity (on the text embeddings
+when the model has them, else on the item vectors) and novelty; the policy's slates also report the
+deviation rate from greedy and the share of explored slots. Keys: `served/greedy/<metric>` and
+`served/policy/<metric>`, the names `GatesConfig` reads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from explorec.evaluation import beyond_accuracy as ba
+from explorec.policies.base import Policy, SlateBatch
+from explorec.policies.simple import GreedyPolicy
+from explorec.registry.bundle import PolicySpec, RecommenderBundle, user_histories
+from explorec.registry.serving import Recommender, policy_from_spec
+
+if TYPE_CHECKING:
+    from explorec.data.processed import ProcessedDataset
+    from explorec.models.fit import FitResult
+
+EVALUATION_HISTORY = ("train", "valid")
+
+
+def serve_slates(
+    *,
+    scores: np.ndarray,
+    excluded: sp.csr_matrix,
+    policy: Policy,
+    k: int,
+    rng: np.random.Generator,
+) -> SlateBatch:
+    """Serve one slate per row of `scores` [n_users, n_items], excluding each row's nonzero items."""
+    mask = excluded.toarray().astype(bool)
+    states = [policy.initial_state(history_items=row.indices) for row in excluded]
+    return policy.select_batch(scores=scores, excluded=mask, k=k, rng=rng, states=states)
+
+
+def slate_metrics(
+    slates: SlateBatch,
+    *,
+    n_items: int,
+    diversity_vectors: np.ndarray,
+    item_popularity: np.ndarray | None = None,
+    n_train_users: int | None = None,
+) -> dict[str, float]:
+    """Return coverage, distributional coverage, Gini, intra-list diversity (and novelty) of slates."""
+    items = slates.items
+    metrics = {
+        "catalog_coverage": ba.catalog_coverage(recommended_items=items, n_items=n_items),
+        "distributional_coverage": ba.distributional_coverage(recommended_items=items, n_items=n_items),
+        "exposure_gini": ba.exposure_gini(recommended_items=items, n_items=n_items),
+        "intra_list_diversity": ba.intra_list_diversity(
+            recommendation_lists=list(items), item_vectors=diversity_vectors
+        ),
+        "deviation_rate": slates.deviation_rate,
+        "explored_share": float(np.mean(slates.explored)) if slates.explored.size else float("nan"),
+    }
+    if item_popularity is not None and n_train_users is not None:
+        metrics["novelty"] = ba.novelty(
+            recommended_items=items, item_popularity=item_popularity, n_users=n_train_users
+        )
+    return metrics
+
+
+def served_slate_metrics(
+    *,
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    excluded: sp.csr_matrix,
+    policy: Policy,
+    k: int = 10,
+    seed: int = 0,
+    diversity_vectors: np.ndarray | None = None,
+    item_popularity: np.ndarray | None = None,
+    n_train_users: int | None = None,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Return `served/greedy/*` and `served/policy/*` metrics of slates from user and item vectors."""
+    rng = np.random.default_rng(seed)
+    batches: dict[str, list[SlateBatch]] = {"greedy": [], "policy": []}
+    for start in range(0, user_vectors.shape[0], batch_size):
+        rows = slice(start, start + batch_size)
+        scores = (user_vectors[rows] @ item_vectors.T).astype(np.float64)
+        for name, chosen in (("greedy", GreedyPolicy(exploration_rate=0.0)), ("policy", policy)):
+            batches[name].append(
+                serve_slates(scores=scores, excluded=excluded[rows], policy=chosen, k=k, rng=rng)
+            )
+    vectors = item_vectors if diversity_vectors is None else diversity_vectors
+    results: dict[str, float] = {}
+    for name, parts in batches.items():
+        slates = SlateBatch(
+            *(np.concatenate([getattr(b, f) for b in parts]) for f in SlateBatch.__dataclass_fields__)
+        )
+        metrics = slate_metrics(
+            slates,
+            n_items=item_vectors.shape[0],
+            diversity_vectors=vectors,
+            item_popularity=item_popularity,
+            n_train_users=n_train_users,
+        )
+        results.update({f"served/{name}/{key}": value for key, value in metrics.items()})
+    return results
+
+
+def evaluation_users(dataset: ProcessedDataset) -> np.ndarray:
+    """Return the users with at least one test interaction, in index order."""
+    return np.unique(dataset.test["user_idx"].to_numpy())
+
+
+def train_user_counts(dataset: ProcessedDataset) -> np.ndarray:
+    """Return, per item, the number of distinct training users who interacted with it."""
+    return np.asarray(dataset.matrix("train").sum(axis=0)).ravel()
+
+
+def served_metrics_for_fit(
+    fit: FitResult,
+    policy: PolicySpec,
+    *,
+    text_embeddings: np.ndarray | None = None,
+    k: int = 10,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Return served-slate metrics of an in-memory FitResult on its data set's test users."""
+    dataset = fit.dataset
+    users = evaluation_users(dataset)
+    item_vectors = fit.item_vectors()
+    return served_slate_metrics(
+        user_vectors=fit.user_vectors(users, EVALUATION_HISTORY),
+        item_vectors=item_vectors,
+        excluded=dataset.matrix(*EVALUATION_HISTORY)[users],
+        policy=policy_from_spec(policy, item_vectors=item_vectors, text_embeddings=text_embeddings),
+        k=k,
+        seed=seed,
+        diversity_vectors=text_embeddings,
+        item_popularity=train_user_counts(dataset),
+        n_train_users=dataset.n_users,
+    )
+
+
+def served_metrics_for_bundle(
+    bundle: RecommenderBundle, dataset: ProcessedDataset, *, k: int = 10, seed: int = 0
+) -> dict[str, float]:
+    """Return served-slate metrics of a bundle (e.g. rebuilt from logged artifacts) on the test users."""
+    recommender = Recommender(bundle)
+    users = evaluation_users(dataset)
+    _, offsets, items = user_histories(dataset, EVALUATION_HISTORY)
+    histories = [items[offsets[user] : offsets[user + 1]] for user in users]
+    has_history = np.array([history.size > 0 for history in histories])
+    if not has_history.all():
+        raise ValueError("every test user needs a train or validation history to be scored")
+    user_rows = [int(user) for user in users]
+    return served_slate_metrics(
+        user_vectors=recommender.user_vectors(histories, user_rows),
+        item_vectors=recommender.item_vectors,
+        excluded=dataset.matrix(*EVALUATION_HISTORY)[users],
+        policy=recommender.policy(None),
+        k=k,
+        seed=seed,
+        diversity_vectors=bundle.text_embeddings,
+        item_popularity=train_user_counts(dataset),
+        n_train_users=dataset.n_users,
+    )

@@ -1,0 +1,281 @@
+"""Recommendations for serving requests from a `RecommenderBundle`: history, scores, policy, slate.
+
+One request is (user_id and/or recent_item_ids, k, optional exploration_rate and seed). How the history is
+chosen:
+- recent_item_ids given: ids not in the catalogue are ignored and counted (`n_unknown_items`); a known user's
+  stored history comes first, the recent items after it (`history_source` 'user+request', or 'request').
+- no usable recent items and a known user_id: the user's stored history (`history_source` 'user').
+- neither (a new user with no history): **cold start** — items scored by train popularity
+  (log(1 + count) / log(1 + max count)), served through the same exploration policy, so a new user gets
+  popular items with the policy's share of exploration (`cold_start` True, `history_source` 'none').
+  A model trained with user-ID embeddings also answers unknown users this way.
+Otherwise the user tower encodes the last `history_length` items of the history into a vector; scores are its
+cosine with every item vector. History items are never recommended. The policy chooses k items and logs per
+slot its propensity and whether it explored (see `explorec.policies.base`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from explorec.policies.base import Policy
+from explorec.registry.bundle import PolicySpec, RecommenderBundle, build_user_tower
+
+DEFAULT_K = 10
+REQUEST_FIELDS = ("user_id", "recent_item_ids", "k", "exploration_rate", "seed")
+POLICY_CACHE_SIZE = 16
+
+
+class RequestError(ValueError):
+    """A malformed or oversized recommendation request (the caller's fault: a 4xx when served)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one call cheap: slate size, requests per call, history items per request."""
+
+    max_k: int = 100
+    max_requests: int = 1000
+    max_history_items: int = 1000
+
+
+@dataclass(frozen=True)
+class Request:
+    """One validated request."""
+
+    user_id: str | None
+    recent_item_ids: tuple[str, ...] | None
+    k: int
+    exploration_rate: float | None
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The answer to one request: the slate by slot and how it was made."""
+
+    user_id: str | None
+    item_ids: list[str]
+    titles: list[str]
+    scores: list[float]
+    propensities: list[float]
+    explored: list[bool]
+    n_unknown_items: int
+    history_source: str
+    cold_start: bool
+
+
+def _is_absent(value: Any) -> bool:
+    """Whether a request field is unset (None or a float NaN, as pandas writes missing cells)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """Return `value` as an int within bounds, or raise RequestError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float | np.floating):
+        raise RequestError(f"{name} must be an integer, got {value!r}")
+    if float(value) != int(value):
+        raise RequestError(f"{name} must be an integer, got {value!r}")
+    number = int(value)
+    if number < minimum or (maximum is not None and number > maximum):
+        upper = "" if maximum is None else f" and <= {maximum}"
+        raise RequestError(f"{name} must be >= {minimum}{upper}, got {number}")
+    return number
+
+
+def _as_rate(value: Any) -> float | None:
+    """Return an exploration_rate in [0, 1] (None when unset), or raise RequestError."""
+    if _is_absent(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise RequestError(f"exploration_rate must be a number in [0, 1], got {value!r}")
+    rate = float(value)
+    if not 0.0 <= rate <= 1.0:
+        raise RequestError(f"exploration_rate must lie in [0, 1], got {rate}")
+    return rate
+
+
+def _as_item_ids(value: Any, limits: Limits) -> tuple[str, ...] | None:
+    """Return recent item ids as strings (None when unset), or raise RequestError."""
+    if _is_absent(value):
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise RequestError(f"recent_item_ids must be a list of item ids, got {value!r}")
+    if len(value) > limits.max_history_items:
+        raise RequestError(f"recent_item_ids has {len(value)} items; at most {limits.max_history_items}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int | np.integer):
+            raise RequestError(f"recent_item_ids must hold string or integer ids, got {item!r}")
+    return tuple(str(item) for item in value)
+
+
+def _as_user_id(value: Any) -> str | None:
+    """Return a user id as a string (None when unset), or raise RequestError."""
+    if _is_absent(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | np.integer):
+        raise RequestError(f"user_id must be a string, got {value!r}")
+    return str(value)
+
+
+def parse_request(fields: dict[str, Any], limits: Limits) -> Request:
+    """Validate one request's fields (absent fields take their defaults)."""
+    unknown = sorted(set(fields) - set(REQUEST_FIELDS))
+    if unknown:
+        raise RequestError(f"unknown request fields {unknown}; expected some of {list(REQUEST_FIELDS)}")
+    k = fields.get("k")
+    return Request(
+        user_id=_as_user_id(fields.get("user_id")),
+        recent_item_ids=_as_item_ids(fields.get("recent_item_ids"), limits),
+        k=DEFAULT_K if _is_absent(k) else _as_int("k", k, minimum=1, maximum=limits.max_k),
+        exploration_rate=_as_rate(fields.get("exploration_rate")),
+        seed=None if _is_absent(fields.get("seed")) else _as_int("seed", fields.get("seed"), minimum=0),
+    )
+
+
+def parse_requests(records: Sequence[dict[str, Any]], limits: Limits) -> list[Request]:
+    """Validate a batch of requests; the error names the offending row."""
+    if len(records) > limits.max_requests:
+        raise RequestError(f"{len(records)} requests in one call; at most {limits.max_requests}")
+    requests = []
+    for row, fields in enumerate(records):
+        try:
+            requests.append(parse_request(fields, limits))
+        except RequestError as error:
+            raise RequestError(f"request {row}: {error}") from None
+    return requests
+
+
+def policy_from_spec(
+    spec: PolicySpec,
+    *,
+    item_vectors: np.ndarray,
+    text_embeddings: np.ndarray | None = None,
+    rate: float | None = None,
+) -> Policy:
+    """Build the policy a spec names; vector-based policies get the item vectors or text embeddings."""
+    from explorec.policies.factory import build_policy
+
+    params = dict(spec.params)
+    if spec.name in ("linucb", "thompson"):
+        params.setdefault("item_vectors", item_vectors)
+    if spec.name in ("semantic_cluster", "mmr"):
+        params.setdefault("text_embeddings", item_vectors if text_embeddings is None else text_embeddings)
+    return build_policy(spec.name, spec.exploration_rate if rate is None else rate, **params)
+
+
+class Recommender:
+    """Answers requests from a bundle: user tower for users with a history, popularity for cold start."""
+
+    def __init__(self, bundle: RecommenderBundle, limits: Limits | None = None) -> None:
+        self.bundle = bundle
+        self.limits = limits or Limits()
+        self.user_tower = build_user_tower(bundle)
+        self.history_length = int(bundle.tower_config["history_length"])
+        self.uses_user_ids = bundle.tower_config.get("n_users") is not None
+        self.item_vectors = np.asarray(bundle.item_vectors, dtype=np.float32)
+        self.item_index = {item: index for index, item in enumerate(bundle.item_ids)}
+        self.user_index = {user: row for row, user in enumerate(bundle.user_ids)}
+        popularity = np.log1p(np.asarray(bundle.item_popularity, dtype=np.float64))
+        self.cold_start_scores = popularity / max(float(popularity.max()), 1e-12)
+        self._policies: OrderedDict[float, Policy] = OrderedDict()
+
+    def policy(self, exploration_rate: float | None) -> Policy:
+        """Return the bundle's policy at `exploration_rate` (its default when None), cached per rate."""
+        spec = self.bundle.policy
+        rate = spec.exploration_rate if exploration_rate is None else exploration_rate
+        if rate not in self._policies:
+            self._policies[rate] = policy_from_spec(
+                spec, item_vectors=self.item_vectors, text_embeddings=self.bundle.text_embeddings, rate=rate
+            )
+            while len(self._policies) > POLICY_CACHE_SIZE:
+                self._policies.popitem(last=False)
+        self._policies.move_to_end(rate)
+        return self._policies[rate]
+
+    def resolve_history(self, request: Request) -> tuple[np.ndarray, str, int]:
+        """Return (history item indices oldest first, history source, number of unknown recent ids)."""
+        row = self.user_index.get(request.user_id) if request.user_id is not None else None
+        stored = self.bundle.history(row) if row is not None else np.zeros(0, dtype=np.int64)
+        recent_ids = request.recent_item_ids or ()
+        recent = [self.item_index[item] for item in recent_ids if item in self.item_index]
+        n_unknown = len(recent_ids) - len(recent)
+        if recent:
+            history = np.concatenate([stored, np.asarray(recent, dtype=np.int64)])
+            return history, "user+request" if stored.size else "request", n_unknown
+        if stored.size:
+            return stored, "user", n_unknown
+        return stored, "none", n_unknown
+
+    def user_vectors(self, histories: Sequence[np.ndarray], user_rows: Sequence[int | None]) -> np.ndarray:
+        """Return user-tower vectors [n, d] for non-empty histories (the last `history_length` items).
+
+        Every history is right-aligned in a window of exactly `history_length` slots after the start token,
+        padding between, exactly as the towers saw histories in training and validation.
+        """
+        import torch
+
+        windows = [history[-self.history_length :] for history in histories]
+        length = self.history_length  # always the full window, right-aligned, as in training
+        items = np.zeros((len(windows), length), dtype=np.int64)
+        padding = np.ones((len(windows), length), dtype=bool)
+        for row, window in enumerate(windows):
+            items[row, length - len(window) :] = window
+            padding[row, length - len(window) :] = False
+        vectors = torch.from_numpy(self.item_vectors[items])
+        users = torch.as_tensor([row or 0 for row in user_rows]) if self.uses_user_ids else None
+        with torch.inference_mode():
+            return self.user_tower(vectors, torch.from_numpy(padding), users).numpy()
+
+    def recommend(self, requests: Sequence[Request]) -> list[Recommendation]:
+        """Answer every request (one batched user-tower pass for those with a history)."""
+        resolved = [self.resolve_history(request) for request in requests]
+        rows = [self.user_index.get(r.user_id) if r.user_id is not None else None for r in requests]
+        personal = [
+            index
+            for index, (history, _, _) in enumerate(resolved)
+            if history.size and (not self.uses_user_ids or rows[index] is not None)
+        ]
+        scores: dict[int, np.ndarray] = {}
+        if personal:
+            vectors = self.user_vectors([resolved[i][0] for i in personal], [rows[i] for i in personal])
+            for index, row_scores in zip(personal, vectors @ self.item_vectors.T, strict=True):
+                scores[index] = row_scores.astype(np.float64)
+        return [
+            self._slate(request, *resolved[index], scores.get(index))
+            for index, request in enumerate(requests)
+        ]
+
+    def _slate(
+        self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None
+    ) -> Recommendation:
+        """Serve one request's slate through the policy."""
+        cold_start = scores is None
+        values = self.cold_start_scores if scores is None else scores
+        excluded = np.zeros(self.bundle.n_items, dtype=bool)
+        excluded[history] = True
+        available = int(self.bundle.n_items - excluded.sum())
+        if request.k > available:
+            raise RequestError(f"k={request.k} but only {available} items are left after the history")
+        policy = self.policy(request.exploration_rate)
+        rng = np.random.default_rng(request.seed)
+        state = policy.initial_state(history_items=history)
+        slate = policy.select(scores=values, excluded=excluded, k=request.k, rng=rng, state=state)
+        items = [int(item) for item in slate.items]
+        return Recommendation(
+            user_id=request.user_id,
+            item_ids=[self.bundle.item_ids[item] for item in items],
+            titles=[self.bundle.titles[item] for item in items],
+            scores=[float(values[item]) for item in items],
+            propensities=[float(p) for p in slate.propensities],
+            explored=[bool(flag) for flag in slate.explored],
+            n_unknown_items=n_unknown,
+            history_source=source,
+            cold_start=cold_start,
+        )
