@@ -1,0 +1,76 @@
+"""Train and evaluate one trial's configuration as a nested MLflow run (no Optuna here).
+
+This is the body of `explorec.training.train_and_evaluate` minus the artifacts a search does not need
+(checkpoints, item vectors): the same `fit_two_tower` and the same `evaluate`, plus extra Lightning callbacks
+(the pruning callback) and the fitted model handed back so the objective can serve slates from it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from explorec.config import ExplorecConfig, config_hash, to_dict
+from explorec.data.processed import ProcessedDataset
+
+
+@dataclass
+class TrialFit:
+    """The fitted model of one trial and its validation/test metrics (full ranking, train items masked)."""
+
+    fit: Any
+    results: dict[str, dict[str, float]]
+
+
+def open_trial_run(
+    client: Any,
+    experiment_id: str,
+    cfg: ExplorecConfig,
+    *,
+    data_fingerprint: str,
+    parent_run_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+) -> str:
+    """Create the trial's MLflow run nested under the study's parent run; log the config as params."""
+    from explorec.tracking import config_params, run_tags
+
+    all_tags = run_tags(
+        config_hash=config_hash(cfg),
+        data_fingerprint=data_fingerprint,
+        extra={"model": "two_tower", "mlflow.parentRunId": parent_run_id, **tags},
+    )
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+    for key, value in config_params(to_dict(cfg)).items():
+        client.log_param(run_id, key, value)
+    return run_id
+
+
+def fit_and_evaluate(
+    cfg: ExplorecConfig,
+    dataset: ProcessedDataset,
+    text_embeddings: np.ndarray | None,
+    *,
+    tracking_uri: str,
+    run_id: str,
+    callbacks: Sequence[Any] = (),
+) -> TrialFit:
+    """Fit the two-tower model (per-epoch curves into the run) and evaluate it like the train flow does."""
+    from explorec.mlflow_logger import ExplorecMLFlowLogger
+    from explorec.models.fit import fit_two_tower
+    from explorec.training import evaluate
+
+    logger = ExplorecMLFlowLogger(
+        tracking_uri=tracking_uri, run_id=run_id, experiment_name=cfg.tracking.experiment
+    )
+    with tempfile.TemporaryDirectory(prefix="explorec-trial-") as scratch:
+        fit = fit_two_tower(
+            dataset, text_embeddings, cfg, callbacks=callbacks, logger=logger, checkpoint_dir=Path(scratch)
+        )
+    results = evaluate(fit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size)
+    return TrialFit(fit=fit, results=results)
