@@ -1,0 +1,331 @@
+"""Registration and promotion: a thin adapter between the pure gate (`gates.decide`) and the MLflow registry.
+
+Lifecycle of a candidate:
+1. `register_candidate(run_id, name)` registers the run's logged pyfunc as a new version, tagged with git
+   commit, config hash, data fingerprint and its metrics (`metric.<name>` tags); `gate.status` = pending.
+2. `evaluate_gates(name, version, gates)` decides against the current champion, logs the decision table
+   (Markdown + JSON) to the version's run under `gates/v<version>/`, tags `gate.status` / `gate.reasons`,
+   and moves the `challenger` alias to the version when it passed.
+3. `promote(name, version, ...)` re-checks the gates against the champion of that moment (unless
+   `force` with a `reason`) and moves the `champion` alias; the new champion is tagged with who/when/why,
+   the replaced one with when it was replaced. `dry_run` only returns the decision.
+
+Promotions of one registered model are serialised by an exclusive `fcntl.flock` on
+`<lock_dir>/<name>.lock` (one machine; the lock is released by the OS if the process dies). Every attempt
+that takes the lock is recorded as a registered-model tag `promotion.attempt.<id>` (JSON: version, actor,
+outcome, reasons). Moving an alias is the single registry write that changes what serves, and it is the
+last step of a decision: a crash before it leaves the champion untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from explorec.registry.config import GatesConfig, RegistryConfig
+from explorec.registry.gates import Decision, decide
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+METRIC_TAG_PREFIX = "metric."
+ATTEMPT_TAG_PREFIX = "promotion.attempt."
+PROVENANCE_TAGS = ("git_commit", "config_hash", "data_fingerprint")
+MAX_TAG_VALUE = 5000
+
+
+class PromotionError(RuntimeError):
+    """A promotion that cannot be attempted as asked (e.g. a forced promotion without a reason)."""
+
+
+class PromotionLockTimeoutError(PromotionError):
+    """Another promotion of the same model held the lock for longer than the timeout."""
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What a promotion attempt did: the decision, the champion before and after, and the outcome."""
+
+    name: str
+    version: str
+    outcome: str
+    decision: Decision
+    previous_champion: str | None
+    champion: str | None
+    forced: bool
+    dry_run: bool
+    attempt_id: str | None
+
+    @property
+    def promoted(self) -> bool:
+        """Whether this attempt moved the champion alias to `version`."""
+        return self.outcome in ("promoted", "forced")
+
+
+def utc_now() -> str:
+    """Return the current UTC time as ISO 8601 with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def metric_tags(metrics: Mapping[str, float]) -> dict[str, str]:
+    """Return metrics as version tags `metric.<MLflow-safe name>` = repr of the float."""
+    from explorec.tracking import metric_name
+
+    return {f"{METRIC_TAG_PREFIX}{metric_name(key)}": repr(float(value)) for key, value in metrics.items()}
+
+
+def metrics_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
+    """Return the metrics stored as `metric.*` tags (unparseable values read as NaN)."""
+    metrics = {}
+    for key, value in tags.items():
+        if key.startswith(METRIC_TAG_PREFIX):
+            try:
+                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
+            except ValueError:
+                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float("nan")
+    return metrics
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if needed), waiting up to `timeout_s` seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PromotionLockTimeoutError(f"could not lock {path} within {timeout_s:g} s") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class ModelRegistry:
+    """Registers candidates, records gate decisions and moves the challenger/champion aliases."""
+
+    def __init__(self, tracking_uri: str, cfg: RegistryConfig | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.cfg = cfg or RegistryConfig()
+        self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """Return the version an alias points to, or None when unset (or the model does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def champion_version(self, name: str) -> str | None:
+        """Return the champion's version, or None when there is no champion yet."""
+        return self.alias_version(name, self.cfg.champion_alias)
+
+    def version_metrics(self, name: str, version: str) -> dict[str, float]:
+        """Return the metrics recorded on a version at registration."""
+        return metrics_from_tags(self.client.get_model_version(name, version).tags)
+
+    def attempts(self, name: str) -> list[dict[str, object]]:
+        """Return every recorded promotion attempt of a model, oldest first."""
+        tags = self.client.get_registered_model(name).tags
+        records = [json.loads(value) for key, value in tags.items() if key.startswith(ATTEMPT_TAG_PREFIX)]
+        return sorted(records, key=lambda record: str(record["attempt_id"]))
+
+    # -- registration and gates ---------------------------------------------------------------------------
+    def register_candidate(
+        self,
+        run_id: str,
+        name: str,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        model_uri: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Register the run's logged model as a new version of `name` and return the version number.
+
+        Tags: the run's git commit, config hash and data fingerprint, every metric of the run plus
+        `metrics` (which win) as `metric.*`, any extra `tags`, and `gate.status` = pending.
+        """
+        from mlflow.exceptions import MlflowException
+
+        run = self.client.get_run(run_id)
+        values = {**run.data.metrics, **(metrics or {})}
+        version_tags = {key: run.data.tags[key] for key in PROVENANCE_TAGS if key in run.data.tags}
+        version_tags.update(metric_tags(values))
+        version_tags.update(tags or {})
+        version_tags["gate.status"] = "pending"
+        with contextlib.suppress(MlflowException):
+            if self._registered_model_missing(name):
+                self.client.create_registered_model(name)
+        source = model_uri or self.logged_model_uri(run_id)
+        model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+        version = self.client.create_model_version(
+            name, source=source, run_id=run_id, tags=version_tags, model_id=model_id
+        )
+        return str(version.version)
+
+    def logged_model_uri(self, run_id: str) -> str:
+        """Return `models:/<model id>` of the run's latest logged model named `cfg.model_artifact`."""
+        run = self.client.get_run(run_id)
+        found = self.client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}' AND name = '{self.cfg.model_artifact}'",
+            order_by=[{"field_name": "creation_time", "ascending": False}],
+            max_results=1,
+        )
+        if not found:
+            raise PromotionError(f"run {run_id} has no logged model named {self.cfg.model_artifact!r}")
+        return f"models:/{found[0].model_id}"
+
+    def _registered_model_missing(self, name: str) -> bool:
+        """Whether no registered model `name` exists yet."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            return True
+        return False
+
+    def decide_against_champion(
+        self, name: str, version: str, gates: GatesConfig, *, metrics: Mapping[str, float] | None = None
+    ) -> tuple[Decision, str | None]:
+        """Return the gate decision for a version against the current champion, and the champion's version."""
+        champion = self.champion_version(name)
+        candidate = dict(metrics) if metrics is not None else self.version_metrics(name, version)
+        reference = None if champion in (None, version) else self.version_metrics(name, champion)
+        return decide(candidate, reference, gates), champion
+
+    def evaluate_gates(
+        self, name: str, version: str, gates: GatesConfig, *, metrics: Mapping[str, float] | None = None
+    ) -> Decision:
+        """Decide, log the decision table, tag `gate.status`/`gate.reasons`; passing sets `challenger`."""
+        decision, champion = self.decide_against_champion(name, version, gates, metrics=metrics)
+        model_version = self.client.get_model_version(name, version)
+        if model_version.run_id:
+            folder = f"gates/v{version}"
+            self.client.log_text(model_version.run_id, decision.to_markdown(), f"{folder}/decision.md")
+            self.client.log_text(model_version.run_id, decision.to_json(), f"{folder}/decision.json")
+        gate_tags = {
+            "gate.status": decision.status,
+            "gate.reasons": ("; ".join(decision.reasons) or "none")[:MAX_TAG_VALUE],
+            "gate.checked_at": utc_now(),
+            "gate.champion_version": champion or "none",
+        }
+        for key, value in gate_tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
+        if decision.passed:
+            self._move_alias(name, self.cfg.challenger_alias, version)
+        return decision
+
+    def _move_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` at `version` (the one write that changes what is served)."""
+        self.client.set_registered_model_alias(name, alias, version)
+
+    # -- promotion ----------------------------------------------------------------------------------------
+    def lock_path(self, name: str) -> Path:
+        """Return the lock file that serialises promotions of `name`."""
+        from explorec.config import project_root
+
+        folder = Path(self.cfg.lock_dir).expanduser()
+        folder = folder if folder.is_absolute() else project_root() / folder
+        safe = "".join(char if char.isalnum() or char in "-_." else "_" for char in name)
+        return folder / f"{safe}.lock"
+
+    def promote(
+        self,
+        name: str,
+        version: str,
+        gates: GatesConfig,
+        *,
+        force: bool = False,
+        reason: str | None = None,
+        dry_run: bool = False,
+        actor: str | None = None,
+    ) -> PromotionResult:
+        """Move `champion` to `version` if it passes the gates against the current champion (or is forced)."""
+        version = str(version)
+        if force and not (reason and reason.strip()):
+            raise PromotionError("a forced promotion needs a reason (--reason)")
+        actor = actor or getpass.getuser()
+        if dry_run:
+            self.client.get_model_version(name, version)
+            decision, champion = self.decide_against_champion(name, version, gates)
+            return PromotionResult(name, version, "dry_run", decision, champion, champion, force, True, None)
+        with exclusive_lock(self.lock_path(name), self.cfg.lock_timeout_s):
+            return self._promote_locked(name, version, gates, force=force, reason=reason, actor=actor)
+
+    def _promote_locked(
+        self, name: str, version: str, gates: GatesConfig, *, force: bool, reason: str | None, actor: str
+    ) -> PromotionResult:
+        """Decide and move the alias while holding the lock; record the attempt whatever happens."""
+        attempt_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+        record: dict[str, object] = {"attempt_id": attempt_id, "version": version, "actor": actor}
+        record.update({"forced": force, "reason": reason, "started_at": utc_now(), "outcome": "error"})
+        try:
+            self.client.get_model_version(name, version)
+            decision, previous = self.decide_against_champion(name, version, gates)
+            record.update({"previous_champion": previous, "gate_status": decision.status})
+            record["gate_reasons"] = decision.reasons
+            if previous == version:
+                outcome = "already_champion"
+            elif decision.passed or force:
+                outcome = "promoted" if decision.passed else "forced"
+                self._move_alias(name, self.cfg.champion_alias, version)
+                self._tag_promotion(name, version, previous, record, outcome)
+            else:
+                outcome = "refused"
+            record["outcome"] = outcome
+            champion = version if outcome in ("promoted", "forced") else previous
+            return PromotionResult(
+                name, version, outcome, decision, previous, champion, force, False, attempt_id
+            )
+        except Exception as error:
+            record["error"] = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            record["finished_at"] = utc_now()
+            self._record_attempt(name, attempt_id, record)
+
+    def _tag_promotion(
+        self, name: str, version: str, previous: str | None, record: Mapping[str, object], outcome: str
+    ) -> None:
+        """Tag the new champion with who/when/why and the replaced one with when it was replaced."""
+        now = utc_now()
+        tags = {
+            "promotion.promoted_at": now,
+            "promotion.promoted_by": str(record["actor"]),
+            "promotion.forced": str(outcome == "forced").lower(),
+            "promotion.reason": str(record["reason"] or "passed the gates"),
+            "promotion.gate_status": str(record["gate_status"]),
+            "promotion.replaced_version": previous or "none",
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, value[:MAX_TAG_VALUE])
+        if previous is not None:
+            self.client.set_model_version_tag(name, previous, "promotion.replaced_at", now)
+            self.client.set_model_version_tag(name, previous, "promotion.replaced_by_version", version)
+
+    def _record_attempt(self, name: str, attempt_id: str, record: Mapping[str, object]) -> None:
+        """Store one attempt as a registered-model tag (JSON, truncated to MLflow's tag size)."""
+        value = json.dumps(record, default=str)
+        if len(value) > MAX_TAG_VALUE:
+            value = json.dumps({**record, "gate_reasons": ["(truncated)"]}, default=str)[:MAX_TAG_VALUE]
+        self.client.set_registered_model_tag(name, f"{ATTEMPT_TAG_PREFIX}{attempt_id}", value)

@@ -1,0 +1,159 @@
+"""The recommender as an MLflow pyfunc model: log it with a signature, an input example, pinned requirements.
+
+Input: a DataFrame with one request per row — `user_id` (string), `recent_item_ids` (list of strings),
+`k` (int, default 10), `exploration_rate` (float in [0, 1], default: the policy's), `seed` (int, default:
+random); every column is optional (see `explorec.registry.serving` for history and cold start).
+Output: one row per request with `item_ids`, `titles`, `scores`, `propensities`, `explored` (lists by slot),
+`n_unknown_items`, `history_source` and `cold_start`. Malformed or oversized requests raise an
+MlflowException with INVALID_PARAMETER_VALUE, which `mlflow models serve` answers with HTTP 400.
+
+Served with `mlflow models serve -m models:/<name>@champion --env-manager local -h 127.0.0.1 -p 5001`:
+
+    curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \
+      -d '{"dataframe_records": [{"user_id": "196", "k": 10}, {"recent_item_ids": ["50", "181"], "k": 5}]}'
+
+The explorec package travels with the model (`code_paths`), so loading needs only the pinned requirements.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import AnyType, Array, ColSpec, Schema
+
+from explorec.registry.bundle import RecommenderBundle, load_bundle
+from explorec.registry.serving import Limits, Recommender, RequestError, parse_requests
+
+PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle")
+
+
+def input_schema() -> Schema:
+    """Return the request columns (all optional).
+
+    `user_id` is a string. The other columns are declared Any because MLflow's enforcement refuses cells
+    that a batch leaves out (pandas fills them with NaN: a long column becomes float, a list column gets a
+    float) and a double column of whole numbers (`"exploration_rate": 1`); `parse_requests` checks their
+    types and ranges instead (`recent_item_ids`: list of string ids; `k`, `seed`: integers).
+    """
+    return Schema(
+        [
+            ColSpec("string", "user_id", required=False),
+            ColSpec(AnyType(), "recent_item_ids", required=False),
+            ColSpec(AnyType(), "k", required=False),
+            ColSpec(AnyType(), "exploration_rate", required=False),
+            ColSpec(AnyType(), "seed", required=False),
+        ]
+    )
+
+
+def output_schema() -> Schema:
+    """Return the response columns."""
+    return Schema(
+        [
+            ColSpec("string", "user_id", required=False),
+            ColSpec(Array("string"), "item_ids"),
+            ColSpec(Array("string"), "titles"),
+            ColSpec(Array("double"), "scores"),
+            ColSpec(Array("double"), "propensities"),
+            ColSpec(Array("boolean"), "explored"),
+            ColSpec("long", "n_unknown_items"),
+            ColSpec("string", "history_source"),
+            ColSpec("boolean", "cold_start"),
+        ]
+    )
+
+
+def signature() -> ModelSignature:
+    """Return the model signature."""
+    return ModelSignature(inputs=input_schema(), outputs=output_schema())
+
+
+def pip_requirements() -> list[str]:
+    """Return the pinned requirements of a loaded model (installed versions; local tags like +cpu dropped)."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in PINNED_PACKAGES]
+
+
+def _records(model_input: Any) -> list[dict[str, Any]]:
+    """Return the requests as dicts, from a DataFrame, a list of dicts or one dict."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input.to_dict(orient="records")
+    if isinstance(model_input, dict):
+        return [model_input]
+    if isinstance(model_input, list) and all(isinstance(row, dict) for row in model_input):
+        return model_input
+    raise RequestError(f"expected a DataFrame of requests, got {type(model_input).__name__}")
+
+
+class ExplorecRecommender(mlflow.pyfunc.PythonModel):
+    """Recommends k items per request with the bundle's exploration policy, logging propensities."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Load the bundle (weights-only) and build the recommender."""
+        config = context.model_config or {}
+        limits = Limits(
+            **{key: int(value) for key, value in config.items() if key in Limits.__dataclass_fields__}
+        )
+        self.recommender = Recommender(load_bundle(context.artifacts), limits)
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Answer every request row; malformed requests raise INVALID_PARAMETER_VALUE."""
+        try:
+            requests = parse_requests(_records(model_input), self.recommender.limits)
+            answers = self.recommender.recommend(requests)
+        except RequestError as error:
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
+        frame = pd.DataFrame([asdict(answer) for answer in answers], columns=output_schema().input_names())
+        frame["user_id"] = pd.Series([answer.user_id for answer in answers], dtype=object)
+        return frame
+
+
+def input_example(bundle: RecommenderBundle) -> pd.DataFrame:
+    """Return two example requests: a known user, and a new user with recent items and exploration."""
+    user = bundle.user_ids[0] if bundle.user_ids else None
+    recent = bundle.item_ids[:2]
+    return pd.DataFrame(
+        [
+            {"user_id": user, "recent_item_ids": None, "k": 10, "exploration_rate": None, "seed": None},
+            {"user_id": None, "recent_item_ids": recent, "k": 5, "exploration_rate": 0.2, "seed": 7},
+        ]
+    )
+
+
+def package_dir() -> Path:
+    """Return the explorec package folder (shipped with the model as code)."""
+    import explorec
+
+    return Path(explorec.__file__).resolve().parent
+
+
+def log_recommender(
+    bundle: RecommenderBundle, *, name: str = "recommender", limits: Limits | None = None
+) -> ModelInfo:
+    """Log the bundle as a pyfunc model in the active MLflow run and return its ModelInfo."""
+    with tempfile.TemporaryDirectory() as scratch:
+        files = bundle.save(Path(scratch) / "bundle")
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=ExplorecRecommender(),
+            artifacts={file: str(path) for file, path in files.items()},
+            code_paths=[str(package_dir())],
+            signature=signature(),
+            input_example=input_example(bundle),
+            pip_requirements=pip_requirements(),
+            model_config=asdict(limits or Limits()),
+        )

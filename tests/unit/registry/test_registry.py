@@ -1,0 +1,259 @@
+"""Registry on a temporary SQLite store: round trip to a champion loaded by alias, refusal and forced
+override, dry run, a crash before the alias move, concurrent promotions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from explorec.registry.bundle import RecommenderBundle
+from explorec.registry.config import GatesConfig
+from explorec.registry.promotion import ModelRegistry, PromotionError
+from explorec.registry.pyfunc import log_recommender
+
+NAME = "explorec-test"
+GOOD = {
+    "final/test/ndcg_at_10": 0.08,
+    "final/test/recall_at_20": 0.15,
+    "served/policy/intra_list_diversity": 0.7,
+    "served/policy/catalog_coverage": 0.4,
+    "served/policy/exposure_gini": 0.7,
+}
+LESS_DIVERSE = {**GOOD, "served/policy/intra_list_diversity": 0.55}
+PROVENANCE = {"git_commit": "abc123", "config_hash": "cfg0", "data_fingerprint": "fp0"}
+
+
+@pytest.fixture
+def tracking(tracking_uri: str) -> Iterator[str]:
+    """Point MLflow at the temporary store for the test, and back afterwards."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    yield tracking_uri
+    mlflow.set_tracking_uri(previous)
+
+
+def log_candidate(bundle: RecommenderBundle, metrics: dict[str, float]) -> str:
+    """Log a training-like run (provenance tags, metrics) with the pyfunc model; return its run id."""
+    with mlflow.start_run(tags=PROVENANCE) as run:
+        mlflow.log_metrics(metrics)
+        log_recommender(bundle)
+    return run.info.run_id
+
+
+def version_tags(registry: ModelRegistry, version: str) -> dict[str, str]:
+    """Return a model version's tags."""
+    return registry.client.get_model_version(NAME, version).tags
+
+
+def predict_in_fresh_process(
+    tracking_uri: str, model_uri: str, requests: list[dict[str, object]]
+) -> list[dict]:
+    """Load `model_uri` with mlflow.pyfunc.load_model in a new Python process and return its answers."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys, mlflow, pandas as pd
+        mlflow.set_tracking_uri({tracking_uri!r})
+        model = mlflow.pyfunc.load_model({model_uri!r})
+        answers = model.predict(pd.DataFrame(json.loads(sys.stdin.read())))
+        print("ANSWERS" + answers.to_json(orient="records"))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("ANSWERS"))
+    return json.loads(line.removeprefix("ANSWERS"))
+
+
+def test_round_trip_refusal_force_and_load_by_alias(
+    tracking: str, bundle: RecommenderBundle, tmp_path: Path
+) -> None:
+    """Second candidate less diverse: refused with the reason visible; then forced with a recorded reason."""
+    registry = ModelRegistry(tracking)
+    gates = GatesConfig()
+    first_run = log_candidate(bundle, GOOD)
+    first = registry.register_candidate(first_run, NAME)
+    tags = version_tags(registry, first)
+    assert {key: tags[key] for key in PROVENANCE} == PROVENANCE
+    assert float(tags["metric.served/policy/intra_list_diversity"]) == 0.7
+    assert tags["gate.status"] == "pending"
+
+    assert registry.evaluate_gates(NAME, first, gates).passed
+    assert registry.alias_version(NAME, "challenger") == first
+    assert registry.promote(NAME, first, gates, actor="alice").outcome == "promoted"
+    assert registry.champion_version(NAME) == first
+
+    second_run = log_candidate(bundle, LESS_DIVERSE)
+    second = registry.register_candidate(second_run, NAME)
+    decision = registry.evaluate_gates(NAME, second, gates)
+    assert not decision.passed
+    tags = version_tags(registry, second)
+    assert tags["gate.status"] == "failed"
+    assert "intra_list_diversity: 0.55 is worse than the champion's 0.7" in tags["gate.reasons"]
+    assert registry.alias_version(NAME, "challenger") == first
+    table = mlflow.artifacts.download_artifacts(
+        run_id=second_run, artifact_path=f"gates/v{second}", dst_path=str(tmp_path)
+    )
+    assert "FAIL: intra_list_diversity" in Path(table, "decision.md").read_text()
+    assert json.loads(Path(table, "decision.json").read_text())["status"] == "failed"
+
+    refused = registry.promote(NAME, second, gates, actor="bob")
+    assert refused.outcome == "refused" and not refused.promoted
+    assert registry.champion_version(NAME) == first
+    with pytest.raises(PromotionError, match="needs a reason"):
+        registry.promote(NAME, second, gates, force=True, actor="bob")
+
+    forced = registry.promote(
+        NAME, second, gates, force=True, reason="diversity metric was mis-set", actor="bob"
+    )
+    assert forced.outcome == "forced" and registry.champion_version(NAME) == second
+    tags = version_tags(registry, second)
+    assert tags["promotion.forced"] == "true"
+    assert tags["promotion.reason"] == "diversity metric was mis-set"
+    assert tags["promotion.promoted_by"] == "bob" and tags["promotion.replaced_version"] == first
+    assert "promotion.promoted_at" in tags
+    assert version_tags(registry, first)["promotion.replaced_by_version"] == second
+    assert "promotion.replaced_at" in version_tags(registry, first)
+    outcomes = [attempt["outcome"] for attempt in registry.attempts(NAME)]
+    assert outcomes == ["promoted", "refused", "forced"]
+
+    known_user, known_item = bundle.user_ids[0], bundle.item_ids[0]
+    requests = [
+        {"user_id": known_user, "k": 5, "seed": 1},
+        {"user_id": "someone-new", "k": 5, "exploration_rate": 0.3, "seed": 2},
+        {"recent_item_ids": [known_item, "no-such-item"], "k": 3, "seed": 3},
+    ]
+    answers = predict_in_fresh_process(tracking, f"models:/{NAME}@champion", requests)
+    assert [answer["history_source"] for answer in answers] == ["user", "none", "request"]
+    assert [answer["cold_start"] for answer in answers] == [False, True, False]
+    assert [len(answer["item_ids"]) for answer in answers] == [5, 5, 3]
+    assert answers[2]["n_unknown_items"] == 1 and known_item not in answers[2]["item_ids"]
+    assert all(len(answer["propensities"]) == len(answer["explored"]) for answer in answers)
+
+
+def test_dry_run_touches_nothing(tracking: str, bundle: RecommenderBundle) -> None:
+    """A dry run returns the decision without moving aliases, tagging or recording an attempt."""
+    registry = ModelRegistry(tracking)
+    version = registry.register_candidate(log_candidate(bundle, GOOD), NAME)
+    before = version_tags(registry, version)
+    result = registry.promote(NAME, version, GatesConfig(), dry_run=True, actor="carol")
+    assert result.dry_run and result.decision.passed and result.outcome == "dry_run"
+    assert registry.champion_version(NAME) is None
+    assert version_tags(registry, version) == before
+    assert registry.attempts(NAME) == []
+
+
+def test_crash_before_alias_move_leaves_champion(
+    tracking: str, bundle: RecommenderBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception injected between registration and the alias move leaves champion and challenger alone."""
+    registry = ModelRegistry(tracking)
+    gates = GatesConfig()
+    run_id = log_candidate(bundle, GOOD)
+    first = registry.register_candidate(run_id, NAME)
+    registry.evaluate_gates(NAME, first, gates)
+    registry.promote(NAME, first, gates, actor="alice")
+    second = registry.register_candidate(run_id, NAME, metrics={"final/test/ndcg_at_10": 0.09})
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("injected crash before the alias move")
+
+    monkeypatch.setattr(registry, "_move_alias", crash)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        registry.evaluate_gates(NAME, second, gates)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        registry.promote(NAME, second, gates, actor="dave")
+    assert registry.champion_version(NAME) == first
+    assert registry.alias_version(NAME, "challenger") == first
+    assert "promotion.promoted_at" not in version_tags(registry, second)
+    last = registry.attempts(NAME)[-1]
+    assert last["version"] == second and last["outcome"] == "error" and "injected crash" in str(last["error"])
+
+
+def test_malformed_request_raises_invalid_parameter_value(tracking: str, bundle: RecommenderBundle) -> None:
+    """Through the pyfunc, a malformed request raises MlflowException INVALID_PARAMETER_VALUE (HTTP 400)."""
+    with mlflow.start_run():
+        info = log_recommender(bundle)
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    with pytest.raises(MlflowException, match="exploration_rate must lie in") as raised:
+        model.predict(pd.DataFrame([{"user_id": "u1", "exploration_rate": 2.0}]))
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert raised.value.get_http_status_code() == 400
+    assert model.metadata.get_input_schema().input_names() == [
+        "user_id",
+        "recent_item_ids",
+        "k",
+        "exploration_rate",
+        "seed",
+    ]
+
+
+PROMOTE_WORKER = """
+import sys, time
+from explorec.registry.config import GatesConfig, RegistryConfig
+from explorec.registry.promotion import ModelRegistry
+uri, name, version, start, lock_dir = sys.argv[1:6]
+registry = ModelRegistry(uri, RegistryConfig(lock_dir=lock_dir))
+time.sleep(max(0.0, float(start) - time.time()))
+result = registry.promote(name, version, GatesConfig(), actor=f"worker-{version}")
+print(result.outcome)
+"""
+
+
+def test_concurrent_promotions_are_serialised(
+    tracking: str, bundle: RecommenderBundle, tmp_path: Path
+) -> None:
+    """8 processes promote 8 versions at once: one champion, 8 attempts, each replacing the one before it."""
+    registry = ModelRegistry(tracking)
+    run_id = log_candidate(bundle, GOOD)
+    versions = [registry.register_candidate(run_id, NAME) for _ in range(8)]
+    start = time.time() + 8.0
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                PROMOTE_WORKER,
+                tracking,
+                NAME,
+                version,
+                str(start),
+                str(tmp_path / "locks"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for version in versions
+    ]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), [err[-2000:] for _, err in outputs]
+    assert sorted(out.strip().splitlines()[-1] for out, _ in outputs) == ["promoted"] * 8
+
+    attempts = registry.attempts(NAME)
+    assert sorted(str(attempt["version"]) for attempt in attempts) == sorted(versions)
+    previous = None
+    for attempt in attempts:
+        assert attempt["previous_champion"] == previous, attempts
+        previous = attempt["version"]
+    assert registry.champion_version(NAME) == previous
+    holders = [v for v in versions if "promotion.replaced_at" not in version_tags(registry, v)]
+    assert holders == [previous]
