@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from explorec.errors import ConfigError
+from explorec.registry.config import GatesConfig, RegistryConfig
+from explorec.simulation.config import SimulateConfig
+from explorec.tuning.config import TuneConfig
 
 DATA_SOURCES = ("ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic")
 SPLITS = ("random_ratio", "leave_last_out", "cold_items", "coat_random")
@@ -165,6 +168,10 @@ class ExplorecConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
 
@@ -245,6 +252,8 @@ def _reject_unknown_keys(node: Any, schema: Any, *, prefix: str) -> None:
     """Fail on keys the schema does not define, including ones added with a `+` override."""
     from omegaconf import DictConfig
 
+    if not is_dataclass(OmegaConf.get_type(schema)):
+        return  # a free-form mapping (e.g. the search space): its keys are data, not schema
     for key in node:
         full_key = f"{prefix}{key}"
         if key not in schema:
