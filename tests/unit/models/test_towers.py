@@ -81,3 +81,16 @@ def test_id_dropout_of_one_gives_every_item_its_cold_vector() -> None:
     tower.known_items.zero_()
     cold = tower.eval()(torch.arange(6))
     torch.testing.assert_close(dropped, cold)
+
+
+def test_user_tower_is_causal_over_positions() -> None:
+    tower = _user_tower()
+    history = torch.randn(1, 4, 8)
+    changed = history.clone()
+    changed[0, 3] = torch.randn(8)
+    padding = torch.zeros(1, 4, dtype=torch.bool)
+    with torch.no_grad():
+        before, after = tower.encode_positions(history, padding), tower.encode_positions(changed, padding)
+    assert before.shape == (1, 5, 8)
+    torch.testing.assert_close(before[:, :4], after[:, :4])
+    assert not torch.allclose(before[:, 4], after[:, 4])

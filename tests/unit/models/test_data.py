@@ -1,0 +1,68 @@
+"""Training windows and validation histories built from chronological user sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from explorec.models.data import TrainingWindows, UserHistories, genre_multi_hot, user_sequences
+
+LENGTHS = [0, 1, 2, 4, 5, 6, 7, 13]
+
+
+def _sequences() -> tuple[pd.DataFrame, int]:
+    """Return interactions of users with the given history lengths (shuffled rows) and the user count."""
+    rows = [(u, 100 * u + t, 4.0, 1000 - t) for u, n in enumerate(LENGTHS) for t in range(n)]
+    frame = pd.DataFrame(rows, columns=["user_idx", "item_idx", "rating", "timestamp"])
+    return frame.sample(frac=1.0, random_state=0), len(LENGTHS)
+
+
+@pytest.mark.parametrize("history_length", [1, 2, 3, 5])
+def test_every_train_interaction_is_a_target_once_with_only_earlier_items_as_history(
+    history_length: int,
+) -> None:
+    frame, n_users = _sequences()
+    sequences = user_sequences(frame, n_users)
+    windows = TrainingWindows(sequences, history_length)
+    batch = windows.collate(range(len(windows)))
+    seen = []
+    for row in range(len(windows)):
+        user = int(batch["user_idx"][row])
+        history, padding = batch["history"][row].numpy(), batch["padding_mask"][row].numpy()
+        order = list(sequences.items[sequences.offsets[user] : sequences.offsets[user + 1]])
+        for slot in np.flatnonzero(batch["target_mask"][row].numpy()):
+            target = int(batch["targets"][row, slot])
+            visible = list(history[:slot][~padding[:slot]])  # output `slot` follows history slots < slot
+            assert visible == order[order.index(target) - len(visible) : order.index(target)]
+            seen.append((user, target))
+    assert sorted(seen) == sorted(zip(frame["user_idx"], frame["item_idx"], strict=True))
+
+
+def test_sequences_are_in_time_order() -> None:
+    frame, n_users = _sequences()
+    sequences = user_sequences(frame, n_users)
+    user = 7
+    items = sequences.items[sequences.offsets[user] : sequences.offsets[user + 1]]
+    assert list(items) == sorted(items, reverse=True)  # later items have smaller ids in _sequences
+
+
+def test_validation_history_is_the_last_n_items_right_aligned() -> None:
+    frame, n_users = _sequences()
+    sequences = user_sequences(frame, n_users)
+    batch = UserHistories(sequences, np.array([0, 2, 7]), history_length=3).collate([0, 1, 2])
+    assert batch["padding_mask"][0].all()
+    assert batch["padding_mask"][1].tolist() == [True, False, False]
+    assert batch["history"][1, 1:].tolist() == list(
+        sequences.items[sequences.offsets[2] : sequences.offsets[3]]
+    )
+    assert batch["history"][2].tolist() == list(
+        sequences.items[sequences.offsets[8] - 3 : sequences.offsets[8]]
+    )
+
+
+def test_genre_multi_hot() -> None:
+    matrix = genre_multi_hot(pd.Series(["Drama|Comedy", "", "Drama"]))
+    assert matrix is not None
+    np.testing.assert_array_equal(matrix, [[1, 1], [0, 0], [0, 1]])
+    assert genre_multi_hot(pd.Series(["", None])) is None
