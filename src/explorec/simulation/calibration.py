@@ -1,0 +1,135 @@
+"""Calibration of the click model p = σ(a·(z + ε) + b) to targets, and Platt scaling of the recommender.
+
+`calibrate_click_model` solves two monotone equations with Brent's method: for a given a, b(a) makes the
+mean p over all (user, item) equal the target mean; then a is chosen so that the mean over users of their
+top-10 p among servable items (outside the visible history) equals the top-10 target. The top-10 set does
+not depend on (a > 0, b), so it is found once.
+
+`fit_platt_prior` fits σ(α·s + β) of the per-user standardised recommender score s to clicks from a
+uniform exposure log of the tune pool (every servable item shown once at the top slot, clicks ~ Bernoulli(p)),
+i.e. a historical log that a deployed system would have. Only tune-pool users are used, so a test-pool run
+never fits anything on test users.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit
+
+from explorec.simulation.ground_truth import standardise_rows
+
+MIN_SLOPE, MAX_SLOPE = 1e-3, 20.0
+
+
+@dataclass(frozen=True)
+class ClickModel:
+    """a, b of p = σ(a·(z + ε) + b) and the mean and top-10 mean p they reach."""
+
+    name: str
+    slope: float
+    intercept: float
+    mean_click_probability: float
+    top10_click_probability: float
+
+    def probabilities(self, noisy_scores: np.ndarray) -> np.ndarray:
+        """p = σ(a·(z + ε) + b) for an array of z + ε."""
+        return expit(self.slope * noisy_scores + self.intercept)
+
+
+def top_servable(noisy_scores: np.ndarray, visible_mask: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per user, the k largest z + ε among items outside the visible history (n_users, k)."""
+    masked = np.where(visible_mask, -np.inf, noisy_scores)
+    return -np.sort(-np.partition(masked, masked.shape[1] - k, axis=1)[:, -k:], axis=1)
+
+
+def intercept_for_mean(noisy_scores: np.ndarray, slope: float, target_mean: float) -> float:
+    """b such that the mean of σ(a·x + b) over all entries equals target_mean."""
+    flat = noisy_scores.ravel()
+    low, high = -slope * float(flat.max()) - 40.0, -slope * float(flat.min()) + 40.0
+    return float(brentq(lambda b: expit(slope * flat + b).mean() - target_mean, low, high, xtol=1e-10))
+
+
+def calibrate_click_model(
+    *,
+    noisy_scores: np.ndarray,
+    visible_mask: np.ndarray,
+    name: str,
+    mean_click_probability: float,
+    top10_click_probability: float,
+) -> ClickModel:
+    """Solve a, b so the mean p and the users' mean top-10 p hit their targets (raises if unreachable)."""
+    if not 0 < mean_click_probability < top10_click_probability < 1:
+        raise ValueError("targets must satisfy 0 < mean < top-10 mean < 1")
+    top = top_servable(noisy_scores, visible_mask)
+    subsample = (
+        noisy_scores
+        if noisy_scores.size <= 400_000
+        else noisy_scores[:: max(1, noisy_scores.size // 400_000 + 1)]
+    )
+
+    def top_gap(slope: float) -> float:
+        intercept = intercept_for_mean(subsample, slope, mean_click_probability)
+        return float(expit(slope * top + intercept).mean()) - top10_click_probability
+
+    low_gap, high_gap = top_gap(MIN_SLOPE), top_gap(MAX_SLOPE)
+    if low_gap > 0 or high_gap < 0:
+        raise ValueError(
+            f"calibration {name!r} unreachable: at mean p = {mean_click_probability} the top-10 mean spans "
+            f"[{low_gap + top10_click_probability:.3f}, {high_gap + top10_click_probability:.3f}] for a in "
+            f"[{MIN_SLOPE}, {MAX_SLOPE}]"
+        )
+    slope = float(brentq(top_gap, MIN_SLOPE, MAX_SLOPE, xtol=1e-6))
+    intercept = intercept_for_mean(noisy_scores, slope, mean_click_probability)
+    return ClickModel(
+        name=name,
+        slope=slope,
+        intercept=intercept,
+        mean_click_probability=float(expit(slope * noisy_scores + intercept).mean()),
+        top10_click_probability=float(expit(slope * top + intercept).mean()),
+    )
+
+
+def fit_logistic(*, feature: np.ndarray, target: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """(α, β) maximising the Bernoulli likelihood of σ(α·x + β) (Newton's method, tiny ridge)."""
+    x = np.column_stack([feature.ravel(), np.ones(feature.size)])
+    y = target.ravel().astype(np.float64)
+    weights = np.array([0.0, np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6))])
+    for _ in range(iterations):
+        p = expit(x @ weights)
+        gradient = x.T @ (y - p) - 1e-6 * weights
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        weights += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(weights[0]), float(weights[1])
+
+
+@dataclass(frozen=True)
+class PlattPrior:
+    """σ(α·s + β) of the per-user standardised recommender score s."""
+
+    slope: float
+    intercept: float
+
+    def probabilities(self, recommender_scores: np.ndarray) -> np.ndarray:
+        """Calibrated prior click probabilities of rows of raw recommender scores."""
+        return expit(self.slope * standardise_rows(recommender_scores) + self.intercept)
+
+
+def fit_platt_prior(
+    *,
+    recommender_scores: np.ndarray,
+    click_probabilities: np.ndarray,
+    visible_mask: np.ndarray,
+    rng: np.random.Generator,
+) -> PlattPrior:
+    """Fit the prior on one uniform exposure of every servable item (clicks ~ Bernoulli(p)) of these users."""
+    servable = ~visible_mask
+    clicks = rng.random(click_probabilities.shape) < click_probabilities
+    feature = standardise_rows(recommender_scores)[servable]
+    slope, intercept = fit_logistic(feature=feature, target=clicks[servable])
+    return PlattPrior(slope, intercept)

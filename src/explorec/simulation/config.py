@@ -1,0 +1,88 @@
+"""Typed configuration of the interactive simulator (DESIGN §6); plain dataclasses, no heavy imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CalibrationTarget:
+    """Targets that fix the click model's a and b: mean p over all (user, item), mean of a user's true top 10.
+
+    The top 10 is taken among the items a policy may serve at the first visit (not in the visible history).
+    """
+
+    name: str = "main"
+    mean_click_probability: float = 0.02
+    top10_click_probability: float = 0.35
+
+
+def _default_calibrations() -> list[CalibrationTarget]:
+    """DESIGN §6's calibration and a harsher second one (sparser clicks, flatter top)."""
+    return [CalibrationTarget("main", 0.02, 0.35), CalibrationTarget("sparse", 0.01, 0.25)]
+
+
+def _default_policy_rates() -> dict[str, list[float]]:
+    """Exploring policies (explorec.policies names) and the exploration rates each is simulated at."""
+    return {
+        "epsilon_greedy": [0.1, 0.3],
+        "boltzmann": [0.3],
+        "linucb": [1.0],
+        "thompson": [1.0],
+        "semantic_cluster": [0.2],
+        "mmr": [0.3],
+    }
+
+
+@dataclass
+class SimulateConfig:
+    """Everything the simulator needs besides the data, the recommender and the text embeddings.
+
+    Fields:
+    - seed: root of every random stream (pools, holdout, frozen noise, clicks, policies).
+    - min_rating: a rating ≥ min_rating is a positive. min_user_positives: users eligible for the pools.
+    - tune_users / test_users: sizes of the two disjoint simulated pools; pool: which one this run serves.
+    - visible_share: earliest share of a simulated user's positives that the recommender may see.
+    - n_visits (T), slate_size (K), n_replications (R).
+    - ground_truth: "ease" or "ease_popularity_dampened" (robustness; z − popularity_damping · z_pop).
+    - ease_l2_grid / ease_holdout_share: λ candidates and the share of positives held out to choose λ.
+    - noise_std: std of the frozen per-(user, item) noise ε. calibrations: one world per target.
+    - online_noise_std σ and online_prior_std τ: click-noise and weight-prior scales of the per-user residual
+      Bayesian linear model (prior precision σ²/τ² in the model's units); σ is also the exploration scale
+      of linucb/thompson, so rate 1 = the model's own posterior.
+    - policy_rates: exploring policy name → exploration rates; baselines oracle, static, greedy_online and
+      random always run. n_candidates: top-M candidates of linucb/thompson/mmr.
+    - n_text_clusters / cluster_seed: k-means clusters of the text embeddings (discovery, semantic policy).
+    - ope_logging_policy / ope_target_policies: labels ("name@rate" or a baseline name) of the run whose
+      served slates are logged with propensities, and of the policies whose value is estimated from them
+      ("" switches logging and the OPE check off).
+    - stand_in_dimension: rank of the truncated-SVD stand-in recommender.
+    - blas_threads: BLAS threads inside the runner (threadpoolctl).
+    """
+
+    seed: int = 0
+    min_rating: float = 4.0
+    min_user_positives: int = 20
+    tune_users: int = 150
+    test_users: int = 300
+    pool: str = "test"
+    visible_share: float = 0.5
+    n_visits: int = 20
+    slate_size: int = 10
+    n_replications: int = 5
+    ground_truth: str = "ease"
+    popularity_damping: float = 0.5
+    ease_l2_grid: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0])
+    ease_holdout_share: float = 0.1
+    noise_std: float = 0.5
+    calibrations: list[CalibrationTarget] = field(default_factory=_default_calibrations)
+    online_noise_std: float = 0.2
+    online_prior_std: float = 0.02
+    policy_rates: dict[str, list[float]] = field(default_factory=_default_policy_rates)
+    n_candidates: int = 100
+    n_text_clusters: int = 20
+    cluster_seed: int = 0
+    ope_logging_policy: str = "epsilon_greedy@0.3"
+    ope_target_policies: list[str] = field(default_factory=lambda: ["epsilon_greedy@0.1", "greedy_online"])
+    stand_in_dimension: int = 32
+    blas_threads: int = 2

@@ -1,0 +1,135 @@
+"""The simulated world: pools, visible/hidden positives, training set, ground truth, noise, click models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from explorec.simulation.calibration import ClickModel, calibrate_click_model
+from explorec.simulation.config import SimulateConfig
+from explorec.simulation.ground_truth import (
+    GroundTruth,
+    UserPools,
+    draw_pools,
+    fit_ground_truth,
+    frozen_noise,
+    split_visible_hidden,
+    training_interactions,
+)
+
+
+def position_weights(slate_size: int) -> np.ndarray:
+    """θ_k = 1 / log2(k + 1) for slots k = 1..K."""
+    return 1.0 / np.log2(np.arange(2, slate_size + 2))
+
+
+@dataclass(frozen=True)
+class SimulationWorld:
+    """Everything about the simulated users that does not depend on a policy or replication."""
+
+    n_users: int
+    n_items: int
+    pools: UserPools
+    visible: pd.DataFrame
+    hidden: pd.DataFrame
+    training: pd.DataFrame
+    ground_truth: GroundTruth
+    noise: np.ndarray
+    click_models: tuple[ClickModel, ...]
+
+    def _rows(self, users: np.ndarray) -> np.ndarray:
+        """Rows of ground_truth/noise arrays that belong to `users`."""
+        rows = np.searchsorted(self.ground_truth.users, users)
+        if (rows >= self.ground_truth.users.size).any() or (self.ground_truth.users[rows] != users).any():
+            raise KeyError("some users are not simulated users")
+        return rows
+
+    def noisy_scores(self, users: np.ndarray) -> np.ndarray:
+        """z + ε of `users` (len(users), n_items)."""
+        rows = self._rows(np.asarray(users, np.int64))
+        return self.ground_truth.standardised_scores[rows] + self.noise[rows]
+
+    def click_probabilities(self, users: np.ndarray, click_model: ClickModel) -> np.ndarray:
+        """p(u, i) of `users` under one click model."""
+        return click_model.probabilities(self.noisy_scores(users))
+
+    def visible_mask(self, users: np.ndarray) -> np.ndarray:
+        """Boolean (len(users), n_items): True where the item is in the user's visible history."""
+        return _membership(self.visible, users, self.n_items)
+
+    def visible_items(self, users: np.ndarray) -> list[np.ndarray]:
+        """Each user's visible positives."""
+        return _items_by_user(self.visible, users)
+
+    def hidden_items(self, users: np.ndarray) -> list[np.ndarray]:
+        """Each user's hidden positives."""
+        return _items_by_user(self.hidden, users)
+
+    def item_popularity(self) -> tuple[np.ndarray, int]:
+        """(number of training users per item, number of training users) for novelty."""
+        counts = np.bincount(self.training["item_idx"].to_numpy(), minlength=self.n_items)
+        return counts, int(self.training["user_idx"].nunique())
+
+
+def _membership(frame: pd.DataFrame, users: np.ndarray, n_items: int) -> np.ndarray:
+    """Boolean (len(users), n_items) of the (user, item) pairs of `frame`."""
+    mask = np.zeros((len(users), n_items), dtype=bool)
+    row_of = pd.Series(np.arange(len(users)), index=np.asarray(users))
+    selected = frame[frame["user_idx"].isin(users)]
+    mask[row_of[selected["user_idx"]].to_numpy(), selected["item_idx"].to_numpy()] = True
+    return mask
+
+
+def _items_by_user(frame: pd.DataFrame, users: np.ndarray) -> list[np.ndarray]:
+    """The items of each user in `frame`, in user order."""
+    grouped = frame.groupby("user_idx")["item_idx"].apply(lambda s: s.to_numpy(np.int64))
+    return [grouped.get(int(u), np.empty(0, np.int64)) for u in users]
+
+
+def build_world(
+    *, positives: pd.DataFrame, n_users: int, n_items: int, cfg: SimulateConfig
+) -> SimulationWorld:
+    """Draw pools, hide interests, build the leak-free training set, fit EASE and calibrate every click model.
+
+    Calibration runs over both pools together (the simulated population), so tune and test share a, b.
+    """
+    pools = draw_pools(
+        positives=positives,
+        min_user_positives=cfg.min_user_positives,
+        tune_users=cfg.tune_users,
+        test_users=cfg.test_users,
+        seed=cfg.seed,
+    )
+    simulated = pools.simulated
+    visible, hidden = split_visible_hidden(
+        positives=positives, users=simulated, visible_share=cfg.visible_share
+    )
+    training = training_interactions(
+        positives=positives, simulated_users=simulated, visible=visible, hidden=hidden
+    )
+    truth = fit_ground_truth(
+        positives=positives,
+        users=simulated,
+        n_users=n_users,
+        n_items=n_items,
+        kind=cfg.ground_truth,
+        l2_grid=list(cfg.ease_l2_grid),
+        holdout_share=cfg.ease_holdout_share,
+        popularity_damping=cfg.popularity_damping,
+        seed=cfg.seed,
+    )
+    noise = frozen_noise(users=simulated, n_items=n_items, noise_std=cfg.noise_std, seed=cfg.seed)
+    noisy, mask = truth.standardised_scores + noise, _membership(visible, simulated, n_items)
+    models = tuple(
+        calibrate_click_model(
+            noisy_scores=noisy,
+            visible_mask=mask,
+            name=target.name,
+            mean_click_probability=target.mean_click_probability,
+            top10_click_probability=target.top10_click_probability,
+        )
+        for target in cfg.calibrations
+    )
+    return SimulationWorld(n_users, n_items, pools, visible, hidden, training, truth, noise, models)

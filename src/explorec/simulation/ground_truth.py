@@ -1,0 +1,222 @@
+"""The simulated users and the ground truth: pools, visible/hidden positives, leak-free training set, EASE.
+
+Positives are ratings ≥ min_rating. Users with at least `min_user_positives` positives are eligible; two
+disjoint seeded pools `tune` and `test` are drawn from them. Each simulated user shows the earliest
+`visible_share` of their positives (by timestamp, ties by item) and hides the rest. The recommender may be
+trained on every other user's positives plus the visible positives of simulated users only
+(`training_interactions`, which raises `LeakageError` if a hidden positive would reach training).
+The ground truth is EASE fitted on all positives of all users with λ chosen on a random holdout of positives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from explorec.baselines.ease import ease_weights
+from explorec.data.processed import ProcessedDataset, interactions_to_csr
+
+TUNE_POOL, TEST_POOL = "tune", "test"
+POOL_STREAM, HOLDOUT_STREAM, NOISE_STREAM = 11, 12, 13
+
+
+class LeakageError(RuntimeError):
+    """A hidden positive of a simulated user would reach the recommender's training data."""
+
+
+def stream(*keys: int) -> np.random.Generator:
+    """A numpy Generator derived from integer keys (seed, stream id, replication, user, …)."""
+    return np.random.default_rng(np.random.SeedSequence([int(key) for key in keys]))
+
+
+def positives_from_dataset(dataset: ProcessedDataset, *, min_rating: float) -> pd.DataFrame:
+    """All interactions of every split with rating ≥ min_rating: user_idx, item_idx, timestamp."""
+    frame = pd.concat([dataset.train, dataset.valid, dataset.test], ignore_index=True)
+    frame = frame[frame["rating"] >= min_rating]
+    return frame[["user_idx", "item_idx", "timestamp"]].drop_duplicates(["user_idx", "item_idx"])
+
+
+@dataclass(frozen=True)
+class UserPools:
+    """Disjoint user index arrays of the tune and test pools (sorted)."""
+
+    tune: np.ndarray
+    test: np.ndarray
+
+    def get(self, name: str) -> np.ndarray:
+        """The users of pool `name` (tune or test)."""
+        if name not in (TUNE_POOL, TEST_POOL):
+            raise ValueError(f"pool must be {TUNE_POOL!r} or {TEST_POOL!r}, got {name!r}")
+        return self.tune if name == TUNE_POOL else self.test
+
+    @property
+    def simulated(self) -> np.ndarray:
+        """Users of both pools."""
+        return np.union1d(self.tune, self.test)
+
+
+def draw_pools(
+    *, positives: pd.DataFrame, min_user_positives: int, tune_users: int, test_users: int, seed: int
+) -> UserPools:
+    """Draw disjoint tune and test pools from users with at least min_user_positives positives."""
+    counts = positives.groupby("user_idx").size()
+    eligible = np.sort(counts.index[counts >= min_user_positives].to_numpy(np.int64))
+    if eligible.size < tune_users + test_users:
+        raise ValueError(
+            f"only {eligible.size} users have ≥ {min_user_positives} positives; "
+            f"tune_users + test_users = {tune_users + test_users}"
+        )
+    chosen = stream(seed, POOL_STREAM).permutation(eligible)
+    return UserPools(
+        tune=np.sort(chosen[:tune_users]), test=np.sort(chosen[tune_users : tune_users + test_users])
+    )
+
+
+def split_visible_hidden(
+    *, positives: pd.DataFrame, users: np.ndarray, visible_share: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(visible, hidden) positives of `users`: the earliest ceil(share·n) (by time, then item) are visible."""
+    if not 0.0 < visible_share < 1.0:
+        raise ValueError(f"visible_share must lie in (0, 1), got {visible_share}")
+    frame = positives[positives["user_idx"].isin(users)].sort_values(["user_idx", "timestamp", "item_idx"])
+    rank = frame.groupby("user_idx").cumcount()
+    size = frame.groupby("user_idx")["item_idx"].transform("size")
+    visible = rank < np.ceil(visible_share * size)
+    return frame[visible].reset_index(drop=True), frame[~visible].reset_index(drop=True)
+
+
+def check_no_leakage(*, training: pd.DataFrame, hidden: pd.DataFrame) -> None:
+    """Raise LeakageError if any (user, item) pair of `hidden` appears in `training`."""
+    keys = ["user_idx", "item_idx"]
+    leaked = training[keys].merge(hidden[keys].drop_duplicates(), on=keys, how="inner")
+    if len(leaked):
+        first = leaked.iloc[0]
+        raise LeakageError(
+            f"{len(leaked)} hidden positives of simulated users would reach training "
+            f"(e.g. user {int(first['user_idx'])}, item {int(first['item_idx'])})"
+        )
+
+
+def training_interactions(
+    *, positives: pd.DataFrame, simulated_users: np.ndarray, visible: pd.DataFrame, hidden: pd.DataFrame
+) -> pd.DataFrame:
+    """Positives of non-simulated users plus the visible positives of simulated users; asserts no leakage."""
+    others = positives[~positives["user_idx"].isin(simulated_users)]
+    training = pd.concat([others, visible[others.columns]], ignore_index=True)
+    check_no_leakage(training=training, hidden=hidden)
+    return training
+
+
+def restrict_dataset(
+    dataset: ProcessedDataset, *, visible: pd.DataFrame, hidden: pd.DataFrame
+) -> ProcessedDataset:
+    """The dataset without any interaction of a simulated user after their visible cut-off (any rating).
+
+    A simulated user keeps only interactions up to the timestamp of their last visible positive, and never
+    a hidden positive; use it to fit the towers. Raises LeakageError if a hidden positive survives.
+    """
+    cutoff = visible.groupby("user_idx")["timestamp"].max()
+    hidden_keys = hidden[["user_idx", "item_idx"]].assign(_hidden=True)
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        limit = frame["user_idx"].map(cutoff)
+        frame = frame[limit.isna() | (frame["timestamp"] <= limit)]
+        marked = frame.merge(hidden_keys, on=["user_idx", "item_idx"], how="left")
+        return frame[marked["_hidden"].isna().to_numpy()].reset_index(drop=True)
+
+    splits = {name: keep(getattr(dataset, name)) for name in ("train", "valid", "test")}
+    for frame in splits.values():
+        check_no_leakage(training=frame, hidden=hidden)
+    return ProcessedDataset(
+        path=dataset.path, items=dataset.items, users=dataset.users, manifest=dataset.manifest, **splits
+    )
+
+
+def holdout_split(
+    matrix: sp.csr_matrix, *, share: float, rng: np.random.Generator
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split a binary matrix's entries at random into (kept, held out ≈ share)."""
+    coo = matrix.tocoo()
+    held = rng.random(coo.nnz) < share
+    build = lambda mask: sp.csr_matrix(  # noqa: E731
+        (coo.data[mask], (coo.row[mask], coo.col[mask])), shape=matrix.shape
+    )
+    return build(~held), build(held)
+
+
+def holdout_recall(*, scores: np.ndarray, train: sp.csr_matrix, holdout: sp.csr_matrix, k: int = 20) -> float:
+    """Mean over users with held-out items of recall@k, training items masked."""
+    scores = np.where(train.toarray() > 0, -np.inf, scores)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    held = holdout.toarray() > 0
+    hits = np.take_along_axis(held, top, axis=1).sum(axis=1)
+    n_held = held.sum(axis=1)
+    users = n_held > 0
+    return float(np.mean(hits[users] / np.minimum(n_held[users], k)))
+
+
+def choose_ease_l2(
+    *, matrix: sp.csr_matrix, l2_grid: list[float], holdout_share: float, seed: int
+) -> tuple[float, dict[float, float]]:
+    """λ with the best holdout recall@20 of EASE fitted on the rest of the positives, and every λ's recall."""
+    train, holdout = holdout_split(matrix, share=holdout_share, rng=stream(seed, HOLDOUT_STREAM))
+    recalls = {
+        float(l2): holdout_recall(
+            scores=np.asarray(train @ ease_weights(train, l2=l2)), train=train, holdout=holdout
+        )
+        for l2 in l2_grid
+    }
+    return max(recalls, key=lambda l2: recalls[l2]), recalls
+
+
+def standardise_rows(values: np.ndarray) -> np.ndarray:
+    """Each row minus its mean, divided by its std (1 where the std is 0)."""
+    std = values.std(axis=1, keepdims=True)
+    return (values - values.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Per-user standardised ground-truth scores z of the simulated users and how they were made."""
+
+    users: np.ndarray
+    standardised_scores: np.ndarray
+    ease_l2: float
+    holdout_recall: dict[float, float]
+    kind: str
+
+
+def fit_ground_truth(
+    *,
+    positives: pd.DataFrame,
+    users: np.ndarray,
+    n_users: int,
+    n_items: int,
+    kind: str,
+    l2_grid: list[float],
+    holdout_share: float,
+    popularity_damping: float,
+    seed: int,
+) -> GroundTruth:
+    """EASE on all positives (λ from a holdout); z = per-user standardised scores of `users`.
+
+    kind "ease_popularity_dampened" subtracts popularity_damping × the standardised log item popularity.
+    """
+    if kind not in ("ease", "ease_popularity_dampened"):
+        raise ValueError(f"ground_truth must be 'ease' or 'ease_popularity_dampened', got {kind!r}")
+    matrix = interactions_to_csr(positives, n_users=n_users, n_items=n_items)
+    l2, recalls = choose_ease_l2(matrix=matrix, l2_grid=l2_grid, holdout_share=holdout_share, seed=seed)
+    scores = np.asarray(matrix[users] @ ease_weights(matrix, l2=l2))
+    z = standardise_rows(scores)
+    if kind == "ease_popularity_dampened":
+        log_popularity = np.log1p(np.asarray(matrix.sum(axis=0)).ravel())
+        z = z - popularity_damping * standardise_rows(log_popularity[None, :])
+    return GroundTruth(np.asarray(users, np.int64), z, l2, recalls, kind)
+
+
+def frozen_noise(*, users: np.ndarray, n_items: int, noise_std: float, seed: int) -> np.ndarray:
+    """ε[u, i] ~ N(0, noise_std²) drawn from (seed, user) alone: the same in every policy and replication."""
+    return np.stack([noise_std * stream(seed, NOISE_STREAM, int(u)).standard_normal(n_items) for u in users])

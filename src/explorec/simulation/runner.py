@@ -1,0 +1,272 @@
+"""The interactive simulation loop: every policy serves every simulated user T visits, R replications.
+
+Per visit and policy, all users are served at once (`Policy.select_batch`; policies without a batched
+version loop inside it). Common random numbers: click uniforms come from (seed, replication, user), policy
+randomness from (seed, replication, visit), the frozen noise ε from (seed, user); so two identical policies
+produce identical outcomes and differences between policies are paired. Clicks: click = U < θ_k·p.
+
+Scores the policies see: the calibrated prior (Platt-scaled recommender score) for `static` and `random`;
+for every online policy the posterior mean prior + x_iᵀŵ_u of the shared residual model (`online.py`),
+updated with the clicks of its own slates after every visit. linucb/thompson receive the prior and the
+user's posterior state (built on the same augmented vectors), which gives them the same mean plus its
+uncertainty. The oracle serves the true top K by p each visit (no repeats) and is optimal in expectation.
+Excluded at every visit: the visible history and everything served before (hence everything clicked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from explorec.policies.base import Policy, SlateBatch
+from explorec.policies.factory import build_policy
+from explorec.policies.simple import top_k_rows
+from explorec.simulation.ground_truth import stream
+from explorec.simulation.online import OnlineResidualModel
+
+POLICY_STREAM, CLICK_STREAM, PLATT_STREAM = 21, 22, 23
+BASELINE_LABELS = ("oracle", "static", "greedy_online", "random")
+LINEAR_POLICIES = ("linucb", "thompson")
+THOMPSON_PROPENSITY_DRAWS = 64
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One simulated policy configuration: label, explorec.policies name, rate, whether it learns online."""
+
+    label: str
+    policy_name: str
+    exploration_rate: float
+    online: bool
+
+    @property
+    def is_baseline(self) -> bool:
+        """Whether this is one of the always-reported baselines."""
+        return self.label in BASELINE_LABELS
+
+
+def policy_label(name: str, exploration_rate: float) -> str:
+    """The label of an exploring policy configuration, e.g. 'epsilon_greedy@0.1'."""
+    return f"{name}@{exploration_rate:g}"
+
+
+def policy_specs(policy_rates: dict[str, list[float]]) -> list[PolicySpec]:
+    """The four baselines followed by every exploring policy at every configured rate."""
+    specs = [
+        PolicySpec("oracle", "oracle", 0.0, online=False),
+        PolicySpec("static", "greedy", 0.0, online=False),
+        PolicySpec("greedy_online", "greedy", 0.0, online=True),
+        PolicySpec("random", "epsilon_greedy", 1.0, online=False),
+    ]
+    for name, rates in policy_rates.items():
+        specs.extend(PolicySpec(policy_label(name, rate), name, float(rate), online=True) for rate in rates)
+    labels = [spec.label for spec in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"duplicate policy configurations: {labels}")
+    return specs
+
+
+@dataclass(frozen=True)
+class PolicyResources:
+    """What policies are built from: augmented item vectors, text embeddings, clusters, candidate count."""
+
+    augmented_vectors: np.ndarray
+    text_embeddings: np.ndarray
+    item_clusters: np.ndarray
+    n_candidates: int
+    exploration_scale: float
+
+
+def make_policy(spec: PolicySpec, resources: PolicyResources) -> Policy | None:
+    """Build the explorec policy of a spec (None for the oracle)."""
+    if spec.policy_name == "oracle":
+        return None
+    params: dict[str, object] = {}
+    if spec.policy_name in LINEAR_POLICIES:
+        params = {
+            "item_vectors": resources.augmented_vectors,
+            "n_candidates": resources.n_candidates,
+            "exploration_scale": resources.exploration_scale,
+        }
+        if spec.policy_name == "thompson":
+            params["propensity_draws"] = THOMPSON_PROPENSITY_DRAWS
+    elif spec.policy_name == "semantic_cluster":
+        params = {"item_clusters": resources.item_clusters}
+    elif spec.policy_name == "mmr":
+        params = {"text_embeddings": resources.text_embeddings, "n_candidates": resources.n_candidates}
+    return build_policy(spec.policy_name, spec.exploration_rate, **params)
+
+
+@dataclass
+class Episode:
+    """What one policy served over T visits in one replication: arrays (n_users, T, K) and δ per visit."""
+
+    items: np.ndarray
+    propensities: np.ndarray
+    expected_rewards: np.ndarray
+    clicks: np.ndarray
+    deviation: np.ndarray
+    target_propensities: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpisodeInputs:
+    """Everything fixed within one calibration and replication: prior, truth, uniforms, exclusions."""
+
+    prior: np.ndarray
+    probabilities: np.ndarray
+    click_uniforms: np.ndarray
+    visible_mask: np.ndarray
+    visible_items: list[np.ndarray]
+    position_weights: np.ndarray
+    n_visits: int
+    seed: int
+    replication: int
+    noise_std: float
+    prior_std: float
+    features: np.ndarray
+
+
+def click_uniforms(
+    *, users: np.ndarray, n_visits: int, slate_size: int, seed: int, replication: int
+) -> np.ndarray:
+    """U[u, t, k] from (seed, replication, user): the same for every policy."""
+    return np.stack(
+        [stream(seed, CLICK_STREAM, replication, int(u)).random((n_visits, slate_size)) for u in users]
+    )
+
+
+def _policy_scores(
+    spec: PolicySpec, policy: Policy | None, prior: np.ndarray, model: OnlineResidualModel
+) -> np.ndarray:
+    """The scores a policy is served from this visit (see the module docstring)."""
+    if not spec.online or spec.policy_name in LINEAR_POLICIES:
+        return prior
+    return model.mean_scores(prior)
+
+
+def _serve(
+    *,
+    spec: PolicySpec,
+    policy: Policy | None,
+    scores: np.ndarray,
+    excluded: np.ndarray,
+    probabilities: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    states: list | None,
+) -> SlateBatch:
+    """One visit's slates for every user."""
+    if policy is None:
+        items = top_k_rows(np.where(excluded, -np.inf, probabilities), k)
+        ones = np.ones(items.shape)
+        return SlateBatch(items, ones, np.zeros(items.shape, bool), items)
+    return policy.select_batch(scores=scores, excluded=excluded, k=k, rng=rng, states=states)
+
+
+def _initial_states(
+    spec: PolicySpec, policy: Policy | None, inputs: EpisodeInputs, model: OnlineResidualModel
+) -> list | None:
+    """Per-user policy states: the shared model's views for linear policies, the policy's own otherwise."""
+    if policy is None:
+        return None
+    if spec.policy_name in LINEAR_POLICIES:
+        return [model.user_state(row) for row in range(inputs.prior.shape[0])]
+    states = [policy.initial_state(history_items=items) for items in inputs.visible_items]
+    return None if all(state is None for state in states) else states
+
+
+TargetPropensities = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(prior, online mean scores, excluded, served items) → target per-slot propensities (n_users, k)."""
+
+
+def run_episode(
+    *,
+    spec: PolicySpec,
+    policy: Policy | None,
+    inputs: EpisodeInputs,
+    targets: dict[str, TargetPropensities] | None = None,
+) -> Episode:
+    """Serve every user T visits with one policy; record slates, propensities, expected rewards and clicks."""
+    n_users = inputs.prior.shape[0]
+    k, visits = inputs.position_weights.size, inputs.n_visits
+    model = OnlineResidualModel(
+        features=inputs.features,
+        n_users=n_users,
+        noise_std=inputs.noise_std,
+        prior_std=inputs.prior_std,
+    )
+    states = _initial_states(spec, policy, inputs, model)
+    excluded = inputs.visible_mask.copy()
+    rows = np.arange(n_users)
+    shape = (n_users, visits, k)
+    episode = Episode(
+        np.empty(shape, np.int64), np.empty(shape), np.empty(shape), np.empty(shape, bool), np.empty(visits)
+    )
+    targets = targets or {}
+    episode.target_propensities = {label: np.full(shape, np.nan) for label in targets}
+    for visit in range(visits):
+        scores = _policy_scores(spec, policy, inputs.prior, model)
+        rng = stream(inputs.seed, POLICY_STREAM, inputs.replication, visit)
+        batch = _serve(
+            spec=spec,
+            policy=policy,
+            scores=scores,
+            excluded=excluded,
+            probabilities=inputs.probabilities,
+            k=k,
+            rng=rng,
+            states=states,
+        )
+        items = batch.items
+        expected = inputs.position_weights[None, :] * inputs.probabilities[rows[:, None], items]
+        clicks = inputs.click_uniforms[:, visit, :] < expected
+        for label, target in targets.items() if visit == 0 else ():
+            episode.target_propensities[label][:, visit] = target(
+                inputs.prior, model.mean_scores(inputs.prior), excluded, items
+            )
+        episode.items[:, visit], episode.propensities[:, visit] = items, batch.propensities
+        episode.expected_rewards[:, visit], episode.clicks[:, visit] = expected, clicks
+        episode.deviation[visit] = batch.deviation_rate
+        if spec.online:
+            model.observe(
+                items=items,
+                clicks=clicks.astype(np.float64),
+                prior=inputs.prior,
+                position_weights=inputs.position_weights,
+            )
+            if states is not None and policy is not None and spec.policy_name not in LINEAR_POLICIES:
+                for row in range(n_users):
+                    policy.update(
+                        state=states[row],
+                        items=items[row],
+                        rewards=clicks[row].astype(np.float64),
+                        scores=scores[row],
+                    )
+        excluded[rows[:, None], items] = True
+    return episode
+
+
+def target_propensities_function(spec: PolicySpec, policy: Policy | None) -> TargetPropensities:
+    """Per-slot propensities with which `policy` would serve logged slates in the logger's context.
+
+    The target sees the prior (static or linear targets) or the logger's online mean (online targets) and
+    no state of its own (exact for stateless targets; for stateful ones it is their initial state).
+    """
+    if policy is None:
+        raise ValueError("the oracle is not an OPE target")
+
+    def propensities(
+        prior: np.ndarray, mean: np.ndarray, excluded: np.ndarray, items: np.ndarray
+    ) -> np.ndarray:
+        scores = mean if spec.online and spec.policy_name not in LINEAR_POLICIES else prior
+        return np.stack(
+            [
+                policy.slate_propensities(scores=scores[row], excluded=excluded[row], items=items[row])
+                for row in range(items.shape[0])
+            ]
+        )
+
+    return propensities

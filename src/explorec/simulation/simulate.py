@@ -1,0 +1,370 @@
+"""Entry point: run every policy through the simulated world and return tables, a summary and plots.
+
+Typical use (the flow trains the towers in between)::
+
+    world = build_world(positives=positives, n_users=n_users, n_items=n_items, cfg=cfg)
+    recommender = stand_in_recommender(training=world.training, n_users=n_users, n_items=n_items,
+                                       users=world.pools.simulated, dimension=cfg.stand_in_dimension)
+    result = run_simulation(world=world, recommender=recommender, text_embeddings=text, cfg=cfg,
+                            output_dir=Path("out"))
+
+The recommender must score every simulated user (both pools): the Platt prior is fitted on the tune pool.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from explorec.policies.semantic import kmeans, normalize_rows
+from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
+from explorec.simulation.config import SimulateConfig
+from explorec.simulation.environment import SimulationWorld, position_weights
+from explorec.simulation.ground_truth import TUNE_POOL, stream
+from explorec.simulation.metrics import MetricContext, break_even_visit, cumulative_curves, episode_metrics
+from explorec.simulation.online import augmented_vectors
+from explorec.simulation.ope_check import logs_frame, ope_cross_check
+from explorec.simulation.recommender import RecommenderOutputs
+from explorec.simulation.runner import (
+    PLATT_STREAM,
+    EpisodeInputs,
+    PolicyResources,
+    PolicySpec,
+    click_uniforms,
+    make_policy,
+    policy_specs,
+    run_episode,
+    target_propensities_function,
+)
+from explorec.simulation.statistics import holm_adjust, paired_difference
+
+COMPARED_METRICS = ("expected_clicks", "ctr_early", "ctr_late", "new_clusters_clicked", "hidden_recall")
+CONTROLS = ("greedy_online", "static")
+
+
+@dataclass
+class SimulationResult:
+    """Tables (pandas), the Markdown summary, plot paths and facts about the world and the run."""
+
+    per_replication: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    curves: pd.DataFrame
+    logs: pd.DataFrame
+    ope: pd.DataFrame
+    world_info: dict[str, Any]
+    markdown: str = ""
+    plots: dict[str, Path] = field(default_factory=dict)
+    runtime_s: float = 0.0
+
+
+def text_clusters(*, text_embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means cluster of every item's text embedding (the same clusters semantic_cluster would build)."""
+    _, labels = kmeans(
+        vectors=normalize_rows(text_embeddings), n_clusters=n_clusters, rng=np.random.default_rng(seed)
+    )
+    return labels
+
+
+def _check_ope_labels(cfg: SimulateConfig, specs: list[PolicySpec]) -> None:
+    """Raise if the OPE logging or target labels are not simulated configurations (or are the oracle)."""
+    if not cfg.ope_logging_policy:
+        return
+    labels = {spec.label for spec in specs} - {"oracle"}
+    for label in [cfg.ope_logging_policy, *cfg.ope_target_policies]:
+        if label not in labels:
+            raise ValueError(
+                f"OPE policy {label!r} is not among the simulated configurations {sorted(labels)}"
+            )
+
+
+def prior_for_calibration(
+    *, world: SimulationWorld, recommender: RecommenderOutputs, click_model: ClickModel, seed: int, index: int
+) -> PlattPrior:
+    """The Platt prior fitted on a uniform exposure log of the tune pool under this click model."""
+    tune = world.pools.get(TUNE_POOL)
+    return fit_platt_prior(
+        recommender_scores=recommender.scores_of(tune),
+        click_probabilities=world.click_probabilities(tune, click_model),
+        visible_mask=world.visible_mask(tune),
+        rng=stream(seed, PLATT_STREAM, index),
+    )
+
+
+def _simulate_calibration(
+    *,
+    world: SimulationWorld,
+    recommender: RecommenderOutputs,
+    click_model: ClickModel,
+    index: int,
+    specs: list[PolicySpec],
+    resources: PolicyResources,
+    context_base: dict[str, Any],
+    cfg: SimulateConfig,
+) -> tuple[list[dict], list[dict], list[pd.DataFrame], dict[str, Any]]:
+    """Run all policies and replications under one click model: metric rows, curve rows, logs, facts."""
+    users = world.pools.get(cfg.pool)
+    prior_model = prior_for_calibration(
+        world=world, recommender=recommender, click_model=click_model, seed=cfg.seed, index=index
+    )
+    prior = prior_model.probabilities(recommender.scores_of(users))
+    probabilities = world.click_probabilities(users, click_model)
+    weights = position_weights(cfg.slate_size)
+    policies = {spec.label: make_policy(spec, resources) for spec in specs}
+    by_label = {spec.label: spec for spec in specs}
+    metric_rows, curve_rows, logs = [], [], []
+    for replication in range(cfg.n_replications):
+        inputs = EpisodeInputs(
+            prior=prior,
+            probabilities=probabilities,
+            click_uniforms=click_uniforms(
+                users=users,
+                n_visits=cfg.n_visits,
+                slate_size=cfg.slate_size,
+                seed=cfg.seed,
+                replication=replication,
+            ),
+            visible_mask=world.visible_mask(users),
+            visible_items=context_base["visible_items"],
+            position_weights=weights,
+            n_visits=cfg.n_visits,
+            seed=cfg.seed,
+            replication=replication,
+            noise_std=cfg.online_noise_std,
+            prior_std=cfg.online_prior_std,
+            features=resources.augmented_vectors,
+        )
+        oracle_expected = run_episode(spec=specs[0], policy=None, inputs=inputs).expected_rewards
+        context = MetricContext(**context_base, oracle_expected_per_user=oracle_expected.sum(axis=(1, 2)))
+        for spec in specs:
+            targets = None
+            if cfg.ope_logging_policy and spec.label == cfg.ope_logging_policy:
+                targets = {
+                    label: target_propensities_function(by_label[label], policies[label])
+                    for label in cfg.ope_target_policies
+                }
+            started = time.perf_counter()
+            episode = run_episode(spec=spec, policy=policies[spec.label], inputs=inputs, targets=targets)
+            metrics = episode_metrics(episode=episode, context=context)
+            metric_rows.append(
+                {
+                    "calibration": click_model.name,
+                    "policy": spec.label,
+                    "policy_name": spec.policy_name,
+                    "exploration_rate": spec.exploration_rate,
+                    "replication": replication,
+                    "visit1_value_per_slot": float(episode.expected_rewards[:, 0].mean()),
+                    **metrics,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+            cumulative, regret = cumulative_curves(episode=episode, oracle_expected=oracle_expected)
+            curve_rows.extend(
+                {
+                    "calibration": click_model.name,
+                    "policy": spec.label,
+                    "replication": replication,
+                    "visit": visit + 1,
+                    "cumulative_expected_clicks": cumulative[visit],
+                    "cumulative_regret": regret[visit],
+                }
+                for visit in range(cfg.n_visits)
+            )
+            if targets is not None:
+                frame = logs_frame(
+                    users=users,
+                    items=episode.items,
+                    propensities=episode.propensities,
+                    clicks=episode.clicks,
+                    expected_rewards=episode.expected_rewards,
+                    target_propensities=episode.target_propensities,
+                )
+                logs.append(
+                    frame.assign(calibration=click_model.name, policy=spec.label, replication=replication)
+                )
+    facts = {
+        "slope_a": click_model.slope,
+        "intercept_b": click_model.intercept,
+        "mean_p": click_model.mean_click_probability,
+        "top10_mean_p": click_model.top10_click_probability,
+        "platt_slope": prior_model.slope,
+        "platt_intercept": prior_model.intercept,
+        "pool_mean_p": float(probabilities.mean()),
+        "pool_prior_mean": float(prior.mean()),
+    }
+    return metric_rows, curve_rows, logs, facts
+
+
+def compare_policies(
+    per_replication: pd.DataFrame, *, metrics: tuple[str, ...] = COMPARED_METRICS
+) -> pd.DataFrame:
+    """Paired differences of every policy vs greedy_online and vs static; Holm per calibration × metric."""
+    rows = []
+    for calibration in per_replication["calibration"].unique():
+        for metric in metrics:
+            table = per_replication[per_replication["calibration"] == calibration].pivot(
+                index="replication", columns="policy", values=metric
+            )
+            family = []
+            for control in CONTROLS:
+                for policy in table.columns:
+                    if policy in (control, "oracle"):
+                        continue
+                    difference = paired_difference(
+                        treatment=table[policy].to_numpy(), control=table[control].to_numpy()
+                    )
+                    family.append(
+                        {
+                            "calibration": calibration,
+                            "metric": metric,
+                            "policy": policy,
+                            "control": control,
+                            "mean_difference": difference.mean,
+                            "ci_low": difference.ci_low,
+                            "ci_high": difference.ci_high,
+                            "p_value": difference.p_value,
+                            "n_replications": difference.n_pairs,
+                        }
+                    )
+            adjusted = holm_adjust(p_values=np.array([row["p_value"] for row in family]))
+            for row, p_holm in zip(family, adjusted, strict=True):
+                rows.append({**row, "p_holm": float(p_holm)})
+    return pd.DataFrame(rows)
+
+
+def summarise(per_replication: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """Mean over replications per calibration and policy, with lift, discovery ratio, break-even vs greedy."""
+    numeric = per_replication.drop(columns=["replication", "policy_name"])
+    summary = numeric.groupby(["calibration", "policy"], sort=False).mean().reset_index()
+    spread = per_replication.groupby(["calibration", "policy"], sort=False)["expected_clicks"].std(ddof=1)
+    summary["expected_clicks_sd"] = spread.to_numpy()
+    greedy = summary[summary["policy"] == "greedy_online"].set_index("calibration")
+    static = summary[summary["policy"] == "static"].set_index("calibration")
+    summary["lift_vs_greedy_online"] = summary["expected_clicks"] - summary["calibration"].map(
+        greedy["expected_clicks"]
+    )
+    summary["lift_vs_static"] = summary["expected_clicks"] - summary["calibration"].map(
+        static["expected_clicks"]
+    )
+    summary["discovery_ratio_vs_greedy_online"] = summary["new_clusters_clicked"] / summary[
+        "calibration"
+    ].map(greedy["new_clusters_clicked"])
+    summary["early_cost_vs_greedy_online"] = (
+        summary["calibration"].map(greedy["ctr_early"]) - summary["ctr_early"]
+    )
+    mean_curves = curves.groupby(["calibration", "policy", "visit"], sort=False)[
+        "cumulative_expected_clicks"
+    ].mean()
+    break_even = {}
+    for (calibration, policy), curve in mean_curves.groupby(level=[0, 1], sort=False):
+        reference = mean_curves.loc[(calibration, "greedy_online")].to_numpy()
+        break_even[(calibration, policy)] = break_even_visit(curve.to_numpy() - reference)
+    summary["break_even_visit"] = [
+        break_even[(c, p)] for c, p in zip(summary["calibration"], summary["policy"], strict=True)
+    ]
+    return summary
+
+
+def run_simulation(
+    *,
+    world: SimulationWorld,
+    recommender: RecommenderOutputs,
+    text_embeddings: np.ndarray,
+    cfg: SimulateConfig,
+    output_dir: Path,
+) -> SimulationResult:
+    """Simulate every policy on pool `cfg.pool` under every calibration; write plots to `output_dir`."""
+    from explorec.simulation.report import markdown_summary, write_plots
+
+    started = time.perf_counter()
+    specs = policy_specs(cfg.policy_rates)
+    _check_ope_labels(cfg, specs)
+    users = world.pools.get(cfg.pool)
+    with threadpool_limits(limits=cfg.blas_threads):
+        clusters = text_clusters(
+            text_embeddings=text_embeddings, n_clusters=cfg.n_text_clusters, seed=cfg.cluster_seed
+        )
+        resources = PolicyResources(
+            augmented_vectors=augmented_vectors(recommender.item_vectors),
+            text_embeddings=np.asarray(text_embeddings, np.float64),
+            item_clusters=clusters,
+            n_candidates=cfg.n_candidates,
+            exploration_scale=cfg.online_noise_std,
+        )
+        popularity, n_training_users = world.item_popularity()
+        context_base = {
+            "visible_items": world.visible_items(users),
+            "hidden_items": world.hidden_items(users),
+            "item_clusters": clusters,
+            "text_embeddings": resources.text_embeddings,
+            "item_popularity": popularity,
+            "n_training_users": n_training_users,
+        }
+        metric_rows, curve_rows, log_frames, facts = [], [], [], {}
+        for index, click_model in enumerate(world.click_models):
+            rows, curves, logs, facts[click_model.name] = _simulate_calibration(
+                world=world,
+                recommender=recommender,
+                click_model=click_model,
+                index=index,
+                specs=specs,
+                resources=resources,
+                context_base=context_base,
+                cfg=cfg,
+            )
+            metric_rows += rows
+            curve_rows += curves
+            log_frames += logs
+    per_replication = pd.DataFrame(metric_rows)
+    curves = pd.DataFrame(curve_rows)
+    logs = pd.concat(log_frames, ignore_index=True) if log_frames else pd.DataFrame()
+    ope = _ope_tables(logs, per_replication, cfg)
+    world_info = {
+        "pool": cfg.pool,
+        "n_pool_users": int(users.size),
+        "n_tune_users": int(world.pools.tune.size),
+        "n_test_users": int(world.pools.test.size),
+        "n_items": world.n_items,
+        "n_training_interactions": len(world.training),
+        "ease_l2": world.ground_truth.ease_l2,
+        "ease_holdout_recall@20": world.ground_truth.holdout_recall,
+        "ground_truth": world.ground_truth.kind,
+        "recommender": recommender.name,
+        "calibrations": facts,
+    }
+    result = SimulationResult(
+        per_replication=per_replication,
+        summary=summarise(per_replication, curves),
+        comparisons=compare_policies(per_replication),
+        curves=curves,
+        logs=logs,
+        ope=ope,
+        world_info=world_info,
+    )
+    result.runtime_s = time.perf_counter() - started
+    result.plots = write_plots(result, Path(output_dir))
+    result.markdown = markdown_summary(result, cfg)
+    return result
+
+
+def _ope_tables(logs: pd.DataFrame, per_replication: pd.DataFrame, cfg: SimulateConfig) -> pd.DataFrame:
+    """The OPE cross-check per calibration (visit 1, pooled over replications)."""
+    frames = []
+    for calibration, calibration_logs in logs.groupby("calibration", sort=False) if len(logs) else []:
+        values = (
+            per_replication[per_replication["calibration"] == calibration]
+            .groupby("policy")["visit1_value_per_slot"]
+            .mean()
+        )
+        check = ope_cross_check(
+            logs=calibration_logs,
+            target_values={label: float(values[label]) for label in cfg.ope_target_policies},
+        )
+        frames.append(check.assign(calibration=calibration, logging_policy=cfg.ope_logging_policy))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

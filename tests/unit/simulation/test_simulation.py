@@ -1,0 +1,134 @@
+"""The simulation loop: determinism, common random numbers, the oracle bound, calibration, OPE cross-check."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from explorec.simulation.calibration import top_servable
+from explorec.simulation.config import SimulateConfig
+from explorec.simulation.environment import SimulationWorld, build_world
+from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender
+from explorec.simulation.simulate import SimulationResult, run_simulation
+from tests.unit.simulation.conftest import N_ITEMS, N_USERS
+
+
+def _world_and_recommender(
+    positives: pd.DataFrame, cfg: SimulateConfig
+) -> tuple[SimulationWorld, RecommenderOutputs]:
+    world = build_world(positives=positives, n_users=N_USERS, n_items=N_ITEMS, cfg=cfg)
+    recommender = stand_in_recommender(
+        training=world.training, n_users=N_USERS, n_items=N_ITEMS, users=world.pools.simulated, dimension=6
+    )
+    return world, recommender
+
+
+def _simulate(positives: pd.DataFrame, text: np.ndarray, cfg: SimulateConfig, out: Path) -> SimulationResult:
+    world, recommender = _world_and_recommender(positives, cfg)
+    return run_simulation(world=world, recommender=recommender, text_embeddings=text, cfg=cfg, output_dir=out)
+
+
+@pytest.fixture
+def result(
+    positives: pd.DataFrame, text_embeddings: np.ndarray, small_config: SimulateConfig, tmp_path: Path
+) -> SimulationResult:
+    return _simulate(positives, text_embeddings, small_config, tmp_path / "run")
+
+
+def test_calibration_hits_its_targets(positives: pd.DataFrame, small_config: SimulateConfig) -> None:
+    world = build_world(positives=positives, n_users=N_USERS, n_items=N_ITEMS, cfg=small_config)
+    users = world.pools.simulated
+    for target, model in zip(small_config.calibrations, world.click_models, strict=True):
+        p = world.click_probabilities(users, model)
+        top = model.probabilities(top_servable(world.noisy_scores(users), world.visible_mask(users)))
+        assert p.mean() == pytest.approx(target.mean_click_probability, abs=1e-4)
+        assert top.mean() == pytest.approx(target.top10_click_probability, abs=1e-3)
+
+
+def test_same_seed_same_result(
+    result: SimulationResult,
+    positives: pd.DataFrame,
+    text_embeddings: np.ndarray,
+    small_config: SimulateConfig,
+    tmp_path: Path,
+) -> None:
+    again = _simulate(positives, text_embeddings, small_config, tmp_path / "again")
+    columns = [c for c in result.per_replication.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(result.per_replication[columns], again.per_replication[columns])
+    pd.testing.assert_frame_equal(result.logs, again.logs)
+    other = _simulate(positives, text_embeddings, replace(small_config, seed=4), tmp_path / "other")
+    assert not np.allclose(
+        result.per_replication["realised_clicks"], other.per_replication["realised_clicks"]
+    )
+
+
+def test_common_random_numbers_make_identical_policies_identical(result: SimulationResult) -> None:
+    table = result.per_replication.set_index(["calibration", "replication", "policy"])
+    for metric in ("expected_clicks", "realised_clicks", "new_clusters_clicked", "hidden_recall"):
+        values = table[metric].unstack("policy")
+        # ε-greedy at rate 0 draws randomness but never uses it: it must match greedy_online exactly.
+        assert np.array_equal(values["epsilon_greedy@0"], values["greedy_online"])
+    curves = result.curves.set_index(["calibration", "replication", "visit", "policy"])[
+        "cumulative_expected_clicks"
+    ]
+    assert np.array_equal(
+        curves.unstack("policy")["epsilon_greedy@0"], curves.unstack("policy")["greedy_online"]
+    )
+
+
+def test_oracle_is_an_upper_bound_in_expectation(result: SimulationResult) -> None:
+    table = result.per_replication.pivot_table(
+        index=["calibration", "replication"], columns="policy", values="expected_clicks"
+    )
+    others = table.drop(columns="oracle")
+    assert (others.le(table["oracle"] + 1e-12, axis=0)).all().all()
+    assert (result.per_replication.loc[result.per_replication.policy == "oracle", "regret"] == 0).all()
+    assert (result.per_replication["regret"] >= -1e-12).all()
+
+
+def test_baselines_and_tables_are_complete(result: SimulationResult, tmp_path: Path) -> None:
+    for calibration in ("main", "sparse"):
+        policies = set(result.summary.loc[result.summary.calibration == calibration, "policy"])
+        assert {"oracle", "static", "greedy_online", "random"} <= policies
+    compared = result.comparisons
+    assert set(compared["control"]) == {"greedy_online", "static"}
+    assert (compared["p_holm"] >= compared["p_value"] - 1e-12).all()
+    assert "static" in result.markdown and "greedy_online" in result.markdown
+    for path in result.plots.values():
+        assert path.is_file() and path.stat().st_size > 0
+    logs = result.logs
+    assert {"user", "visit", "slot", "item", "propensity", "click", "expected_reward"} <= set(logs.columns)
+    assert logs["propensity"].between(0, 1).all()
+    served = logs.groupby(["calibration", "replication", "user"])["item"]
+    assert (served.nunique() == served.size()).all()  # no item is served twice to a user
+
+
+def test_served_items_never_repeat_or_come_from_the_visible_history(
+    positives: pd.DataFrame, text_embeddings: np.ndarray, small_config: SimulateConfig, tmp_path: Path
+) -> None:
+    world, _ = _world_and_recommender(positives, small_config)
+    result = _simulate(positives, text_embeddings, small_config, tmp_path / "run")
+    visible = set(map(tuple, world.visible[["user_idx", "item_idx"]].to_numpy()))
+    assert not any((u, i) in visible for u, i in result.logs[["user", "item"]].to_numpy())
+
+
+def test_ope_estimate_from_another_policys_logs_covers_the_simulated_value(
+    positives: pd.DataFrame, text_embeddings: np.ndarray, small_config: SimulateConfig, tmp_path: Path
+) -> None:
+    cfg = replace(
+        small_config,
+        n_visits=1,
+        n_replications=40,
+        calibrations=small_config.calibrations[:1],
+        policy_rates={"epsilon_greedy": [0.1, 0.5]},
+        ope_logging_policy="epsilon_greedy@0.5",
+        ope_target_policies=["epsilon_greedy@0.1", "greedy_online", "static"],
+    )
+    result = _simulate(positives, text_embeddings, cfg, tmp_path / "ope")
+    assert set(result.ope["target"]) == {"epsilon_greedy@0.1", "greedy_online", "static"}
+    assert set(result.ope["estimator"]) == {"ips", "snips"}
+    assert result.ope["covered"].all(), result.ope.to_string()
