@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -18,7 +20,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from explorec.registry.bundle import RecommenderBundle
-from explorec.registry.config import GatesConfig
+from explorec.registry.config import GatesConfig, RegistryConfig
 from explorec.registry.promotion import ModelRegistry, PromotionError
 from explorec.registry.pyfunc import log_recommender
 
@@ -206,50 +208,29 @@ def test_malformed_request_raises_invalid_parameter_value(tracking: str, bundle:
 
 PROMOTE_WORKER = """
 import sys, time
+from pathlib import Path
 from explorec.registry.config import GatesConfig, RegistryConfig
 from explorec.registry.promotion import ModelRegistry
-uri, name, version, start, lock_dir = sys.argv[1:6]
+uri, name, version, barrier, lock_dir = sys.argv[1:6]
 registry = ModelRegistry(uri, RegistryConfig(lock_dir=lock_dir))
-time.sleep(max(0.0, float(start) - time.time()))
-result = registry.promote(name, version, GatesConfig(), actor=f"worker-{version}")
-print(result.outcome)
+Path(barrier, f"ready-{version}").touch()
+while not Path(barrier, "go").exists():
+    time.sleep(0.01)
+print(registry.promote(name, version, GatesConfig(), actor=f"worker-{version}").outcome)
 """
 
 
-def test_concurrent_promotions_are_serialised(
-    tracking: str, bundle: RecommenderBundle, tmp_path: Path
-) -> None:
-    """8 processes promote 8 versions at once: one champion, 8 attempts, each replacing the one before it."""
-    registry = ModelRegistry(tracking)
+def register_versions(registry: ModelRegistry, bundle: RecommenderBundle, count: int) -> list[str]:
+    """Register `count` versions of one logged candidate, all passing the default gates."""
     run_id = log_candidate(bundle, GOOD)
-    versions = [registry.register_candidate(run_id, NAME) for _ in range(8)]
-    start = time.time() + 8.0
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                PROMOTE_WORKER,
-                tracking,
-                NAME,
-                version,
-                str(start),
-                str(tmp_path / "locks"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for version in versions
-    ]
-    outputs = [worker.communicate(timeout=300) for worker in workers]
-    assert all(worker.returncode == 0 for worker in workers), [err[-2000:] for _, err in outputs]
-    assert sorted(out.strip().splitlines()[-1] for out, _ in outputs) == ["promoted"] * 8
+    return [registry.register_candidate(run_id, NAME) for _ in range(count)]
 
+
+def assert_serialised(registry: ModelRegistry, versions: list[str]) -> None:
+    """Every attempt is recorded, each replaced the champion its predecessor set, and one champion is left."""
     attempts = registry.attempts(NAME)
     assert sorted(str(attempt["version"]) for attempt in attempts) == sorted(versions)
+    assert [attempt["outcome"] for attempt in attempts] == ["promoted"] * len(versions)
     previous = None
     for attempt in attempts:
         assert attempt["previous_champion"] == previous, attempts
@@ -257,3 +238,57 @@ def test_concurrent_promotions_are_serialised(
     assert registry.champion_version(NAME) == previous
     holders = [v for v in versions if "promotion.replaced_at" not in version_tags(registry, v)]
     assert holders == [previous]
+
+
+def test_concurrent_promotions_from_threads_are_serialised(
+    tracking: str, bundle: RecommenderBundle, tmp_path: Path
+) -> None:
+    """8 threads (each its own lock file handle) promote 8 versions at once: one consistent champion."""
+    registry = ModelRegistry(tracking)
+    versions = register_versions(registry, bundle, 8)
+    lock_cfg = RegistryConfig(lock_dir=str(tmp_path / "locks"))
+    start = threading.Barrier(len(versions))
+
+    def promote(version: str) -> str:
+        worker = ModelRegistry(tracking, lock_cfg)
+        start.wait()
+        return worker.promote(NAME, version, GatesConfig(), actor=f"thread-{version}").outcome
+
+    with ThreadPoolExecutor(max_workers=len(versions)) as pool:
+        outcomes = list(pool.map(promote, versions))
+    assert outcomes == ["promoted"] * len(versions)
+    assert_serialised(registry, versions)
+
+
+@pytest.mark.slow
+def test_concurrent_promotions_from_processes_are_serialised(
+    tracking: str, bundle: RecommenderBundle, tmp_path: Path
+) -> None:
+    """8 processes (as 8 CLI calls would) promote 8 versions at once: one consistent champion."""
+    registry = ModelRegistry(tracking)
+    versions = register_versions(registry, bundle, 8)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    arguments = [tracking, NAME, "", str(barrier), str(tmp_path / "locks")]
+    workers = []
+    for version in versions:
+        arguments[2] = version
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", PROMOTE_WORKER, *arguments],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+    deadline = time.monotonic() + 240
+    while len(list(barrier.glob("ready-*"))) < len(workers) and time.monotonic() < deadline:
+        assert all(worker.poll() is None for worker in workers), "a worker died before the barrier"
+        time.sleep(0.05)
+    (barrier / "go").touch()
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), [err[-2000:] for _, err in outputs]
+    assert sorted(out.strip().splitlines()[-1] for out, _ in outputs) == ["promoted"] * 8
+    assert_serialised(registry, versions)
