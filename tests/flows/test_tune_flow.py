@@ -1,0 +1,107 @@
+"""Tune flow on a tiny synthetic data set: nested MLflow runs, resume after a killed worker, two workers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from explorec.tuning.config import compose_search
+from explorec.tuning.study import WORKER_ATTR, open_storage, open_study
+from flows.tune import tune_flow
+
+TINY = [
+    "data=synthetic",
+    "data.synthetic.n_users=60",
+    "data.synthetic.n_items=40",
+    "data.synthetic.n_interactions=1000",
+    "encoder=none",
+    "model.history_length=10",
+    "trainer.max_epochs=1",
+    "trainer.batch_size=128",
+    "trainer.enable_progress_bar=false",
+    "tune.diversity_objective=coverage",
+    "tune.search_space.model.embedding_dim.choices=[8,16]",
+]
+
+
+def nested_runs(summary: dict) -> list:
+    """The MLflow runs whose parent is the study's parent run."""
+    client = MlflowClient(summary["tracking_uri"])
+    parent = client.get_run(summary["parent_run_id"])
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'"
+    )
+
+
+def test_a_three_trial_study_writes_nested_runs_under_one_parent() -> None:
+    summary = tune_flow(overrides=[*TINY, "tune.n_trials=3", "tune.study_name=three"])
+    assert (summary["n_complete"], summary["n_running"], summary["n_failed"]) == (3, 0, 0)
+    children = nested_runs(summary)
+    assert len(children) == 3
+    assert {run.data.tags["optuna.trial"] for run in children} == {"0", "1", "2"}
+    assert all(run.info.status == "FINISHED" for run in children)
+    assert all("served/val/ndcg_at_10" in run.data.metrics for run in children)
+    assert {run.data.params["model.embedding_dim"] for run in children} <= {"8", "16"}
+    client = MlflowClient(summary["tracking_uri"])
+    parent = client.get_run(summary["parent_run_id"])
+    artifacts = {item.path for item in client.list_artifacts(summary["parent_run_id"])}
+    assert {
+        "pareto_front.png",
+        "trials.csv",
+        "trials.md",
+        "importances.json",
+        "chosen_trial.json",
+    } <= artifacts
+    assert summary["pareto_size"] >= 1
+    chosen = summary["chosen_trial"]
+    assert parent.data.tags["chosen_trial"] == str(chosen["number"])
+    assert set(chosen["params"]) == {"model.embedding_dim", "policy.exploration_rate"}
+    assert chosen["mlflow_run_id"] in {run.info.run_id for run in children}
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.slow
+def test_resume_after_a_killed_worker_fails_and_retries_its_trial() -> None:
+    overrides = [*TINY, "tune.n_trials=2", "tune.study_name=resume"]
+    _, tune, _ = compose_search(overrides)
+    study = open_study(tune, open_storage(tune), max_epochs=1)
+    stale = study.ask()
+    stale.suggest_categorical("model.embedding_dim", [8, 16])
+    stale.suggest_float("policy.exploration_rate", 0.0, 0.5)
+    stale.set_user_attr(
+        WORKER_ATTR, {"host": socket.gethostname(), "pid": _dead_pid(), "trial": stale.number}
+    )
+
+    summary = tune_flow(overrides=overrides)
+    assert summary["recovered_trials"] == [stale.number]
+    assert (summary["n_complete"], summary["n_running"], summary["n_failed"]) == (2, 0, 1)
+    trials = open_study(tune, open_storage(tune), max_epochs=1).get_trials()
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == stale.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == trials[stale.number].params
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_journal_file_lose_no_trial(isolated_home: Path) -> None:
+    overrides = [*TINY, "tune.n_trials=4", "tune.n_workers=2", "tune.storage=journal:mlruns/optuna.log"]
+    summary = tune_flow(overrides=[*overrides, "tune.study_name=parallel"])
+    assert (isolated_home / "mlruns" / "optuna.log").is_file()
+    assert (summary["n_complete"], summary["n_running"], summary["n_failed"]) == (4, 0, 0)
+    children = nested_runs(summary)
+    numbers = sorted(int(run.data.tags["optuna.trial"]) for run in children)
+    assert numbers == [0, 1, 2, 3]
+    _, tune, _ = compose_search([*overrides, "tune.study_name=parallel"])
+    trials = open_study(tune, open_storage(tune), max_epochs=1).get_trials()
+    assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in trials}) == 2
