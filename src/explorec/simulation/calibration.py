@@ -64,14 +64,9 @@ def calibrate_click_model(
     if not 0 < mean_click_probability < top10_click_probability < 1:
         raise ValueError("targets must satisfy 0 < mean < top-10 mean < 1")
     top = top_servable(noisy_scores, visible_mask)
-    subsample = (
-        noisy_scores
-        if noisy_scores.size <= 400_000
-        else noisy_scores[:: max(1, noisy_scores.size // 400_000 + 1)]
-    )
 
     def top_gap(slope: float) -> float:
-        intercept = intercept_for_mean(subsample, slope, mean_click_probability)
+        intercept = intercept_for_mean(noisy_scores, slope, mean_click_probability)
         return float(expit(slope * top + intercept).mean()) - top10_click_probability
 
     low_gap, high_gap = top_gap(MIN_SLOPE), top_gap(MAX_SLOPE)

@@ -189,7 +189,11 @@ def run_episode(
     inputs: EpisodeInputs,
     targets: dict[str, TargetPropensities] | None = None,
 ) -> Episode:
-    """Serve every user T visits with one policy; record slates, propensities, expected rewards and clicks."""
+    """Serve every user T visits with one policy; record slates, propensities, expected rewards and clicks.
+
+    `targets` (OPE) are evaluated on this policy's first-visit slates only (NaN afterwards): only there is
+    the logging context the same as the target's own (see `ope_check`).
+    """
     n_users = inputs.prior.shape[0]
     k, visits = inputs.position_weights.size, inputs.n_visits
     model = OnlineResidualModel(

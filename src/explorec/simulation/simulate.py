@@ -295,7 +295,7 @@ def run_simulation(
             text_embeddings=np.asarray(text_embeddings, np.float64),
             item_clusters=clusters,
             n_candidates=cfg.n_candidates,
-            exploration_scale=cfg.online_noise_std,
+            exploration_scale=cfg.linear_exploration_scale,
         )
         popularity, n_training_users = world.item_popularity()
         context_base = {

@@ -31,15 +31,25 @@ def positives() -> pd.DataFrame:
     return synthetic_positives()
 
 
-@pytest.fixture
-def text_embeddings() -> np.ndarray:
+def synthetic_text_embeddings() -> np.ndarray:
     """Random 16-d text embeddings of every item."""
     return np.random.default_rng(1).normal(size=(N_ITEMS, 16))
 
 
 @pytest.fixture
+def text_embeddings() -> np.ndarray:
+    """Random 16-d text embeddings of every item."""
+    return synthetic_text_embeddings()
+
+
+@pytest.fixture
 def small_config() -> SimulateConfig:
-    """A fast configuration: 15 test users, 4 visits of 3 slots, 3 replications, three exploring policies."""
+    """The small configuration."""
+    return small_simulate_config()
+
+
+def small_simulate_config() -> SimulateConfig:
+    """A fast configuration: 15 test users, 4 visits of 3 slots, 3 replications, five exploring setups."""
     return SimulateConfig(
         seed=3,
         min_user_positives=10,

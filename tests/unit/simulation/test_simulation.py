@@ -14,7 +14,13 @@ from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import SimulationWorld, build_world
 from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender
 from explorec.simulation.simulate import SimulationResult, run_simulation
-from tests.unit.simulation.conftest import N_ITEMS, N_USERS
+from tests.unit.simulation.conftest import (
+    N_ITEMS,
+    N_USERS,
+    small_simulate_config,
+    synthetic_positives,
+    synthetic_text_embeddings,
+)
 
 
 def _world_and_recommender(
@@ -32,11 +38,15 @@ def _simulate(positives: pd.DataFrame, text: np.ndarray, cfg: SimulateConfig, ou
     return run_simulation(world=world, recommender=recommender, text_embeddings=text, cfg=cfg, output_dir=out)
 
 
-@pytest.fixture
-def result(
-    positives: pd.DataFrame, text_embeddings: np.ndarray, small_config: SimulateConfig, tmp_path: Path
-) -> SimulationResult:
-    return _simulate(positives, text_embeddings, small_config, tmp_path / "run")
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    """One simulation of the small configuration, shared by the tests of this module (read-only)."""
+    return _simulate(
+        synthetic_positives(),
+        synthetic_text_embeddings(),
+        small_simulate_config(),
+        tmp_path_factory.mktemp("simulation"),
+    )
 
 
 def test_calibration_hits_its_targets(positives: pd.DataFrame, small_config: SimulateConfig) -> None:
@@ -108,10 +118,9 @@ def test_baselines_and_tables_are_complete(result: SimulationResult, tmp_path: P
 
 
 def test_served_items_never_repeat_or_come_from_the_visible_history(
-    positives: pd.DataFrame, text_embeddings: np.ndarray, small_config: SimulateConfig, tmp_path: Path
+    result: SimulationResult, positives: pd.DataFrame, small_config: SimulateConfig
 ) -> None:
     world, _ = _world_and_recommender(positives, small_config)
-    result = _simulate(positives, text_embeddings, small_config, tmp_path / "run")
     visible = set(map(tuple, world.visible[["user_idx", "item_idx"]].to_numpy()))
     assert not any((u, i) in visible for u, i in result.logs[["user", "item"]].to_numpy())
 
