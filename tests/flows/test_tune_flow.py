@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from explorec.tracking import configure_tracking
 from explorec.tuning.config import compose_search
 from explorec.tuning.study import WORKER_ATTR, open_storage, open_study
 from flows.tune import tune_flow
@@ -75,9 +76,12 @@ def _dead_pid() -> int:
 @pytest.mark.slow
 def test_resume_after_a_killed_worker_fails_and_retries_its_trial() -> None:
     overrides = [*TINY, "tune.n_trials=2", "tune.study_name=resume"]
-    _, tune, _ = compose_search(overrides)
+    cfg, tune, _ = compose_search(overrides)
+    target = configure_tracking(cfg.tracking)
+    orphan_run = MlflowClient(target.tracking_uri).create_run(target.experiment_id).info.run_id
     study = open_study(tune, open_storage(tune), max_epochs=1)
     stale = study.ask()
+    stale.set_user_attr("mlflow_run_id", orphan_run)
     stale.suggest_categorical("model.embedding_dim", [8, 16])
     stale.suggest_float("policy.exploration_rate", 0.0, 0.5)
     stale.set_user_attr(
@@ -91,6 +95,7 @@ def test_resume_after_a_killed_worker_fails_and_retries_its_trial() -> None:
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == stale.number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == trials[stale.number].params
+    assert MlflowClient(target.tracking_uri).get_run(orphan_run).info.status == "FAILED"
 
 
 @pytest.mark.slow
@@ -105,3 +110,24 @@ def test_two_workers_on_a_journal_file_lose_no_trial(isolated_home: Path) -> Non
     _, tune, _ = compose_search([*overrides, "tune.study_name=parallel"])
     trials = open_study(tune, open_storage(tune), max_epochs=1).get_trials()
     assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in trials}) == 2
+
+
+@pytest.mark.slow
+def test_single_objective_mode_prunes_through_lightning() -> None:
+    overrides = [
+        *TINY,
+        "trainer.max_epochs=4",
+        "tune=pruned",
+        "tune.n_trials=5",
+        "tune.pruner.n_startup_trials=1",
+        "tune.pruner.n_warmup_steps=0",
+    ]
+    summary = tune_flow(overrides=overrides)
+    assert summary["mode"] == "single"
+    assert summary["n_complete"] + summary["n_pruned"] == 5
+    assert summary["n_pruned"] >= 1
+    assert summary["total_epochs"] < 5 * 4
+    pruned = [run for run in nested_runs(summary) if run.data.tags["optuna.state"] == "PRUNED"]
+    assert len(pruned) == summary["n_pruned"]
+    assert all(run.info.status == "KILLED" for run in pruned)
+    assert all(run.data.metrics["train/epochs_run"] < 4 for run in pruned)

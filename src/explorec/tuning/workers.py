@@ -99,6 +99,7 @@ def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings) -> 
     )
     context = load_context(worker_cfg, tune, policy, parent_run_id=parent_run_id)  # warms the caches
     recovered = recover_stale_trials(study, storage, tune)
+    fail_orphaned_runs(study, recovered, tracking_uri)
     trials_run = 0
     for _ in range(MAX_ROUNDS):
         if budget_of(study, tune.n_trials).remaining == 0:
@@ -107,7 +108,9 @@ def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings) -> 
             trials_run += run_in_process(context, study)
         else:
             trials_run += run_worker_processes(worker_cfg, tune, policy, parent_run_id)
-        recovered += recover_stale_trials(study, storage, tune)
+        newly_recovered = recover_stale_trials(study, storage, tune)
+        fail_orphaned_runs(study, newly_recovered, tracking_uri)
+        recovered += newly_recovered
     return StudyRun(
         study_name=tune.study_name,
         storage_url=resolve_storage_url(tune.storage),
@@ -117,6 +120,19 @@ def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings) -> 
         recovered_trials=recovered,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def fail_orphaned_runs(study: Any, trial_numbers: list[int], tracking_uri: str) -> None:
+    """End as FAILED the MLflow runs of trials whose worker died (they would stay RUNNING forever)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    for number in trial_numbers:
+        run_id = trials[number].user_attrs.get("mlflow_run_id")
+        if run_id:
+            client.set_tag(run_id, "optuna.state", "FAIL (worker gone; retried)")
+            client.set_terminated(run_id, "FAILED")
 
 
 def run_in_process(context: Any, study: Any) -> int:
