@@ -88,7 +88,8 @@ class TuneConfig:
     - mode: `multi` maximises (served NDCG@10, diversity); `single` maximises served NDCG@10 and prunes.
     - sampler / seed: `tpe`, `nsga2` or `random`, seeded. pruner: single mode only.
     - diversity_objective: `ild` (intra-list diversity on the text encoder's item vectors) or `coverage`
-      (catalogue coverage of all served slates). diversity_floor: the selection gate (see report.py).
+      (catalogue coverage of all served slates). diversity_floor: the selection gate (see report.py);
+      0.2 matches the ILD floor of the promotion gates (registry GatesConfig).
     - slate_size: K of the served slates (NDCG@K, ILD over K items). serving_seed: the policy's random stream.
     - heartbeat_interval_s / grace_period_s: RDB heartbeat; a RUNNING trial without a heartbeat for the
       grace period is failed and retried (max_retry times) on the next start.
@@ -104,7 +105,7 @@ class TuneConfig:
     seed: int = 0
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     diversity_objective: str = "ild"
-    diversity_floor: float = 0.0
+    diversity_floor: float = 0.2
     slate_size: int = 10
     serving_seed: int = 0
     heartbeat_interval_s: int = 10

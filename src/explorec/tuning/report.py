@@ -191,9 +191,10 @@ def pareto_plot(
         axes.annotate(
             str(r.number), (r.accuracy, r.diversity), fontsize=7, xytext=(3, 3), textcoords="offset points"
         )
-    axes.axhline(
-        tune.diversity_floor, ls="--", c="tab:green", label=f"diversity floor {tune.diversity_floor:g}"
-    )
+    if tune.diversity_floor > 0:
+        axes.axhline(
+            tune.diversity_floor, ls="--", c="tab:green", label=f"diversity floor {tune.diversity_floor:g}"
+        )
     if selection.trial is not None:
         chosen = selection.trial
         axes.scatter(
