@@ -8,6 +8,10 @@ Typical use (the flow trains the towers in between)::
     result = run_simulation(world=world, recommender=recommender, text_embeddings=text, cfg=cfg,
                             output_dir=Path("out"))
 
+For the two-tower model instead of the stand-in, fit it on `restrict_dataset(dataset, visible=world.visible,
+hidden=world.hidden)` (positives = `positives_from_dataset(dataset, min_rating=cfg.min_rating)`), then
+`RecommenderOutputs.from_scorer(item_vectors=fit.item_vectors(), users=world.pools.simulated,
+score_users=lambda u: fit.score_users(u, ("train", "valid", "test")))`.
 The recommender must score every simulated user (both pools): the Platt prior is fitted on the tune pool.
 """
 
@@ -22,15 +26,16 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from explorec.data.processed import ProcessedDataset
 from explorec.policies.semantic import kmeans, normalize_rows
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
 from explorec.simulation.config import SimulateConfig
-from explorec.simulation.environment import SimulationWorld, position_weights
-from explorec.simulation.ground_truth import TUNE_POOL, stream
+from explorec.simulation.environment import SimulationWorld, build_world, position_weights
+from explorec.simulation.ground_truth import TUNE_POOL, positives_from_dataset, stream
 from explorec.simulation.metrics import MetricContext, break_even_visit, cumulative_curves, episode_metrics
 from explorec.simulation.online import augmented_vectors
 from explorec.simulation.ope_check import logs_frame, ope_cross_check
-from explorec.simulation.recommender import RecommenderOutputs
+from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender
 from explorec.simulation.runner import (
     PLATT_STREAM,
     EpisodeInputs,
@@ -368,3 +373,21 @@ def _ope_tables(logs: pd.DataFrame, per_replication: pd.DataFrame, cfg: Simulate
         )
         frames.append(check.assign(calibration=calibration, logging_policy=cfg.ope_logging_policy))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def simulate_with_stand_in(
+    *, dataset: ProcessedDataset, text_embeddings: np.ndarray, cfg: SimulateConfig, output_dir: Path
+) -> SimulationResult:
+    """The quick default: build the world from a processed dataset and simulate with the PureSVD stand-in."""
+    positives = positives_from_dataset(dataset, min_rating=cfg.min_rating)
+    world = build_world(positives=positives, n_users=dataset.n_users, n_items=dataset.n_items, cfg=cfg)
+    recommender = stand_in_recommender(
+        training=world.training,
+        n_users=dataset.n_users,
+        n_items=dataset.n_items,
+        users=world.pools.simulated,
+        dimension=cfg.stand_in_dimension,
+    )
+    return run_simulation(
+        world=world, recommender=recommender, text_embeddings=text_embeddings, cfg=cfg, output_dir=output_dir
+    )

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from explorec.data.processed import ProcessedDataset
 from explorec.simulation.calibration import top_servable
 from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import SimulationWorld, build_world
 from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender
-from explorec.simulation.simulate import SimulationResult, run_simulation
+from explorec.simulation.simulate import SimulationResult, run_simulation, simulate_with_stand_in
 from tests.unit.simulation.conftest import (
     N_ITEMS,
     N_USERS,
@@ -141,3 +142,37 @@ def test_ope_estimate_from_another_policys_logs_covers_the_simulated_value(
     assert set(result.ope["target"]) == {"epsilon_greedy@0.1", "greedy_online", "static"}
     assert set(result.ope["estimator"]) == {"ips", "snips"}
     assert result.ope["covered"].all(), result.ope.to_string()
+
+
+def test_simulate_with_stand_in_from_a_processed_dataset(
+    positives: pd.DataFrame, text_embeddings: np.ndarray, small_config: SimulateConfig, tmp_path: Path
+) -> None:
+    ratings = positives.assign(rating=np.where(np.arange(len(positives)) % 5 == 0, 2.0, 5.0))
+    dataset = ProcessedDataset(
+        path=tmp_path,
+        train=ratings,
+        valid=ratings.iloc[:0],
+        test=ratings.iloc[:0],
+        items=pd.DataFrame({"item_idx": np.arange(N_ITEMS)}),
+        users=pd.DataFrame({"user_idx": np.arange(N_USERS)}),
+        manifest={},
+    )
+    cfg = replace(
+        small_config,
+        min_user_positives=8,
+        n_replications=2,
+        policy_rates={"epsilon_greedy": [0.3]},
+        ope_target_policies=["greedy_online"],
+    )
+    result = simulate_with_stand_in(
+        dataset=dataset, text_embeddings=text_embeddings, cfg=cfg, output_dir=tmp_path
+    )
+    assert result.world_info["recommender"] == "pure_svd_6"
+    assert set(result.summary["policy"]) == {
+        "oracle",
+        "static",
+        "greedy_online",
+        "random",
+        "epsilon_greedy@0.3",
+    }
+    assert result.world_info["n_pool_users"] == cfg.test_users
