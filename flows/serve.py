@@ -1,0 +1,131 @@
+"""Serve every explorec flow as a Prefect deployment with a typed form: `python -m flows.serve`.
+
+Each served flow keeps its flow's name and takes typed fields (data set, split, encoder, extra Hydra
+overrides, ...) that the Prefect UI shows as a form; the fields become Hydra overrides for the flow's own
+`overrides` API. Needs PREFECT_API_URL pointing at a running `prefect server` (`explorec up` sets it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import Flow, flow, serve
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+
+from flows.benchmark import benchmark_flow
+from flows.preprocess import preprocess_flow
+from flows.train import train_flow
+
+DEPLOYMENT_NAME = "explorec"
+
+DatasetName = Literal["ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic"]
+SplitName = Literal["leave_last_out", "random_ratio", "cold_items", "coat_random"]
+EncoderName = Literal["minilm", "none"]
+PolicyName = Literal["greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr"]
+
+# Form field -> the Hydra override it becomes (`group=value` picks a config group option).
+FORM_OVERRIDES: dict[str, str] = {
+    "dataset": "data",
+    "split": "split",
+    "encoder": "encoder",
+    "trial_budget": "tune.n_trials",
+    "policy": "policy",
+}
+
+
+def _override_key(override: str) -> str:
+    """Return the key an override sets (`+a.b=1` -> `a.b`)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def form_overrides(overrides: list[str] | None = None, **fields: Any) -> list[str]:
+    """Translate typed form fields into Hydra overrides; a key also set in `overrides` is left to it."""
+    extra = list(overrides or [])
+    explicit = {_override_key(override) for override in extra}
+    from_form = [
+        f"{FORM_OVERRIDES[name]}={value}"
+        for name, value in fields.items()
+        if value is not None and FORM_OVERRIDES[name] not in explicit
+    ]
+    return [*from_form, *extra]
+
+
+@flow(name=preprocess_flow.name, log_prints=True)
+def preprocess(
+    dataset: DatasetName = "ml100k",
+    split: SplitName = "leave_last_out",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Read, validate and split a data set into model-ready Parquet tables (cached by fingerprint).
+
+    Args:
+        dataset: the data set to read (Hydra group `data`)
+        split: the evaluation protocol that splits train / validation / test (Hydra group `split`)
+        overrides: extra Hydra overrides, e.g. `data.rating_threshold=4`; they win over the fields above
+    """
+    return preprocess_flow.fn(overrides=form_overrides(overrides, dataset=dataset, split=split))
+
+
+@flow(name=train_flow.name, log_prints=True)
+def train(
+    dataset: DatasetName = "ml100k",
+    split: SplitName = "leave_last_out",
+    encoder: EncoderName = "minilm",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate the two-tower recommender on one configuration, tracked in MLflow.
+
+    Args:
+        dataset: the data set to train on (Hydra group `data`)
+        split: the evaluation protocol (Hydra group `split`)
+        encoder: the frozen text encoder of the item tower; `none` is the ID-only ablation
+        overrides: extra Hydra overrides, e.g. `trainer.max_epochs=5` or `tracking=server`; they win
+    """
+    fields = {"dataset": dataset, "split": split, "encoder": encoder}
+    return train_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
+@flow(name=benchmark_flow.name, log_prints=True)
+def benchmark(
+    dataset: DatasetName = "ml100k",
+    split: SplitName = "leave_last_out",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Compare Popularity, ItemKNN, EASE, ALS and the two-tower (minilm and none) on one split.
+
+    Args:
+        dataset: the data set to compare on (Hydra group `data`)
+        split: the evaluation protocol (Hydra group `split`)
+        overrides: extra Hydra overrides, e.g. `benchmark.encoders=[none]`; they win over the fields above
+    """
+    return benchmark_flow.fn(overrides=form_overrides(overrides, dataset=dataset, split=split))
+
+
+SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark)
+
+
+def deployments() -> list[RunnerDeployment]:
+    """Return one deployment per served flow, each validating its parameters against the typed form."""
+    return [
+        served.to_deployment(
+            name=DEPLOYMENT_NAME,
+            description=(served.description or "").split("\n\n")[0],
+            tags=["explorec"],
+            enforce_parameter_schema=True,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        for served in SERVED_FLOWS
+    ]
+
+
+def main() -> None:
+    """Register the deployments with the Prefect API and run their flow runs until stopped."""
+    serve(*deployments())
+
+
+if __name__ == "__main__":
+    # Re-import under the package name so each deployment's entrypoint reads `flows.serve.<flow>`
+    # rather than `__main__.<flow>`, which the flow-run process could not import.
+    from flows.serve import main as serve_main
+
+    serve_main()

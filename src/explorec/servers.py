@@ -1,0 +1,548 @@
+"""Local Prefect and MLflow servers and the deployment-serving process: start, health-check, stop.
+
+Every process starts in its own session (process group), so stopping a service stops its whole tree;
+stores live in the project folder (`mlruns/prefect/`, `mlruns/mlflow.db`, `mlruns/artifacts/`) and
+telemetry is off. `up()` and `down()` are the functions behind `explorec up` and `explorec down`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from explorec.errors import ExplorecError
+
+HOST = "127.0.0.1"
+PREFECT_PORT = 4200
+MLFLOW_PORT = 5000
+TELEMETRY_OFF: dict[str, str] = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
+
+class ServerError(ExplorecError):
+    """A server did not start, did not become healthy, or its port is already taken."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class Service:
+    """One started process: its name, pid (= its process-group id), URL (if it serves one) and log file."""
+
+    name: str
+    pid: int
+    url: str | None
+    log: str
+    start_time: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Where the servers keep their state, inside a project folder (`home`)."""
+
+    home: Path
+
+    @property
+    def mlruns(self) -> Path:
+        """The folder holding every store."""
+        return self.home / "mlruns"
+
+    @property
+    def prefect_home(self) -> Path:
+        """PREFECT_HOME of the server and the serve process (its SQLite database lives here)."""
+        return self.mlruns / "prefect"
+
+    @property
+    def prefect_database_url(self) -> str:
+        """The Prefect server's SQLite database URL."""
+        return f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}"
+
+    @property
+    def mlflow_backend_uri(self) -> str:
+        """The MLflow server's backend store, the same database the embedded default writes to."""
+        return f"sqlite:///{self.mlruns / 'mlflow.db'}"
+
+    @property
+    def artifacts(self) -> Path:
+        """The MLflow artifact folder."""
+        return self.mlruns / "artifacts"
+
+    @property
+    def logs(self) -> Path:
+        """Where each service's stdout and stderr go."""
+        return self.mlruns / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        """The JSON file listing the services `explorec up --detach` started, read by `explorec down`."""
+        return self.mlruns / "servers.json"
+
+
+def store_layout(home: Path | None = None) -> StoreLayout:
+    """Return the store layout of a project folder (default: EXPLOREC_HOME or the working directory)."""
+    from explorec.config import project_root
+
+    return StoreLayout((home or project_root()).resolve())
+
+
+def free_port(host: str = HOST) -> int:
+    """Return a TCP port on `host` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def is_listening(port: int, host: str = HOST) -> bool:
+    """Return True when something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _script(name: str) -> str:
+    """Return the console script `name` installed beside this interpreter (falls back to PATH)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def service_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return this process's environment with telemetry off and `extra` applied."""
+    return {**os.environ, **TELEMETRY_OFF, **(extra or {})}
+
+
+def prefect_server_command(port: int, host: str = HOST) -> list[str]:
+    """Return the `prefect server start` command bound to host:port, analytics off."""
+    return [_script("prefect"), "server", "start", "--host", host, "--port", str(port), "--analytics-off"]
+
+
+def prefect_server_environment(layout: StoreLayout, port: int, host: str = HOST) -> dict[str, str]:
+    """Return the Prefect server's environment: home and database in the project, the UI on this port."""
+    return service_environment(
+        {
+            "PREFECT_SERVER_UI_API_URL": f"http://{host}:{port}/api",
+            "PREFECT_HOME": str(layout.prefect_home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": layout.prefect_database_url,
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            # SQLite on a busy small machine: wait for locks instead of answering 503, and log when not.
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+            "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
+            "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
+        }
+    )
+
+
+def mlflow_server_command(layout: StoreLayout, port: int, host: str = HOST) -> list[str]:
+    """Return the `mlflow server` command: SQLite backend and artifacts under the project's mlruns/.
+
+    `--default-artifact-root` is a local folder so that runs logged by the embedded default (SQLite, same
+    database) and runs logged through the server share one artifact store that the UI can show;
+    `--artifacts-destination` serves `mlflow-artifacts:/` locations from the same folder.
+    """
+    return [
+        _script("mlflow"),
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        layout.mlflow_backend_uri,
+        "--default-artifact-root",
+        layout.artifacts.as_uri(),
+        "--artifacts-destination",
+        str(layout.artifacts),
+        "--workers",
+        "1",
+    ]
+
+
+def mlflow_server_environment() -> dict[str, str]:
+    """Return the MLflow server's environment: no job-execution workers (GenAI jobs explorec never uses).
+
+    Job execution starts a job runner and seven huey consumers, each importing MLflow: on two cores that
+    slows the server's start by about a minute.
+    """
+    return service_environment({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+
+def serve_command() -> list[str]:
+    """Return the command that serves every flow as a deployment (`python -m flows.serve`)."""
+    return [sys.executable, "-m", "flows.serve"]
+
+
+def serve_environment(layout: StoreLayout, prefect_api_url: str) -> dict[str, str]:
+    """Return the serve process's environment: the Prefect API to poll and the project folder."""
+    return service_environment(
+        {
+            "PREFECT_API_URL": prefect_api_url,
+            "PREFECT_HOME": str(layout.prefect_home),
+            "EXPLOREC_HOME": str(layout.home),
+        }
+    )
+
+
+def start_service(
+    name: str, command: Sequence[str], env: Mapping[str, str], layout: StoreLayout, url: str | None
+) -> Service:
+    """Start `command` in a new session (its own process group), logging to mlruns/logs/<name>.log."""
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    log_path = layout.logs / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            list(command),
+            env=dict(env),
+            cwd=layout.home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Service(name=name, pid=process.pid, url=url, log=str(log_path), start_time=start_time(process.pid))
+
+
+def start_time(pid: int) -> str | None:
+    """Return the kernel's start time of `pid` (guards `down` against a pid reused since), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def is_same_process(service: Service) -> bool:
+    """Return True when `service.pid` still names the process that was started (not a reused pid)."""
+    if not is_alive(service.pid):
+        return False
+    return service.start_time is None or start_time(service.pid) == service.start_time
+
+
+def log_tail(service: Service, lines: int = 30) -> str:
+    """Return the last lines of a service's log, for error messages."""
+    try:
+        text = Path(service.log).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _failure(service: Service, problem: str) -> ServerError:
+    """Return a ServerError naming the service, the problem and the end of its log."""
+    return ServerError(f"{service.name} {problem}; log {service.log}:\n{log_tail(service)}")
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of `pid` if it is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def is_alive(pid: int) -> bool:
+    """Return True while `pid` runs (a zombie counts as gone)."""
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] != "Z"
+
+
+def _http_ok(url: str) -> bool:
+    """Return True when GET `url` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_until_healthy(service: Service, health_url: str, timeout: float) -> float:
+    """Poll `health_url` until it answers 200; return the seconds waited. Raise if the process exits."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _http_ok(health_url):
+            return time.monotonic() - started
+        if not is_alive(service.pid):
+            raise _failure(service, "exited while starting")
+        time.sleep(0.25)
+    raise _failure(service, f"not healthy after {timeout:.0f} s")
+
+
+SERVING_MESSAGE = "deployments are being served"
+
+
+def _deployment_count(prefect_api_url: str) -> int:
+    """Return how many deployments the Prefect API knows (0 when it does not answer)."""
+    request = urllib.request.Request(
+        f"{prefect_api_url}/deployments/count", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return int(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0
+
+
+def wait_for_deployments(service: Service, prefect_api_url: str, timeout: float) -> float:
+    """Wait until the serve process says it serves its deployments; return the seconds waited.
+
+    Falls back to "the API has deployments and their number held for 5 s" if the message ever changes.
+    """
+    started = time.monotonic()
+    seen, steady_since = 0, started
+    while time.monotonic() - started < timeout:
+        if SERVING_MESSAGE in log_tail(service, lines=200):
+            return time.monotonic() - started
+        count = _deployment_count(prefect_api_url)
+        if count != seen:
+            seen, steady_since = count, time.monotonic()
+        elif count > 0 and time.monotonic() - steady_since > 5:
+            return time.monotonic() - started
+        if not is_alive(service.pid):
+            raise _failure(service, "exited while starting")
+        time.sleep(0.5)
+    raise _failure(service, f"registered no deployment in {timeout:.0f} s")
+
+
+def descendants(pid: int) -> list[int]:
+    """Return the pids of every process below `pid` (read from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
+    """Send `sig` to the process group of each pid and to the pid itself, ignoring ones already gone."""
+    own_group = os.getpgrp()
+    for pid in pids:
+        try:
+            group = os.getpgid(pid)
+            if group != own_group:
+                os.killpg(group, sig)
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_process_tree(pid: int, timeout: float = 15.0) -> bool:
+    """Terminate a process, its group and every descendant; SIGKILL what is left after `timeout`.
+
+    Returns True when everything ended on SIGTERM, False when SIGKILL was needed.
+    """
+    tree = [pid, *descendants(pid)]
+    _signal_all(tree, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tree = [p for p in tree if is_alive(p)]
+        if not tree:
+            return True
+        time.sleep(0.1)
+    _signal_all([*tree, *(child for p in tree for child in descendants(p))], signal.SIGKILL)
+    for p in tree:
+        _reap(p)
+    return False
+
+
+def stop_services(services: Sequence[Service], timeout: float = 15.0) -> None:
+    """Stop services in reverse start order (the serve process before the servers it talks to)."""
+    for service in reversed(services):
+        if is_same_process(service):
+            stop_process_tree(service.pid, timeout)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The started services and the URLs a person or a test needs."""
+
+    services: list[Service]
+    prefect_url: str
+    mlflow_url: str
+    startup_seconds: dict[str, float]
+
+    @property
+    def prefect_api_url(self) -> str:
+        """The Prefect REST API (what PREFECT_API_URL should be)."""
+        return f"{self.prefect_url}/api"
+
+
+def _check_ports_free(host: str, ports: Iterator[int] | Sequence[int]) -> None:
+    """Fail before starting anything when a port is already taken."""
+    taken = [port for port in ports if is_listening(port, host)]
+    if taken:
+        raise ServerError(
+            f"port(s) {', '.join(map(str, taken))} on {host} already in use "
+            "(is `explorec up` already running? `explorec down` stops it)"
+        )
+
+
+def start_stack(
+    home: Path | None = None,
+    *,
+    host: str = HOST,
+    prefect_port: int = PREFECT_PORT,
+    mlflow_port: int = MLFLOW_PORT,
+    serve: bool = True,
+    timeout: float = 180.0,
+) -> Stack:
+    """Start the Prefect and MLflow servers (in parallel), wait until healthy, then the serve process.
+
+    On any failure everything already started is stopped before the error is raised.
+    """
+    layout = store_layout(home)
+    _check_ports_free(host, [prefect_port, mlflow_port])
+    for folder in (layout.prefect_home, layout.artifacts):
+        folder.mkdir(parents=True, exist_ok=True)
+    prefect_url, mlflow_url = f"http://{host}:{prefect_port}", f"http://{host}:{mlflow_port}"
+    services: list[Service] = []
+    timings: dict[str, float] = {}
+    try:
+        prefect = start_service(
+            "prefect-server",
+            prefect_server_command(prefect_port, host),
+            prefect_server_environment(layout, prefect_port, host),
+            layout,
+            prefect_url,
+        )
+        services.append(prefect)
+        mlflow = start_service(
+            "mlflow-server",
+            mlflow_server_command(layout, mlflow_port, host),
+            mlflow_server_environment(),
+            layout,
+            mlflow_url,
+        )
+        services.append(mlflow)
+        timings["mlflow-server"] = wait_until_healthy(mlflow, f"{mlflow_url}/health", timeout)
+        timings["prefect-server"] = wait_until_healthy(prefect, f"{prefect_url}/api/health", timeout)
+        if serve:
+            serving = start_service(
+                "serve", serve_command(), serve_environment(layout, f"{prefect_url}/api"), layout, None
+            )
+            services.append(serving)
+            timings["serve"] = wait_for_deployments(serving, f"{prefect_url}/api", timeout)
+    except BaseException:
+        stop_services(services)
+        raise
+    return Stack(services, prefect_url, mlflow_url, timings)
+
+
+def write_state(layout: StoreLayout, stack: Stack) -> Path:
+    """Record the started services in mlruns/servers.json (for `explorec down`)."""
+    state = {
+        "prefect_url": stack.prefect_url,
+        "mlflow_url": stack.mlflow_url,
+        "services": [asdict(service) for service in stack.services],
+    }
+    layout.state_file.write_text(json.dumps(state, indent=2) + "\n")
+    return layout.state_file
+
+
+def read_state(layout: StoreLayout) -> list[Service]:
+    """Return the services recorded in mlruns/servers.json (empty when there is no such file)."""
+    if not layout.state_file.is_file():
+        return []
+    state = json.loads(layout.state_file.read_text())
+    return [Service(**service) for service in state.get("services", [])]
+
+
+def _print_urls(stack: Stack) -> None:
+    """Print where the UIs are and how long each service took to start."""
+    started = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stack.startup_seconds.items())
+    print(f"Prefect UI:  {stack.prefect_url}")
+    print(f"MLflow UI:   {stack.mlflow_url}")
+    print(f"started: {started}")
+
+
+def _wait_for_exit(stack: Stack) -> int:
+    """Block until Ctrl-C or SIGTERM (0) or until a service dies on its own (1)."""
+
+    def on_terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        while True:
+            dead = [service for service in stack.services if not is_alive(service.pid)]
+            if dead:
+                print(f"{dead[0].name} stopped unexpectedly; log {dead[0].log}:\n{log_tail(dead[0])}")
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def up(
+    home: Path | None = None,
+    *,
+    host: str = HOST,
+    prefect_port: int = PREFECT_PORT,
+    mlflow_port: int = MLFLOW_PORT,
+    serve: bool = True,
+    detach: bool = False,
+    timeout: float = 180.0,
+) -> int:
+    """Start both servers and the serve process, print the URLs; stay until Ctrl-C unless `detach`.
+
+    Returns an exit code: 0 after a clean stop (or once started with `detach`), 1 when a service died.
+    """
+    layout = store_layout(home)
+    if any(is_same_process(service) for service in read_state(layout)):
+        raise ServerError(f"services from {layout.state_file} are still running; `explorec down` stops them")
+    ports = {"prefect_port": prefect_port, "mlflow_port": mlflow_port}
+    stack = start_stack(layout.home, host=host, **ports, serve=serve, timeout=timeout)
+    write_state(layout, stack)
+    _print_urls(stack)
+    if detach:
+        print(f"running in the background (pids in {layout.state_file}); `explorec down` stops them")
+        return 0
+    print("press Ctrl-C to stop")
+    try:
+        code = _wait_for_exit(stack)
+    finally:
+        stop_services(stack.services)
+        layout.state_file.unlink(missing_ok=True)
+        print("stopped")
+    return code
+
+
+def down(home: Path | None = None, *, timeout: float = 15.0) -> int:
+    """Stop the services that `explorec up --detach` recorded in mlruns/servers.json; returns 0."""
+    layout = store_layout(home)
+    services = read_state(layout)
+    if not services:
+        print(f"nothing to stop ({layout.state_file} not found)")
+        return 0
+    stop_services(services, timeout)
+    layout.state_file.unlink(missing_ok=True)
+    print("stopped " + ", ".join(f"{service.name} (pid {service.pid})" for service in services))
+    return 0
