@@ -79,6 +79,8 @@ def ensure_parent_run(
 
 def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings) -> StudyRun:
     """Open (or resume) the study, recover stale trials, run workers until the budget is met."""
+    from mlflow import MlflowClient
+
     from explorec.tuning.objective import load_context
     from explorec.tuning.study import (
         budget_of,
@@ -98,6 +100,7 @@ def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings) -> 
         cfg, trainer=replace(cfg.trainer, num_threads=threads_per_worker(cfg, tune.n_workers))
     )
     context = load_context(worker_cfg, tune, policy, parent_run_id=parent_run_id)  # warms the caches
+    MlflowClient(tracking_uri).set_tag(parent_run_id, "data_fingerprint", context.dataset.fingerprint)
     recovered = recover_stale_trials(study, storage, tune)
     fail_orphaned_runs(study, recovered, tracking_uri)
     trials_run = 0
