@@ -109,7 +109,7 @@ class TuneConfig:
     slate_size: int = 10
     serving_seed: int = 0
     heartbeat_interval_s: int = 10
-    grace_period_s: int = 30
+    grace_period_s: int = 60
     max_retry: int = 2
     search_space: SearchSpace = field(default_factory=_default_space)
 
