@@ -359,16 +359,22 @@ def stop_process_tree(pid: int, timeout: float = 15.0) -> bool:
     """
     tree = [pid, *descendants(pid)]
     _signal_all(tree, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tree = [p for p in tree if is_alive(p)]
-        if not tree:
-            return True
-        time.sleep(0.1)
-    _signal_all([*tree, *(child for p in tree for child in descendants(p))], signal.SIGKILL)
-    for p in tree:
-        _reap(p)
+    if _wait_gone(tree, timeout):
+        return True
+    left = [p for p in tree if is_alive(p)]
+    _signal_all([*left, *(child for p in left for child in descendants(p))], signal.SIGKILL)
+    _wait_gone(left, 5.0)
     return False
+
+
+def _wait_gone(pids: Sequence[int], timeout: float) -> bool:
+    """Wait up to `timeout` seconds for every pid to end; return True when all have."""
+    deadline = time.monotonic() + timeout
+    while any(is_alive(p) for p in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def stop_services(services: Sequence[Service], timeout: float = 15.0) -> None:

@@ -1,0 +1,54 @@
+"""The served deployments: typed forms that match the config's choices and become Hydra overrides."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from explorec.config import DATA_SOURCES, SPLITS
+from explorec.policies.factory import POLICY_NAMES
+from flows.serve import (
+    DEPLOYMENT_NAME,
+    DatasetName,
+    EncoderName,
+    PolicyName,
+    SplitName,
+    deployments,
+    form_overrides,
+)
+
+
+def test_form_choices_match_what_the_config_accepts() -> None:
+    assert set(typing.get_args(DatasetName)) == set(DATA_SOURCES)
+    assert set(typing.get_args(SplitName)) == set(SPLITS)
+    assert set(typing.get_args(PolicyName)) == set(POLICY_NAMES)
+    assert set(typing.get_args(EncoderName)) == {"minilm", "none"}
+
+
+def test_form_fields_become_hydra_overrides_before_the_free_form_ones() -> None:
+    overrides = form_overrides(["trainer.max_epochs=2"], dataset="synthetic", split="random_ratio")
+    assert overrides == ["data=synthetic", "split=random_ratio", "trainer.max_epochs=2"]
+
+
+def test_free_form_overrides_win_over_form_fields_and_unset_fields_are_left_out() -> None:
+    overrides = form_overrides(["data=coat", "+x=1"], dataset="synthetic", trial_budget=None, policy="mmr")
+    assert overrides == ["policy=mmr", "data=coat", "+x=1"]
+
+
+def test_form_of_an_unknown_field_fails() -> None:
+    with pytest.raises(KeyError):
+        form_overrides([], colour="blue")
+
+
+def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
+    served = {deployment.flow_name: deployment for deployment in deployments()}
+    assert set(served) == {"preprocess", "train", "benchmark"}
+    for name, deployment in served.items():
+        assert deployment.name == DEPLOYMENT_NAME
+        assert deployment.entrypoint == f"flows.serve.{name}"
+        assert deployment.enforce_parameter_schema
+        properties = deployment._parameter_openapi_schema.model_dump()["properties"]
+        assert properties["dataset"]["enum"] == list(typing.get_args(DatasetName))
+        assert properties["overrides"]["anyOf"][0] == {"type": "array", "items": {"type": "string"}}
+        assert all(field.get("description") for field in properties.values()), name
