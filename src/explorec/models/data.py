@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from explorec.data.processed import ProcessedDataset
 
 Batch = dict[str, torch.Tensor]
+TRAINING_OBJECTIVES = ("next_item", "held_out")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,66 @@ class TrainingWindows:
         }
 
 
+class HeldOutExamples:
+    """Examples of (the user's other train items, up to N most recent; a random share of items as targets).
+
+    This is the objective of random (not chronological) splits: each user contributes
+    ceil(1 / held_out_fraction) examples per epoch; each holds out a fresh random `held_out_fraction` of the
+    user's train items as targets and keeps the rest as history (a multinomial likelihood over the
+    held-out items, drawn with the torch RNG so that seeded runs repeat).
+    """
+
+    def __init__(self, sequences: UserSequences, history_length: int, held_out_fraction: float = 0.2) -> None:
+        self.sequences = sequences
+        self.history_length = history_length
+        self.held_out_fraction = held_out_fraction
+        lengths = np.diff(sequences.offsets)
+        repeats = np.where(lengths > 0, int(np.ceil(1.0 / held_out_fraction)), 0)
+        self.users = np.repeat(np.arange(sequences.n_users), repeats)
+        self.max_targets = int(np.ceil(held_out_fraction * lengths.max())) if len(lengths) else 1
+
+    def __len__(self) -> int:
+        """Number of examples per epoch."""
+        return len(self.users)
+
+    def __getitem__(self, index: int) -> int:
+        """Return the example index; batching happens in `collate`."""
+        return index
+
+    @property
+    def n_examples(self) -> int:
+        """Number of (history, target) pairs per epoch, about one per train interaction."""
+        lengths = np.diff(self.sequences.offsets)[self.users]
+        return int(np.ceil(self.held_out_fraction * lengths).sum())
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        """Return user, history [B, N], padding mask, held-out targets [B, K] and their mask."""
+        users = self.users[np.asarray(indices, dtype=np.int64)]
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
+        history = np.zeros((len(users), self.history_length), dtype=np.int64)
+        padding = np.ones_like(history, dtype=bool)
+        targets = np.zeros((len(users), self.max_targets), dtype=np.int64)
+        target_mask = np.zeros_like(targets, dtype=bool)
+        for row, user in enumerate(users):
+            items = self.sequences.items[self.sequences.offsets[user] : self.sequences.offsets[user + 1]]
+            held_out = np.zeros(len(items), dtype=bool)
+            held_out[
+                rng.choice(len(items), size=int(np.ceil(self.held_out_fraction * len(items))), replace=False)
+            ] = True
+            kept = items[~held_out][-self.history_length :]
+            history[row, self.history_length - len(kept) :] = kept
+            padding[row, self.history_length - len(kept) :] = False
+            targets[row, : held_out.sum()] = items[held_out]
+            target_mask[row, : held_out.sum()] = True
+        return {
+            "user_idx": torch.from_numpy(users),
+            "history": torch.from_numpy(history),
+            "padding_mask": torch.from_numpy(padding),
+            "held_out": torch.from_numpy(targets),
+            "held_out_mask": torch.from_numpy(target_mask),
+        }
+
+
 class UserHistories:
     """Indexable users with their full (last N) history, for scoring every item."""
 
@@ -167,7 +228,11 @@ class UserHistories:
 
 
 class TwoTowerDataModule(lp.LightningDataModule):
-    """Train examples from the train split in time order; validation users with their train history."""
+    """Train examples from the train split; validation users with their train history.
+
+    `objective`: "next_item" (causal windows, for chronological splits) or "held_out" (random held-out
+    items from the rest of the history, for random splits).
+    """
 
     def __init__(
         self,
@@ -177,8 +242,12 @@ class TwoTowerDataModule(lp.LightningDataModule):
         batch_size: int,
         eval_batch_size: int,
         num_workers: int = 0,
+        objective: str = "next_item",
     ) -> None:
         super().__init__()
+        if objective not in TRAINING_OBJECTIVES:
+            raise ValueError(f"objective={objective!r} is not one of {TRAINING_OBJECTIVES}")
+        self.objective = objective
         self.history_length = history_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -190,12 +259,16 @@ class TwoTowerDataModule(lp.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Return shuffled training batches."""
-        windows = TrainingWindows(self.train_sequences, self.history_length)
+        examples: TrainingWindows | HeldOutExamples = (
+            TrainingWindows(self.train_sequences, self.history_length)
+            if self.objective == "next_item"
+            else HeldOutExamples(self.train_sequences, self.history_length)
+        )
         return DataLoader(
-            windows,
+            examples,
             batch_size=self.batch_size,
             shuffle=True,
-            collate_fn=windows.collate,
+            collate_fn=examples.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -47,7 +47,7 @@ class TrainingMonitor(Callback):
         self, trainer: lp.Trainer, pl_module: lp.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         """Count the batch's (history, target) examples."""
-        self._examples += int(batch["target_mask"].sum())
+        self._examples += int(batch["held_out_mask" if "held_out" in batch else "target_mask"].sum())
 
     def on_train_epoch_end(self, trainer: lp.Trainer, pl_module: lp.LightningModule) -> None:
         """Log the epoch's training time and throughput; record the epoch's metrics (validation included)."""
@@ -142,6 +142,14 @@ def load_weights(model: TwoTowerModule, checkpoint: Path) -> TwoTowerModule:
     return model
 
 
+def training_objective(cfg: ExplorecConfig) -> str:
+    """Return model.training_objective if set, else next_item for leave_last_out and held_out otherwise."""
+    chosen = getattr(cfg.model, "training_objective", "auto")
+    if chosen != "auto":
+        return str(chosen)
+    return "next_item" if cfg.split.name == "leave_last_out" else "held_out"
+
+
 def fit_two_tower(
     dataset: ProcessedDataset,
     text_embeddings: np.ndarray | None,
@@ -161,6 +169,7 @@ def fit_two_tower(
         batch_size=cfg.trainer.batch_size,
         eval_batch_size=cfg.trainer.eval_batch_size,
         num_workers=cfg.trainer.num_workers,
+        objective=training_objective(cfg),
     )
     checkpoint = ModelCheckpoint(
         dirpath=Path(checkpoint_dir),

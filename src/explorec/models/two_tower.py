@@ -103,14 +103,8 @@ class TwoTowerModule(lp.LightningModule):
         return torch.cat(chunks)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Return the sampled-softmax loss of one batch of windows and log it as train/loss."""
-        history = batch["history"]
-        unique_items, inverse = torch.unique(history, return_inverse=True)
-        history_vectors = self.item_tower(unique_items)[inverse]
-        user_idx = batch["user_idx"] if self.user_tower.user_embedding is not None else None
-        position_vectors = self.user_tower.encode_positions(history_vectors, batch["padding_mask"], user_idx)
-        target_mask = batch["target_mask"]
-        users, targets = position_vectors[target_mask], batch["targets"][target_mask]
+        """Return the sampled-softmax loss of one batch and log it as train/loss."""
+        users, targets = self._training_pairs(batch)
         candidates, candidate_log_q = self._candidates(targets)
         loss = sampled_softmax_loss(
             users,
@@ -123,6 +117,21 @@ class TwoTowerModule(lp.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(targets))
         self.log("train/temperature", self.temperature.detach(), on_epoch=True, batch_size=len(targets))
         return loss
+
+    def _training_pairs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (user vector, target item) pairs: per window position, or per held-out item."""
+        if "held_out" in batch:
+            mask = batch["held_out_mask"]
+            user_vectors = self.user_vectors(batch)
+            rows = torch.arange(len(mask), device=mask.device).unsqueeze(1).expand_as(mask)[mask]
+            return user_vectors[rows], batch["held_out"][mask]
+        history = batch["history"]
+        unique_items, inverse = torch.unique(history, return_inverse=True)
+        history_vectors = self.item_tower(unique_items)[inverse]
+        user_idx = batch["user_idx"] if self.user_tower.user_embedding is not None else None
+        position_vectors = self.user_tower.encode_positions(history_vectors, batch["padding_mask"], user_idx)
+        target_mask = batch["target_mask"]
+        return position_vectors[target_mask], batch["targets"][target_mask]
 
     def _candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the candidate items (the batch's distinct targets + uniform negatives) and their log Q."""

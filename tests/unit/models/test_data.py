@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from explorec.models.data import TrainingWindows, UserHistories, genre_multi_hot, user_sequences
+from explorec.models.data import (
+    HeldOutExamples,
+    TrainingWindows,
+    UserHistories,
+    genre_multi_hot,
+    user_sequences,
+)
 
 LENGTHS = [0, 1, 2, 4, 5, 6, 7, 13]
 
@@ -66,3 +73,22 @@ def test_genre_multi_hot() -> None:
     assert matrix is not None
     np.testing.assert_array_equal(matrix, [[1, 1], [0, 0], [0, 1]])
     assert genre_multi_hot(pd.Series(["", None])) is None
+
+
+def test_held_out_examples_split_each_user_into_history_and_unseen_targets() -> None:
+    frame, n_users = _sequences()
+    sequences = user_sequences(frame, n_users)
+    examples = HeldOutExamples(sequences, history_length=20, held_out_fraction=0.25)
+    assert sorted(set(examples.users)) == [u for u, n in enumerate(LENGTHS) if n > 0]
+    torch.manual_seed(0)
+    batch = examples.collate(range(len(examples)))
+    for row, user in enumerate(batch["user_idx"].tolist()):
+        history = set(batch["history"][row][~batch["padding_mask"][row]].tolist())
+        targets = set(batch["held_out"][row][batch["held_out_mask"][row]].tolist())
+        owned = set(sequences.items[sequences.offsets[user] : sequences.offsets[user + 1]].tolist())
+        assert history | targets == owned
+        assert not history & targets
+        assert len(targets) == int(np.ceil(0.25 * len(owned)))
+    torch.manual_seed(0)
+    again = examples.collate(range(len(examples)))
+    assert all(torch.equal(batch[key], again[key]) for key in batch)

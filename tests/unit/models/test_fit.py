@@ -7,16 +7,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
+from explorec.config import ExplorecConfig, ModelConfig, SplitConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
-from explorec.models.fit import build_two_tower, fit_two_tower, load_weights
+from explorec.models.fit import build_two_tower, fit_two_tower, load_weights, training_objective
+
+FAST_TRAINER: dict[str, object] = {
+    "max_epochs": 3,
+    "batch_size": 16,
+    "num_threads": 1,
+    "enable_progress_bar": False,
+}
 
 
-def _config(**trainer: object) -> ExplorecConfig:
+def _config(split: str = "leave_last_out", **trainer: object) -> ExplorecConfig:
     """Return a small, fast CPU configuration."""
     return ExplorecConfig(
+        split=SplitConfig(name=split),
         model=ModelConfig(embedding_dim=8, history_length=4, learning_rate=1e-2),
-        trainer=TrainerConfig(max_epochs=3, batch_size=16, enable_progress_bar=False, **trainer),  # type: ignore[arg-type]
+        trainer=TrainerConfig(**{**FAST_TRAINER, **trainer}),  # type: ignore[arg-type]
         seed=7,
     )
 
@@ -75,3 +83,15 @@ def test_scores_are_cosines_of_unit_vectors(tiny: ProcessedDataset, tmp_path: Pa
 def _without(metrics: dict[str, float], keys: tuple[str, ...]) -> dict[str, float]:
     """Return `metrics` without `keys` (wall-clock measurements differ between runs)."""
     return {key: value for key, value in metrics.items() if key not in keys}
+
+
+def test_random_split_trains_on_held_out_items(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray, tmp_path: Path
+) -> None:
+    assert training_objective(_config("random_ratio")) == "held_out"
+    assert training_objective(_config()) == "next_item"
+    config = _config("random_ratio", batch_size=64)
+    result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path)
+    assert result.epochs_run == 3
+    assert all(epoch["train/examples_per_sec"] > 0 for epoch in result.history)
+    assert np.isfinite(result.score_users(np.array([0, 1]))).all()
