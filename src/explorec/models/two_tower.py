@@ -155,13 +155,12 @@ class TwoTowerModule(lp.LightningModule):
         scores = (self.user_vectors(batch) @ self._cached_item_vectors.T).float().cpu().numpy()
         users = batch["user_idx"].cpu().numpy()
         datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
-        row_of = {user: row for row, user in enumerate(users)}
         metrics = full_ranking_evaluate(
-            lambda chosen: scores[[row_of[user] for user in chosen]],
-            targets=datamodule.validation_targets,
-            exclude=datamodule.validation_exclude,
+            lambda rows: scores[rows],
+            targets=datamodule.validation_targets[users],
+            exclude=datamodule.validation_exclude[users],
             ks=VALIDATION_KS,
-            users=users,
+            batch_size=len(users),
         )
         count = metrics.pop("n_users")
         for key, value in metrics.items():
