@@ -245,16 +245,14 @@ def bundle_from_run(
     if "item_text_embeddings.npy" in logged:
         wanted.append("item_text_embeddings.npy")
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch)
-        for path in wanted:
-            client.download_artifacts(run_id, path, str(folder))
-        text_path = folder / "item_text_embeddings.npy"
+        local = {path: Path(client.download_artifacts(run_id, path, scratch)) for path in wanted}
+        text_path = local.get("item_text_embeddings.npy")
         return bundle_from_parts(
             dataset=dataset,
-            item_vectors=np.load(folder / "item_vectors.npy"),
-            user_tower_state=user_tower_state_from_checkpoint(folder / "checkpoint" / "best.ckpt"),
+            item_vectors=np.load(local["item_vectors.npy"]),
+            user_tower_state=user_tower_state_from_checkpoint(local["checkpoint/best.ckpt"]),
             tower=tower_config(model_cfg, dataset.n_users),
             policy=policy,
-            text_embeddings=np.load(text_path) if text_path.is_file() else None,
+            text_embeddings=None if text_path is None else np.load(text_path),
             history_splits=history_splits,
         )

@@ -9,9 +9,10 @@ chosen:
   (log(1 + count) / log(1 + max count)), served through the same exploration policy, so a new user gets
   popular items with the policy's share of exploration (`cold_start` True, `history_source` 'none').
   A model trained with user-ID embeddings also answers unknown users this way.
-Otherwise the user tower encodes the last `history_length` items of the history into a vector; scores are its
-cosine with every item vector. History items are never recommended. The policy chooses k items and logs per
-slot its propensity and whether it explored (see `explorec.policies.base`).
+Otherwise the user tower encodes the last `history_length` items of the history into a vector (a known
+user's stored-history vector is computed on first use, then reused); scores are its cosine with every item
+vector. History items are never recommended. The policy chooses k items and logs per slot its propensity and
+whether it explored (see `explorec.policies.base`).
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ class Recommender:
         popularity = np.log1p(np.asarray(bundle.item_popularity, dtype=np.float64))
         self.cold_start_scores = popularity / max(float(popularity.max()), 1e-12)
         self._policies: OrderedDict[float, Policy] = OrderedDict()
+        self._stored_vectors: dict[int, np.ndarray] = {}
 
     def policy(self, exploration_rate: float | None) -> Policy:
         """Return the bundle's policy at `exploration_rate` (its default when None), cached per rate."""
@@ -242,15 +244,34 @@ class Recommender:
             for index, (history, _, _) in enumerate(resolved)
             if history.size and (not self.uses_user_ids or rows[index] is not None)
         ]
-        scores: dict[int, np.ndarray] = {}
-        if personal:
-            vectors = self.user_vectors([resolved[i][0] for i in personal], [rows[i] for i in personal])
-            for index, row_scores in zip(personal, vectors @ self.item_vectors.T, strict=True):
-                scores[index] = row_scores.astype(np.float64)
+        vectors = self._personal_vectors([resolved[i] for i in personal], [rows[i] for i in personal])
+        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
         return [
             self._slate(request, *resolved[index], scores.get(index))
             for index, request in enumerate(requests)
         ]
+
+    def _personal_vectors(
+        self, resolved: Sequence[tuple[np.ndarray, str, int]], rows: Sequence[int | None]
+    ) -> np.ndarray:
+        """Return user vectors; a known user's stored-history vector is computed once and then reused."""
+        dimension = self.item_vectors.shape[1]
+        vectors = np.zeros((len(resolved), dimension), dtype=np.float32)
+        missing = []
+        for position, ((_, source, _), row) in enumerate(zip(resolved, rows, strict=True)):
+            cached = self._stored_vectors.get(row) if source == "user" and row is not None else None
+            if cached is None:
+                missing.append(position)
+            else:
+                vectors[position] = cached
+        if missing:
+            fresh = self.user_vectors([resolved[i][0] for i in missing], [rows[i] for i in missing])
+            for position, vector in zip(missing, fresh, strict=True):
+                vectors[position] = vector
+                row = rows[position]
+                if resolved[position][1] == "user" and row is not None:
+                    self._stored_vectors[row] = vector
+        return vectors
 
     def _slate(
         self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None

@@ -192,7 +192,7 @@ def test_malformed_request_raises_invalid_parameter_value(tracking: str, bundle:
     """Through the pyfunc, a malformed request raises MlflowException INVALID_PARAMETER_VALUE (HTTP 400)."""
     with mlflow.start_run():
         info = log_recommender(bundle)
-    model = mlflow.pyfunc.load_model(info.model_uri)
+    model = mlflow.pyfunc.load_model(info.model_uri, model_config={"torch_threads": 0})
     with pytest.raises(MlflowException, match="exploration_rate must lie in") as raised:
         model.predict(pd.DataFrame([{"user_id": "u1", "exploration_rate": 2.0}]))
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE"

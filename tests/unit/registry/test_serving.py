@@ -154,3 +154,14 @@ def test_too_many_requests_and_k_beyond_catalogue(bundle: RecommenderBundle) -> 
     recommender = Recommender(bundle, Limits(max_k=1000))
     with pytest.raises(RequestError, match="items are left after the history"):
         answer(recommender, user_id="u0", k=bundle.n_items)
+
+
+def test_known_user_vector_is_computed_once(bundle: RecommenderBundle) -> None:
+    """The stored-history vector of a known user is cached and reused; results do not change."""
+    recommender = Recommender(bundle)
+    first = answer(recommender, user_id="u6", k=5, exploration_rate=0.0)
+    assert set(recommender._stored_vectors) == {6}
+    again = answer(recommender, user_id="u6", k=5, exploration_rate=0.0)
+    assert again.item_ids == first.item_ids and again.scores == first.scores
+    answer(recommender, user_id="u6", recent_item_ids=["m39"], k=5)
+    assert set(recommender._stored_vectors) == {6}
