@@ -15,6 +15,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from flows.benchmark import benchmark_flow
 from flows.preprocess import preprocess_flow
 from flows.train import train_flow
+from flows.tune import tune_flow
 
 DEPLOYMENT_NAME = "explorec"
 
@@ -101,7 +102,31 @@ def benchmark(
     return benchmark_flow.fn(overrides=form_overrides(overrides, dataset=dataset, split=split))
 
 
-SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark)
+@flow(name=tune_flow.name, log_prints=True)
+def tune(
+    dataset: DatasetName = "ml100k",
+    split: SplitName = "leave_last_out",
+    encoder: EncoderName = "minilm",
+    policy: PolicyName = "epsilon_greedy",
+    trial_budget: int = 20,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Search embedding size and exploration rate with Optuna; every trial a nested MLflow run.
+
+    Args:
+        dataset: the data set to tune on (Hydra group `data`)
+        split: the evaluation protocol (Hydra group `split`)
+        encoder: the frozen text encoder of the item tower; `none` is the ID-only ablation
+        policy: the exploration policy whose exploration rate is searched (Hydra group `policy`)
+        trial_budget: how many Optuna trials (completed + pruned) the study runs; a rerun runs only the rest
+        overrides: extra Hydra overrides, e.g. `tune=wide` or `tune.n_workers=2`; they win over the fields
+    """
+    fields = {"dataset": dataset, "split": split, "encoder": encoder}
+    fields |= {"policy": policy, "trial_budget": trial_budget}
+    return tune_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
+SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark, tune)
 
 
 def deployments() -> list[RunnerDeployment]:

@@ -484,7 +484,7 @@ def _print_urls(stack: Stack) -> None:
     started = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stack.startup_seconds.items())
     print(f"Prefect UI:  {stack.prefect_url}")
     print(f"MLflow UI:   {stack.mlflow_url}")
-    print(f"started: {started}")
+    print(f"started: {started}", flush=True)
 
 
 def _wait_for_exit(stack: Stack) -> int:
@@ -519,25 +519,35 @@ def up(
 ) -> int:
     """Start both servers and the serve process, print the URLs; stay until Ctrl-C unless `detach`.
 
-    Returns an exit code: 0 after a clean stop (or once started with `detach`), 1 when a service died.
+    Returns an exit code: 0 after a clean stop (or once started with `detach`), 1 when a service died,
+    130 when interrupted while starting. Raises ServerError when a port is taken or a server fails to start.
     """
     layout = store_layout(home)
     if any(is_same_process(service) for service in read_state(layout)):
         raise ServerError(f"services from {layout.state_file} are still running; `explorec down` stops them")
     ports = {"prefect_port": prefect_port, "mlflow_port": mlflow_port}
-    stack = start_stack(layout.home, host=host, **ports, serve=serve, timeout=timeout)
+    try:
+        stack = start_stack(layout.home, host=host, **ports, serve=serve, timeout=timeout)
+    except KeyboardInterrupt:
+        print("interrupted while starting; everything started so far was stopped")
+        return 130
     write_state(layout, stack)
     _print_urls(stack)
     if detach:
-        print(f"running in the background (pids in {layout.state_file}); `explorec down` stops them")
+        print(f"in the background (pids in {layout.state_file}); `explorec down` stops them", flush=True)
         return 0
-    print("press Ctrl-C to stop")
+    print("press Ctrl-C to stop", flush=True)
     try:
         code = _wait_for_exit(stack)
     finally:
-        stop_services(stack.services)
-        layout.state_file.unlink(missing_ok=True)
-        print("stopped")
+        print("stopping ...", flush=True)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan anything
+        try:
+            stop_services(stack.services)
+            layout.state_file.unlink(missing_ok=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        print("stopped", flush=True)
     return code
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 import pytest
 
-from explorec.config import DATA_SOURCES, SPLITS
+from explorec.config import DATA_SOURCES, SPLITS, compose
 from explorec.policies.factory import POLICY_NAMES
 from flows.serve import (
     DEPLOYMENT_NAME,
@@ -17,6 +18,7 @@ from flows.serve import (
     deployments,
     form_overrides,
 )
+from flows.serve import tune as serve_tune
 
 
 def test_form_choices_match_what_the_config_accepts() -> None:
@@ -43,7 +45,7 @@ def test_form_of_an_unknown_field_fails() -> None:
 
 def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
     served = {deployment.flow_name: deployment for deployment in deployments()}
-    assert set(served) == {"preprocess", "train", "benchmark"}
+    assert set(served) == {"preprocess", "train", "benchmark", "tune"}
     for name, deployment in served.items():
         assert deployment.name == DEPLOYMENT_NAME
         assert deployment.entrypoint == f"flows.serve.{name}"
@@ -52,3 +54,16 @@ def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
         assert properties["dataset"]["enum"] == list(typing.get_args(DatasetName))
         assert properties["overrides"]["anyOf"][0] == {"type": "array", "items": {"type": "string"}}
         assert all(field.get("description") for field in properties.values()), name
+
+
+def test_form_defaults_are_the_config_defaults() -> None:
+    from explorec.tuning.config import compose_search
+
+    cfg, search, policy = compose_search([])
+    defaults = {
+        name: parameter.default for name, parameter in inspect.signature(serve_tune.fn).parameters.items()
+    }
+    assert defaults["dataset"] == cfg.data.name == compose().data.name
+    assert defaults["split"] == cfg.split.name
+    assert defaults["policy"] == policy.name
+    assert defaults["trial_budget"] == search.n_trials
