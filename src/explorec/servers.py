@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -399,7 +399,7 @@ class Stack:
         return f"{self.prefect_url}/api"
 
 
-def _check_ports_free(host: str, ports: Iterator[int] | Sequence[int]) -> None:
+def _check_ports_free(host: str, ports: Sequence[int]) -> None:
     """Fail before starting anything when a port is already taken."""
     taken = [port for port in ports if is_listening(port, host)]
     if taken:
