@@ -15,7 +15,7 @@ import torch
 from lightning import pytorch as lp
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from explorec.config import ExplorecConfig, ModelConfig
+from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.models.data import (
     TwoTowerDataModule,
@@ -150,6 +150,26 @@ def training_objective(cfg: ExplorecConfig) -> str:
     return "next_item" if cfg.split.name == "leave_last_out" else "held_out"
 
 
+def build_trainer(trainer_cfg: TrainerConfig, *, callbacks: Sequence[Callback], logger: Any) -> lp.Trainer:
+    """Return a Lightning Trainer from TrainerConfig (CPU, GPU or DDP) with early stopping on val/ndcg@10."""
+    stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=trainer_cfg.early_stopping_patience)
+    return lp.Trainer(
+        max_epochs=trainer_cfg.max_epochs,
+        accelerator=trainer_cfg.accelerator,
+        devices=trainer_cfg.devices,
+        strategy=trainer_cfg.strategy,
+        precision=trainer_cfg.precision,  # type: ignore[arg-type]
+        deterministic=trainer_cfg.deterministic,
+        fast_dev_run=trainer_cfg.fast_dev_run,
+        check_val_every_n_epoch=trainer_cfg.check_val_every_n_epoch,
+        enable_progress_bar=trainer_cfg.enable_progress_bar,
+        callbacks=[*callbacks, stopping],
+        logger=logger if logger is not None else False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+
+
 def fit_two_tower(
     dataset: ProcessedDataset,
     text_embeddings: np.ndarray | None,
@@ -180,23 +200,8 @@ def fit_two_tower(
         save_weights_only=True,
         auto_insert_metric_name=False,
     )
-    stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.trainer.early_stopping_patience)
     monitor = TrainingMonitor()
-    trainer = lp.Trainer(
-        max_epochs=cfg.trainer.max_epochs,
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        strategy=cfg.trainer.strategy,
-        precision=cfg.trainer.precision,  # type: ignore[arg-type]
-        deterministic=cfg.trainer.deterministic,
-        fast_dev_run=cfg.trainer.fast_dev_run,
-        check_val_every_n_epoch=cfg.trainer.check_val_every_n_epoch,
-        enable_progress_bar=cfg.trainer.enable_progress_bar,
-        callbacks=[monitor, checkpoint, stopping, *callbacks],
-        logger=logger if logger is not None else False,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-    )
+    trainer = build_trainer(cfg.trainer, callbacks=[monitor, checkpoint, *callbacks], logger=logger)
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     fit_time = time.perf_counter() - started
