@@ -90,7 +90,9 @@ def _tradeoff_plot(plt, frame: pd.DataFrame, calibration: str, output_dir: Path)
             value = frame.loc[frame["policy"] == baseline, column]
             if len(value):
                 axis.axhline(float(value.iloc[0]), linestyle=":", color="grey")
-                axis.annotate(baseline, (0, float(value.iloc[0])), fontsize=7)
+                axis.text(
+                    0.01, float(value.iloc[0]), baseline, fontsize=7, transform=axis.get_yaxis_transform()
+                )
         axis.set_xlabel("exploration rate")
         axis.set_title(column)
     axes[0].legend(fontsize=7)
