@@ -124,21 +124,21 @@ def markdown_summary(result: SimulationResult, cfg: SimulateConfig) -> str:
     """Headline, per-calibration tables of outcomes and paired comparisons, and the OPE cross-check."""
     info = result.world_info
     parts = [
-        "# Interactive simulation\n",
+        "# Interactive simulation\n\n",
         f"Pool `{info['pool']}` ({info['n_pool_users']} users), {cfg.n_visits} visits × K={cfg.slate_size}, "
         f"R={cfg.n_replications} replications, ground truth {info['ground_truth']} "
         f"(EASE λ={info['ease_l2']:g}), "
-        f"recommender `{info['recommender']}`; runtime {result.runtime_s:.1f} s.\n",
+        f"recommender `{info['recommender']}`; runtime {result.runtime_s:.1f} s.\n\n",
         "Expected clicks are Σ θ_k·p over served slots per user over the horizon (the primary outcome); "
         "intervals are paired 95% t intervals across replications (common random numbers), p-values "
         "Holm-corrected per calibration and metric. They reflect click and policy randomness in this one "
-        "world.\n",
+        "world.\n\n",
     ]
     for calibration, frame in result.summary.groupby("calibration", sort=False):
         facts = info["calibrations"][calibration]
         parts.append(
             f"\n## Calibration `{calibration}`: a={facts['slope_a']:.3f}, b={facts['intercept_b']:.3f}, "
-            f"mean p={facts['mean_p']:.4f}, top-10 mean p={facts['top10_mean_p']:.3f}\n"
+            f"mean p={facts['mean_p']:.4f}, top-10 mean p={facts['top10_mean_p']:.3f}\n\n"
         )
         parts.append(_headline(result, calibration))
         parts.append(_table(frame.reset_index(drop=True), ["policy", *SUMMARY_COLUMNS]))
