@@ -274,16 +274,25 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def wait_until_healthy(service: Service, health_url: str, timeout: float) -> float:
-    """Poll `health_url` until it answers 200; return the seconds waited. Raise if the process exits."""
+def wait_until_healthy(checks: Mapping[Service, str], timeout: float) -> dict[str, float]:
+    """Poll each service's health URL until it answers 200; return seconds from now to healthy, per name.
+
+    Raises ServerError as soon as a service exits, or when one is not healthy within `timeout`.
+    """
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if _http_ok(health_url):
-            return time.monotonic() - started
-        if not is_alive(service.pid):
-            raise _failure(service, "exited while starting")
+    pending = dict(checks)
+    healthy: dict[str, float] = {}
+    while pending:
+        for service, url in list(pending.items()):
+            if _http_ok(url):
+                healthy[service.name] = time.monotonic() - started
+                del pending[service]
+            elif not is_alive(service.pid):
+                raise _failure(service, "exited while starting")
+        if pending and time.monotonic() - started > timeout:
+            raise _failure(next(iter(pending)), f"not healthy after {timeout:.0f} s")
         time.sleep(0.25)
-    raise _failure(service, f"not healthy after {timeout:.0f} s")
+    return healthy
 
 
 SERVING_MESSAGE = "deployments are being served"
@@ -446,8 +455,8 @@ def start_stack(
             mlflow_url,
         )
         services.append(mlflow)
-        timings["mlflow-server"] = wait_until_healthy(mlflow, f"{mlflow_url}/health", timeout)
-        timings["prefect-server"] = wait_until_healthy(prefect, f"{prefect_url}/api/health", timeout)
+        checks = {prefect: f"{prefect_url}/api/health", mlflow: f"{mlflow_url}/health"}
+        timings.update(wait_until_healthy(checks, timeout))
         if serve:
             serving = start_service(
                 "serve", serve_command(), serve_environment(layout, f"{prefect_url}/api"), layout, None

@@ -98,14 +98,20 @@ def flow_run(stack: Stack, prefect: httpx.Client, deployment: dict[str, Any]) ->
 
 @pytest.fixture(scope="module")
 def mlflow_run(mlflow: httpx.Client, flow_run: dict[str, Any]) -> dict[str, Any]:
-    """The MLflow run the flow run logged, found through MLflow's REST API."""
+    """The (top-level) MLflow run the flow run logged, found through MLflow's REST API."""
     experiment = mlflow.get("/experiments/get-by-name", params={"experiment_name": EXPERIMENT})
     assert experiment.status_code == 200, experiment.text
     experiment_id = experiment.json()["experiment"]["experiment_id"]
     search = {"experiment_ids": [experiment_id], "filter": "attributes.status = 'FINISHED'"}
     runs = mlflow.post("/runs/search", json=search).json().get("runs", [])
-    assert len(runs) == 1, runs
-    return runs[0]
+    top_level = [run for run in runs if "mlflow.parentRunId" not in run_tags(run)]
+    assert len(top_level) == 1, runs
+    return top_level[0]
+
+
+def run_tags(run: dict[str, Any]) -> dict[str, str]:
+    """Return an MLflow REST run's tags as a dict."""
+    return {item["key"]: item["value"] for item in run["data"].get("tags", [])}
 
 
 def test_deployment_offers_a_typed_form(deployment: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -24,9 +25,12 @@ from explorec.servers import (
     prefect_server_environment,
     read_state,
     serve_environment,
+    start_service,
     start_stack,
     stop_process_tree,
+    stop_services,
     store_layout,
+    wait_until_healthy,
     write_state,
 )
 
@@ -132,3 +136,25 @@ def test_stop_process_tree_kills_what_ignores_sigterm() -> None:
     assert not is_alive(stubborn.pid)
     stubborn.wait(timeout=5)
     stubborn.stdout.close()
+
+
+def test_a_server_that_exits_while_starting_fails_fast_with_its_log(tmp_path: Path) -> None:
+    layout = store_layout(tmp_path)
+    command = [sys.executable, "-c", "print('bad flag'); raise SystemExit(3)"]
+    dying = start_service("dying", command, {}, layout, None)
+    with pytest.raises(ServerError, match=r"dying exited while starting(?s:.*)bad flag"):
+        wait_until_healthy({dying: "http://127.0.0.1:9/health"}, timeout=30)
+
+
+def test_wait_until_healthy_reports_each_service_and_stop_frees_the_port(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    server = start_service("http", command, dict(os.environ), store_layout(tmp_path), None)
+    try:
+        seconds = wait_until_healthy({server: f"http://127.0.0.1:{port}/"}, timeout=30)
+        assert set(seconds) == {"http"}
+        assert is_listening(port)
+    finally:
+        stop_services([server])
+    assert not is_listening(port)
+    assert not is_alive(server.pid)
