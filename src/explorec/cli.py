@@ -46,6 +46,11 @@ COMMANDS: dict[str, Command] = {
         flow="flows.benchmark:benchmark_flow",
         render="explorec.reporting:benchmark_text",
     ),
+    "pipeline": Command(
+        help="the whole system: preprocess, encode, train (or tune), register, gate and promote",
+        flow="flows.pipeline:pipeline_flow",
+        render="explorec.reporting:pipeline_text",
+    ),
 }
 
 OFFLINE_ENVIRONMENT = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

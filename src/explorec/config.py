@@ -124,6 +124,15 @@ class PolicyConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """What the end-to-end pipeline runs between preprocessing and promotion."""
+
+    search: bool = False
+    simulate: bool = False
+    promote: bool = True
+
+
+@dataclass
 class BenchmarkConfig:
     """What the accuracy benchmark runs; each baseline's grid is searched on validation only."""
 
@@ -169,6 +178,7 @@ class ExplorecConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)

@@ -92,3 +92,18 @@ def benchmark_markdown(table: dict[str, Any]) -> str:
 def benchmark_text(summary: dict[str, Any]) -> str:
     """Return what the `benchmark` command prints: the Markdown comparison and where it was written."""
     return summary["markdown"] + f"\nwritten to {summary['output_dir']}/benchmark.md and benchmark.json\n"
+
+
+def pipeline_text(summary: dict[str, Any]) -> str:
+    """Return what the `pipeline` command prints: the run, the gate decision and the champion."""
+    registration = summary["registration"]
+    lines = [
+        f"explorec pipeline: MLflow run {summary['run_id']}",
+        f"  registered {registration['registered_model']} v{registration['version']}:"
+        f" gate {'passed' if registration['gate_passed'] else 'FAILED'}",
+    ]
+    lines += [f"    - {reason}" for reason in registration["gate_reasons"]]
+    lines.append(f"  champion: v{summary['champion']}" if summary["champion"] else "  champion: none yet")
+    if summary.get("metrics"):
+        lines.append(metrics_markdown({"two_tower": summary["metrics"]}))
+    return "\n".join(lines)

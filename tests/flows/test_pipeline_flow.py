@@ -1,0 +1,53 @@
+"""The pipeline flow on tiny synthetic data: a passing candidate becomes champion, a failing one does not."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import pipeline_flow
+
+TINY = [
+    "data=synthetic",
+    "data.synthetic.n_users=60",
+    "data.synthetic.n_items=40",
+    "data.synthetic.n_interactions=1000",
+    "encoder=none",
+    "model.embedding_dim=16",
+    "model.history_length=10",
+    "trainer.max_epochs=1",
+    "trainer.batch_size=128",
+    "trainer.enable_progress_bar=false",
+]
+OPEN_GATES = [
+    "gates.ndcg_at_10.threshold=0.0",
+    "gates.recall_at_20.threshold=0.0",
+    "gates.intra_list_diversity.threshold=0.0",
+    "gates.catalog_coverage.threshold=0.0",
+    "gates.exposure_gini.threshold=1.0",
+    "gates.ndcg_at_10.tolerance=1.0",
+    "gates.recall_at_20.tolerance=1.0",
+    "gates.intra_list_diversity.tolerance=1.0",
+    "gates.catalog_coverage.tolerance=1.0",
+    "gates.exposure_gini.tolerance=1.0",
+]
+
+
+def test_pipeline_promotes_a_passing_candidate_and_refuses_a_failing_one() -> None:
+    first = pipeline_flow(overrides=[*TINY, *OPEN_GATES])
+    assert first["registration"]["gate_passed"] is True
+    assert first["champion"] == first["registration"]["version"] == "1"
+    client = MlflowClient(first["tracking_uri"])
+    name = first["registration"]["registered_model"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    version = client.get_model_version(name, "1")
+    assert version.tags["gate.status"] == "passed"
+    assert {"git_commit", "config_hash", "data_fingerprint"} <= set(version.tags)
+
+    strict = [*OPEN_GATES, "gates.catalog_coverage.threshold=1.01"]
+    second = pipeline_flow(overrides=[*TINY, *strict])
+    assert second["registration"]["gate_passed"] is False
+    assert second["promotion"] is None
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    refused = client.get_model_version(name, second["registration"]["version"])
+    assert refused.tags["gate.status"] == "failed"
+    assert "catalog_coverage" in refused.tags["gate.reasons"]
