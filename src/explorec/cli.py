@@ -24,9 +24,11 @@ class Command:
     """One sub-command: the flow it runs and how its summary is shown to a person."""
 
     help: str
-    flow: str
     render: str
+    flow: str | None = None
+    call: str | None = None
     up_to_date: str | None = None
+    options: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
 
 
 COMMANDS: dict[str, Command] = {
@@ -51,6 +53,23 @@ COMMANDS: dict[str, Command] = {
         flow="flows.pipeline:pipeline_flow",
         render="explorec.reporting:pipeline_text",
     ),
+    "register": Command(
+        help="package a training run's recommender, register it and record the gate decision",
+        call="explorec.cli:register_command",
+        render="explorec.reporting:registration_text",
+        options=((("--run-id",), {"help": "training run to register (default: train a new one now)"}),),
+    ),
+    "promote": Command(
+        help="move the champion alias to a version (default: the challenger), re-checking the gates",
+        call="explorec.cli:promote_command",
+        render="explorec.reporting:promotion_text",
+        options=(
+            (("--version",), {"help": "registered version to promote (default: the challenger)"}),
+            (("--force",), {"action": "store_true", "help": "skip the gates; needs --reason"}),
+            (("--reason",), {"help": "why a forced promotion is made (recorded as a tag)"}),
+            (("--dry-run",), {"action": "store_true", "help": "print the decision; touch nothing"}),
+        ),
+    ),
 }
 
 OFFLINE_ENVIRONMENT = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -73,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         child.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
         child.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        for flags, settings in command.options:
+            child.add_argument(*flags, **settings)
         if command.up_to_date:
             child.add_argument(
                 "--force-flow",
@@ -104,14 +125,46 @@ def cached_preprocess_summary(cfg: Any) -> dict[str, Any] | None:
     return {**cached.summary(), "dataset": cfg.data.name, "split": cfg.split.name, "orchestrated": False}
 
 
-def run(command: str, overrides: Sequence[str], *, as_json: bool, force: bool = False) -> dict[str, Any]:
-    """Check the overrides, run one flow and print its summary; returns the summary."""
+def register_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Register `--run-id` (or a run trained now) and record its gate decision."""
+    from explorec.registration import package_run, register_and_gate
+
+    run_id = args.run_id
+    if run_id is None:
+        from flows.train import train_flow
+
+        run_id = train_flow(overrides=list(args.overrides))["run_id"]
+    package_run(cfg, run_id)
+    return register_and_gate(cfg, run_id)
+
+
+def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Promote a version to champion (gates re-checked unless --force with --reason)."""
+    from explorec.errors import ExplorecError
+    from explorec.registration import promote_version
+
+    if args.force and not (args.reason or "").strip():
+        raise ExplorecError('--force needs --reason "why"; the reason is recorded on the version')
+    return promote_version(cfg, args.version, force=args.force, reason=args.reason, dry_run=args.dry_run)
+
+
+def run(
+    command: str,
+    overrides: Sequence[str],
+    *,
+    as_json: bool,
+    force: bool = False,
+    args: argparse.Namespace | None = None,
+) -> dict[str, Any]:
+    """Check the overrides, run one flow (or registry action) and print its summary; returns the summary."""
     from explorec.config import compose
 
     spec = COMMANDS[command]
     cfg = compose(overrides)  # fail fast on a bad override, before Prefect starts; the flow composes its own
     summary = _load(spec.up_to_date)(cfg) if spec.up_to_date and not force else None
-    if summary is None:
+    if summary is None and spec.call is not None:
+        summary = _load(spec.call)(cfg, args)
+    elif summary is None and spec.flow is not None:
         summary = _load(spec.flow)(overrides=list(overrides))
     if as_json:
         print(json.dumps(summary, default=str))
@@ -130,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_prefect_tracebacks()
     try:
         force = getattr(args, "force_flow", False)
-        run(args.command, args.overrides, as_json=args.json, force=force)
+        run(args.command, args.overrides, as_json=args.json, force=force, args=args)
     except ExplorecError as error:
         if debug:
             raise

@@ -81,12 +81,12 @@ def promote_version(
     from explorec.tracking import configure_tracking
 
     target = configure_tracking(cfg.tracking)
+    from explorec.errors import ExplorecError
+
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
     chosen = version or registry.alias_version(name, cfg.registry.challenger_alias)
     if chosen is None:
-        from explorec.errors import ExplorecError
-
         raise ExplorecError(f"{name} has no challenger to promote; pass --version N")
     result = registry.promote(
         name, chosen, cfg.gates, force=force, reason=reason, dry_run=dry_run, actor=actor

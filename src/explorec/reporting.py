@@ -107,3 +107,22 @@ def pipeline_text(summary: dict[str, Any]) -> str:
     if summary.get("metrics"):
         lines.append(metrics_markdown({"two_tower": summary["metrics"]}))
     return "\n".join(lines)
+
+
+def registration_text(summary: dict[str, Any]) -> str:
+    """Return what `register` prints: the version, the gate decision table, the aliases."""
+    verdict = "passed: alias challenger set" if summary["gate_passed"] else "FAILED: not a challenger"
+    return (
+        f"explorec register: {summary['registered_model']} v{summary['version']} - gates {verdict}\n"
+        f"{summary['decision_markdown']}\n"
+        f"challenger: v{summary['challenger']}  champion: v{summary['champion']}"
+    )
+
+
+def promotion_text(summary: dict[str, Any]) -> str:
+    """Return what `promote` prints: the outcome, the decision table and the champion now."""
+    return (
+        f"explorec promote: {summary['registered_model']} v{summary['version']} - {summary['outcome']}\n"
+        f"{summary['decision_markdown']}\n"
+        f"champion: v{summary['champion']}"
+    )
