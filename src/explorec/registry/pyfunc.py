@@ -174,3 +174,20 @@ def log_recommender(
             pip_requirements=pip_requirements(),
             model_config={**DEFAULT_MODEL_CONFIG, **asdict(limits or Limits())},
         )
+
+
+def log_recommender_to_run(
+    run_id: str,
+    bundle: RecommenderBundle,
+    *,
+    metrics: dict[str, float] | None = None,
+    limits: Limits | None = None,
+) -> ModelInfo:
+    """Log `metrics` (e.g. served-slate metrics) and the pyfunc model into an existing run (e.g. training's).
+
+    Uses the process's tracking URI (`explorec.tracking.configure_tracking`); the run is resumed and closed.
+    """
+    with mlflow.start_run(run_id=run_id):
+        if metrics:
+            mlflow.log_metrics(metrics)
+        return log_recommender(bundle, limits=limits)

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from explorec.registry.bundle import RecommenderBundle
 from explorec.registry.config import GatesConfig, RegistryConfig
 from explorec.registry.promotion import ModelRegistry, PromotionError
-from explorec.registry.pyfunc import log_recommender
+from explorec.registry.pyfunc import log_recommender, log_recommender_to_run
 
 NAME = "explorec-test"
 GOOD = {
@@ -46,11 +46,15 @@ def tracking(tracking_uri: str) -> Iterator[str]:
 
 
 def log_candidate(bundle: RecommenderBundle, metrics: dict[str, float]) -> str:
-    """Log a training-like run (provenance tags, metrics) with the pyfunc model; return its run id."""
-    with mlflow.start_run(tags=PROVENANCE) as run:
-        mlflow.log_metrics(metrics)
-        log_recommender(bundle)
-    return run.info.run_id
+    """Log a finished training-like run (provenance tags), then metrics and pyfunc into it; return its id."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("candidates") or client.get_experiment(
+        client.create_experiment("candidates")
+    )
+    run_id = client.create_run(experiment.experiment_id, tags=PROVENANCE).info.run_id
+    client.set_terminated(run_id, "FINISHED")
+    log_recommender_to_run(run_id, bundle, metrics=metrics)
+    return run_id
 
 
 def version_tags(registry: ModelRegistry, version: str) -> dict[str, str]:
