@@ -13,6 +13,7 @@ from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
 from flows.benchmark import benchmark_flow
+from flows.pipeline import pipeline_flow
 from flows.preprocess import preprocess_flow
 from flows.train import train_flow
 from flows.tune import tune_flow
@@ -31,6 +32,7 @@ FORM_OVERRIDES: dict[str, str] = {
     "encoder": "encoder",
     "trial_budget": "tune.n_trials",
     "policy": "policy",
+    "search": "pipeline.search",
 }
 
 
@@ -44,7 +46,7 @@ def form_overrides(overrides: list[str] | None = None, **fields: Any) -> list[st
     extra = list(overrides or [])
     explicit = {_override_key(override) for override in extra}
     from_form = [
-        f"{FORM_OVERRIDES[name]}={value}"
+        f"{FORM_OVERRIDES[name]}={str(value).lower() if isinstance(value, bool) else value}"
         for name, value in fields.items()
         if value is not None and FORM_OVERRIDES[name] not in explicit
     ]
@@ -126,7 +128,33 @@ def tune(
     return tune_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
-SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark, tune)
+@flow(name=pipeline_flow.name, log_prints=True)
+def pipeline(
+    dataset: DatasetName = "ml100k",
+    split: SplitName = "leave_last_out",
+    encoder: EncoderName = "minilm",
+    policy: PolicyName = "epsilon_greedy",
+    search: bool = False,
+    trial_budget: int = 20,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """The whole system: preprocess, encode, train (or tune), register, gate and promote.
+
+    Args:
+        dataset: the data set to train on (Hydra group `data`)
+        split: the evaluation protocol (Hydra group `split`)
+        encoder: the frozen text encoder of the item tower; `none` is the ID-only ablation
+        policy: the exploration policy the registered recommender serves with (Hydra group `policy`)
+        search: run the Optuna study first and refit its chosen trial (otherwise train the config as is)
+        trial_budget: how many Optuna trials the study runs when `search` is on
+        overrides: extra Hydra overrides, e.g. `gates.ndcg_at_10.threshold=0.02`; they win over the fields
+    """
+    fields = {"dataset": dataset, "split": split, "encoder": encoder, "policy": policy}
+    fields |= {"trial_budget": trial_budget, "search": search}
+    return pipeline_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
+SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark, tune, pipeline)
 
 
 def deployments() -> list[RunnerDeployment]:

@@ -100,7 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="start the Prefect flow even when a matching cached output exists",
             )
+    up = sub.add_parser("up", help="start the Prefect and MLflow servers and serve every flow (Ctrl-C stops)")
+    up.add_argument("--detach", action="store_true", help="start in the background; `explorec down` stops")
+    up.add_argument("--prefect-port", type=int, default=4200, help="Prefect server port (127.0.0.1)")
+    up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (127.0.0.1)")
+    up.add_argument("--no-serve", action="store_true", help="start the servers without serving the flows")
+    up.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    down = sub.add_parser("down", help="stop what `explorec up --detach` started")
+    down.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return parser
+
+
+def _servers(args: argparse.Namespace) -> int:
+    """Run `explorec up` or `explorec down`."""
+    from explorec import servers
+
+    if args.command == "down":
+        return servers.down()
+    return servers.up(
+        prefect_port=args.prefect_port,
+        mlflow_port=args.mlflow_port,
+        serve=not args.no_serve,
+        detach=args.detach,
+    )
 
 
 def _quiet_prefect_tracebacks() -> None:
@@ -182,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         _quiet_prefect_tracebacks()
     try:
+        if args.command in ("up", "down"):
+            return _servers(args)
         force = getattr(args, "force_flow", False)
         run(args.command, args.overrides, as_json=args.json, force=force, args=args)
     except ExplorecError as error:

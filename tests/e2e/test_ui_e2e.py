@@ -17,7 +17,8 @@ from explorec.servers import Stack, log_tail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-FLOW = "train"  # the flow whose deployment is triggered (becomes "pipeline" once that flow is served)
+FLOW = "pipeline"  # the flow whose deployment is triggered
+REGISTERED_MODEL = "explorec-two-tower"
 DEPLOYMENT = "explorec"
 EXPERIMENT = "explorec"
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -30,6 +31,13 @@ TINY_OVERRIDES = [
     "trainer.max_epochs=2",
     "trainer.batch_size=128",
     "trainer.enable_progress_bar=false",
+    "tune.n_trials=2",
+    # tiny synthetic data cannot clear the production floors: open the gates, keep the decision machinery
+    "gates.ndcg_at_10.threshold=0.0",
+    "gates.recall_at_20.threshold=0.0",
+    "gates.intra_list_diversity.threshold=0.0",
+    "gates.catalog_coverage.threshold=0.0",
+    "gates.exposure_gini.threshold=1.0",
 ]
 
 
@@ -39,6 +47,8 @@ def form_parameters(mlflow_url: str) -> dict[str, Any]:
         "dataset": "synthetic",
         "split": "leave_last_out",
         "encoder": "none",
+        "search": True,
+        "trial_budget": 2,
         "overrides": [*TINY_OVERRIDES, f"tracking.tracking_uri={mlflow_url}"],
     }
 
@@ -104,9 +114,21 @@ def mlflow_run(mlflow: httpx.Client, flow_run: dict[str, Any]) -> dict[str, Any]
     experiment_id = experiment.json()["experiment"]["experiment_id"]
     search = {"experiment_ids": [experiment_id], "filter": "attributes.status = 'FINISHED'"}
     runs = mlflow.post("/runs/search", json=search).json().get("runs", [])
-    top_level = [run for run in runs if "mlflow.parentRunId" not in run_tags(run)]
-    assert len(top_level) == 1, runs
-    return top_level[0]
+    refits = [
+        run
+        for run in runs
+        if "mlflow.parentRunId" not in run_tags(run) and run_tags(run).get("model") == "two_tower"
+    ]
+    assert len(refits) == 1, runs
+    return refits[0]
+
+
+@pytest.fixture(scope="module")
+def finished_runs(mlflow: httpx.Client, flow_run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every finished MLflow run of the experiment."""
+    experiment = mlflow.get("/experiments/get-by-name", params={"experiment_name": EXPERIMENT}).json()
+    search = {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 100}
+    return mlflow.post("/runs/search", json=search).json().get("runs", [])
 
 
 def run_tags(run: dict[str, Any]) -> dict[str, str]:
@@ -145,6 +167,25 @@ def test_triggered_run_is_tracked_in_mlflow(mlflow: httpx.Client, mlflow_run: di
     assert {"config.yaml", "metrics.json"} <= {item["path"] for item in artifacts["files"]}
 
 
+def test_the_search_left_a_parent_run_with_nested_trials(finished_runs: list[dict[str, Any]]) -> None:
+    by_id = {run["info"]["run_id"]: run for run in finished_runs}
+    parents = [run_tags(run).get("mlflow.parentRunId") for run in finished_runs]
+    trial_parents = [parent for parent in parents if parent is not None]
+    assert len(trial_parents) >= 2
+    (parent_id,) = set(trial_parents)
+    assert parent_id in by_id
+
+
+def test_the_candidate_was_gated_and_promoted(mlflow: httpx.Client, mlflow_run: dict[str, Any]) -> None:
+    champion = mlflow.get("/registered-models/alias", params={"name": REGISTERED_MODEL, "alias": "champion"})
+    assert champion.status_code == 200, champion.text
+    version = champion.json()["model_version"]
+    tags = {item["key"]: item["value"] for item in version.get("tags", [])}
+    assert tags["gate.status"] == "passed"
+    assert "gate.reasons" in tags
+    assert version["run_id"] == mlflow_run["info"]["run_id"]
+
+
 def open_mlflow(page: Any, url: str, shows: str) -> None:
     """Open an MLflow UI page, wait until it shows `shows`, and close the assistant side panel if open."""
     page.goto(url)
@@ -168,7 +209,7 @@ def test_a_person_sees_the_form_and_the_run(
     page.set_default_timeout(60_000)
 
     page.goto(f"{stack.prefect_url}/deployments/deployment/{deployment['id']}/run")
-    page.get_by_text("the data set to train on").first.wait_for()
+    page.get_by_text("run the Optuna study first").first.wait_for()
     page.get_by_text("extra Hydra overrides").first.wait_for()
     page.screenshot(path=screenshot_dir / "prefect-deployment-form.png", full_page=True)
 
@@ -186,7 +227,11 @@ def test_a_person_sees_the_form_and_the_run(
     open_mlflow(page, run_url, info["run_name"])
     page.get_by_text("final/test/ndcg_at_10").first.wait_for()
     page.screenshot(path=screenshot_dir / "mlflow-run.png", full_page=True)
+
+    open_mlflow(page, f"{stack.mlflow_url}/#/models/{REGISTERED_MODEL}", REGISTERED_MODEL)
+    page.get_by_text("champion").first.wait_for()
+    page.screenshot(path=screenshot_dir / "mlflow-registered-model.png", full_page=True)
     page.close()
     shots = sorted(path.name for path in screenshot_dir.glob("*.png"))
     print(f"\nscreenshots in {screenshot_dir}: {shots}")
-    assert {"prefect-deployment-form.png", "mlflow-run.png"} <= set(shots)
+    assert {"prefect-deployment-form.png", "mlflow-run.png", "mlflow-registered-model.png"} <= set(shots)
