@@ -85,6 +85,7 @@ class ModelConfig:
     id_dropout: float = 0.1
     use_user_id: bool = False
     use_genres: bool = True
+    training_objective: str = "auto"
     logq_correction: bool = True
     extra_uniform_negatives: int = 0
     initial_temperature: float = 0.05
@@ -96,14 +97,14 @@ class ModelConfig:
 class TrainerConfig:
     """Lightning Trainer settings; accelerator, devices and strategy pick CPU, GPU or DDP, no code change."""
 
-    max_epochs: int = 20
-    batch_size: int = 256
+    max_epochs: int = 30
+    batch_size: int = 32
     accelerator: str = "cpu"
     devices: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
     num_workers: int = 0
-    num_threads: int = 2
+    num_threads: int = 1
     early_stopping_patience: int = 3
     check_val_every_n_epoch: int = 1
     deterministic: bool = True
@@ -226,6 +227,8 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError("split.valid_ratio and split.test_ratio must lie in [0, 1)")
     if cfg.split.valid_ratio + cfg.split.test_ratio >= 1.0:
         raise ConfigError("split.valid_ratio + split.test_ratio must be below 1")
+    if cfg.model.training_objective not in ("auto", "next_item", "held_out"):
+        raise ConfigError("model.training_objective must be auto, next_item or held_out")
     if cfg.policy.name not in POLICIES:
         raise ConfigError(f"policy.name={cfg.policy.name!r} is not one of {', '.join(POLICIES)}")
     if not 0.0 <= cfg.policy.exploration_rate <= 1.0:

@@ -144,7 +144,7 @@ def load_weights(model: TwoTowerModule, checkpoint: Path) -> TwoTowerModule:
 
 def training_objective(cfg: ExplorecConfig) -> str:
     """Return model.training_objective if set, else next_item for leave_last_out and held_out otherwise."""
-    chosen = getattr(cfg.model, "training_objective", "auto")
+    chosen = cfg.model.training_objective
     if chosen != "auto":
         return str(chosen)
     return "next_item" if cfg.split.name == "leave_last_out" else "held_out"
