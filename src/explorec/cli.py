@@ -53,6 +53,16 @@ COMMANDS: dict[str, Command] = {
         flow="flows.pipeline:pipeline_flow",
         render="explorec.reporting:pipeline_text",
     ),
+    "simulate": Command(
+        help="judge the exploration policies in the seeded interactive simulator",
+        flow="flows.simulate:simulate_flow",
+        render="explorec.reporting:simulate_text",
+    ),
+    "tune": Command(
+        help="Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
+        flow="flows.tune:tune_flow",
+        render="explorec.reporting:tune_text",
+    ),
     "register": Command(
         help="package a training run's recommender, register it and record the gate decision",
         call="explorec.cli:register_command",

@@ -126,3 +126,15 @@ def promotion_text(summary: dict[str, Any]) -> str:
         f"{summary['decision_markdown']}\n"
         f"champion: v{summary['champion']}"
     )
+
+
+def simulate_text(summary: dict[str, Any]) -> str:
+    """Return what `simulate` prints: the Markdown summary and the MLflow run."""
+    return f"{summary['markdown']}\n\nMLflow run {summary['run_id']} ({summary['runtime_s']} s)"
+
+
+def tune_text(summary: dict[str, Any]) -> str:
+    """Return what `tune` prints: the study's counts, the Pareto front size and the chosen trial."""
+    from explorec.tuning.report import summary_markdown
+
+    return summary_markdown(summary)
