@@ -82,7 +82,12 @@ COMMANDS: dict[str, Command] = {
     ),
 }
 
-OFFLINE_ENVIRONMENT = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+OFFLINE_ENVIRONMENT = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # Prefect's ephemeral API starts in ~10 s on 2 idle cores; its 20 s default fails on a busy machine
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+}
 
 
 def _load(reference: str) -> Callable[..., Any]:
