@@ -222,13 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("up", "down"):
             return _servers(args)
         force = getattr(args, "force_flow", False)
-        run(args.command, args.overrides, as_json=args.json, force=force, args=args)
+        summary = run(args.command, args.overrides, as_json=args.json, force=force, args=args)
     except ExplorecError as error:
         if debug:
             raise
         print(f"explorec {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
-    return 0
+    return 1 if summary.get("outcome") == "refused" else 0  # a refused promotion is a failed command
 
 
 if __name__ == "__main__":
