@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,24 @@ def real_data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"EXPLOREC_DATA_DIR={value} is not a folder")
     return path
+
+
+@pytest.fixture(autouse=True)
+def fresh_mlflow_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Start every test with no active MLflow experiment or run, as a new process would.
+
+    `configure_tracking` sets a process-wide active experiment (and MLFLOW_EXPERIMENT_ID for child processes);
+    a later test on another store must not inherit it. MLflow has no public call that clears it.
+    """
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.tracking.fluent._active_experiment_id = None
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.tracking.fluent._active_experiment_id = None
 
 
 @pytest.fixture(autouse=True)
