@@ -8,15 +8,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from explorec.config import compose, from_dict, to_dict
-from flows.common import IO_RETRIES
-
-
-@task(name="preprocess-data", **IO_RETRIES)
-def preprocess_task(config: dict[str, Any]) -> str:
-    """Make sure the processed tables exist (cached by fingerprint); return their folder."""
-    from explorec.data.preprocess import preprocess
-
-    return str(preprocess(from_dict(config)).output_dir)
+from flows.train import preprocess_task
 
 
 @task(name="run-benchmark")
