@@ -129,7 +129,6 @@ class PipelineConfig:
     """What the end-to-end pipeline runs between preprocessing and promotion."""
 
     search: bool = False
-    simulate: bool = False
     promote: bool = True
 
 
