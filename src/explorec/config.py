@@ -86,6 +86,9 @@ class ModelConfig:
     use_user_id: bool = False
     use_genres: bool = True
     training_objective: str = "auto"
+    loss: str = "auto"
+    user_pooling: str = "auto"
+    held_out_fraction: float = 0.2
     logq_correction: bool = True
     extra_uniform_negatives: int = 0
     initial_temperature: float = 0.05
@@ -228,6 +231,12 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError("split.valid_ratio + split.test_ratio must be below 1")
     if cfg.model.training_objective not in ("auto", "next_item", "held_out"):
         raise ConfigError("model.training_objective must be auto, next_item or held_out")
+    if cfg.model.loss not in ("auto", "sampled_softmax", "full_softmax"):
+        raise ConfigError("model.loss must be auto, sampled_softmax or full_softmax")
+    if cfg.model.user_pooling not in ("auto", "attention", "mean"):
+        raise ConfigError("model.user_pooling must be auto, attention or mean")
+    if not 0.0 < cfg.model.held_out_fraction < 1.0:
+        raise ConfigError("model.held_out_fraction must lie in (0, 1)")
     if cfg.policy.name not in POLICIES:
         raise ConfigError(f"policy.name={cfg.policy.name!r} is not one of {', '.join(POLICIES)}")
     if not 0.0 <= cfg.policy.exploration_rate <= 1.0:

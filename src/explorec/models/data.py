@@ -50,9 +50,14 @@ def user_sequences(interactions: pd.DataFrame, n_users: int) -> UserSequences:
 
 
 def history_windows(
-    sequences: UserSequences, users: np.ndarray, ends: np.ndarray, history_length: int
+    sequences: UserSequences, users: np.ndarray, ends: np.ndarray, history_length: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return right-aligned items [B, N] before each end position, and the padding mask (True = padding)."""
+    """Return right-aligned items [B, N] before each end position, and the padding mask (True = padding).
+
+    `history_length` None keeps every earlier item: N is then the longest such history in the batch.
+    """
+    if history_length is None:
+        history_length = max(int((ends - sequences.offsets[users]).max(initial=0)), 1)
     positions = ends[:, None] - history_length + np.arange(history_length)[None, :]
     padding = positions < sequences.offsets[users][:, None]
     items = np.where(padding, 0, sequences.items[np.clip(positions, 0, max(len(sequences.items) - 1, 0))])
@@ -145,10 +150,15 @@ class HeldOutExamples:
     This is the objective of random (not chronological) splits: each user contributes
     ceil(1 / held_out_fraction) examples per epoch; each holds out a fresh random `held_out_fraction` of the
     user's train items as targets and keeps the rest as history (a multinomial likelihood over the
-    held-out items, drawn with the torch RNG so that seeded runs repeat).
+    held-out items, drawn with the torch RNG so that seeded runs repeat). `history_length` None keeps every
+    other item as history (set-style user towers).
     """
 
-    def __init__(self, sequences: UserSequences, history_length: int, held_out_fraction: float = 0.2) -> None:
+    def __init__(
+        self, sequences: UserSequences, history_length: int | None, held_out_fraction: float = 0.2
+    ) -> None:
+        if not 0.0 < held_out_fraction < 1.0:
+            raise ValueError(f"held_out_fraction must lie in (0, 1); got {held_out_fraction}")
         self.sequences = sequences
         self.history_length = history_length
         self.held_out_fraction = held_out_fraction
@@ -175,7 +185,11 @@ class HeldOutExamples:
         """Return user, history [B, N], padding mask, held-out targets [B, K] and their mask."""
         users = self.users[np.asarray(indices, dtype=np.int64)]
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
-        history = np.zeros((len(users), self.history_length), dtype=np.int64)
+        lengths = np.diff(self.sequences.offsets)[users]
+        width = self.history_length
+        if width is None:
+            width = max(int((lengths - np.ceil(self.held_out_fraction * lengths)).max(initial=0)), 1)
+        history = np.zeros((len(users), width), dtype=np.int64)
         padding = np.ones_like(history, dtype=bool)
         targets = np.zeros((len(users), self.max_targets), dtype=np.int64)
         target_mask = np.zeros_like(targets, dtype=bool)
@@ -185,9 +199,9 @@ class HeldOutExamples:
             held_out[
                 rng.choice(len(items), size=int(np.ceil(self.held_out_fraction * len(items))), replace=False)
             ] = True
-            kept = items[~held_out][-self.history_length :]
-            history[row, self.history_length - len(kept) :] = kept
-            padding[row, self.history_length - len(kept) :] = False
+            kept = items[~held_out][-width:]
+            history[row, width - len(kept) :] = kept
+            padding[row, width - len(kept) :] = False
             targets[row, : held_out.sum()] = items[held_out]
             target_mask[row, : held_out.sum()] = True
         return {
@@ -200,9 +214,9 @@ class HeldOutExamples:
 
 
 class UserHistories:
-    """Indexable users with their full (last N) history, for scoring every item."""
+    """Indexable users with their last N history items (all when N is None), for scoring every item."""
 
-    def __init__(self, sequences: UserSequences, users: np.ndarray, history_length: int) -> None:
+    def __init__(self, sequences: UserSequences, users: np.ndarray, history_length: int | None) -> None:
         self.sequences = sequences
         self.users = np.asarray(users, dtype=np.int64)
         self.history_length = history_length
@@ -231,7 +245,8 @@ class TwoTowerDataModule(lp.LightningDataModule):
     """Train examples from the train split; validation users with their train history.
 
     `objective`: "next_item" (causal windows, for chronological splits) or "held_out" (random held-out
-    items from the rest of the history, for random splits).
+    items from the rest of the history, for random splits). `whole_history`: held-out examples and
+    validation users read every history item (set-style user towers), not only the last `history_length`.
     """
 
     def __init__(
@@ -243,12 +258,16 @@ class TwoTowerDataModule(lp.LightningDataModule):
         eval_batch_size: int,
         num_workers: int = 0,
         objective: str = "next_item",
+        held_out_fraction: float = 0.2,
+        whole_history: bool = False,
     ) -> None:
         super().__init__()
         if objective not in TRAINING_OBJECTIVES:
             raise ValueError(f"objective={objective!r} is not one of {TRAINING_OBJECTIVES}")
         self.objective = objective
         self.history_length = history_length
+        self.held_out_fraction = held_out_fraction
+        self.read_length: int | None = None if whole_history else history_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -262,7 +281,7 @@ class TwoTowerDataModule(lp.LightningDataModule):
         examples: TrainingWindows | HeldOutExamples = (
             TrainingWindows(self.train_sequences, self.history_length)
             if self.objective == "next_item"
-            else HeldOutExamples(self.train_sequences, self.history_length)
+            else HeldOutExamples(self.train_sequences, self.read_length, self.held_out_fraction)
         )
         return DataLoader(
             examples,
@@ -275,7 +294,7 @@ class TwoTowerDataModule(lp.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Return the validation users (those with a validation item) in index order."""
-        users = UserHistories(self.train_sequences, self.validation_users, self.history_length)
+        users = UserHistories(self.train_sequences, self.validation_users, self.read_length)
         return DataLoader(
             users, batch_size=self.eval_batch_size, shuffle=False, collate_fn=users.collate, num_workers=0
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ class FitResult:
         users = np.arange(self.dataset.n_users) if user_idx is None else np.asarray(user_idx, dtype=np.int64)
         interactions = pd.concat([self.dataset.split(name) for name in history_splits], ignore_index=True)
         sequences = user_sequences(interactions, self.dataset.n_users)
-        histories = UserHistories(sequences, users, self.model.user_tower.history_length)
+        histories = UserHistories(sequences, users, self.model.user_tower.max_history)
         self.model.eval()
         chunks = []
         with torch.no_grad():
@@ -100,10 +100,32 @@ class FitResult:
         return scores_as_numpy(users, torch.from_numpy(self.item_vectors()))
 
 
+def resolve_model_config(model_cfg: ModelConfig, split_name: str | None = None) -> ModelConfig:
+    """Return the model config with every `auto` choice made for the split.
+
+    Chronological splits (leave_last_out, or no split named): next-item windows, causal attention over the
+    last N items, in-batch sampled softmax with logQ. Random splits: held-out items, a mean-pooled set
+    model of the whole history, and a softmax over the full catalogue (chosen on ML-100K validation).
+    """
+    objective = model_cfg.training_objective
+    if objective == "auto":
+        objective = "next_item" if split_name in (None, "leave_last_out") else "held_out"
+    set_style = objective == "held_out"
+    loss = model_cfg.loss if model_cfg.loss != "auto" else "full_softmax" if set_style else "sampled_softmax"
+    pooling = model_cfg.user_pooling
+    if pooling == "auto":
+        pooling = "mean" if set_style else "attention"
+    return replace(model_cfg, training_objective=objective, loss=loss, user_pooling=pooling)
+
+
 def build_two_tower(
     dataset: ProcessedDataset, text_embeddings: np.ndarray | None, model_cfg: ModelConfig
 ) -> TwoTowerModule:
-    """Build an untrained two-tower model for `dataset` (text embeddings: [n_items, t] or None)."""
+    """Build an untrained two-tower model for `dataset` (text embeddings: [n_items, t] or None).
+
+    `auto` choices left in `model_cfg` are made as for a chronological split (see `resolve_model_config`).
+    """
+    model_cfg = resolve_model_config(model_cfg)
     if text_embeddings is not None and text_embeddings.shape[0] != dataset.n_items:
         raise ValueError(
             f"text_embeddings has {text_embeddings.shape[0]} rows; the catalogue has {dataset.n_items}"
@@ -130,6 +152,7 @@ def build_two_tower(
         mlp_layers=model_cfg.mlp_layers,
         dropout=model_cfg.dropout,
         n_users=dataset.n_users if model_cfg.use_user_id else None,
+        pooling=model_cfg.user_pooling,
     )
     log_frequency = torch.from_numpy(item_log_frequency(dataset.train, dataset.n_items))
     return TwoTowerModule(item_tower, user_tower, item_log_frequency=log_frequency, model_cfg=model_cfg)
@@ -144,10 +167,7 @@ def load_weights(model: TwoTowerModule, checkpoint: Path) -> TwoTowerModule:
 
 def training_objective(cfg: ExplorecConfig) -> str:
     """Return model.training_objective if set, else next_item for leave_last_out and held_out otherwise."""
-    chosen = cfg.model.training_objective
-    if chosen != "auto":
-        return str(chosen)
-    return "next_item" if cfg.split.name == "leave_last_out" else "held_out"
+    return resolve_model_config(cfg.model, cfg.split.name).training_objective
 
 
 def build_trainer(trainer_cfg: TrainerConfig, *, callbacks: Sequence[Callback], logger: Any) -> lp.Trainer:
@@ -182,14 +202,17 @@ def fit_two_tower(
     """Train the two-tower model with early stopping on val/ndcg@10 and return the best checkpoint's model."""
     lp.seed_everything(cfg.seed, workers=True)
     torch.set_num_threads(cfg.trainer.num_threads)
-    model = build_two_tower(dataset, text_embeddings, cfg.model)
+    model_cfg = resolve_model_config(cfg.model, cfg.split.name)
+    model = build_two_tower(dataset, text_embeddings, model_cfg)
     datamodule = TwoTowerDataModule(
         dataset,
-        history_length=cfg.model.history_length,
+        history_length=model_cfg.history_length,
         batch_size=cfg.trainer.batch_size,
         eval_batch_size=cfg.trainer.eval_batch_size,
         num_workers=cfg.trainer.num_workers,
-        objective=training_objective(cfg),
+        objective=model_cfg.training_objective,
+        held_out_fraction=model_cfg.held_out_fraction,
+        whole_history=model.user_tower.max_history is None,
     )
     checkpoint = ModelCheckpoint(
         dirpath=Path(checkpoint_dir),
@@ -207,7 +230,7 @@ def fit_two_tower(
     fit_time = time.perf_counter() - started
     best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     if best_path is not None:
-        model = load_weights(build_two_tower(dataset, text_embeddings, cfg.model), best_path)
+        model = load_weights(build_two_tower(dataset, text_embeddings, model_cfg), best_path)
     best_metrics = _best_epoch(monitor.epochs)
     return FitResult(
         model=model.eval(),

@@ -70,13 +70,21 @@ class ItemTower(nn.Module):
         return keep.to(self.id_embedding.weight.dtype)
 
 
-class UserTower(nn.Module):
-    """User vector from causal self-attention over the last items of the history (+ an optional user ID).
+USER_POOLINGS = ("attention", "mean")
 
-    Input is a learned start token followed by up to N right-aligned history vectors (padding between).
-    The output after each position is the user vector given the history up to that item, so one pass
-    over a window of N items yields N + 1 training examples; the start token's output is the vector of a
-    user with no history. Attention is causal so that each output sees only the items before its target.
+
+class UserTower(nn.Module):
+    """User vector from the history (+ an optional user ID), pooled by causal self-attention or by a mean.
+
+    `pooling="attention"`: input is a learned start token followed by up to N right-aligned history vectors
+    (padding between). The output after each position is the user vector given the history up to that
+    item, so one pass over a window of N items yields N + 1 training examples; the start token's output is
+    the vector of a user with no history. Attention is causal so that each output sees only the items
+    before its target.
+
+    `pooling="mean"`: a set model. The user vector is an MLP of the mean of every history vector (order and
+    length do not matter, so the whole history is read, not only the last N); an empty history gives the
+    start token's vector. `history_length` then caps nothing (`max_history` is None).
     """
 
     def __init__(
@@ -89,26 +97,38 @@ class UserTower(nn.Module):
         mlp_layers: int = 1,
         dropout: float = 0.1,
         n_users: int | None = None,
+        pooling: str = "attention",
     ) -> None:
         super().__init__()
+        if pooling not in USER_POOLINGS:
+            raise ValueError(f"pooling={pooling!r} is not one of {USER_POOLINGS}")
+        self.pooling = pooling
         self.history_length = history_length
         self.input_projection = nn.Linear(embedding_dim, embedding_dim)
-        self.positions = nn.Embedding(history_length + 1, embedding_dim)
         self.start_token = nn.Parameter(torch.zeros(embedding_dim))
-        layer = nn.TransformerEncoderLayer(
-            d_model=embedding_dim,
-            nhead=attention_heads,
-            dim_feedforward=2 * embedding_dim,
-            dropout=dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, attention_layers, enable_nested_tensor=False)
+        self.positions: nn.Embedding | None = None
+        self.encoder: nn.TransformerEncoder | None = None
+        if pooling == "attention":
+            self.positions = nn.Embedding(history_length + 1, embedding_dim)
+            layer = nn.TransformerEncoderLayer(
+                d_model=embedding_dim,
+                nhead=attention_heads,
+                dim_feedforward=2 * embedding_dim,
+                dropout=dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            self.encoder = nn.TransformerEncoder(layer, attention_layers, enable_nested_tensor=False)
         self.output_norm = nn.LayerNorm(embedding_dim)
         self.user_embedding = nn.Embedding(n_users, embedding_dim) if n_users else None
         pooled_dim = embedding_dim * (2 if self.user_embedding is not None else 1)
         self.mlp = mlp(pooled_dim, embedding_dim, hidden_layers=mlp_layers, dropout=dropout)
+
+    @property
+    def max_history(self) -> int | None:
+        """Return how many of the latest history items the tower reads (None: all of them)."""
+        return self.history_length if self.pooling == "attention" else None
 
     def forward(
         self,
@@ -117,10 +137,25 @@ class UserTower(nn.Module):
         user_idx: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return L2-normalised user vectors [B, d] from histories [B, L, d] (padding [B, L]: True = pad)."""
+        if self.pooling == "mean":
+            keep = (~padding_mask).to(history_vectors.dtype)
+            summed = (history_vectors * keep.unsqueeze(-1)).sum(dim=1)
+            return self.from_sum(summed, keep.sum(dim=1), user_idx)
         outputs = self.encode_positions(history_vectors, padding_mask, user_idx)
         has_history = ~padding_mask[:, -1]
         last = torch.where(has_history, outputs.shape[1] - 1, 0)
         return outputs[torch.arange(len(last), device=last.device), last]
+
+    def from_sum(
+        self, summed: torch.Tensor, counts: torch.Tensor, user_idx: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return mean-pooled user vectors [..., d] from the sum [..., d] and count [...] of the history."""
+        if self.pooling != "mean":
+            raise ValueError("from_sum needs pooling='mean'")
+        mean = summed / counts.clamp(min=1.0).unsqueeze(-1)
+        empty = (counts <= 0).unsqueeze(-1)
+        tokens = torch.where(empty, self.start_token.expand_as(mean), self.input_projection(mean))
+        return self._head(self.output_norm(tokens), user_idx)
 
     def encode_positions(
         self,
@@ -130,6 +165,14 @@ class UserTower(nn.Module):
     ) -> torch.Tensor:
         """Return L2-normalised user vectors [B, L + 1, d]: after the start token, then after each item."""
         batch, length, _ = history_vectors.shape
+        if self.pooling == "mean":
+            keep = (~padding_mask).to(history_vectors.dtype)
+            sums = torch.cumsum(history_vectors * keep.unsqueeze(-1), dim=1)
+            counts = torch.cumsum(keep, dim=1)
+            sums = torch.cat([sums.new_zeros(batch, 1, sums.shape[-1]), sums], dim=1)
+            counts = torch.cat([counts.new_zeros(batch, 1), counts], dim=1)
+            return self.from_sum(sums, counts, user_idx)
+        assert self.positions is not None and self.encoder is not None
         if length > self.history_length:
             raise ValueError(f"history of length {length} exceeds history_length={self.history_length}")
         start = self.start_token.expand(batch, 1, -1)
@@ -140,10 +183,15 @@ class UserTower(nn.Module):
         tokens = tokens.masked_fill(mask.unsqueeze(-1), 0.0)
         causal = torch.triu(torch.ones(length + 1, length + 1, dtype=torch.bool, device=tokens.device), 1)
         encoded = self.output_norm(self.encoder(tokens, mask=causal, src_key_padding_mask=mask))
+        return self._head(encoded, user_idx)
+
+    def _head(self, encoded: torch.Tensor, user_idx: torch.Tensor | None) -> torch.Tensor:
+        """Return the normalised MLP output of pooled states [B, ..., d] (+ the user ID embedding)."""
         if self.user_embedding is not None:
             if user_idx is None:
                 raise ValueError("this user tower uses user IDs; pass user_idx")
-            users = self.user_embedding(user_idx).unsqueeze(1).expand(-1, length + 1, -1)
+            users = self.user_embedding(user_idx)
+            users = users.view(users.shape[0], *([1] * (encoded.dim() - 2)), -1).expand_as(encoded)
             encoded = torch.cat([encoded, users], dim=-1)
         return functional.normalize(self.mlp(encoded), dim=-1)
 

@@ -1,4 +1,5 @@
-"""The two-tower LightningModule: dot product / learned temperature, in-batch softmax with logQ correction."""
+"""The two-tower LightningModule: dot product / learned temperature; in-batch softmax with logQ correction
+or a softmax over the full catalogue."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from explorec.models.towers import ItemTower, UserTower
 MIN_TEMPERATURE = 1e-3
 MAX_TEMPERATURE = 1.0
 VALIDATION_KS = (10, 20)
+LOSSES = ("sampled_softmax", "full_softmax")
 
 
 def sampled_softmax_loss(
@@ -47,6 +49,34 @@ def sampled_softmax_loss(
     return functional.cross_entropy(logits.float(), positive)
 
 
+def full_softmax_loss(
+    user_vectors: torch.Tensor,
+    item_vectors: torch.Tensor,
+    targets: torch.Tensor,
+    target_mask: torch.Tensor | None = None,
+    *,
+    temperature: torch.Tensor | float,
+    exclude: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return the mean over (row, target) pairs of -log softmax over every item (a multinomial likelihood).
+
+    Users [B, d] score all items [N, d] (dot product / temperature); `targets` [B, K] are item indices, of
+    which `target_mask` [B, K] marks the real ones (all when None). Items where `exclude` [B, N] is True (the
+    row's input history) get no probability mass; a target may not be excluded. Each pair weighs the same,
+    as in Mult-VAE's multinomial log-likelihood (Liang et al. 2018) averaged per target.
+    """
+    logits = (user_vectors @ item_vectors.T / temperature).float()
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
+    mask = torch.ones_like(targets, dtype=torch.bool) if target_mask is None else target_mask
+    if not bool(mask.any()):
+        raise ValueError("full_softmax_loss needs at least one target")
+    if exclude is not None and bool((exclude.gather(1, targets) & mask).any()):
+        raise ValueError("a target item is excluded from its own softmax")
+    log_probabilities = torch.log_softmax(logits, dim=1).gather(1, targets)
+    return -torch.where(mask, log_probabilities, 0.0).sum() / mask.sum()
+
+
 def in_batch_log_q(item_log_frequency: torch.Tensor, n_draws: int) -> torch.Tensor:
     """Return log P(an item is among `n_draws` draws by train frequency): log(1 - (1 - p)^n)."""
     log_not_drawn = n_draws * torch.log1p(-item_log_frequency.exp().clamp(max=1 - 1e-7))
@@ -65,6 +95,8 @@ class TwoTowerModule(lp.LightningModule):
         model_cfg: ModelConfig,
     ) -> None:
         super().__init__()
+        if model_cfg.loss not in LOSSES:
+            raise ValueError(f"model loss {model_cfg.loss!r} is not one of {LOSSES} (resolve 'auto' first)")
         self.save_hyperparameters({"model": asdict(model_cfg)})
         self.item_tower = item_tower
         self.user_tower = user_tower
@@ -84,13 +116,24 @@ class TwoTowerModule(lp.LightningModule):
         """Return the learned softmax temperature, clamped to [MIN_TEMPERATURE, MAX_TEMPERATURE]."""
         return self.log_temperature.clamp(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)).exp()
 
-    def user_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Return user vectors [B, d] of a batch with `history`, `padding_mask` and `user_idx`."""
-        history = batch["history"]
-        unique_items, inverse = torch.unique(history, return_inverse=True)
-        history_vectors = self.item_tower(unique_items)[inverse]
+    def user_vectors(
+        self, batch: dict[str, torch.Tensor], item_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return user vectors [B, d] of a batch with `history`, `padding_mask` and `user_idx`.
+
+        `item_vectors` [n_items, d], when given, are used for the history instead of a new item-tower pass.
+        """
+        history, padding = batch["history"], batch["padding_mask"]
+        if item_vectors is None:
+            unique_items, index = torch.unique(history, return_inverse=True)
+            table = self.item_tower(unique_items)
+        else:
+            table, index = item_vectors, history
         user_idx = batch["user_idx"] if self.user_tower.user_embedding is not None else None
-        return self.user_tower(history_vectors, batch["padding_mask"], user_idx)
+        if self.user_tower.pooling == "mean":
+            counts = history_counts(index, padding, len(table), dtype=table.dtype)
+            return self.user_tower.from_sum(counts @ table, counts.sum(dim=1), user_idx)
+        return self.user_tower(table[index], padding, user_idx)
 
     @torch.no_grad()
     def all_item_vectors(self, chunk_size: int = 8192) -> torch.Tensor:
@@ -103,20 +146,44 @@ class TwoTowerModule(lp.LightningModule):
         return torch.cat(chunks)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Return the sampled-softmax loss of one batch and log it as train/loss."""
-        users, targets = self._training_pairs(batch)
-        candidates, candidate_log_q = self._candidates(targets)
-        loss = sampled_softmax_loss(
-            users,
-            targets,
-            self.item_tower(candidates),
-            candidates,
-            temperature=self.temperature,
-            candidate_log_q=candidate_log_q if self.model_cfg.logq_correction else None,
-        )
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(targets))
-        self.log("train/temperature", self.temperature.detach(), on_epoch=True, batch_size=len(targets))
+        """Return the batch's loss (sampled or full-catalogue softmax) and log it as train/loss."""
+        if self.model_cfg.loss == "full_softmax":
+            loss, n_targets = self._full_softmax_loss(batch)
+        else:
+            users, targets = self._training_pairs(batch)
+            candidates, candidate_log_q = self._candidates(targets)
+            loss = sampled_softmax_loss(
+                users,
+                targets,
+                self.item_tower(candidates),
+                candidates,
+                temperature=self.temperature,
+                candidate_log_q=candidate_log_q if self.model_cfg.logq_correction else None,
+            )
+            n_targets = len(targets)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n_targets)
+        self.log("train/temperature", self.temperature.detach(), on_epoch=True, batch_size=n_targets)
         return loss
+
+    def _full_softmax_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Return the full-catalogue softmax loss of a batch and its number of targets.
+
+        Held-out batches: each user's input items are excluded from its softmax, so the user must put its
+        mass on the items it does not show (evaluation masks the train items likewise). Next-item batches:
+        every window position's target against every item.
+        """
+        items = self.item_tower(torch.arange(self.n_items, device=self.item_log_frequency.device))
+        if "held_out" in batch:
+            mask = batch["held_out_mask"]
+            users = self.user_vectors(batch, item_vectors=items)
+            exclude = history_counts(batch["history"], batch["padding_mask"], self.n_items) > 0
+            loss = full_softmax_loss(
+                users, items, batch["held_out"], mask, temperature=self.temperature, exclude=exclude
+            )
+            return loss, int(mask.sum())
+        users, targets = self._training_pairs(batch)
+        loss = full_softmax_loss(users, items, targets[:, None], temperature=self.temperature)
+        return loss, len(targets)
 
     def _training_pairs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (user vector, target item) pairs: per window position, or per held-out item."""
@@ -185,6 +252,14 @@ class TwoTowerModule(lp.LightningModule):
         return torch.optim.AdamW(
             self.parameters(), lr=self.model_cfg.learning_rate, weight_decay=self.model_cfg.weight_decay
         )
+
+
+def history_counts(
+    history: torch.Tensor, padding_mask: torch.Tensor, n_columns: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Return [B, n_columns] counts of each column index among a row's non-padded `history` entries."""
+    counts = torch.zeros(len(history), n_columns, dtype=dtype, device=history.device)
+    return counts.scatter_add_(1, history, (~padding_mask).to(dtype))
 
 
 def scores_as_numpy(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,14 @@ import torch
 
 from explorec.config import ExplorecConfig, ModelConfig, SplitConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
-from explorec.models.fit import build_two_tower, fit_two_tower, load_weights, training_objective
+from explorec.models.data import UserHistories, user_sequences
+from explorec.models.fit import (
+    build_two_tower,
+    fit_two_tower,
+    load_weights,
+    resolve_model_config,
+    training_objective,
+)
 
 FAST_TRAINER: dict[str, object] = {
     "max_epochs": 3,
@@ -95,3 +102,58 @@ def test_random_split_trains_on_held_out_items(
     assert result.epochs_run == 3
     assert all(epoch["train/examples_per_sec"] > 0 for epoch in result.history)
     assert np.isfinite(result.score_users(np.array([0, 1]))).all()
+
+
+def test_auto_choices_per_split() -> None:
+    chronological = resolve_model_config(ModelConfig(), "leave_last_out")
+    assert (chronological.training_objective, chronological.loss, chronological.user_pooling) == (
+        "next_item",
+        "sampled_softmax",
+        "attention",
+    )
+    random = resolve_model_config(ModelConfig(), "random_ratio")
+    assert (random.training_objective, random.loss, random.user_pooling) == (
+        "held_out",
+        "full_softmax",
+        "mean",
+    )
+    explicit = ModelConfig(loss="sampled_softmax", user_pooling="attention")
+    chosen = resolve_model_config(explicit, "random_ratio")
+    assert (chosen.loss, chosen.user_pooling) == ("sampled_softmax", "attention")
+
+
+def test_full_softmax_set_model_fits_and_scores_from_the_whole_history(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray, tmp_path: Path
+) -> None:
+    config = _config("random_ratio", batch_size=64, max_epochs=5)
+    result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path)
+    assert result.model.model_cfg.loss == "full_softmax"
+    assert result.model.user_tower.pooling == "mean" and result.model.user_tower.max_history is None
+    losses = [epoch["train/loss_epoch"] for epoch in result.history]
+    assert losses[-1] < losses[0]
+    # the tiny users have 6 train items, more than history_length=4: all of them count
+    sequences = user_sequences(tiny.train, tiny.n_users)
+    whole = UserHistories(sequences, np.array([0]), None).collate([0])
+    last_four = UserHistories(sequences, np.array([0]), 4).collate([0])
+    assert whole["history"].shape == (1, 6)
+    with torch.no_grad():
+        from_whole = result.model.user_vectors(whole).numpy()
+        from_last_four = result.model.user_vectors(last_four).numpy()
+    np.testing.assert_allclose(result.user_vectors(np.array([0])), from_whole, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(from_whole, from_last_four)
+
+
+def test_each_loss_runs_with_each_objective(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray, tmp_path: Path
+) -> None:
+    for objective, loss, pooling in [
+        ("next_item", "full_softmax", "attention"),
+        ("held_out", "sampled_softmax", "attention"),
+        ("next_item", "sampled_softmax", "mean"),
+    ]:
+        config = _config(fast_dev_run=True)
+        config.model = ModelConfig(
+            embedding_dim=8, history_length=4, training_objective=objective, loss=loss, user_pooling=pooling
+        )
+        result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path / loss / objective)
+        assert np.isfinite(result.score_users(np.array([0, 1]))).all()

@@ -1,4 +1,4 @@
-"""The sampled softmax with logQ correction, checked against values worked by hand."""
+"""The sampled softmax with logQ correction and the full-catalogue softmax, checked against hand values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from explorec.models.two_tower import in_batch_log_q, sampled_softmax_loss
+from explorec.models.two_tower import (
+    full_softmax_loss,
+    history_counts,
+    in_batch_log_q,
+    sampled_softmax_loss,
+)
 
 USERS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 ITEMS = torch.tensor([[0.6, 0.8], [1.0, 0.0]])  # item 0 (popular), item 1 (rare)
@@ -70,3 +75,47 @@ def test_in_batch_log_q_is_log_n_p_for_rare_items_and_zero_for_certain_ones() ->
     log_q = in_batch_log_q(log_p, 1000)
     assert log_q[0].item() == pytest.approx(math.log(1000 * 1e-6), abs=1e-3)
     assert log_q[1].item() == pytest.approx(0.0, abs=1e-6)
+
+
+# Full-catalogue softmax: two users, three items (unit vectors), hand-computed log-likelihoods.
+CATALOGUE = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+
+
+def _log_softmax(logits: list[float], index: int) -> float:
+    """Return log softmax(logits)[index]."""
+    return logits[index] - math.log(sum(math.exp(value) for value in logits))
+
+
+def test_full_softmax_matches_hand_computation() -> None:
+    # user 0 logits [1, 0, 0.6], targets {0, 2}; user 1 logits [0, 1, 0.8], target {1} (second slot padding)
+    targets = torch.tensor([[0, 2], [1, 0]])
+    mask = torch.tensor([[True, True], [True, False]])
+    loss = full_softmax_loss(USERS, CATALOGUE, targets, mask, temperature=1.0)
+    user_0, user_1 = [1.0, 0.0, 0.6], [0.0, 1.0, 0.8]
+    expected = -(_log_softmax(user_0, 0) + _log_softmax(user_0, 2) + _log_softmax(user_1, 1)) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_full_softmax_excluded_items_get_no_mass_and_temperature_divides() -> None:
+    # user 0 excludes item 1 (its input): softmax over items 0 and 2 only, logits / 0.5
+    exclude = torch.tensor([[False, True, False]])
+    loss = full_softmax_loss(USERS[:1], CATALOGUE, torch.tensor([[2]]), temperature=0.5, exclude=exclude)
+    expected = -_log_softmax([2.0, 1.2], 1)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    with_input = full_softmax_loss(USERS[:1], CATALOGUE, torch.tensor([[2]]), temperature=0.5)
+    assert with_input.item() > loss.item()
+
+
+def test_full_softmax_refuses_an_excluded_target_and_no_targets() -> None:
+    exclude = torch.tensor([[False, False, True]])
+    with pytest.raises(ValueError, match="excluded"):
+        full_softmax_loss(USERS[:1], CATALOGUE, torch.tensor([[2]]), temperature=1.0, exclude=exclude)
+    with pytest.raises(ValueError, match="at least one target"):
+        full_softmax_loss(USERS[:1], CATALOGUE, torch.tensor([[2]]), torch.tensor([[False]]), temperature=1.0)
+
+
+def test_history_counts_ignore_padding() -> None:
+    history = torch.tensor([[0, 2, 2], [1, 0, 0]])
+    padding = torch.tensor([[True, False, False], [False, True, True]])
+    expected = torch.tensor([[0.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
+    torch.testing.assert_close(history_counts(history, padding, 3), expected)

@@ -94,3 +94,45 @@ def test_user_tower_is_causal_over_positions() -> None:
     assert before.shape == (1, 5, 8)
     torch.testing.assert_close(before[:, :4], after[:, :4])
     assert not torch.allclose(before[:, 4], after[:, 4])
+
+
+def _mean_tower(n_users: int | None = None) -> UserTower:
+    """Return a small mean-pooling (set) user tower."""
+    torch.manual_seed(0)
+    return UserTower(embedding_dim=8, history_length=4, n_users=n_users, pooling="mean").eval()
+
+
+def test_mean_pooling_reads_a_set_of_any_length_and_ignores_order_and_padding() -> None:
+    tower = _mean_tower(n_users=2)
+    assert tower.max_history is None and tower.encoder is None
+    history = torch.randn(1, 7, 8)  # longer than history_length: a set tower has no cap
+    users = torch.tensor([1])
+    padded = torch.cat([torch.randn(1, 3, 8) * 100, history], dim=1)
+    padding = torch.tensor([[True] * 3 + [False] * 7])
+    with torch.no_grad():
+        vector = tower(history, torch.zeros(1, 7, dtype=torch.bool), users)
+        torch.testing.assert_close(tower(history.flip(1), torch.zeros(1, 7, dtype=torch.bool), users), vector)
+        torch.testing.assert_close(tower(padded, padding, users), vector)
+        torch.testing.assert_close(tower.from_sum(history.sum(dim=1), torch.tensor([7.0]), users), vector)
+    torch.testing.assert_close(vector.norm(dim=-1), torch.ones(1))
+
+
+def test_mean_pooling_positions_are_running_means_and_empty_is_the_start_token() -> None:
+    tower = _mean_tower()
+    history = torch.randn(2, 3, 8)
+    padding = torch.tensor([[True, False, False], [False, False, False]])
+    with torch.no_grad():
+        positions = tower.encode_positions(history, padding)
+        assert positions.shape == (2, 4, 8)
+        last = tower(history[:1, 1:], torch.zeros(1, 2, dtype=torch.bool))
+        torch.testing.assert_close(positions[0, 3], last[0])
+        empty = tower(history, torch.ones(2, 3, dtype=torch.bool))
+        torch.testing.assert_close(positions[:, 0], empty)
+        torch.testing.assert_close(positions[0, 1], empty[0])  # only padding so far
+
+
+def test_unknown_pooling_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="pooling"):
+        UserTower(embedding_dim=8, history_length=4, pooling="max")
