@@ -170,19 +170,25 @@ class TwoTowerModule(lp.LightningModule):
 
         Held-out batches: each user's input items are excluded from its softmax, so the user must put its
         mass on the items it does not show (evaluation masks the train items likewise). Next-item batches:
-        every window position's target against every item.
+        every window position's target against every item. Items never seen in training are excluded as
+        well: nothing says they are negatives (in-batch sampling never draws them either), and pushing
+        them down would teach the item tower that "no ID" means "do not recommend" (cold items).
         """
         items = self.item_tower(torch.arange(self.n_items, device=self.item_log_frequency.device))
+        unseen = ~self.item_tower.known_items
         if "held_out" in batch:
             mask = batch["held_out_mask"]
             users = self.user_vectors(batch, item_vectors=items)
             exclude = history_counts(batch["history"], batch["padding_mask"], self.n_items) > 0
             loss = full_softmax_loss(
-                users, items, batch["held_out"], mask, temperature=self.temperature, exclude=exclude
+                users, items, batch["held_out"], mask, temperature=self.temperature, exclude=exclude | unseen
             )
             return loss, int(mask.sum())
         users, targets = self._training_pairs(batch)
-        loss = full_softmax_loss(users, items, targets[:, None], temperature=self.temperature)
+        exclude = unseen.expand(len(targets), -1)
+        loss = full_softmax_loss(
+            users, items, targets[:, None], temperature=self.temperature, exclude=exclude
+        )
         return loss, len(targets)
 
     def _training_pairs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

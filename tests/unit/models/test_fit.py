@@ -157,3 +157,32 @@ def test_each_loss_runs_with_each_objective(
         )
         result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path / loss / objective)
         assert np.isfinite(result.score_users(np.array([0, 1]))).all()
+
+
+def test_full_softmax_gives_never_trained_items_no_mass(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray
+) -> None:
+    from dataclasses import replace
+
+    without_item_5 = replace(tiny, train=tiny.train[tiny.train["item_idx"] != 5].reset_index(drop=True))
+    model_cfg = ModelConfig(
+        embedding_dim=8, history_length=4, training_objective="held_out", loss="full_softmax"
+    )
+    model = build_two_tower(without_item_5, tiny_text_embeddings, model_cfg).eval()
+    assert not bool(model.item_tower.known_items[5])
+    batch = {
+        "user_idx": torch.tensor([0, 1]),
+        "history": torch.tensor([[0, 1, 2], [0, 3, 4]]),
+        "padding_mask": torch.tensor([[False, False, False], [True, False, False]]),
+        "held_out": torch.tensor([[6, 7], [8, 0]]),
+        "held_out_mask": torch.tensor([[True, True], [True, False]]),
+    }
+    with torch.no_grad():
+        before, n_targets = model._full_softmax_loss(batch)
+        model.item_tower.text_embeddings[5] = -model.item_tower.text_embeddings[5]
+        after_unseen, _ = model._full_softmax_loss(batch)
+        model.item_tower.text_embeddings[9] = -model.item_tower.text_embeddings[9]
+        after_seen, _ = model._full_softmax_loss(batch)
+    assert n_targets == 3
+    torch.testing.assert_close(after_unseen, before)
+    assert not torch.allclose(after_seen, before)
