@@ -1,7 +1,10 @@
-"""Flow `pipeline`: preprocess → encode → train (or tune) → package → register → gate → promote.
+"""Flow `pipeline`: preprocess → encode → train (or tune) → package → simulate → register → gate → promote.
 
-Every step is a task over one library function and passes run ids and version numbers. Preprocessing
-and encoding are cached by fingerprint, so a rerun with nothing changed skips them.
+Every step is a task over one library function and passes run ids and version numbers. Preprocessing and
+encoding are cached by fingerprint; training, simulation and registration are reused when a finished run
+(or version) of the same config, data and code exists (`explorec.pipeline_cache`), unless
+`pipeline.force=true`. The simulation runs the candidate's own policy against greedy_online and the other
+baselines; its lift interval is attached to the candidate, whose gate then needs its lower bound > 0.
 """
 
 from __future__ import annotations
@@ -12,9 +15,26 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from explorec.config import compose, from_dict, to_dict
+from explorec.reporting import lift_lines
 from flows.common import IO_RETRIES
-from flows.train import encode_task, fit_task, preprocess_task
+from flows.train import encode_task, preprocess_task
 from flows.tune import tune_flow
+
+
+@task(name="find-training-run", **IO_RETRIES)
+def reuse_training_task(config: dict[str, Any]) -> dict[str, Any] | None:
+    """Return a finished training run of the same config, data and code (None: train anew)."""
+    from explorec.pipeline_cache import reuse_training
+
+    return reuse_training(from_dict(config))
+
+
+@task(name="fit-and-evaluate")
+def train_task(config: dict[str, Any]) -> dict[str, Any]:
+    """Fit the two-tower model, evaluate it, log and tag the MLflow run; return its summary."""
+    from explorec.registration import train_candidate
+
+    return train_candidate(from_dict(config))
 
 
 @task(name="package-recommender", **IO_RETRIES)
@@ -25,12 +45,44 @@ def package_task(config: dict[str, Any], run_id: str) -> dict[str, float]:
     return package_run(from_dict(config), run_id)
 
 
+@task(name="find-simulation", **IO_RETRIES)
+def reuse_simulation_task(config: dict[str, Any]) -> dict[str, Any] | None:
+    """Return a finished simulation of the same candidate settings, data and code (None: simulate)."""
+    from explorec.pipeline_cache import reuse_simulation
+
+    return reuse_simulation(from_dict(config))
+
+
+@task(name="simulate-candidate")
+def simulate_task(config: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Simulate the candidate's policy against the baselines; return its lift over greedy_online."""
+    from explorec.registration import simulate_candidate
+
+    return simulate_candidate(from_dict(config), run_id)
+
+
+@task(name="find-registered-version", **IO_RETRIES)
+def reuse_registration_task(
+    config: dict[str, Any], run_id: str, simulation_run_id: str | None
+) -> dict[str, Any] | None:
+    """Return the version registered from the same candidate and its decision (None: register)."""
+    from explorec.pipeline_cache import reuse_registration
+
+    return reuse_registration(from_dict(config), run_id, simulation_run_id)
+
+
 @task(name="register-and-gate", **IO_RETRIES)
-def register_task(config: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Register the packaged model and record the gate decision (passing sets `challenger`)."""
+def register_task(config: dict[str, Any], run_id: str, simulation: dict[str, Any]) -> dict[str, Any]:
+    """Register the packaged model with its simulator lift and record the gate decision."""
+    from explorec.pipeline_cache import CANDIDATE_KEY_TAG, SIMULATION_RUN_TAG, candidate_key
     from explorec.registration import register_and_gate
 
-    return register_and_gate(from_dict(config), run_id)
+    simulation_run_id = simulation.get("run_id")
+    tags = {
+        CANDIDATE_KEY_TAG: candidate_key(run_id, simulation_run_id),
+        SIMULATION_RUN_TAG: simulation_run_id or "none",
+    }
+    return register_and_gate(from_dict(config), run_id, extra_metrics=simulation.get("metrics"), tags=tags)
 
 
 @task(name="promote-champion", **IO_RETRIES)
@@ -43,26 +95,58 @@ def promote_task(config: dict[str, Any], version: str) -> dict[str, Any]:
 
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run the whole system once: data, model, registry decision and promotion."""
+    """Run the whole system once: data, model, simulation, registry decision and promotion."""
+    from explorec.pipeline_cache import code_version
+    from explorec.registration import candidate_simulation
+
     cfg = compose(overrides or [])
     config = to_dict(cfg)
+    force, code = cfg.pipeline.force, code_version()
     preprocess_task(config)
     encode_task(config)
     search = None
     if cfg.pipeline.search:
         search = tune_flow(overrides=overrides)
-        config = to_dict(_chosen_config(cfg, search))
-    trained = fit_task(config)
+        cfg = _chosen_config(cfg, search)
+        config = to_dict(cfg)
+    trained = None if force else reuse_training_task(config)
+    if trained is None:
+        trained = {**train_task(config), "cache": "forced" if force else "miss"}
+    else:
+        print(f"reused training run {trained['run_id']} (cache hit)")
     run_id = trained["run_id"]
-    served = package_task(config, run_id)
-    registration = register_task(config, run_id)
+    served = trained["served"] if trained.get("packaged") else package_task(config, run_id)
+
+    settings, reason = candidate_simulation(cfg)
+    if settings is None:
+        simulation: dict[str, Any] = {"skipped": reason, "cache": "skipped"}
+        print(f"simulation skipped: {reason}")
+    else:
+        simulation = (None if force else reuse_simulation_task(config)) or {}
+        if simulation:
+            print(f"reused simulation run {simulation['run_id']} (cache hit)")
+        else:
+            simulation = {**simulate_task(config, run_id), "cache": "forced" if force else "miss"}
+
+    registration = None if force else reuse_registration_task(config, run_id, simulation.get("run_id"))
+    if registration is None:
+        registration = {**register_task(config, run_id, simulation), "cache": "forced" if force else "miss"}
+    else:
+        print(
+            f"reused registered version {registration['version']} of {registration['registered_model']}"
+            f" (cache hit, no new version): gate {'passed' if registration['gate_passed'] else 'failed'}"
+        )
     promotion = None
-    if cfg.pipeline.promote and registration["gate_passed"]:
+    if registration["champion"] == registration["version"]:
+        pass  # already the champion: nothing to move
+    elif cfg.pipeline.promote and registration["gate_passed"]:
         promotion = promote_task(config, registration["version"])
     summary = {
         "run_id": run_id,
+        "experiment_id": trained.get("experiment_id"),
         "metrics": trained.get("metrics"),
         "served": served,
+        "simulation": simulation,
         "registration": {k: v for k, v in registration.items() if k != "decision_markdown"},
         "promotion": None
         if promotion is None
@@ -72,9 +156,17 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
         "search": None
         if search is None
         else {k: search[k] for k in ("study_name", "parent_run_id", "pareto_size")},
+        "cache": {
+            "training": trained["cache"],
+            "simulation": simulation["cache"],
+            "registration": registration["cache"],
+        },
+        "code_version": code,
     }
     create_markdown_artifact(
-        key="pipeline", markdown=_markdown(summary, registration), description="explorec pipeline"
+        key="pipeline",
+        markdown=_markdown(summary, registration["decision_markdown"]),
+        description="explorec pipeline",
     )
     return summary
 
@@ -90,19 +182,45 @@ def _chosen_config(cfg: Any, search: dict[str, Any]) -> Any:
     return apply_suggestions(cfg, chosen["params"])
 
 
-def _markdown(summary: dict[str, Any], registration: dict[str, Any]) -> str:
-    """Return the pipeline's Prefect artifact: what ran, the MLflow run, the gate decision, the champion."""
-    reg = summary["registration"]
+def _run_link(summary: dict[str, Any], run_id: str) -> str:
+    """Return a Markdown link to an MLflow run (a server URI) or the run id and its store."""
+    uri = str(summary["tracking_uri"])
+    if uri.startswith("http"):
+        return f"[`{run_id}`]({uri.rstrip('/')}/#/experiments/{summary['experiment_id']}/runs/{run_id})"
+    return f"`{run_id}` (store `{uri}`; `mlflow ui --backend-store-uri {uri}`)"
+
+
+def _markdown(summary: dict[str, Any], decision_markdown: str) -> str:
+    """Return the pipeline's Prefect artifact: the MLflow runs, the gate decision, the champion, reuse."""
+    reg, simulation, cache = summary["registration"], summary["simulation"], summary["cache"]
+    uri = str(summary["tracking_uri"])
+    version = f"`{reg['registered_model']}` version {reg['version']}"
+    if uri.startswith("http"):
+        version = (
+            f"[{version}]({uri.rstrip('/')}/#/models/{reg['registered_model']}/versions/{reg['version']})"
+        )
     lines = [
         "# explorec pipeline",
         "",
-        f"- MLflow run: `{summary['run_id']}` ({summary['tracking_uri']})",
-        f"- registered: `{reg['registered_model']}` version {reg['version']}",
-        f"- gate passed: **{reg['gate_passed']}**",
-        f"- champion: version {summary['champion']}",
-        "",
-        "## Gate decision",
-        "",
-        registration["decision_markdown"],
+        f"- training run: {_run_link(summary, summary['run_id'])} — {cache['training']}",
     ]
+    if simulation.get("run_id"):
+        gate_value = simulation["metrics"][simulation["gate_metric"]]
+        lines.append(
+            f"- simulation run: {_run_link(summary, simulation['run_id'])} — {cache['simulation']}; "
+            f"`{simulation['policy']}` vs `{simulation['control']}`, "
+            f"smallest lower 95% bound of the expected-click lift: {gate_value:.4g}"
+        )
+        lines += [f"  - {line}" for line in lift_lines(simulation["metrics"])]
+    else:
+        lines.append(f"- simulation: skipped ({simulation['skipped']})")
+    lines += [
+        f"- registered: {version} — {cache['registration']}",
+        f"- gate passed: **{reg['gate_passed']}**",
+        f"- champion: version {summary['champion']}" if summary["champion"] else "- champion: none",
+        f"- code version: `{summary['code_version']}`",
+    ]
+    if summary["search"]:
+        lines.append(f"- search: parent run {_run_link(summary, summary['search']['parent_run_id'])}")
+    lines += ["", "## Gate decision", "", decision_markdown]
     return "\n".join(lines)

@@ -33,6 +33,8 @@ FORM_OVERRIDES: dict[str, str] = {
     "trial_budget": "tune.n_trials",
     "policy": "policy",
     "search": "pipeline.search",
+    "simulate": "pipeline.simulate",
+    "force": "pipeline.force",
 }
 
 
@@ -136,9 +138,11 @@ def pipeline(
     policy: PolicyName = "epsilon_greedy",
     search: bool = False,
     trial_budget: int = 20,
+    simulate: bool = True,
+    force: bool = False,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The whole system: preprocess, encode, train (or tune), register, gate and promote.
+    """The whole system: preprocess, encode, train (or tune), simulate, register, gate and promote.
 
     Args:
         dataset: the data set to train on (Hydra group `data`)
@@ -147,10 +151,13 @@ def pipeline(
         policy: the exploration policy the registered recommender serves with (Hydra group `policy`)
         search: run the Optuna study first and refit its chosen trial (otherwise train the config as is)
         trial_budget: how many Optuna trials the study runs when `search` is on
+        simulate: simulate the candidate's policy against greedy_online and the other baselines; the gate
+            then needs the lower bound of its lift interval above 0
+        force: train, simulate and register anew even when a finished run of the same inputs exists
         overrides: extra Hydra overrides, e.g. `gates.ndcg_at_10.threshold=0.02`; they win over the fields
     """
     fields = {"dataset": dataset, "split": split, "encoder": encoder, "policy": policy}
-    fields |= {"trial_budget": trial_budget, "search": search}
+    fields |= {"trial_budget": trial_budget, "search": search, "simulate": simulate, "force": force}
     return pipeline_flow.fn(overrides=form_overrides(overrides, **fields))
 
 

@@ -129,10 +129,18 @@ class PolicyConfig:
 
 @dataclass
 class PipelineConfig:
-    """What the end-to-end pipeline runs between preprocessing and promotion."""
+    """What the end-to-end pipeline runs between preprocessing and promotion.
+
+    - search: run the Optuna study first and refit its chosen trial (otherwise train the config as is).
+    - promote: move `champion` to the candidate when it passes the gates.
+    - simulate: simulate the candidate's policy against greedy_online etc. and gate on the lift.
+    - force: train, simulate and register anew even when a finished run of the same inputs exists.
+    """
 
     search: bool = False
     promote: bool = True
+    simulate: bool = True
+    force: bool = False
 
 
 @dataclass

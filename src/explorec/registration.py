@@ -1,15 +1,27 @@
-"""From a training run to a gated registry version: package, measure, register, gate, promote.
+"""From a training run to a gated registry version: train, package, simulate, register, gate, promote.
 
-The steps pass run ids and version numbers, never models: `package_run` logs the pyfunc recommender into
-the training run, `register_and_gate` registers it with its metrics and records the gate decision
-(passing sets `challenger`), `promote_version` moves `champion` under the registry's lock.
+The steps pass run ids and version numbers, never models: `train_candidate` fits and tags the training run,
+`package_run` logs the pyfunc recommender into it, `simulate_candidate` runs the interactive simulator for
+the candidate's own policy against its baselines and logs the lift vs greedy_online (its own MLflow run),
+`register_and_gate` registers the run with those metrics and records the gate decision (passing sets
+`challenger`), `promote_version` moves `champion` under the registry's lock. `explorec.pipeline_cache`
+finds earlier results of the same inputs so that a rerun skips these steps.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from explorec.config import ExplorecConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from explorec.simulation.config import SimulateConfig
+
+SIMULATION_CONTROL = "greedy_online"
+SIMULATION_OUTCOME = "expected_clicks"
 
 
 def _policy_spec(cfg: ExplorecConfig) -> Any:
@@ -22,6 +34,21 @@ def _policy_spec(cfg: ExplorecConfig) -> Any:
     if cfg.policy.name == "semantic_cluster":
         params["n_clusters"] = cfg.policy.n_clusters
     return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate, params)
+
+
+def train_candidate(cfg: ExplorecConfig) -> dict[str, Any]:
+    """Fit and evaluate the two-tower (one MLflow run), then tag the run with its reuse keys."""
+    import mlflow
+
+    from explorec.pipeline_cache import CODE_VERSION_TAG, TRAINING_KEY_TAG, code_version, training_key
+    from explorec.training import train_and_evaluate
+
+    code = code_version()
+    summary = train_and_evaluate(cfg)
+    client = mlflow.MlflowClient(summary["tracking_uri"])
+    client.set_tag(summary["run_id"], CODE_VERSION_TAG, code)
+    client.set_tag(summary["run_id"], TRAINING_KEY_TAG, training_key(cfg))
+    return {**summary, "cache": "miss"}
 
 
 def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
@@ -45,17 +72,23 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
 
 
 def register_and_gate(
-    cfg: ExplorecConfig, run_id: str, *, extra_metrics: dict[str, float] | None = None
+    cfg: ExplorecConfig,
+    run_id: str,
+    *,
+    extra_metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict:
     """Register the run's packaged model, decide the gates against the champion, tag the version."""
+    from explorec.pipeline_cache import GATES_HASH_TAG, gates_hash
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking import configure_tracking
 
     target = configure_tracking(cfg.tracking)
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
-    version = registry.register_candidate(run_id, name, metrics=extra_metrics)
+    version = registry.register_candidate(run_id, name, metrics=extra_metrics, tags=tags)
     decision = registry.evaluate_gates(name, version, cfg.gates)
+    registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
     return {
         "registered_model": name,
         "version": version,
@@ -64,6 +97,7 @@ def register_and_gate(
         "decision_markdown": decision.to_markdown(),
         "challenger": registry.alias_version(name, cfg.registry.challenger_alias),
         "champion": registry.champion_version(name),
+        "cache": "miss",
     }
 
 
@@ -100,3 +134,106 @@ def promote_version(
         "gate_reasons": list(result.decision.reasons) if result.decision is not None else [],
         "decision_markdown": result.decision.to_markdown() if result.decision is not None else "",
     }
+
+
+def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, str]:
+    """Return the simulator settings for the candidate's own policy and the baselines, or why none run.
+
+    Only the configured policy (name, exploration rate and its own knobs) is simulated, beside the baselines
+    oracle, static, greedy_online and random that every simulation runs; the OPE cross-check is left to
+    `explorec simulate`.
+    """
+    policy = cfg.policy
+    if not cfg.pipeline.simulate:
+        return None, "switched off (pipeline.simulate=false)"
+    if policy.name == "greedy" or policy.exploration_rate == 0.0:
+        return None, f"policy {policy.name}@{policy.exploration_rate:g} does not explore: no lift to measure"
+    settings = replace(
+        cfg.simulate,
+        policy_rates={policy.name: [float(policy.exploration_rate)]},
+        ope_logging_policy="",
+        ope_target_policies=[],
+    )
+    if policy.name in ("linucb", "thompson", "mmr"):
+        settings = replace(settings, n_candidates=policy.n_candidates)
+    if policy.name == "semantic_cluster":
+        settings = replace(settings, n_text_clusters=policy.n_clusters)
+    return settings, ""
+
+
+def simulator_lift(comparisons: pd.DataFrame, label: str, gate_metric: str) -> dict[str, float]:
+    """Return the policy's expected-click lift over greedy_online per calibration, and the gate's value.
+
+    The gate's value (`gate_metric`) is the smallest lower 95% bound over the calibrations: the candidate
+    must beat greedy_online in every simulated world. A NaN bound stays NaN (the gate then fails).
+    """
+    from explorec.errors import ExplorecError
+
+    rows = comparisons[
+        (comparisons["metric"] == SIMULATION_OUTCOME)
+        & (comparisons["control"] == SIMULATION_CONTROL)
+        & (comparisons["policy"] == label)
+    ]
+    if rows.empty:
+        raise ExplorecError(f"the simulation holds no comparison of {label} with {SIMULATION_CONTROL}")
+    metrics: dict[str, float] = {}
+    for row in rows.itertuples(index=False):
+        prefix = f"sim/{row.calibration}/"
+        metrics[f"{prefix}lift"] = float(row.mean_difference)
+        metrics[f"{prefix}lift_ci_low"] = float(row.ci_low)
+        metrics[f"{prefix}lift_ci_high"] = float(row.ci_high)
+        metrics[f"{prefix}p_holm"] = float(row.p_holm)
+    metrics[gate_metric] = float(rows["ci_low"].min(skipna=False))
+    return metrics
+
+
+def simulate_candidate(cfg: ExplorecConfig, training_run_id: str) -> dict[str, Any]:
+    """Simulate the candidate's policy against the baselines (its own MLflow run) and log its lift there."""
+    import mlflow
+
+    from explorec.pipeline_cache import (
+        CANDIDATE_RUN_TAG,
+        CODE_VERSION_TAG,
+        SIMULATION_KEY_TAG,
+        artifact_text,
+        code_version,
+        simulation_key,
+    )
+    from explorec.simulation.runner import policy_label
+    from explorec.simulation.tracked import simulate_and_track
+
+    settings, reason = candidate_simulation(cfg)
+    if settings is None:
+        return {"skipped": reason, "cache": "skipped"}
+    code = code_version()
+    tracked = simulate_and_track(replace(cfg, simulate=settings))
+    run_id = tracked["run_id"]
+    client = mlflow.MlflowClient(tracked["tracking_uri"])
+    label = policy_label(cfg.policy.name, cfg.policy.exploration_rate)
+    metrics = simulator_lift(
+        _read_csv(artifact_text(client, run_id, "comparisons.csv")), label, cfg.gates.simulator_lift_metric
+    )
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    client.set_tag(run_id, CANDIDATE_RUN_TAG, training_run_id)
+    client.set_tag(run_id, CODE_VERSION_TAG, code)
+    client.set_tag(run_id, SIMULATION_KEY_TAG, simulation_key(cfg, settings))  # last: marks it complete
+    return {
+        "run_id": run_id,
+        "policy": label,
+        "control": SIMULATION_CONTROL,
+        "metrics": metrics,
+        "gate_metric": cfg.gates.simulator_lift_metric,
+        "recommender": tracked.get("world", {}).get("recommender"),
+        "runtime_s": tracked.get("runtime_s"),
+        "cache": "miss",
+    }
+
+
+def _read_csv(text: str | None) -> pd.DataFrame:
+    """Return a CSV artifact's text as a DataFrame (an empty one when the artifact is missing)."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(text)) if text else pd.DataFrame(columns=["metric", "control", "policy"])

@@ -94,14 +94,41 @@ def benchmark_text(summary: dict[str, Any]) -> str:
     return summary["markdown"] + f"\nwritten to {summary['output_dir']}/benchmark.md and benchmark.json\n"
 
 
-def pipeline_text(summary: dict[str, Any]) -> str:
-    """Return what the `pipeline` command prints: the run, the gate decision and the champion."""
-    registration = summary["registration"]
-    lines = [
-        f"explorec pipeline: MLflow run {summary['run_id']}",
-        f"  registered {registration['registered_model']} v{registration['version']}:"
-        f" gate {'passed' if registration['gate_passed'] else 'FAILED'}",
+def lift_lines(metrics: dict[str, float]) -> list[str]:
+    """Return one line per calibration: the candidate's expected-click lift over greedy_online with its CI."""
+    calibrations = sorted({key.split("/")[1] for key in metrics if key.count("/") == 2})
+    return [
+        f"{name}: lift {metrics[f'sim/{name}/lift']:+.4f} expected clicks per user "
+        f"[{metrics[f'sim/{name}/lift_ci_low']:+.4f}, {metrics[f'sim/{name}/lift_ci_high']:+.4f}]"
+        f" (Holm p {metrics[f'sim/{name}/p_holm']:.3g})"
+        for name in calibrations
     ]
+
+
+def pipeline_text(summary: dict[str, Any]) -> str:
+    """Return what `pipeline` prints: the runs (reused or new), the gate decision and the champion."""
+    registration, simulation = summary["registration"], summary.get("simulation") or {}
+    cache = summary.get("cache", {})
+    if cache.get("training") == "hit":
+        training = f"reused training run {summary['run_id']} (cache hit)"
+    else:
+        training = f"trained run {summary['run_id']} ({cache.get('training', 'miss')})"
+    lines = [f"explorec pipeline: MLflow run {summary['run_id']}", f"  {training}"]
+    if simulation.get("run_id"):
+        verb = "reused simulation run" if simulation["cache"] == "hit" else "simulation run"
+        lines.append(
+            f"  {verb} {simulation['run_id']} ({simulation['cache']}): {simulation['policy']} vs "
+            f"{simulation['control']}, gate value {simulation['gate_metric']} = "
+            f"{simulation['metrics'][simulation['gate_metric']]:.4g}"
+        )
+        lines += [f"    {line}" for line in lift_lines(simulation["metrics"])]
+    elif simulation:
+        lines.append(f"  simulation skipped: {simulation['skipped']}")
+    reused = " (reused: cache hit, no new version)" if cache.get("registration", "").startswith("hit") else ""
+    lines.append(
+        f"  registered {registration['registered_model']} v{registration['version']}{reused}:"
+        f" gate {'passed' if registration['gate_passed'] else 'FAILED'}"
+    )
     lines += [f"    - {reason}" for reason in registration["gate_reasons"]]
     lines.append(f"  champion: v{summary['champion']}" if summary["champion"] else "  champion: none yet")
     if summary.get("metrics"):
@@ -131,6 +158,14 @@ def promotion_text(summary: dict[str, Any]) -> str:
 def simulate_text(summary: dict[str, Any]) -> str:
     """Return what `simulate` prints: the Markdown summary and the MLflow run."""
     return f"{summary['markdown']}\n\nMLflow run {summary['run_id']} ({summary['runtime_s']} s)"
+
+
+def study_text(summary: dict[str, Any]) -> str:
+    """Return what `study` prints: the Markdown report and the MLflow run."""
+    return (
+        f"{summary['markdown']}\n\nMLflow run {summary['run_id']} (study {summary['runtime_s']} s, "
+        f"recommenders {summary['recommenders_s']} s, total {summary['total_s']} s)"
+    )
 
 
 def tune_text(summary: dict[str, Any]) -> str:

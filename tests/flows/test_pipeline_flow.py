@@ -1,4 +1,5 @@
-"""The pipeline flow on tiny synthetic data: a passing candidate becomes champion, a failing one does not."""
+"""The pipeline flow on tiny synthetic data (no simulation): a passing candidate becomes champion, a failing
+one does not, and a change of the gates alone re-decides the same version instead of registering a new one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ TINY = [
     "trainer.max_epochs=1",
     "trainer.batch_size=128",
     "trainer.enable_progress_bar=false",
+    "pipeline.simulate=false",
 ]
 OPEN_GATES = [
     "gates.ndcg_at_10.threshold=0.0",
@@ -44,10 +46,30 @@ def test_pipeline_promotes_a_passing_candidate_and_refuses_a_failing_one() -> No
     assert {"git_commit", "config_hash", "data_fingerprint"} <= set(version.tags)
 
     strict = [*OPEN_GATES, "gates.catalog_coverage.threshold=1.01"]
-    second = pipeline_flow(overrides=[*TINY, *strict])
+    second = pipeline_flow(overrides=[*TINY, *strict, "pipeline.force=true"])
+    assert second["cache"] == {"training": "forced", "simulation": "skipped", "registration": "forced"}
+    assert second["run_id"] != first["run_id"]
+    assert second["registration"]["version"] == "2"
     assert second["registration"]["gate_passed"] is False
     assert second["promotion"] is None
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
-    refused = client.get_model_version(name, second["registration"]["version"])
+    refused = client.get_model_version(name, "2")
     assert refused.tags["gate.status"] == "failed"
     assert "catalog_coverage" in refused.tags["gate.reasons"]
+
+
+def test_changed_gates_alone_re_decide_the_reused_version() -> None:
+    first = pipeline_flow(overrides=[*TINY, *OPEN_GATES])
+    assert first["cache"] == {"training": "miss", "simulation": "skipped", "registration": "miss"}
+    client = MlflowClient(first["tracking_uri"])
+    name = first["registration"]["registered_model"]
+    strict = [*OPEN_GATES, "gates.catalog_coverage.threshold=1.01"]
+    second = pipeline_flow(overrides=[*TINY, *strict])
+    assert second["run_id"] == first["run_id"]
+    assert second["cache"]["training"] == "hit"
+    assert second["cache"]["registration"] == "hit (gates decided again)"
+    assert second["registration"]["version"] == "1"
+    assert second["registration"]["gate_passed"] is False
+    assert [version.version for version in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert "catalog_coverage" in client.get_model_version(name, "1").tags["gate.reasons"]
