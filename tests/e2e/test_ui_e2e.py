@@ -49,6 +49,9 @@ def form_parameters(mlflow_url: str) -> dict[str, Any]:
         "encoder": "none",
         "search": True,
         "trial_budget": 2,
+        # the simulator needs a bigger world than these 60 users (tests/flows/test_pipeline_simulate.py
+        # runs the pipeline's simulate step on its own tiny world)
+        "simulate": False,
         "overrides": [*TINY_OVERRIDES, f"tracking.tracking_uri={mlflow_url}"],
     }
 
