@@ -58,6 +58,11 @@ COMMANDS: dict[str, Command] = {
         flow="flows.simulate:simulate_flow",
         render="explorec.reporting:simulate_text",
     ),
+    "study": Command(
+        help="encoder (minilm vs none) x policy x exploration rate in the simulator: what text towers buy",
+        flow="flows.study:study_flow",
+        render="explorec.reporting:study_text",
+    ),
     "tune": Command(
         help="Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
         flow="flows.tune:tune_flow",

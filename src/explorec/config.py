@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from explorec.errors import ConfigError
 from explorec.registry.config import GatesConfig, RegistryConfig
-from explorec.simulation.config import SimulateConfig
+from explorec.simulation.config import RECOMMENDERS, SimulateConfig, StudyConfig
 from explorec.tuning.config import TuneConfig
 
 DATA_SOURCES = ("ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic")
@@ -191,6 +191,7 @@ class ExplorecConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -251,6 +252,34 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError("policy.exploration_rate must lie in [0, 1]")
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
+    _validate_simulation(cfg)
+
+
+def _validate_simulation(cfg: ExplorecConfig) -> None:
+    """Fail on simulate/study values that type-check but name nothing explorec knows."""
+    if cfg.simulate.recommender not in RECOMMENDERS:
+        raise ConfigError(
+            f"simulate.recommender={cfg.simulate.recommender!r} is not one of {', '.join(RECOMMENDERS)}"
+        )
+    if cfg.simulate.recommender_max_epochs < 1:
+        raise ConfigError("simulate.recommender_max_epochs must be >= 1")
+    study = cfg.study
+    if len(study.encoders) != 2 or len(set(study.encoders)) != 2:
+        raise ConfigError(f"study.encoders must name two different encoders, got {study.encoders}")
+    unknown = sorted(set(study.policies) - set(POLICIES))
+    if unknown or "greedy" in study.policies:
+        raise ConfigError(
+            f"study.policies must be exploring policies among {', '.join(POLICIES[1:])}, got {study.policies}"
+        )
+    if not study.exploration_rates or not all(0.0 < rate <= 1.0 for rate in study.exploration_rates):
+        raise ConfigError("study.exploration_rates must be a non-empty list of rates in (0, 1]")
+    known = {target.name for target in cfg.simulate.calibrations}
+    if missing := sorted(set(study.calibrations) - known):
+        raise ConfigError(f"study.calibrations {missing} are not among simulate.calibrations {sorted(known)}")
+    if study.pool not in ("tune", "test"):
+        raise ConfigError(f"study.pool must be tune or test, got {study.pool!r}")
+    if study.n_replications < 2:
+        raise ConfigError("study.n_replications must be >= 2 (paired intervals need two replications)")
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> ExplorecConfig:

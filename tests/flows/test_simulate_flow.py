@@ -20,6 +20,7 @@ TINY_WORLD = [
     "simulate.n_replications=2",
     "simulate.n_candidates=20",
     "simulate.n_text_clusters=4",
+    "simulate.recommender=pure_svd",
     "simulate.stand_in_dimension=8",
     "simulate.policy_rates={epsilon_greedy:[0.3],linucb:[1.0]}",
     "simulate.ope_logging_policy=epsilon_greedy@0.3",
@@ -39,3 +40,29 @@ def test_simulate_flow_logs_tables_plots_and_summary() -> None:
     for baseline in ("oracle", "static", "greedy_online", "random"):
         assert baseline in summary["markdown"]
     assert summary["world"]["n_test_users"] == 20
+
+
+TINY_TOWERS = [
+    *[item for item in TINY_WORLD if not item.startswith("simulate.recommender=")],
+    "simulate.recommender=two_tower",
+    "simulate.recommender_max_epochs=1",
+    "model.embedding_dim=8",
+    "model.history_length=5",
+    "trainer.batch_size=16",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def test_simulate_flow_with_the_towers_fits_once_then_reads_the_cache() -> None:
+    first = simulate_flow(overrides=TINY_TOWERS)
+    assert first["world"]["recommender"] == "two_tower[minilm]"
+    fit = first["world"]["recommender_fit"]
+    assert fit["cache_hit"] is False and fit["epochs_run"] <= 1
+    client = MlflowClient(first["tracking_uri"])
+    metrics = client.get_run(first["run_id"]).data.metrics
+    assert metrics["recommender/cache_hit"] == 0.0
+    assert "validation NDCG@10" in first["markdown"]
+    second = simulate_flow(overrides=TINY_TOWERS)
+    assert second["world"]["recommender_fit"]["cache_hit"] is True
+    assert second["world"]["recommender_fit"]["cache_key"] == fit["cache_key"]
+    assert client.get_run(second["run_id"]).data.metrics["recommender/cache_hit"] == 1.0

@@ -58,7 +58,11 @@ class SimulateConfig:
     - ope_logging_policy / ope_target_policies: labels ("name@rate" or a baseline name) of the run whose
       served slates are logged with propensities, and of the policies whose value is estimated from them
       ("" switches logging and the OPE check off).
-    - stand_in_dimension: rank of the truncated-SVD stand-in recommender.
+    - recommender: "two_tower" (the towers, fitted on the leak-free restricted data set; the default) or
+      "pure_svd" (the fast truncated-SVD stand-in, for tests). stand_in_dimension: the stand-in's rank.
+    - recommender_max_epochs: the simulator's own epoch budget for the two-tower fit (the model and the
+      rest of the trainer come from `model` / `trainer`). recommender_cache_dir: where restricted fits are
+      cached, keyed by data fingerprint, pools/visible split, model and trainer config and encoder.
     - blas_threads: BLAS threads inside the runner (threadpoolctl).
     """
 
@@ -87,5 +91,43 @@ class SimulateConfig:
     cluster_seed: int = 0
     ope_logging_policy: str = "epsilon_greedy@0.3"
     ope_target_policies: list[str] = field(default_factory=lambda: ["epsilon_greedy@0.1", "greedy_online"])
+    recommender: str = "two_tower"
     stand_in_dimension: int = 32
+    recommender_max_epochs: int = 10
+    recommender_cache_dir: str = "mlruns/simulator_recommenders"
     blas_threads: int = 2
+
+
+RECOMMENDERS = ("two_tower", "pure_svd")
+
+
+def _default_study_policies() -> list[str]:
+    """Every exploring policy of explorec.policies."""
+    return ["epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr"]
+
+
+@dataclass
+class StudyConfig:
+    """`explorec study`: encoder × policy × exploration rate through the simulator and the offline metrics.
+
+    Fields:
+    - encoders: exactly two item-tower encoders; the first is compared against the second (minilm vs none).
+      The text clusters (discovery metric, semantic_cluster, mmr, ILD) always come from the text encoder,
+      so both arms are measured on the same clusters.
+    - policies / exploration_rates: the grid (every policy at every rate); the baselines always run.
+    - calibrations: names among simulate.calibrations to run ([] = all of them).
+    - n_replications: R of the study's simulations (replaces simulate.n_replications).
+    - pool: the user pool the study reports on (the grid is fixed in advance, nothing is tuned on it).
+    - deviation_levels: slot deviation rates δ at which the encoders are compared at equal cost.
+    - early_cost_levels: relative losses of early-visit CTR vs the same encoder's greedy_online
+      (0.05 = 5% fewer expected clicks per slot in the first quarter of visits) for the same comparison.
+    """
+
+    encoders: list[str] = field(default_factory=lambda: ["minilm", "none"])
+    policies: list[str] = field(default_factory=_default_study_policies)
+    exploration_rates: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.6])
+    calibrations: list[str] = field(default_factory=lambda: ["main"])
+    n_replications: int = 5
+    pool: str = "test"
+    deviation_levels: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])
+    early_cost_levels: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1])

@@ -1,4 +1,9 @@
-"""Per-episode outcomes: expected/realised clicks, regret, early/late CTR, discovery, recall, diversity."""
+"""Per-episode outcomes: expected/realised clicks, regret, early/late CTR, discovery, recall, diversity.
+
+The `offline_*` metrics are the offline view of the same policy: its first-visit slate (served from the
+recommender's prior before any feedback) scored against the user's hidden positives, which the recommender
+never saw (NDCG@K and Recall@K, binary relevance), and that slate's intra-list diversity and coverage.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from explorec.evaluation.beyond_accuracy import (
     new_cluster_discovery,
     novelty,
 )
+from explorec.evaluation.ranking import mean_over_users, ndcg_at_k, recall_at_k
 from explorec.simulation.runner import Episode
 
 
@@ -71,6 +77,26 @@ def episode_metrics(*, episode: Episode, context: MetricContext) -> dict[str, fl
         ),
         "ild": intra_list_diversity(recommendation_lists=slates, item_vectors=context.text_embeddings),
         "deviation": float(episode.deviation.mean()),
+        **first_visit_metrics(episode=episode, context=context),
+    }
+
+
+def first_visit_metrics(*, episode: Episode, context: MetricContext) -> dict[str, float]:
+    """Offline served-slate metrics of the first visit: NDCG/Recall@K vs hidden positives, ILD, coverage."""
+    first = episode.items[:, 0, :]
+    k = first.shape[1]
+    hits = np.stack(
+        [np.isin(slate, hidden) for slate, hidden in zip(first, context.hidden_items, strict=True)]
+    )
+    n_relevant = np.array([np.unique(hidden).size for hidden in context.hidden_items], dtype=np.int64)
+    return {
+        "offline_ndcg": mean_over_users(ndcg_at_k(hits=hits, n_relevant=n_relevant, k=k)),
+        "offline_recall": mean_over_users(recall_at_k(hits=hits, n_relevant=n_relevant, k=k)),
+        "offline_ild": intra_list_diversity(
+            recommendation_lists=list(first), item_vectors=context.text_embeddings
+        ),
+        "offline_coverage": catalog_coverage(recommended_items=first, n_items=context.item_popularity.size),
+        "offline_deviation": float(episode.deviation[0]),
     }
 
 

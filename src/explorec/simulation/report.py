@@ -128,7 +128,7 @@ def markdown_summary(result: SimulationResult, cfg: SimulateConfig) -> str:
         f"Pool `{info['pool']}` ({info['n_pool_users']} users), {cfg.n_visits} visits × K={cfg.slate_size}, "
         f"R={cfg.n_replications} replications, ground truth {info['ground_truth']} "
         f"(EASE λ={info['ease_l2']:g}), "
-        f"recommender `{info['recommender']}`; runtime {result.runtime_s:.1f} s.\n\n",
+        f"recommender `{info['recommender']}`{_fit_note(info)}; runtime {result.runtime_s:.1f} s.\n\n",
         "Expected clicks are Σ θ_k·p over served slots per user over the horizon (the primary outcome); "
         "intervals are paired 95% t intervals across replications (common random numbers), p-values "
         "Holm-corrected per calibration and metric. They reflect click and policy randomness in this one "
@@ -167,6 +167,18 @@ def markdown_summary(result: SimulationResult, cfg: SimulateConfig) -> str:
             )
         )
     return "".join(parts)
+
+
+def _fit_note(info: dict) -> str:
+    """How the two-tower recommender was obtained (empty for the stand-in)."""
+    fit = info.get("recommender_fit") or {}
+    if not fit:
+        return ""
+    origin = "read from the cache" if fit["cache_hit"] else f"fitted in {fit['fit_time_s']:.0f} s"
+    return (
+        f" (fitted on non-simulated users + the visible part of simulated users only, {origin}; "
+        f"{fit['epochs_run']} epochs, validation NDCG@10 {fit['val_ndcg_at_10']:.4f})"
+    )
 
 
 def best_exploring_policy(comparisons: pd.DataFrame, calibration: str) -> str | None:

@@ -1,18 +1,16 @@
 """Entry point: run every policy through the simulated world and return tables, a summary and plots.
 
-Typical use (the flow trains the towers in between)::
+Typical use (what `explorec simulate` does through `tracked.simulate_and_track`)::
 
-    world = build_world(positives=positives, n_users=n_users, n_items=n_items, cfg=cfg)
-    recommender = stand_in_recommender(training=world.training, n_users=n_users, n_items=n_items,
-                                       users=world.pools.simulated, dimension=cfg.stand_in_dimension)
-    result = run_simulation(world=world, recommender=recommender, text_embeddings=text, cfg=cfg,
-                            output_dir=Path("out"))
+    world = world_from_dataset(dataset, cfg.simulate)
+    recommender, fit_info = simulator_recommender(dataset=dataset, world=world, tower_text=tower_text,
+                                                  cfg=cfg, cache_dir=Path("mlruns/simulator_recommenders"))
+    result = run_simulation(world=world, recommender=recommender, text_embeddings=cluster_text,
+                            cfg=cfg.simulate, output_dir=Path("out"))
 
-For the two-tower model instead of the stand-in, fit it on `restrict_dataset(dataset, visible=world.visible,
-hidden=world.hidden)` (positives = `positives_from_dataset(dataset, min_rating=cfg.min_rating)`), then
-`RecommenderOutputs.from_scorer(item_vectors=fit.item_vectors(), users=world.pools.simulated,
-score_users=lambda u: fit.score_users(u, ("train", "valid", "test")))`.
-The recommender must score every simulated user (both pools): the Platt prior is fitted on the tune pool.
+`simulate.recommender=two_tower` (default) fits the towers on the leak-free restricted data set (cached,
+`recommender.two_tower_recommender`); `pure_svd` is the fast stand-in. The recommender scores every
+simulated user (both pools): the Platt prior is fitted on the tune pool.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +33,7 @@ from explorec.simulation.ground_truth import TUNE_POOL, positives_from_dataset, 
 from explorec.simulation.metrics import MetricContext, break_even_visit, cumulative_curves, episode_metrics
 from explorec.simulation.online import augmented_vectors
 from explorec.simulation.ope_check import logs_frame, ope_cross_check
-from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender
+from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender, two_tower_recommender
 from explorec.simulation.runner import (
     PLATT_STREAM,
     EpisodeInputs,
@@ -48,6 +46,9 @@ from explorec.simulation.runner import (
     target_propensities_function,
 )
 from explorec.simulation.statistics import holm_adjust, paired_difference
+
+if TYPE_CHECKING:
+    from explorec.config import ExplorecConfig
 
 COMPARED_METRICS = ("expected_clicks", "ctr_early", "ctr_late", "new_clusters_clicked", "hidden_recall")
 CONTROLS = ("greedy_online", "static")
@@ -283,8 +284,12 @@ def run_simulation(
     text_embeddings: np.ndarray,
     cfg: SimulateConfig,
     output_dir: Path,
+    recommender_facts: dict[str, Any] | None = None,
 ) -> SimulationResult:
-    """Simulate every policy on pool `cfg.pool` under every calibration; write plots to `output_dir`."""
+    """Simulate every policy on pool `cfg.pool` under every calibration; write plots to `output_dir`.
+
+    `recommender_facts` (e.g. the two-tower fit's cache hit and validation NDCG) go into `world_info`.
+    """
     from explorec.simulation.report import markdown_summary, write_plots
 
     started = time.perf_counter()
@@ -341,6 +346,7 @@ def run_simulation(
         "ease_holdout_recall@20": world.ground_truth.holdout_recall,
         "ground_truth": world.ground_truth.kind,
         "recommender": recommender.name,
+        "recommender_fit": dict(recommender_facts or {}),
         "calibrations": facts,
     }
     result = SimulationResult(
@@ -375,12 +381,45 @@ def _ope_tables(logs: pd.DataFrame, per_replication: pd.DataFrame, cfg: Simulate
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def world_from_dataset(dataset: ProcessedDataset, cfg: SimulateConfig) -> SimulationWorld:
+    """The simulated world of a processed data set (positives = ratings ≥ cfg.min_rating)."""
+    positives = positives_from_dataset(dataset, min_rating=cfg.min_rating)
+    return build_world(positives=positives, n_users=dataset.n_users, n_items=dataset.n_items, cfg=cfg)
+
+
+def simulator_recommender(
+    *,
+    dataset: ProcessedDataset,
+    world: SimulationWorld,
+    tower_text: np.ndarray | None,
+    cfg: ExplorecConfig,
+    cache_dir: Path,
+) -> tuple[RecommenderOutputs, dict[str, Any]]:
+    """The recommender `cfg.simulate.recommender` names, and facts about how it was obtained."""
+    if cfg.simulate.recommender == "pure_svd":
+        recommender = stand_in_recommender(
+            training=world.training,
+            n_users=dataset.n_users,
+            n_items=dataset.n_items,
+            users=world.pools.simulated,
+            dimension=cfg.simulate.stand_in_dimension,
+        )
+        return recommender, {}
+    if cfg.simulate.recommender != "two_tower":
+        raise ValueError(
+            f"simulate.recommender must be two_tower or pure_svd, got {cfg.simulate.recommender!r}"
+        )
+    recommender, info = two_tower_recommender(
+        dataset=dataset, world=world, text_embeddings=tower_text, cfg=cfg, cache_dir=cache_dir
+    )
+    return recommender, info.as_dict()
+
+
 def simulate_with_stand_in(
     *, dataset: ProcessedDataset, text_embeddings: np.ndarray, cfg: SimulateConfig, output_dir: Path
 ) -> SimulationResult:
-    """The quick default: build the world from a processed dataset and simulate with the PureSVD stand-in."""
-    positives = positives_from_dataset(dataset, min_rating=cfg.min_rating)
-    world = build_world(positives=positives, n_users=dataset.n_users, n_items=dataset.n_items, cfg=cfg)
+    """Build the world from a processed dataset and simulate with the PureSVD stand-in (fast; tests)."""
+    world = world_from_dataset(dataset, cfg)
     recommender = stand_in_recommender(
         training=world.training,
         n_users=dataset.n_users,

@@ -1,46 +1,119 @@
-"""Run the simulator on the configured data set and record tables, plots and the summary in MLflow."""
+"""Run the simulator (and the study) on the configured data set and record everything in MLflow."""
 
 from __future__ import annotations
 
+import json
 import tempfile
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from explorec.config import ExplorecConfig, config_hash
+import numpy as np
+
+from explorec.config import EncoderConfig, ExplorecConfig, config_hash
+
+if TYPE_CHECKING:
+    from explorec.data.processed import ProcessedDataset
+    from explorec.simulation.environment import SimulationWorld
+    from explorec.simulation.recommender import RecommenderOutputs
+
+TABLES = ("summary", "comparisons", "per_replication", "ope")
+
+
+def cluster_text_embeddings(dataset: ProcessedDataset, cfg: ExplorecConfig) -> np.ndarray:
+    """Text embeddings of every item for the clusters, MMR and ILD (the text encoder even for encoder none).
+
+    With `encoder=none` the item tower sees no text, but discovery and the semantic policies are measured
+    on the same text clusters as with a text encoder: the default text encoder (MiniLM) is used for them.
+    """
+    from explorec.training import item_text_embeddings
+
+    if cfg.encoder.name == "none":
+        cfg = replace(cfg, encoder=replace(EncoderConfig(), cache_dir=cfg.encoder.cache_dir))
+    text = item_text_embeddings(dataset, cfg)
+    if text is None:
+        raise ValueError("the simulator's clusters need text embeddings")
+    return text
+
+
+def recommender_for(
+    dataset: ProcessedDataset, world: SimulationWorld, cfg: ExplorecConfig
+) -> tuple[RecommenderOutputs, dict[str, Any]]:
+    """The simulator's recommender for `cfg` (cached restricted two-tower fit, or the stand-in)."""
+    from explorec.simulation.simulate import simulator_recommender
+    from explorec.training import item_text_embeddings, resolve
+
+    tower_text = item_text_embeddings(dataset, cfg) if cfg.simulate.recommender == "two_tower" else None
+    return simulator_recommender(
+        dataset=dataset,
+        world=world,
+        tower_text=tower_text,
+        cfg=cfg,
+        cache_dir=resolve(cfg.simulate.recommender_cache_dir),
+    )
+
+
+def _log_fit_facts(client: Any, run_id: str, facts: dict[str, Any], prefix: str = "recommender") -> None:
+    """Log the two-tower fit facts (cache hit, fit time, validation NDCG) as metrics and a tag."""
+    if not facts:
+        return
+    client.set_tag(run_id, f"{prefix}.cache_key", facts["cache_key"])
+    client.log_metric(run_id, f"{prefix}/cache_hit", float(facts["cache_hit"]))
+    client.log_metric(run_id, f"{prefix}/fit_time_s", facts["fit_time_s"])
+    client.log_metric(run_id, f"{prefix}/val_ndcg_at_10", facts["val_ndcg_at_10"])
+    client.log_metric(run_id, f"{prefix}/epochs_run", float(facts["epochs_run"]))
 
 
 def simulate_and_track(cfg: ExplorecConfig) -> dict[str, Any]:
-    """Simulate every configured policy (stand-in recommender) and log one MLflow run; return a summary."""
+    """Simulate every configured policy with the configured recommender and log one MLflow run."""
     import mlflow
 
-    from explorec.simulation.simulate import simulate_with_stand_in
+    from explorec.simulation.simulate import run_simulation, world_from_dataset
     from explorec.tracking import config_params, configure_tracking, run_tags
-    from explorec.training import item_text_embeddings, load_dataset
+    from explorec.training import load_dataset
 
+    started = time.perf_counter()
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
-    text = item_text_embeddings(dataset, cfg)
-    if text is None:
-        raise ValueError("the simulator's clusters need text embeddings: use encoder=minilm")
+    text = cluster_text_embeddings(dataset, cfg)
     client = mlflow.MlflowClient(target.tracking_uri)
     tags = run_tags(
         config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"kind": "simulate"}
     )
+    tags["encoder"] = cfg.encoder.name
     run = client.create_run(target.experiment_id, run_name=f"simulate-{cfg.data.name}", tags=tags)
     run_id = run.info.run_id
     try:
-        for key, value in config_params({"simulate": _plain(cfg.simulate)}).items():
+        for key, value in config_params({"simulate": asdict(cfg.simulate)}).items():
             client.log_param(run_id, key, value)
+        client.log_param(run_id, "encoder.name", cfg.encoder.name)
+        world = world_from_dataset(dataset, cfg.simulate)
+        fit_started = time.perf_counter()
+        recommender, facts = recommender_for(dataset, world, cfg)
+        recommender_s = time.perf_counter() - fit_started
+        _log_fit_facts(client, run_id, facts)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
-            result = simulate_with_stand_in(
-                dataset=dataset, text_embeddings=text, cfg=cfg.simulate, output_dir=folder
+            result = run_simulation(
+                world=world,
+                recommender=recommender,
+                text_embeddings=text,
+                cfg=cfg.simulate,
+                output_dir=folder,
+                recommender_facts=facts,
             )
-            for name in ("summary", "comparisons", "per_replication", "ope"):
+            for name in TABLES:
                 getattr(result, name).to_csv(folder / f"{name}.csv", index=False)
             (folder / "summary.md").write_text(result.markdown)
             client.log_artifacts(run_id, str(folder))
-        client.log_metric(run_id, "time/simulate_s", result.runtime_s)
+        wall = time.perf_counter() - started
+        for key, value in {
+            "time/simulate_s": result.runtime_s,
+            "time/recommender_s": recommender_s,
+            "time/total_s": wall,
+        }.items():
+            client.log_metric(run_id, key, value)
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -49,13 +122,94 @@ def simulate_and_track(cfg: ExplorecConfig) -> dict[str, Any]:
         "run_id": run_id,
         "tracking_uri": target.tracking_uri,
         "runtime_s": round(result.runtime_s, 1),
+        "recommender_s": round(recommender_s, 1),
+        "total_s": round(wall, 1),
         "world": result.world_info,
         "markdown": result.markdown,
     }
 
 
-def _plain(section: Any) -> dict[str, Any]:
-    """Return a config dataclass as a plain dict."""
-    from dataclasses import asdict
+def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
+    """Run `explorec study` (one configuration per encoder, in study.encoders order); log one MLflow run."""
+    import mlflow
 
-    return asdict(section)
+    from explorec.simulation.simulate import world_from_dataset
+    from explorec.simulation.study import run_study, study_simulate_config
+    from explorec.tracking import config_params, configure_tracking, run_tags
+    from explorec.training import load_dataset
+
+    started = time.perf_counter()
+    base = next(iter(configs.values()))
+    if list(configs) != list(base.study.encoders):
+        raise ValueError(
+            f"one configuration per study encoder {base.study.encoders} is needed, got {list(configs)}"
+        )
+    target = configure_tracking(base.tracking)
+    dataset = load_dataset(base)
+    text_cfg = next((cfg for cfg in configs.values() if cfg.encoder.name != "none"), base)
+    text = cluster_text_embeddings(dataset, text_cfg)
+    simulate = study_simulate_config(base.simulate, base.study)
+    client = mlflow.MlflowClient(target.tracking_uri)
+    tags = run_tags(
+        config_hash=config_hash(base), data_fingerprint=dataset.fingerprint, extra={"kind": "study"}
+    )
+    run = client.create_run(target.experiment_id, run_name=f"study-{base.data.name}", tags=tags)
+    run_id = run.info.run_id
+    try:
+        for key, value in config_params({"study": asdict(base.study), "simulate": asdict(simulate)}).items():
+            client.log_param(run_id, key, value)
+        world = world_from_dataset(dataset, simulate)
+        recommenders, facts = {}, {}
+        fit_started = time.perf_counter()
+        for encoder, cfg in configs.items():
+            recommenders[encoder], facts[encoder] = recommender_for(dataset, world, cfg)
+            _log_fit_facts(client, run_id, facts[encoder], prefix=f"recommender_{encoder}")
+        recommenders_s = time.perf_counter() - fit_started
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            result = run_study(
+                world=world,
+                recommenders=recommenders,
+                text_embeddings=text,
+                simulate=base.simulate,
+                study=base.study,
+                output_dir=folder,
+                recommender_facts=facts,
+            )
+            for name in ("summary", "per_replication", "comparisons", "equal_cost", "matched_rate"):
+                getattr(result, name).to_csv(folder / f"{name}.csv", index=False)
+            (folder / "answer.json").write_text(json.dumps(result.answer, indent=2, default=str))
+            (folder / "study.md").write_text(result.markdown)
+            client.log_artifacts(run_id, str(folder))
+        for calibration, facts_of in result.answer["calibrations"].items():
+            best = facts_of["uses_it_best"]
+            if best is not None:
+                client.set_tag(run_id, f"study.uses_it_best.{calibration}", best)
+                gains = facts_of["per_policy"][best]
+                client.log_metric(
+                    run_id, f"{calibration}/best_gain_expected_clicks", gains["mean_gain_expected_clicks"]
+                )
+                client.log_metric(
+                    run_id, f"{calibration}/best_gain_new_clusters", gains["mean_gain_new_clusters_clicked"]
+                )
+        wall = time.perf_counter() - started
+        for key, value in {
+            "time/study_s": result.runtime_s,
+            "time/recommenders_s": recommenders_s,
+            "time/total_s": wall,
+        }.items():
+            client.log_metric(run_id, key, value)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return {
+        "run_id": run_id,
+        "tracking_uri": target.tracking_uri,
+        "runtime_s": round(result.runtime_s, 1),
+        "recommenders_s": round(recommenders_s, 1),
+        "total_s": round(wall, 1),
+        "answer": result.answer,
+        "recommender_fit": facts,
+        "markdown": result.markdown,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 from explorec.simulation.config import SimulateConfig
@@ -17,3 +18,24 @@ def test_default_yaml_equals_the_dataclass_defaults() -> None:
     merged = OmegaConf.merge(schema, OmegaConf.load(DEFAULT_YAML))  # unknown keys would raise
     assert OmegaConf.to_object(merged) == SimulateConfig()
     assert set(OmegaConf.load(DEFAULT_YAML)) == set(OmegaConf.to_container(schema))
+
+
+def test_study_yaml_equals_the_dataclass_defaults_and_bad_values_fail() -> None:
+    from explorec.config import compose
+    from explorec.errors import ConfigError
+    from explorec.simulation.config import StudyConfig
+
+    study_yaml = DEFAULT_YAML.parents[1] / "study" / "default.yaml"
+    schema = OmegaConf.structured(StudyConfig)
+    OmegaConf.set_struct(schema, True)
+    assert OmegaConf.to_object(OmegaConf.merge(schema, OmegaConf.load(study_yaml))) == StudyConfig()
+    assert compose([]).study == StudyConfig()
+    for override, key in (
+        ("study.encoders=[minilm]", "study.encoders"),
+        ("study.policies=[greedy]", "study.policies"),
+        ("study.calibrations=[absent]", "study.calibrations"),
+        ("simulate.recommender=svd", "simulate.recommender"),
+        ("+study.colour=red", "study.colour"),
+    ):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            compose([override])
