@@ -1,7 +1,11 @@
 """Exploration policies that serve slates and log their propensities.
 
-Modules: `base` (the `Policy` interface, `Slate`/`SlateBatch`, `deviation_rate`), `simple` (greedy,
-ε-greedy, Boltzmann/Plackett-Luce, with vectorised `select_batch`), `linear` (LinUCB and Thompson sampling on
+Every policy has a vectorised `select_batch` (one slate per row of scores). For greedy, LinUCB, Thompson,
+semantic-cluster and MMR it equals `select` called row by row with the same Generator, draw for draw; for
+ε-greedy and Boltzmann it has the same law but draws in another order.
+
+Modules: `base` (the `Policy` interface, `Slate`/`SlateBatch`, `deviation_rate`, row-wise top-k), `simple`
+(greedy, ε-greedy, Boltzmann/Plackett-Luce), `linear` (LinUCB and Thompson sampling on
 item-tower vectors, per-user Bayesian linear model with Sherman–Morrison updates), `semantic` (k-means text
 clusters, semantic-cluster exploration with per-user Beta Thompson sampling), `mmr` (maximal marginal
 relevance), `factory` (`build_policy(name, exploration_rate, **params)`, `POLICY_NAMES`).

@@ -94,6 +94,57 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
     return candidates[order][:k]
 
 
+def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
+    """Per row, `top_k_indices` of that row (descending, ties by lower index), vectorised over rows."""
+    values = np.asarray(values)
+    n_rows, n = values.shape
+    if k >= n:
+        candidates = np.broadcast_to(np.arange(n), values.shape).copy()
+    else:
+        candidates = np.sort(np.argpartition(-values, k - 1, axis=1)[:, :k], axis=1)
+    order = np.argsort(-np.take_along_axis(values, candidates, axis=1), axis=1, kind="stable")
+    ranked = np.take_along_axis(candidates, order, axis=1)[:, :k]
+    if k < n and n_rows:
+        # argpartition may cut a tie arbitrarily: rows with a value tied to the k-th outside the cut are
+        # ranked again one by one, so ties always go to the lower index (as in `top_k_indices`).
+        kth = values[np.arange(n_rows), ranked[:, -1]][:, None]
+        inside = np.count_nonzero(np.take_along_axis(values, ranked, axis=1) == kth, axis=1)
+        for row in np.flatnonzero(np.count_nonzero(values == kth, axis=1) > inside):
+            ranked[row] = top_k_indices(values[row], k)
+    return ranked
+
+
+def allowed_score_rows(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Batch `allowed_scores`: rows of scores as float, excluded at -inf, after shape and size checks."""
+    scores = np.asarray(scores, dtype=np.float64)
+    excluded = np.asarray(excluded, dtype=bool)
+    if scores.ndim != 2 or scores.shape != excluded.shape:
+        raise ValueError(f"scores {scores.shape} and excluded {excluded.shape} must be equal 2-d shapes")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    n_allowed = excluded.shape[1] - excluded.sum(axis=1)
+    if k < 1 or (n_allowed < k).any():
+        raise ValueError(f"k={k} but some rows have only {int(n_allowed.min())} items not excluded")
+    return np.where(excluded, -np.inf, scores)
+
+
+def first_untaken_rows(ranked: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Per row, the first item of `ranked` (n, m) whose entry in boolean `chosen` (n, n_items) is False."""
+    taken = np.take_along_axis(chosen, ranked, axis=1)
+    return ranked[np.arange(ranked.shape[0]), np.argmax(~taken, axis=1)]
+
+
+def slots_off_greedy_rows(items: np.ndarray, greedy: np.ndarray, n_items: int) -> np.ndarray:
+    """Batch `slots_off_greedy`: per row and slot, whether the item differs from the best remaining greedy."""
+    rows = np.arange(items.shape[0])
+    chosen = np.zeros((items.shape[0], n_items), dtype=bool)
+    off = np.empty(items.shape, dtype=bool)
+    for slot in range(items.shape[1]):
+        off[:, slot] = items[:, slot] != first_untaken_rows(greedy, chosen)
+        chosen[rows, items[:, slot]] = True
+    return off
+
+
 def best_remaining_items(ranked: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Per slot s, the first item of `ranked` not among items[:s] (`ranked` holds ≥ len(items) items)."""
     taken: set[int] = set()

@@ -10,6 +10,7 @@ The greedy slate (for δ) is the top k by μ, so rate 0 equals greedy on scores 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,12 +18,16 @@ import numpy as np
 from explorec.policies.base import (
     Policy,
     Slate,
+    SlateBatch,
     UserState,
+    allowed_score_rows,
     allowed_scores,
     best_remaining_items,
     check_logged_slate,
     slots_off_greedy,
+    slots_off_greedy_rows,
     top_k_indices,
+    top_k_rows,
 )
 
 
@@ -110,6 +115,36 @@ class _LinearModelPolicy(Policy):
         spread = float(np.std(candidate_means))
         return spread if spread > 0 else 1.0
 
+    def _batch_candidates(
+        self, scores: np.ndarray, excluded: np.ndarray, k: int, states: Sequence[UserState | None] | None
+    ) -> tuple[list[LinearUserState], np.ndarray, np.ndarray] | None:
+        """Batch `_candidates`: (states, candidates (n, M), their means), or None when M differs by row."""
+        allowed = allowed_score_rows(scores, excluded, k)
+        n_rows, n_items = allowed.shape
+        if n_items != self.item_vectors.shape[0]:
+            raise ValueError(f"scores cover {n_items} items, item_vectors {self.item_vectors.shape[0]}")
+        sizes = np.maximum(k, np.minimum(self.n_candidates, np.isfinite(allowed).sum(axis=1)))
+        if n_rows == 0 or (sizes != sizes[0]).any():
+            return None
+        states = [None] * n_rows if states is None else list(states)
+        if len(states) != n_rows:
+            raise ValueError(f"{len(states)} states for {n_rows} rows of scores")
+        empty = np.empty(0, np.int64)
+        states = [self.initial_state(history_items=empty) if s is None else s for s in states]
+        # Row by row (as `_candidates`): a matrix-vector product per user keeps the per-user bits exactly.
+        means = np.stack(
+            [row + self.item_vectors @ state.theta_mean for row, state in zip(allowed, states, strict=True)]
+        )
+        candidates = top_k_rows(means, int(sizes[0]))
+        return states, candidates, np.take_along_axis(means, candidates, axis=1)
+
+    def _batch_scales(self, candidate_means: np.ndarray) -> np.ndarray:
+        """`_scale` of every row of candidate means, as a column (n, 1)."""
+        if self.exploration_scale is not None:
+            return np.full((candidate_means.shape[0], 1), float(self.exploration_scale))
+        spread = np.std(candidate_means, axis=1, keepdims=True)
+        return np.where(spread > 0, spread, 1.0)
+
 
 class LinUCBPolicy(_LinearModelPolicy):
     """Top k among the top-M candidates by μ_i + α·sqrt(x_iᵀA⁻¹x_i); deterministic, propensity 1.
@@ -143,6 +178,29 @@ class LinUCBPolicy(_LinearModelPolicy):
         ranked, candidates = self._ranking(scores, excluded, k, state)
         items, greedy = ranked[:k], candidates[:k]
         return Slate(items, np.ones(k), slots_off_greedy(items, greedy), greedy)
+
+    def select_batch(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        states: Sequence[UserState | None] | None = None,
+    ) -> SlateBatch:
+        """Serve every row at once: the same slates and flags as `select` row by row."""
+        batch = self._batch_candidates(scores, excluded, k, states)
+        if batch is None:  # rows with different candidate counts: serve them one by one
+            return super().select_batch(scores=scores, excluded=excluded, k=k, rng=rng, states=states)
+        states, candidates, means = batch
+        vectors = self.item_vectors[candidates]
+        a_inverse = np.stack([state.a_inverse for state in states])
+        width = np.sqrt(np.maximum(np.einsum("uij,uij->ui", vectors @ a_inverse, vectors), 0.0))
+        alpha = self.exploration_rate * self._batch_scales(means)
+        items = np.take_along_axis(candidates, top_k_rows(means + alpha * width, k), axis=1)
+        greedy = candidates[:, :k]
+        n_items = self.item_vectors.shape[0]
+        return SlateBatch(items, np.ones(items.shape), slots_off_greedy_rows(items, greedy, n_items), greedy)
 
     def slate_propensities(
         self,
@@ -207,6 +265,45 @@ class ThompsonPolicy(_LinearModelPolicy):
         noise = rng.standard_normal((n_draws, projected.shape[1])) @ projected.T
         return candidates, means[None, :] + noise_scale * noise
 
+    def select_batch(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        states: Sequence[UserState | None] | None = None,
+    ) -> SlateBatch:
+        """Serve every row at once: the same slates, propensities and flags as `select` row by row.
+
+        The normal draws of all rows come from one call, which yields the per-row calls' numbers in order.
+        """
+        batch = self._batch_candidates(scores, excluded, k, states)
+        if batch is None:  # rows with different candidate counts: serve them one by one
+            return super().select_batch(scores=scores, excluded=excluded, k=k, rng=rng, states=states)
+        states, candidates, means = batch
+        greedy = candidates[:, :k]
+        noise_scale = self.exploration_rate * self._batch_scales(means)
+        if (noise_scale == 0.0).all():
+            shape = greedy.shape
+            return SlateBatch(greedy, np.ones(shape), np.zeros(shape, bool), greedy)
+        if (noise_scale == 0.0).any():  # rows without draws: serve one by one to keep the draw order
+            return super().select_batch(scores=scores, excluded=excluded, k=k, rng=rng, states=states)
+        n_rows, dimension = candidates.shape[0], self.item_vectors.shape[1]
+        factors = _covariance_factors(np.stack([state.a_inverse for state in states]))
+        projected = self.item_vectors[candidates] @ factors
+        normals = rng.standard_normal((n_rows, 1 + self.propensity_draws, dimension))
+        draws = means[:, None, :] + noise_scale[:, :, None] * (normals @ projected.transpose(0, 2, 1))
+        served = top_k_rows(draws[:, 0], k)
+        items = np.take_along_axis(candidates, served, axis=1)
+        if self.propensity_draws == 0:
+            propensities = np.full(items.shape, np.nan)
+        else:
+            matching, before = _prefix_match_counts_rows(draws, served)
+            propensities = matching / before  # the served draw matches, so before ≥ 1
+        n_items = self.item_vectors.shape[0]
+        return SlateBatch(items, propensities, slots_off_greedy_rows(items, greedy, n_items), greedy)
+
     def select(
         self,
         *,
@@ -254,16 +351,23 @@ class ThompsonPolicy(_LinearModelPolicy):
 
 def _prefix_match_counts(draw_scores: np.ndarray, slate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per slot s, (#draws whose top s+1 equal slate[:s+1], #draws whose top s equal slate[:s])."""
-    k = slate.size
-    if k < draw_scores.shape[1]:
-        top = np.argpartition(-draw_scores, k - 1, axis=1)[:, :k]
-    else:
-        top = np.broadcast_to(np.arange(draw_scores.shape[1]), draw_scores.shape)
-    order = np.argsort(-np.take_along_axis(draw_scores, top, axis=1), axis=1, kind="stable")
-    ranked = np.take_along_axis(top, order, axis=1)[:, :k]
-    prefix_match = np.cumprod(ranked == slate[None, :], axis=1).astype(bool)
-    matching = prefix_match.sum(axis=0).astype(np.float64)
-    return matching, np.concatenate([[float(draw_scores.shape[0])], matching[:-1]])
+    matching, before = _prefix_match_counts_rows(draw_scores[None, :, :], np.asarray(slate)[None, :])
+    return matching[0], before[0]
+
+
+def _prefix_match_counts_rows(draw_scores: np.ndarray, slates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batch `_prefix_match_counts`: draw_scores (n, draws, M), slates (n, k) → two (n, k) count arrays.
+
+    Each draw is ranked as `top_k_indices` ranks (ties by lower index), the rule the served slate was
+    chosen by, so the served draw always matches its own slate even when candidates tie.
+    """
+    n_rows, n_draws, n_candidates = draw_scores.shape
+    k = slates.shape[1]
+    ranked = top_k_rows(draw_scores.reshape(n_rows * n_draws, n_candidates), k).reshape(n_rows, n_draws, k)
+    prefix_match = np.cumprod(ranked == slates[:, None, :], axis=2).astype(bool)
+    matching = prefix_match.sum(axis=1).astype(np.float64)
+    before = np.concatenate([np.full((n_rows, 1), float(n_draws)), matching[:, :-1]], axis=1)
+    return matching, before
 
 
 def _covariance_factor(covariance: np.ndarray) -> np.ndarray:
@@ -274,3 +378,12 @@ def _covariance_factor(covariance: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         eigenvalues, eigenvectors = np.linalg.eigh(symmetric)
         return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+
+
+def _covariance_factors(covariances: np.ndarray) -> np.ndarray:
+    """`_covariance_factor` of each matrix of a stack (n, d, d)."""
+    symmetric = 0.5 * (covariances + covariances.transpose(0, 2, 1))
+    try:
+        return np.linalg.cholesky(symmetric)
+    except np.linalg.LinAlgError:
+        return np.stack([_covariance_factor(covariance) for covariance in covariances])

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
+
 import numpy as np
 
-from explorec.policies.base import Policy, Slate, UserState, allowed_scores, check_logged_slate, top_k_indices
+from explorec.policies.base import (
+    Policy,
+    Slate,
+    SlateBatch,
+    UserState,
+    allowed_score_rows,
+    allowed_scores,
+    check_logged_slate,
+    top_k_indices,
+    top_k_rows,
+)
 from explorec.policies.semantic import normalize_rows
+
+SIMILARITY_CACHE_BYTES = 256 * 2**20
+"""Memory for cached rows of item-to-catalogue cosine similarities (least recently used rows go first)."""
 
 
 class MMRPolicy(Policy):
@@ -14,6 +30,7 @@ class MMRPolicy(Policy):
     Slot value = λ·relevance(i) − (1 − λ)·max_{j already in the slate} cos(e_i, e_j), relevance = the score
     min-max scaled to [0, 1] over the M candidates, e the L2-normalised text embeddings. λ = 1 is greedy.
     `explored[s]` is True when the slot's item is not the best remaining item by score.
+    Cosines come from one cached row per picked item (e·Eᵀ), shared by `select` and `select_batch`.
     """
 
     name = "mmr"
@@ -26,6 +43,21 @@ class MMRPolicy(Policy):
             raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
         self.embeddings = normalize_rows(text_embeddings)
         self.n_candidates = int(n_candidates)
+        self._similarity_rows: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._max_cached_rows = max(1, SIMILARITY_CACHE_BYTES // (8 * max(1, self.embeddings.shape[0])))
+
+    def _similarities(self, item: int) -> np.ndarray:
+        """Cosine similarity of `item` to every item (a cached row; the same bits however often asked)."""
+        row = self._similarity_rows.get(item)
+        if row is None:
+            row = self.embeddings @ self.embeddings[item]
+            row.setflags(write=False)
+            self._similarity_rows[item] = row
+            if len(self._similarity_rows) > self._max_cached_rows:
+                self._similarity_rows.popitem(last=False)
+        else:
+            self._similarity_rows.move_to_end(item)
+        return row
 
     def _walk(self, scores: np.ndarray, excluded: np.ndarray, k: int, logged: np.ndarray | None) -> Slate:
         """Fill k slots by MMR; with `logged`, take the logged items and mark where MMR agrees."""
@@ -40,7 +72,6 @@ class MMRPolicy(Policy):
         spread = values[0] - values[-1]
         relevance = (values - values[-1]) / spread if spread > 0 else np.ones(candidates.size)
         weight = 1.0 - self.exploration_rate
-        vectors = self.embeddings[candidates]
         max_similarity = np.zeros(candidates.size)  # the penalty of an empty slate
         available = np.ones(candidates.size, dtype=bool)
         items = np.empty(k, dtype=np.int64)
@@ -54,9 +85,49 @@ class MMRPolicy(Policy):
             explored[slot] = item != int(candidates[np.argmax(available)])  # candidates sorted by score
             items[slot] = item
             available &= candidates != item
-            similarity = vectors @ self.embeddings[item]
+            similarity = self._similarities(item)[candidates]
             max_similarity = np.maximum(max_similarity, similarity) if slot else similarity
         return Slate(items, propensities, explored, candidates[:k])
+
+    def select_batch(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        states: Sequence[UserState | None] | None = None,
+    ) -> SlateBatch:
+        """Serve every row at once: the same slates and flags as `select` row by row."""
+        allowed = allowed_score_rows(scores, excluded, k)
+        n_rows, n_items = allowed.shape
+        if n_items != self.embeddings.shape[0]:
+            raise ValueError(f"scores cover {n_items} items, text_embeddings {self.embeddings.shape[0]}")
+        sizes = np.maximum(k, np.minimum(self.n_candidates, np.isfinite(allowed).sum(axis=1)))
+        if n_rows == 0 or (sizes != sizes[0]).any():  # rows with different candidate counts: one by one
+            return super().select_batch(scores=scores, excluded=excluded, k=k, rng=rng, states=states)
+        rows = np.arange(n_rows)
+        candidates = top_k_rows(allowed, int(sizes[0]))
+        values = np.take_along_axis(allowed, candidates, axis=1)
+        spread = values[:, :1] - values[:, -1:]
+        scaled = np.divide(values - values[:, -1:], spread, out=np.ones(values.shape), where=spread > 0)
+        relevance = np.where(spread > 0, scaled, 1.0)
+        weight = 1.0 - self.exploration_rate
+        max_similarity = np.zeros(candidates.shape)
+        available = np.ones(candidates.shape, dtype=bool)
+        items = np.empty((n_rows, k), dtype=np.int64)
+        explored = np.empty((n_rows, k), dtype=bool)
+        for slot in range(k):
+            marginal = np.where(available, weight * relevance - (1.0 - weight) * max_similarity, -np.inf)
+            item = candidates[rows, np.argmax(marginal, axis=1)]
+            explored[:, slot] = item != candidates[rows, np.argmax(available, axis=1)]
+            items[:, slot] = item
+            available &= candidates != item[:, None]
+            picked, inverse = np.unique(item, return_inverse=True)
+            cosines = np.stack([self._similarities(int(i)) for i in picked])
+            similarity = cosines[inverse.ravel()[:, None], candidates]
+            max_similarity = np.maximum(max_similarity, similarity) if slot else similarity
+        return SlateBatch(items, np.ones((n_rows, k)), explored, candidates[:, :k])
 
     def select(
         self,

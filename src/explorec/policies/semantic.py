@@ -14,6 +14,8 @@ p = (1 − rate)·1[i = g] + rate·q_{c(i)}·1[i = b_{c(i)}, c(i) eligible]  (+ 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,10 +24,14 @@ from scipy.special import betainc
 from explorec.policies.base import (
     Policy,
     Slate,
+    SlateBatch,
     UserState,
+    allowed_score_rows,
     allowed_scores,
     check_logged_slate,
+    first_untaken_rows,
     top_k_indices,
+    top_k_rows,
 )
 
 BETA_GRID_POINTS = 512
@@ -79,18 +85,56 @@ def kmeans(
     return centroids, labels
 
 
+_GRID = np.linspace(0.0, 1.0, BETA_GRID_POINTS + 1)
+_MIDPOINTS = 0.5 * (_GRID[:-1] + _GRID[1:])
+
+
+@functools.lru_cache(maxsize=4096)
+def _beta_grid(alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Beta(alpha, beta): CDF increments over the grid's intervals and the CDF at their midpoints (cached)."""
+    increments = np.diff(betainc(alpha, beta, _GRID))
+    midpoint_cdf = betainc(alpha, beta, _MIDPOINTS)
+    increments.setflags(write=False)
+    midpoint_cdf.setflags(write=False)
+    return increments, midpoint_cdf
+
+
+def argmax_probability_rows(*, alpha: np.ndarray, beta: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row, P(draw c is the largest among the Beta(alpha, beta) draws of the masked clusters); 0 off it.
+
+    Integrated on a grid, per row independently of the other rows (so one row alone gives the same bits).
+    """
+    alpha, beta = np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    probabilities = np.zeros(mask.shape)
+    rows = np.flatnonzero(mask.any(axis=1))
+    columns = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return probabilities
+    sub_mask = mask[np.ix_(rows, columns)]
+    pairs = np.stack([alpha[rows][:, columns][sub_mask], beta[rows][:, columns][sub_mask]], axis=1)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    tables = [_beta_grid(float(a), float(b)) for a, b in unique]
+    shape = (*sub_mask.shape, BETA_GRID_POINTS)
+    increments, midpoint_cdf = np.zeros(shape), np.ones(shape)  # a cluster off the mask has CDF 1
+    increments[sub_mask] = np.stack([table[0] for table in tables])[inverse.ravel()]
+    midpoint_cdf[sub_mask] = np.stack([table[1] for table in tables])[inverse.ravel()]
+    # Product of the other clusters' CDFs at each midpoint, via prefix and suffix products over clusters.
+    ones = np.ones((rows.size, 1, BETA_GRID_POINTS))
+    before = np.cumprod(np.concatenate([ones, midpoint_cdf[:, :-1]], axis=1), axis=1)
+    after = np.cumprod(np.concatenate([ones, midpoint_cdf[:, :0:-1]], axis=1), axis=1)[:, ::-1]
+    mass = (increments * before * after).sum(axis=2)
+    total = np.cumsum(mass, axis=1)[:, -1:]  # a sequential sum: clusters off the mask add exact zeros
+    probabilities[np.ix_(rows, columns)] = mass / np.where(total > 0, total, 1.0)
+    return probabilities
+
+
 def beta_argmax_probabilities(*, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """P(draw c is the largest) for independent Beta(alpha_c, beta_c) draws, by integration on a grid."""
-    grid = np.linspace(0.0, 1.0, BETA_GRID_POINTS + 1)
-    cdf = betainc(alpha[:, None], beta[:, None], grid[None, :])
-    midpoints = 0.5 * (grid[:-1] + grid[1:])
-    mid_cdf = betainc(alpha[:, None], beta[:, None], midpoints[None, :])
-    # Product of the other clusters' CDFs at each midpoint, via prefix and suffix products.
-    ones = np.ones((1, midpoints.size))
-    before = np.cumprod(np.vstack([ones, mid_cdf[:-1]]), axis=0)
-    after = np.cumprod(np.vstack([ones, mid_cdf[::-1][:-1]]), axis=0)[::-1]
-    probabilities = (np.diff(cdf, axis=1) * before * after).sum(axis=1)
-    return probabilities / probabilities.sum()
+    alpha = np.asarray(alpha, np.float64)
+    return argmax_probability_rows(
+        alpha=alpha[None, :], beta=np.asarray(beta, np.float64)[None, :], mask=np.ones((1, alpha.size), bool)
+    )[0]
 
 
 @dataclass
@@ -128,6 +172,11 @@ class SemanticClusterPolicy(Policy):
         self.item_clusters = np.asarray(item_clusters, dtype=np.int64)
         self.n_clusters = int(self.item_clusters.max()) + 1
         self._members = [np.flatnonzero(self.item_clusters == c) for c in range(self.n_clusters)]
+        # Members of each cluster as rows padded with n_items, an index the batch path maps to -inf.
+        width = max(members.size for members in self._members)
+        self._padded_members = np.full((self.n_clusters, width), self.item_clusters.size, dtype=np.int64)
+        for cluster, members in enumerate(self._members):
+            self._padded_members[cluster, : members.size] = members
 
     def initial_state(self, *, history_items: np.ndarray) -> ClusterUserState:
         """Engaged = clusters of the history; no clicks or skips yet."""
@@ -186,17 +235,19 @@ class SemanticClusterPolicy(Policy):
             if eligible.size and rate > 0:
                 if cached_key is None or not np.array_equal(cached_key, eligible):
                     cached_key = eligible
-                    choice_probabilities = beta_argmax_probabilities(
-                        alpha=1.0 + state.clicks[eligible], beta=1.0 + state.skips[eligible]
-                    )
+                    mask = np.zeros((1, self.n_clusters), dtype=bool)
+                    mask[0, eligible] = True
+                    choice_probabilities = argmax_probability_rows(
+                        alpha=1.0 + state.clicks[None, :], beta=1.0 + state.skips[None, :], mask=mask
+                    )[0]
                 if explore[slot]:
                     draws = rng.beta(1.0 + state.clicks[eligible], 1.0 + state.skips[eligible])
                     item = cluster_best[int(eligible[np.argmax(draws)])]
                     explored[slot] = True
                 propensity = (1.0 - rate) * (item == best)
-                own = np.flatnonzero(eligible == self.item_clusters[item])
-                if own.size and cluster_best[int(eligible[own[0]])] == item:
-                    propensity += rate * choice_probabilities[own[0]]
+                cluster = int(self.item_clusters[item])
+                if cluster_best.get(cluster, -1) == item:
+                    propensity += rate * choice_probabilities[cluster]
             else:
                 propensity = float(item == best)
             items[slot], propensities[slot] = item, propensity
@@ -217,6 +268,101 @@ class SemanticClusterPolicy(Policy):
     ) -> Slate:
         """Serve k items; each slot explores an unengaged cluster with probability exploration_rate."""
         return self._walk(scores=scores, excluded=excluded, k=k, state=state, rng=rng, logged=None)
+
+    def select_batch(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        states: Sequence[UserState | None] | None = None,
+    ) -> SlateBatch:
+        """Serve every row at once: the same slates, propensities and flags as `select` row by row.
+
+        The Generator is drawn in the per-user order (row by row: the k explore uniforms, then one Beta draw
+        per exploring slot), so a batch equals successive `select` calls draw for draw. A row where an
+        eligible cluster could run out of items within the slate is served by `select` itself.
+        """
+        allowed = allowed_score_rows(scores, excluded, k)
+        n_rows, n_items = allowed.shape
+        if n_items != self.item_clusters.shape[0]:
+            raise ValueError(f"scores cover {n_items} items, item_clusters {self.item_clusters.shape[0]}")
+        states = self._batch_states(states, n_rows)
+        engaged = np.stack([state.engaged for state in states])
+        alpha = 1.0 + np.stack([state.clicks for state in states])
+        beta = 1.0 + np.stack([state.skips for state in states])
+        rate, rows = self.exploration_rate, np.arange(n_rows)
+        greedy = top_k_rows(allowed, k)
+        remaining = np.concatenate([allowed, np.full((n_rows, 1), -np.inf)], axis=1)
+        values = remaining[:, self._padded_members]  # (rows, clusters, width)
+        best = self._best_of(values, np.broadcast_to(self._padded_members, values.shape))
+        eligible = ~engaged & (best >= 0)
+        # An eligible cluster with fewer than k items left could leave the eligible set within the slate.
+        settled = ~(eligible & (np.isfinite(values).sum(axis=2) < k)).any(axis=1)
+        explore, picked, fallback = np.zeros((n_rows, k), bool), np.zeros((n_rows, k), np.int64), {}
+        for row in range(n_rows):
+            if not settled[row]:
+                fallback[row] = self.select(
+                    scores=scores[row], excluded=excluded[row], k=k, rng=rng, state=states[row]
+                )
+                continue
+            explore[row] = rng.random(k) < rate
+            clusters = np.flatnonzero(eligible[row])
+            n_explore = int(explore[row].sum())
+            if rate > 0 and n_explore and clusters.size:
+                draws = rng.beta(alpha[row, clusters], beta[row, clusters], size=(n_explore, clusters.size))
+                picked[row, explore[row]] = clusters[np.argmax(draws, axis=1)]
+        items, propensities = np.empty((n_rows, k), np.int64), np.empty((n_rows, k))
+        explored = np.zeros((n_rows, k), dtype=bool)
+        chosen = np.zeros((n_rows, n_items), dtype=bool)
+        choice, choice_mask = np.zeros(eligible.shape), np.zeros(eligible.shape, dtype=bool)
+        for slot in range(k):
+            first = first_untaken_rows(greedy, chosen)
+            eligible = ~engaged & (best >= 0)
+            active = eligible.any(axis=1) & (rate > 0)
+            stale = active & (eligible != choice_mask).any(axis=1)
+            if stale.any():
+                choice[stale] = argmax_probability_rows(
+                    alpha=alpha[stale], beta=beta[stale], mask=eligible[stale]
+                )
+                choice_mask[stale] = eligible[stale]
+            exploring = explore[:, slot] & active
+            item = first.copy()
+            item[exploring] = best[exploring, picked[exploring, slot]]
+            cluster = self.item_clusters[item]
+            own = eligible[rows, cluster] & (best[rows, cluster] == item)
+            is_first = item == first
+            bonus = np.where(own, rate * choice[rows, cluster], 0.0)
+            propensities[:, slot] = np.where(active, (1.0 - rate) * is_first + bonus, is_first * 1.0)
+            items[:, slot], explored[:, slot] = item, exploring
+            chosen[rows, item] = True
+            remaining[rows, item] = -np.inf
+            hit = np.flatnonzero(best[rows, cluster] == item)
+            if hit.size:
+                members = self._padded_members[cluster[hit]]
+                best[hit, cluster[hit]] = self._best_of(
+                    np.take_along_axis(remaining[hit], members, axis=1), members
+                )
+        for row, slate in fallback.items():
+            items[row], propensities[row] = slate.items, slate.propensities
+            explored[row], greedy[row] = slate.explored, slate.greedy_items
+        return SlateBatch(items, propensities, explored, greedy)
+
+    def _batch_states(self, states: Sequence[UserState | None] | None, n_rows: int) -> list[ClusterUserState]:
+        """One ClusterUserState per row (the empty-history state where none is given)."""
+        states = [None] * n_rows if states is None else list(states)
+        if len(states) != n_rows:
+            raise ValueError(f"{len(states)} states for {n_rows} rows of scores")
+        empty = np.empty(0, np.int64)
+        return [self.initial_state(history_items=empty) if state is None else state for state in states]
+
+    @staticmethod
+    def _best_of(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """Along the last axis, the member with the largest value (first on ties); -1 when none is finite."""
+        position = np.argmax(values, axis=-1)[..., None]
+        top = np.take_along_axis(values, position, axis=-1)[..., 0]
+        return np.where(np.isfinite(top), np.take_along_axis(members, position, axis=-1)[..., 0], -1)
 
     def slate_propensities(
         self,

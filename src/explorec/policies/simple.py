@@ -15,36 +15,18 @@ from explorec.policies.base import (
     Slate,
     SlateBatch,
     UserState,
+    allowed_score_rows,
     allowed_scores,
     best_remaining_items,
     check_logged_slate,
+    first_untaken_rows,
     slots_off_greedy,
+    slots_off_greedy_rows,
     top_k_indices,
+    top_k_rows,
 )
 
-
-def _check_batch(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
-    """Return batch scores as float with excluded items at -inf, after shape and size checks."""
-    scores = np.asarray(scores, dtype=np.float64)
-    excluded = np.asarray(excluded, dtype=bool)
-    if scores.ndim != 2 or scores.shape != excluded.shape:
-        raise ValueError(f"scores {scores.shape} and excluded {excluded.shape} must be equal 2-d shapes")
-    if np.isnan(scores).any():
-        raise ValueError("scores contain NaN")
-    n_allowed = excluded.shape[1] - excluded.sum(axis=1)
-    if k < 1 or (n_allowed < k).any():
-        raise ValueError(f"k={k} but some rows have only {int(n_allowed.min())} items not excluded")
-    return np.where(excluded, -np.inf, scores)
-
-
-def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
-    """Per row, indices of the k largest values in descending order (ties within the cut by lower index)."""
-    if k < values.shape[1]:
-        candidates = np.sort(np.argpartition(-values, k - 1, axis=1)[:, :k], axis=1)
-    else:
-        candidates = np.broadcast_to(np.arange(values.shape[1]), values.shape).copy()
-    order = np.argsort(-np.take_along_axis(values, candidates, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(candidates, order, axis=1)[:, :k]
+__all__ = ["BoltzmannPolicy", "EpsilonGreedyPolicy", "GreedyPolicy", "top_k_rows"]
 
 
 def _first_untaken(ranked: np.ndarray, taken: set[int]) -> int:
@@ -53,12 +35,6 @@ def _first_untaken(ranked: np.ndarray, taken: set[int]) -> int:
         if int(item) not in taken:
             return int(item)
     raise ValueError("every ranked item is already taken")
-
-
-def _first_untaken_rows(ranked: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """Per row, the first item of `ranked` (n, k) whose entry in boolean `chosen` (n, n_items) is False."""
-    taken = np.take_along_axis(chosen, ranked, axis=1)
-    return ranked[np.arange(ranked.shape[0]), np.argmax(~taken, axis=1)]
 
 
 class GreedyPolicy(Policy):
@@ -103,7 +79,7 @@ class GreedyPolicy(Policy):
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve the k best non-excluded items of every row at once."""
-        items = top_k_rows(_check_batch(scores, excluded, k), k)
+        items = top_k_rows(allowed_score_rows(scores, excluded, k), k)
         shape = items.shape
         return SlateBatch(items, np.ones(shape), np.zeros(shape, bool), items)
 
@@ -178,7 +154,7 @@ class EpsilonGreedyPolicy(Policy):
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once; same per-slot law and propensities as `select`."""
-        allowed = _check_batch(scores, excluded, k)
+        allowed = allowed_score_rows(scores, excluded, k)
         n_rows = allowed.shape[0]
         rows = np.arange(n_rows)
         greedy = top_k_rows(allowed, k)
@@ -192,7 +168,7 @@ class EpsilonGreedyPolicy(Policy):
         items = np.empty((n_rows, k), dtype=np.int64)
         propensities = np.empty((n_rows, k))
         for slot in range(k):
-            best = _first_untaken_rows(greedy, chosen)
+            best = first_untaken_rows(greedy, chosen)
             item = best.copy()
             pending = np.flatnonzero(explore[:, slot])
             while pending.size:
@@ -309,7 +285,7 @@ class BoltzmannPolicy(Policy):
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once with Gumbel-top-k; exact Plackett-Luce propensities."""
-        allowed = _check_batch(scores, excluded, k)
+        allowed = allowed_score_rows(scores, excluded, k)
         greedy = top_k_rows(allowed, k)
         rate = self.exploration_rate
         if rate == 0.0:
@@ -319,10 +295,5 @@ class BoltzmannPolicy(Policy):
         keys = logits + rng.gumbel(size=logits.shape)
         items = top_k_rows(keys, k)
         propensities = self._slot_propensities(logits, items)
-        chosen = np.zeros(allowed.shape, dtype=bool)
-        explored = np.empty(items.shape, dtype=bool)
-        rows = np.arange(items.shape[0])
-        for slot in range(k):
-            explored[:, slot] = items[:, slot] != _first_untaken_rows(greedy, chosen)
-            chosen[rows, items[:, slot]] = True
+        explored = slots_off_greedy_rows(items, greedy, allowed.shape[1])
         return SlateBatch(items, propensities, explored, greedy)
