@@ -358,14 +358,29 @@ def _prefix_match_counts(draw_scores: np.ndarray, slate: np.ndarray) -> tuple[np
 def _prefix_match_counts_rows(draw_scores: np.ndarray, slates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batch `_prefix_match_counts`: draw_scores (n, draws, M), slates (n, k) → two (n, k) count arrays.
 
-    Each draw is ranked as `top_k_indices` ranks (ties by lower index), the rule the served slate was
-    chosen by, so the served draw always matches its own slate even when candidates tie.
+    Draws rank candidates as `top_k_indices` does (by score, ties to the lower position), the rule the
+    served slate was chosen by, so the served draw always matches its own slate even when candidates tie.
+    A draw's top s+1 equal slate[:s+1] iff each slate[j], j ≤ s, outranks every later slate item and every
+    candidate outside the slate. Slate entries outside [0, M) (items that are not candidates) never match.
     """
     n_rows, n_draws, n_candidates = draw_scores.shape
-    k = slates.shape[1]
-    ranked = top_k_rows(draw_scores.reshape(n_rows * n_draws, n_candidates), k).reshape(n_rows, n_draws, k)
-    prefix_match = np.cumprod(ranked == slates[:, None, :], axis=2).astype(bool)
-    matching = prefix_match.sum(axis=1).astype(np.float64)
+    valid = (slates >= 0) & (slates < n_candidates)
+    positions = np.where(valid, slates, n_candidates)  # a non-candidate points at an extra -inf column
+    extended = np.concatenate([draw_scores, np.full((n_rows, n_draws, 1), -np.inf)], axis=2)
+    index = np.broadcast_to(positions[:, None, :], (n_rows, n_draws, slates.shape[1]))
+    values = np.take_along_axis(extended, index, axis=2)
+    np.put_along_axis(extended, index, -np.inf, axis=2)
+    outside_position = np.argmax(extended, axis=2)  # the best candidate outside the slate (lowest on ties)
+    outside_value = np.take_along_axis(extended, outside_position[:, :, None], axis=2)
+    tied_earlier = (values == outside_value) & (positions[:, None, :] < outside_position[:, :, None])
+    beats_outside = (values > outside_value) | tied_earlier
+    later_value, later_position = values[:, :, None, :], positions[:, None, None, :]
+    beats = (values[:, :, :, None] > later_value) | (
+        (values[:, :, :, None] == later_value) & (positions[:, None, :, None] < later_position)
+    )
+    later = np.triu(np.ones((slates.shape[1],) * 2, dtype=bool), k=1)
+    first_among_rest = beats_outside & (beats | ~later).all(axis=3) & valid[:, None, :]
+    matching = np.cumprod(first_among_rest, axis=2).astype(bool).sum(axis=1).astype(np.float64)
     before = np.concatenate([np.full((n_rows, 1), float(n_draws)), matching[:, :-1]], axis=1)
     return matching, before
 

@@ -20,8 +20,10 @@ from explorec.policies.base import (
 )
 from explorec.policies.semantic import normalize_rows
 
-SIMILARITY_CACHE_BYTES = 256 * 2**20
-"""Memory for cached rows of item-to-catalogue cosine similarities (least recently used rows go first)."""
+SIMILARITY_BLOCK_BYTES = 32 * 2**20
+"""Size of one cached block of item-to-catalogue cosine similarities (rows [start, start + block) · Eᵀ)."""
+SIMILARITY_CACHE_BLOCKS = 8
+"""Blocks kept (least recently used go first); a small catalogue fits in one block."""
 
 
 class MMRPolicy(Policy):
@@ -30,7 +32,7 @@ class MMRPolicy(Policy):
     Slot value = λ·relevance(i) − (1 − λ)·max_{j already in the slate} cos(e_i, e_j), relevance = the score
     min-max scaled to [0, 1] over the M candidates, e the L2-normalised text embeddings. λ = 1 is greedy.
     `explored[s]` is True when the slot's item is not the best remaining item by score.
-    Cosines come from one cached row per picked item (e·Eᵀ), shared by `select` and `select_batch`.
+    Cosines come from cached blocks of E·Eᵀ shared by `select` and `select_batch`.
     """
 
     name = "mmr"
@@ -43,21 +45,28 @@ class MMRPolicy(Policy):
             raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
         self.embeddings = normalize_rows(text_embeddings)
         self.n_candidates = int(n_candidates)
-        self._similarity_rows: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._max_cached_rows = max(1, SIMILARITY_CACHE_BYTES // (8 * max(1, self.embeddings.shape[0])))
+        n_items = max(1, self.embeddings.shape[0])
+        self._block_rows = max(1, min(n_items, SIMILARITY_BLOCK_BYTES // (8 * n_items)))
+        self._similarity_blocks: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def _similarities(self, item: int) -> np.ndarray:
-        """Cosine similarity of `item` to every item (a cached row; the same bits however often asked)."""
-        row = self._similarity_rows.get(item)
-        if row is None:
-            row = self.embeddings @ self.embeddings[item]
-            row.setflags(write=False)
-            self._similarity_rows[item] = row
-            if len(self._similarity_rows) > self._max_cached_rows:
-                self._similarity_rows.popitem(last=False)
+        """Cosine similarity of `item` to every item.
+
+        Rows come from fixed blocks (one matrix product per block, cached), so a row has the same bits
+        whichever path asks for it and in whatever order.
+        """
+        block, offset = divmod(int(item), self._block_rows)
+        rows = self._similarity_blocks.get(block)
+        if rows is None:
+            start = block * self._block_rows
+            rows = self.embeddings[start : start + self._block_rows] @ self.embeddings.T
+            rows.setflags(write=False)
+            self._similarity_blocks[block] = rows
+            if len(self._similarity_blocks) > SIMILARITY_CACHE_BLOCKS:
+                self._similarity_blocks.popitem(last=False)
         else:
-            self._similarity_rows.move_to_end(item)
-        return row
+            self._similarity_blocks.move_to_end(block)
+        return rows[offset]
 
     def _walk(self, scores: np.ndarray, excluded: np.ndarray, k: int, logged: np.ndarray | None) -> Slate:
         """Fill k slots by MMR; with `logged`, take the logged items and mark where MMR agrees."""

@@ -119,11 +119,16 @@ def argmax_probability_rows(*, alpha: np.ndarray, beta: np.ndarray, mask: np.nda
     increments, midpoint_cdf = np.zeros(shape), np.ones(shape)  # a cluster off the mask has CDF 1
     increments[sub_mask] = np.stack([table[0] for table in tables])[inverse.ravel()]
     midpoint_cdf[sub_mask] = np.stack([table[1] for table in tables])[inverse.ravel()]
-    # Product of the other clusters' CDFs at each midpoint, via prefix and suffix products over clusters.
-    ones = np.ones((rows.size, 1, BETA_GRID_POINTS))
-    before = np.cumprod(np.concatenate([ones, midpoint_cdf[:, :-1]], axis=1), axis=1)
-    after = np.cumprod(np.concatenate([ones, midpoint_cdf[:, :0:-1]], axis=1), axis=1)[:, ::-1]
-    mass = (increments * before * after).sum(axis=2)
+    # Product of the other clusters' CDFs at each midpoint: prefix (running) times suffix products.
+    n_columns = columns.size
+    after = np.ones(shape)
+    for column in range(n_columns - 2, -1, -1):
+        after[:, column] = after[:, column + 1] * midpoint_cdf[:, column + 1]
+    mass = np.empty(sub_mask.shape)
+    before = np.ones((rows.size, BETA_GRID_POINTS))
+    for column in range(n_columns):
+        mass[:, column] = (increments[:, column] * before * after[:, column]).sum(axis=1)
+        before = before * midpoint_cdf[:, column]
     total = np.cumsum(mass, axis=1)[:, -1:]  # a sequential sum: clusters off the mask add exact zeros
     probabilities[np.ix_(rows, columns)] = mass / np.where(total > 0, total, 1.0)
     return probabilities

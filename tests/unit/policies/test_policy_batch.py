@@ -15,7 +15,7 @@ import pytest
 
 from explorec.policies.base import Policy, top_k_indices, top_k_rows
 from explorec.policies.factory import build_policy
-from explorec.policies.linear import ThompsonPolicy
+from explorec.policies.linear import ThompsonPolicy, _prefix_match_counts_rows
 from explorec.policies.semantic import argmax_probability_rows, beta_argmax_probabilities
 
 EXACT_POLICIES = ("greedy", "linucb", "thompson", "semantic_cluster", "mmr")
@@ -182,3 +182,19 @@ def test_thompson_propensities_stay_valid_when_items_have_identical_vectors() ->
             # The twin of the previous slot's item ties with it in every draw, so it always comes next.
             if slate.items[slot] == slate.items[slot - 1] + 1 and slate.items[slot] % 2 == 1:
                 assert slate.propensities[slot] == 1.0
+
+
+def test_prefix_match_counts_equal_ranking_every_draw() -> None:
+    # Reference: rank each draw with top_k_indices and compare prefixes with the slate, slot by slot.
+    rng = np.random.default_rng(4)
+    draws = np.round(rng.normal(size=(5, 300, 9)), 1)  # coarse values: many ties within a draw
+    slates = np.stack([rng.permutation(9)[:4] for _ in range(5)])
+    slates[0] = top_k_indices(draws[0, 0], 4)
+    slates[4, 2] = -1  # an item that is not a candidate never matches
+    matching, before = _prefix_match_counts_rows(draws, slates)
+    for row in range(5):
+        ranked = np.stack([top_k_indices(draw, 4) for draw in draws[row]])
+        prefix = np.cumprod(ranked == slates[row], axis=1).astype(bool)
+        np.testing.assert_array_equal(matching[row], prefix.sum(axis=0))
+        np.testing.assert_array_equal(before[row], np.concatenate([[300], prefix.sum(axis=0)[:-1]]))
+    assert matching[0, -1] >= 1 and matching[4, 2:].sum() == 0
