@@ -68,6 +68,16 @@ class MMRPolicy(Policy):
             self._similarity_blocks.move_to_end(block)
         return rows[offset]
 
+    def _similarities_to_candidates(self, items: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Per row r, cosines of items[r] to candidates[r] (n, M), from the blocks `_similarities` uses."""
+        blocks, offsets = np.divmod(items, self._block_rows)
+        similarity = np.empty(candidates.shape)
+        for block in np.unique(blocks):
+            rows = np.flatnonzero(blocks == block)
+            self._similarities(int(items[rows[0]]))  # make sure the block is cached
+            similarity[rows] = self._similarity_blocks[int(block)][offsets[rows][:, None], candidates[rows]]
+        return similarity
+
     def _walk(self, scores: np.ndarray, excluded: np.ndarray, k: int, logged: np.ndarray | None) -> Slate:
         """Fill k slots by MMR; with `logged`, take the logged items and mark where MMR agrees."""
         if scores.shape[0] != self.embeddings.shape[0]:
@@ -132,9 +142,7 @@ class MMRPolicy(Policy):
             explored[:, slot] = item != candidates[rows, np.argmax(available, axis=1)]
             items[:, slot] = item
             available &= candidates != item[:, None]
-            picked, inverse = np.unique(item, return_inverse=True)
-            cosines = np.stack([self._similarities(int(i)) for i in picked])
-            similarity = cosines[inverse.ravel()[:, None], candidates]
+            similarity = self._similarities_to_candidates(item, candidates)
             max_similarity = np.maximum(max_similarity, similarity) if slot else similarity
         return SlateBatch(items, np.ones((n_rows, k)), explored, candidates[:, :k])
 

@@ -115,15 +115,18 @@ def argmax_probability_rows(*, alpha: np.ndarray, beta: np.ndarray, mask: np.nda
     pairs = np.stack([alpha[rows][:, columns][sub_mask], beta[rows][:, columns][sub_mask]], axis=1)
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
     tables = [_beta_grid(float(a), float(b)) for a, b in unique]
-    shape = (*sub_mask.shape, BETA_GRID_POINTS)
-    increments, midpoint_cdf = np.zeros(shape), np.ones(shape)  # a cluster off the mask has CDF 1
-    increments[sub_mask] = np.stack([table[0] for table in tables])[inverse.ravel()]
-    midpoint_cdf[sub_mask] = np.stack([table[1] for table in tables])[inverse.ravel()]
+    # Table row 0 stands for a cluster off the mask: no probability mass, CDF 1 everywhere.
+    increment_table = np.vstack([np.zeros(BETA_GRID_POINTS), *[table[0] for table in tables]])
+    cdf_table = np.vstack([np.ones(BETA_GRID_POINTS), *[table[1] for table in tables]])
+    index = np.zeros(sub_mask.shape, dtype=np.int64)
+    index[sub_mask] = 1 + inverse.ravel()
+    increments, midpoint_cdf = increment_table[index], cdf_table[index]
     # Product of the other clusters' CDFs at each midpoint: prefix (running) times suffix products.
     n_columns = columns.size
-    after = np.ones(shape)
+    after = np.empty(increments.shape)
+    after[:, -1] = 1.0
     for column in range(n_columns - 2, -1, -1):
-        after[:, column] = after[:, column + 1] * midpoint_cdf[:, column + 1]
+        np.multiply(after[:, column + 1], midpoint_cdf[:, column + 1], out=after[:, column])
     mass = np.empty(sub_mask.shape)
     before = np.ones((rows.size, BETA_GRID_POINTS))
     for column in range(n_columns):
