@@ -35,7 +35,7 @@ from explorec.registry.bundle import RecommenderBundle, load_bundle
 from explorec.registry.serving import Limits, Recommendation, Recommender, RequestError, parse_requests
 
 PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle")
-DEFAULT_MODEL_CONFIG = {"torch_threads": 1, **asdict(Limits())}
+DEFAULT_MODEL_CONFIG = {"torch_threads": 1, "precompute_user_vectors": 1, **asdict(Limits())}
 OUTPUT_COLUMNS = tuple(field.name for field in fields(Recommendation))
 
 
@@ -113,6 +113,8 @@ class ExplorecRecommender(mlflow.pyfunc.PythonModel):
         `torch_threads` (model_config, default 1) is set process-wide: one request's tensors are tiny, and
         more intra-op threads only contend (measured ~50× slower with 2 threads on a busy 2-core machine).
         Pass `model_config={"torch_threads": 0}` to `mlflow.pyfunc.load_model` to leave torch as it is.
+        `precompute_user_vectors` (default 1) encodes every known user's stored history at load time, in
+        batches, so a known user's request costs no user-tower pass; 0 computes each on first use instead.
         """
         import torch
 
@@ -123,6 +125,8 @@ class ExplorecRecommender(mlflow.pyfunc.PythonModel):
             **{key: int(value) for key, value in config.items() if key in Limits.__dataclass_fields__}
         )
         self.recommender = Recommender(load_bundle(context.artifacts), limits)
+        if int(config["precompute_user_vectors"]):
+            self.recommender.precompute_known_users()
 
     def predict(
         self,

@@ -10,7 +10,8 @@ chosen:
   popular items with the policy's share of exploration (`cold_start` True, `history_source` 'none').
   A model trained with user-ID embeddings also answers unknown users this way.
 Otherwise the user tower encodes the last `history_length` items of the history into a vector (a known
-user's stored-history vector is computed on first use, then reused); scores are its cosine with every item
+user's stored-history vector is computed once — for every known user at load time by `precompute_known_users`,
+or on first use — then reused); scores are its cosine with every item
 vector. History items are never recommended. The policy chooses k items and logs per slot its propensity and
 whether it explored (see `explorec.policies.base`).
 """
@@ -234,6 +235,15 @@ class Recommender:
         users = torch.as_tensor([row or 0 for row in user_rows]) if self.uses_user_ids else None
         with torch.inference_mode():
             return self.user_tower(vectors, torch.from_numpy(padding), users).numpy()
+
+    def precompute_known_users(self, batch_size: int = 512) -> int:
+        """Compute and keep the stored-history vector of every known user; return how many were computed."""
+        rows = [row for row in range(len(self.bundle.user_ids)) if self.bundle.history(row).size]
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            vectors = self.user_vectors([self.bundle.history(row) for row in batch], batch)
+            self._stored_vectors.update(zip(batch, vectors, strict=True))
+        return len(rows)
 
     def recommend(self, requests: Sequence[Request]) -> list[Recommendation]:
         """Answer every request (one batched user-tower pass for those with a history)."""

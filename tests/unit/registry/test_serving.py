@@ -165,3 +165,16 @@ def test_known_user_vector_is_computed_once(bundle: RecommenderBundle) -> None:
     assert again.item_ids == first.item_ids and again.scores == first.scores
     answer(recommender, user_id="u6", recent_item_ids=["m39"], k=5)
     assert set(recommender._stored_vectors) == {6}
+
+
+def test_precomputed_known_users_answer_as_computed_on_first_use(bundle: RecommenderBundle) -> None:
+    """Vectors computed for every known user at load time give the same slates as per-request encoding."""
+    eager, lazy = Recommender(bundle), Recommender(bundle)
+    with_history = [row for row in range(len(bundle.user_ids)) if bundle.history(row).size]
+    assert eager.precompute_known_users(batch_size=2) == len(with_history) > 2
+    for row in with_history:
+        fields = {"user_id": bundle.user_ids[row], "k": 5, "exploration_rate": 0.3, "seed": row}
+        first, second = answer(eager, **fields), answer(lazy, **fields)
+        assert first.item_ids == second.item_ids
+        assert first.propensities == second.propensities
+        np.testing.assert_allclose(first.scores, second.scores, rtol=1e-5, atol=1e-6)
