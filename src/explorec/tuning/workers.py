@@ -48,6 +48,11 @@ def threads_per_worker(cfg: ExplorecConfig, n_workers: int) -> int:
     return max(1, min(cfg.trainer.num_threads, cores // n_workers))
 
 
+def blas_threads_per_worker(n_workers: int) -> int:
+    """Return each worker's share of the cores for numpy's BLAS pool (oversubscription slows every worker)."""
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
 def ensure_parent_run(
     study: Any, cfg: ExplorecConfig, tune: TuneConfig, *, storage_url: str
 ) -> tuple[str, str]:
@@ -195,6 +200,8 @@ def tune_from_dict(values: dict[str, Any]) -> TuneConfig:
 
 def run_worker(spec: dict[str, Any]) -> int:
     """Body of one worker process: open the shared study, run trials until the budget is met."""
+    from threadpoolctl import threadpool_limits
+
     from explorec.tuning.objective import load_context, make_objective
     from explorec.tuning.study import open_storage, open_study, run_until_budget
 
@@ -204,7 +211,8 @@ def run_worker(spec: dict[str, Any]) -> int:
         tune, open_storage(tune), max_epochs=cfg.trainer.max_epochs, worker_index=spec["worker_index"]
     )
     context = load_context(cfg, tune, policy, parent_run_id=spec["parent_run_id"])
-    return run_until_budget(study, make_objective(context), tune.n_trials)
+    with threadpool_limits(limits=blas_threads_per_worker(tune.n_workers)):
+        return run_until_budget(study, make_objective(context), tune.n_trials)
 
 
 def main(argv: list[str] | None = None) -> int:
