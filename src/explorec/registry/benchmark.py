@@ -6,6 +6,8 @@ weights. Requests ask for k = 10 with exploration (ε-greedy, rate 0.1, a seed p
 10% recent items (one unknown id among them), 10% new users (cold start). One request per call, in sequence.
 
     python -m explorec.registry.benchmark --requests 1000 [--http]
+    python -m explorec.registry.benchmark --model-uri models:/explorec-two-tower@champion \
+        --tracking-uri sqlite:///mlruns/mlflow.db --http        # a trained, registered model instead
 """
 
 from __future__ import annotations
@@ -202,7 +204,6 @@ def run_benchmark(count: int, *, http: bool) -> dict[str, Any]:
     from explorec.registry.pyfunc import log_recommender
 
     bundle = synthetic_bundle()
-    requests = benchmark_requests(bundle, count)
     results: dict[str, Any] = {"catalogue": ML100K_SHAPE, "k": 10, "policy": "epsilon_greedy@0.1"}
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
@@ -211,15 +212,34 @@ def run_benchmark(count: int, *, http: bool) -> dict[str, Any]:
         with mlflow.start_run():
             info = log_recommender(bundle)
         results["log_model_s"] = time.perf_counter() - began
-        results["in_process"] = in_process_latency(mlflow.pyfunc.load_model(info.model_uri), requests)
-        if http:
-            port = free_port()
-            server = start_model_server(info.model_uri, port, tracking_uri=uri)
-            try:
-                wait_until_ready(server, port)
-                results["http"] = http_latency(f"http://127.0.0.1:{port}/invocations", requests)
-            finally:
-                stop_model_server(server)
+        return results | time_model(info.model_uri, count, http=http, tracking_uri=uri)
+
+
+def time_model(model_uri: str, count: int, *, http: bool, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Load a logged or registered recommender (e.g. `models:/<name>@champion`) and time its requests."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    began = time.perf_counter()
+    model = mlflow.pyfunc.load_model(model_uri)
+    bundle = model.unwrap_python_model().recommender.bundle
+    results: dict[str, Any] = {
+        "model_uri": model_uri,
+        "load_s": time.perf_counter() - began,
+        "catalogue": {"n_users": len(bundle.user_ids), "n_items": len(bundle.item_ids)},
+        "policy": f"{bundle.policy.name}@{bundle.policy.exploration_rate:g}",
+    }
+    requests = benchmark_requests(bundle, count)
+    results["in_process"] = in_process_latency(model, requests)
+    if http:
+        port = free_port()
+        server = start_model_server(model_uri, port, tracking_uri=tracking_uri)
+        try:
+            wait_until_ready(server, port)
+            results["http"] = http_latency(f"http://127.0.0.1:{port}/invocations", requests)
+        finally:
+            stop_model_server(server)
     return results
 
 
@@ -228,8 +248,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--http", action="store_true", help="also time `mlflow models serve` over HTTP")
+    parser.add_argument(
+        "--model-uri",
+        help="time this model (e.g. models:/explorec-two-tower@champion) instead of a synthetic one",
+    )
+    parser.add_argument("--tracking-uri", help="tracking store that resolves --model-uri (default: MLflow's)")
     args = parser.parse_args(argv)
-    print(json.dumps(run_benchmark(args.requests, http=args.http), indent=2))
+    if args.model_uri:
+        results = time_model(args.model_uri, args.requests, http=args.http, tracking_uri=args.tracking_uri)
+    else:
+        results = run_benchmark(args.requests, http=args.http)
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
