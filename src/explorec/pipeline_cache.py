@@ -15,8 +15,11 @@ interrupted step is never reused. The lookups are MLflow searches; the stores st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -128,13 +131,28 @@ def find_version(client: Any, name: str, training_run_id: str, key: str) -> Any 
     return max(matching, key=lambda version: int(version.version), default=None)
 
 
+@contextlib.contextmanager
+def _no_download_progress_bar() -> Iterator[None]:
+    """Switch MLflow's artifact download progress bar off while reading one small artifact."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
 def artifact_text(client: Any, run_id: str, path: str) -> str | None:
     """Return the text of a run's artifact, or None when the run has no such artifact."""
     import tempfile
 
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, _no_download_progress_bar():
         try:
             local = client.download_artifacts(run_id, path, scratch)
         except (MlflowException, OSError):

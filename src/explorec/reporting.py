@@ -112,12 +112,12 @@ def pipeline_text(summary: dict[str, Any]) -> str:
     if cache.get("training") == "hit":
         training = f"reused training run {summary['run_id']} (cache hit)"
     else:
-        training = f"trained run {summary['run_id']} ({cache.get('training', 'miss')})"
+        training = f"trained run {summary['run_id']} (cache {cache.get('training', 'miss')})"
     lines = [f"explorec pipeline: MLflow run {summary['run_id']}", f"  {training}"]
     if simulation.get("run_id"):
         verb = "reused simulation run" if simulation["cache"] == "hit" else "simulation run"
         lines.append(
-            f"  {verb} {simulation['run_id']} ({simulation['cache']}): {simulation['policy']} vs "
+            f"  {verb} {simulation['run_id']} (cache {simulation['cache']}): {simulation['policy']} vs "
             f"{simulation['control']}, gate value {simulation['gate_metric']} = "
             f"{simulation['metrics'][simulation['gate_metric']]:.4g}"
         )

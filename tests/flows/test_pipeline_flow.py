@@ -70,6 +70,6 @@ def test_changed_gates_alone_re_decide_the_reused_version() -> None:
     assert second["cache"]["registration"] == "hit (gates decided again)"
     assert second["registration"]["version"] == "1"
     assert second["registration"]["gate_passed"] is False
-    assert [version.version for version in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert "catalog_coverage" in client.get_model_version(name, "1").tags["gate.reasons"]

@@ -35,7 +35,7 @@ TINY_WORLD = [
     "simulate.n_candidates=20",
     "simulate.n_text_clusters=4",
     "simulate.stand_in_dimension=8",
-    "simulate.calibrations=[{name:main,mean_click_probability:0.05,top10_click_probability:0.4}]",
+    "simulate.calibrations=[{name:main,mean_click_probability:0.05,top10_click_probability:0.13}]",
 ]
 OPEN_GATES = [
     "gates.ndcg_at_10.threshold=0.0",
@@ -66,7 +66,7 @@ def _simulation_runs(client: MlflowClient, summary: dict[str, Any]) -> list[str]
 
 def _versions(client: MlflowClient, name: str) -> list[str]:
     """Return the registered versions of a model, in order."""
-    return sorted((v.version for v in client.search_model_versions(f"name = '{name}'")), key=int)
+    return sorted((str(v.version) for v in client.search_model_versions(f"name = '{name}'")), key=int)
 
 
 def _decision(client: MlflowClient, run_id: str, version: str) -> dict[str, Any]:
