@@ -1,11 +1,12 @@
 """Semantic-cluster exploration: slots go to text-embedding clusters the user has not engaged with.
 
 Clusters are k-means clusters of the (L2-normalised) text embeddings. A user's engaged clusters are those of
-their visible history. Each slot independently explores with probability `exploration_rate`: a Beta-Thompson
-draw θ_c ~ Beta(1 + clicks_c, 1 + skips_c) over the eligible clusters (not engaged, with an item left) picks
-the cluster with the largest θ_c, and the slot gets that cluster's best remaining item by score; otherwise (or
-when no cluster is eligible) the slot gets the best remaining item overall. Clicks and skips count every
-served item.
+their visible history. Each slot independently explores with probability `exploration_rate`: Beta-Thompson
+draws θ_c ~ Beta(1 + clicks_c, 1 + skips_c) of the unengaged clusters pick the eligible cluster (not engaged,
+with an item left) with the largest θ_c, and the slot gets that cluster's best remaining item by score;
+otherwise (or when no cluster is eligible) the slot gets the best remaining item overall. Clicks and skips
+count every served item. (Every unengaged cluster is drawn, eligible or not, so the number of draws does not
+depend on the slate; the argmax over the eligible ones has the law of drawing only those.)
 
 Propensity of item i at slot s (exact up to the numerical integral for q): with g the best remaining item,
 q_c = P(cluster c has the largest Beta draw among eligible clusters) and b_c the best remaining item of c,
@@ -231,6 +232,8 @@ class SemanticClusterPolicy(Policy):
         state = state if state is not None else self.initial_state(history_items=np.empty(0, np.int64))
         rate = self.exploration_rate
         explore = rng.random(k) < rate if logged is None else np.zeros(k, dtype=bool)
+        unengaged = np.flatnonzero(~state.engaged)
+        draws = self._cluster_draws(rng, state, unengaged, int(explore.sum())) if logged is None else None
         items = np.empty(k, dtype=np.int64) if logged is None else logged
         propensities = np.empty(k)
         explored = np.zeros(k, dtype=bool)
@@ -249,8 +252,9 @@ class SemanticClusterPolicy(Policy):
                         alpha=1.0 + state.clicks[None, :], beta=1.0 + state.skips[None, :], mask=mask
                     )[0]
                 if explore[slot]:
-                    draws = rng.beta(1.0 + state.clicks[eligible], 1.0 + state.skips[eligible])
-                    item = cluster_best[int(eligible[np.argmax(draws)])]
+                    slot_draws = draws[int(explore[:slot].sum())]
+                    on = np.isin(unengaged, eligible)
+                    item = cluster_best[int(unengaged[np.argmax(np.where(on, slot_draws, -np.inf))])]
                     explored[slot] = True
                 propensity = (1.0 - rate) * (item == best)
                 cluster = int(self.item_clusters[item])
@@ -264,6 +268,19 @@ class SemanticClusterPolicy(Policy):
             if cluster_best.get(cluster) == item:
                 cluster_best[cluster] = self._best_remaining(cluster, remaining)
         return Slate(items, propensities, explored, greedy)
+
+    def _cluster_draws(
+        self, rng: np.random.Generator, state: ClusterUserState, unengaged: np.ndarray, n_explore: int
+    ) -> np.ndarray:
+        """θ ~ Beta(1 + clicks, 1 + skips) of every unengaged cluster, one row per exploring slot.
+
+        Drawn for all unengaged clusters (eligible or not), so the number of draws never depends on which
+        items the slate takes; the argmax over the eligible ones has the same law as drawing only those.
+        """
+        if self.exploration_rate == 0.0 or n_explore == 0 or unengaged.size == 0:
+            return np.empty((n_explore, unengaged.size))
+        alpha, beta = 1.0 + state.clicks[unengaged], 1.0 + state.skips[unengaged]
+        return rng.beta(alpha, beta, size=(n_explore, unengaged.size))
 
     def select(
         self,
@@ -288,9 +305,8 @@ class SemanticClusterPolicy(Policy):
     ) -> SlateBatch:
         """Serve every row at once: the same slates, propensities and flags as `select` row by row.
 
-        The Generator is drawn in the per-user order (row by row: the k explore uniforms, then one Beta draw
-        per exploring slot), so a batch equals successive `select` calls draw for draw. A row where an
-        eligible cluster could run out of items within the slate is served by `select` itself.
+        The Generator is drawn in the per-user order (row by row: the k explore uniforms, then the Beta
+        draws of the exploring slots), so a batch equals successive `select` calls draw for draw.
         """
         allowed = allowed_score_rows(scores, excluded, k)
         n_rows, n_items = allowed.shape
@@ -303,28 +319,22 @@ class SemanticClusterPolicy(Policy):
         rate, rows = self.exploration_rate, np.arange(n_rows)
         greedy = top_k_rows(allowed, k)
         remaining = np.concatenate([allowed, np.full((n_rows, 1), -np.inf)], axis=1)
-        values = remaining[:, self._padded_members]  # (rows, clusters, width)
-        best = self._best_of(values, np.broadcast_to(self._padded_members, values.shape))
-        eligible = ~engaged & (best >= 0)
-        # An eligible cluster with fewer than k items left could leave the eligible set within the slate.
-        settled = ~(eligible & (np.isfinite(values).sum(axis=2) < k)).any(axis=1)
-        explore, picked, fallback = np.zeros((n_rows, k), bool), np.zeros((n_rows, k), np.int64), {}
-        for row in range(n_rows):
-            if not settled[row]:
-                fallback[row] = self.select(
-                    scores=scores[row], excluded=excluded[row], k=k, rng=rng, state=states[row]
-                )
-                continue
+        best = self._best_of(
+            remaining[:, self._padded_members],
+            np.broadcast_to(self._padded_members, (n_rows, *self._padded_members.shape)),
+        )
+        explore = np.zeros((n_rows, k), dtype=bool)
+        draws = np.full((n_rows, k, self.n_clusters), -np.inf)  # per slot, θ of the unengaged clusters
+        for row, state in enumerate(states):
             explore[row] = rng.random(k) < rate
-            clusters = np.flatnonzero(eligible[row])
-            n_explore = int(explore[row].sum())
-            if rate > 0 and n_explore and clusters.size:
-                draws = rng.beta(alpha[row, clusters], beta[row, clusters], size=(n_explore, clusters.size))
-                picked[row, explore[row]] = clusters[np.argmax(draws, axis=1)]
+            unengaged = np.flatnonzero(~state.engaged)
+            slot_draws = self._cluster_draws(rng, state, unengaged, int(explore[row].sum()))
+            if slot_draws.size:
+                draws[row, np.flatnonzero(explore[row])[:, None], unengaged[None, :]] = slot_draws
         items, propensities = np.empty((n_rows, k), np.int64), np.empty((n_rows, k))
         explored = np.zeros((n_rows, k), dtype=bool)
         chosen = np.zeros((n_rows, n_items), dtype=bool)
-        choice, choice_mask = np.zeros(eligible.shape), np.zeros(eligible.shape, dtype=bool)
+        choice, choice_mask = np.zeros(engaged.shape), np.zeros(engaged.shape, dtype=bool)
         for slot in range(k):
             first = first_untaken_rows(greedy, chosen)
             eligible = ~engaged & (best >= 0)
@@ -337,7 +347,8 @@ class SemanticClusterPolicy(Policy):
                 choice_mask[stale] = eligible[stale]
             exploring = explore[:, slot] & active
             item = first.copy()
-            item[exploring] = best[exploring, picked[exploring, slot]]
+            picked = np.argmax(np.where(eligible, draws[:, slot], -np.inf), axis=1)
+            item[exploring] = best[exploring, picked[exploring]]
             cluster = self.item_clusters[item]
             own = eligible[rows, cluster] & (best[rows, cluster] == item)
             is_first = item == first
@@ -352,9 +363,6 @@ class SemanticClusterPolicy(Policy):
                 best[hit, cluster[hit]] = self._best_of(
                     np.take_along_axis(remaining[hit], members, axis=1), members
                 )
-        for row, slate in fallback.items():
-            items[row], propensities[row] = slate.items, slate.propensities
-            explored[row], greedy[row] = slate.explored, slate.greedy_items
         return SlateBatch(items, propensities, explored, greedy)
 
     def _batch_states(self, states: Sequence[UserState | None] | None, n_rows: int) -> list[ClusterUserState]:

@@ -63,8 +63,7 @@ def _assert_same(batch_value: np.ndarray, row_values: list[np.ndarray], what: st
 def test_batch_equals_per_user_calls_draw_for_draw(name: str, rate: float) -> None:
     world = _world(seed=11)
     policy = _policy(name, rate, world)
-    # Even users engaged with the two small clusters (so their rows take the vectorised semantic walk);
-    # odd users did not (a small cluster may run out within the slate: those rows are served by `select`).
+    # Even users engaged with the two small clusters; odd users did not (a small cluster may run out).
     histories = [np.array([user, 30 + user] + [58, 61] * (user % 2 == 0)) for user in range(N_USERS)]
     batch_states = [policy.initial_state(history_items=h) for h in histories]
     row_states = copy.deepcopy(batch_states)
@@ -88,8 +87,9 @@ def test_batch_equals_per_user_calls_draw_for_draw(name: str, rate: float) -> No
         excluded[np.arange(N_USERS)[:, None], batch.items] = True
 
 
-def test_the_semantic_batch_covers_rows_served_one_by_one_and_rows_served_together() -> None:
-    # The small clusters make some rows fall back to `select`; the others take the vectorised walk.
+def test_the_semantic_batch_follows_clusters_that_run_out_within_the_slate() -> None:
+    # Clusters 3 and 4 hold three items each: exploring every slot, some rows use a small cluster up, so the
+    # eligible set (and the choice probabilities) change within the slate.
     world = _world(seed=11)
     policy = _policy("semantic_cluster", 1.0, world)
     states = [policy.initial_state(history_items=np.array([0])) for _ in range(N_USERS)]
@@ -104,6 +104,13 @@ def test_the_semantic_batch_covers_rows_served_one_by_one_and_rows_served_togeth
         np.testing.assert_array_equal(batch.items[u], row.items)
         np.testing.assert_array_equal(batch.propensities[u], row.propensities)
     assert batch.explored.all()
+    small = [np.flatnonzero(world["clusters"] == c) for c in (3, 4)]
+    used_up = [
+        np.isin(members[~excluded[u, members]], batch.items[u]).all() and (~excluded[u, members]).any()
+        for u in range(N_USERS)
+        for members in small
+    ]
+    assert any(used_up), "no row used a small cluster up: the test lost its point"
 
 
 @pytest.mark.parametrize("name", ["linucb", "thompson", "mmr"])
