@@ -263,6 +263,10 @@ def _validate_simulation(cfg: ExplorecConfig) -> None:
         )
     if cfg.simulate.recommender_max_epochs < 1:
         raise ConfigError("simulate.recommender_max_epochs must be >= 1")
+    if cfg.simulate.n_replications < 2:
+        raise ConfigError("simulate.n_replications must be >= 2 (paired intervals need two replications)")
+    if cfg.simulate.pool not in ("tune", "test"):
+        raise ConfigError(f"simulate.pool must be tune or test, got {cfg.simulate.pool!r}")
     study = cfg.study
     if len(study.encoders) != 2 or len(set(study.encoders)) != 2:
         raise ConfigError(f"study.encoders must name two different encoders, got {study.encoders}")

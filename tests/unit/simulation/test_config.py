@@ -35,6 +35,8 @@ def test_study_yaml_equals_the_dataclass_defaults_and_bad_values_fail() -> None:
         ("study.policies=[greedy]", "study.policies"),
         ("study.calibrations=[absent]", "study.calibrations"),
         ("simulate.recommender=svd", "simulate.recommender"),
+        ("simulate.n_replications=1", "simulate.n_replications"),
+        ("simulate.pool=all", "simulate.pool"),
         ("+study.colour=red", "study.colour"),
     ):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
