@@ -94,9 +94,51 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
     return candidates[order][:k]
 
 
+BLOCK_PREFILTER_MIN_BLOCK = 4
+"""`top_k_rows` first narrows each row to its best blocks when blocks of n // (8k) ≥ this many items fit."""
+
+
 def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
-    """Per row, `top_k_indices` of that row (descending, ties by lower index), vectorised over rows."""
+    """Per row, `top_k_indices` of that row (descending, ties by lower index), vectorised over rows.
+
+    For k much smaller than the row length, each row is first narrowed to the items of its best blocks
+    (`_best_block_items`), which always hold every item that can be in that row's top k.
+    """
     values = np.asarray(values)
+    n_rows, n = values.shape
+    if 0 < k < n and n_rows and n // (8 * k) >= BLOCK_PREFILTER_MIN_BLOCK:
+        pool = _best_block_items(values, k, block=n // (8 * k))
+        if pool is not None:
+            items, pool_values = pool
+            return np.take_along_axis(items, _top_k_rows_exact(pool_values, k), axis=1)
+    return _top_k_rows_exact(values, k)
+
+
+def _best_block_items(values: np.ndarray, k: int, *, block: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row, (items, their values) of every block whose maximum is ≥ the row's k-th largest block maximum.
+
+    Each of the k largest block maxima is a distinct item ≥ that threshold t, so the row's k-th largest value
+    is ≥ t, and every item ≥ it lies in a block whose maximum is ≥ t: the pool holds every top-k item, ties
+    included, in ascending order (rows are filled up with blocks below t, whose items cannot be in the top
+    k; positions past the row end carry -inf). None when some threshold is -inf.
+    """
+    n_rows, n = values.shape
+    n_blocks = -(-n // block)
+    padded = np.full((n_rows, n_blocks * block), -np.inf)
+    padded[:, :n] = values
+    block_max = padded.reshape(n_rows, n_blocks, block).max(axis=2)
+    threshold = -np.partition(-block_max, k - 1, axis=1)[:, k - 1 : k]
+    if not np.isfinite(threshold).all():
+        return None
+    keep = block_max >= threshold
+    width = int(keep.sum(axis=1).max())
+    blocks = np.argsort(~keep, axis=1, kind="stable")[:, :width]  # kept blocks first, ascending
+    items = (blocks[:, :, None] * block + np.arange(block)).reshape(n_rows, width * block)
+    return items, np.take_along_axis(padded, items, axis=1)
+
+
+def _top_k_rows_exact(values: np.ndarray, k: int) -> np.ndarray:
+    """`top_k_rows` without the block prefilter."""
     n_rows, n = values.shape
     if k >= n:
         candidates = np.broadcast_to(np.arange(n), values.shape).copy()

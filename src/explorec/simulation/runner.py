@@ -147,20 +147,32 @@ def _policy_scores(
     return model.mean_scores(prior)
 
 
+def oracle_order(inputs: EpisodeInputs) -> np.ndarray:
+    """The oracle's items of all T visits, (n_users, T·K): the true top T·K by p, visible history excluded.
+
+    Each visit the oracle serves the best K by p among items neither visible nor served before; with ties
+    broken by the lower index that is visit t's slice [t·K, (t + 1)·K) of this one ranking.
+    """
+    k = inputs.position_weights.size
+    return top_k_rows(np.where(inputs.visible_mask, -np.inf, inputs.probabilities), inputs.n_visits * k)
+
+
 def _serve(
     *,
-    spec: PolicySpec,
     policy: Policy | None,
     scores: np.ndarray,
     excluded: np.ndarray,
-    probabilities: np.ndarray,
+    oracle: np.ndarray | None,
+    visit: int,
     k: int,
     rng: np.random.Generator,
     states: list | None,
 ) -> SlateBatch:
-    """One visit's slates for every user."""
+    """One visit's slates for every user (the oracle's from its precomputed order)."""
     if policy is None:
-        items = top_k_rows(np.where(excluded, -np.inf, probabilities), k)
+        if oracle is None:
+            raise ValueError("the oracle needs its precomputed order")
+        items = oracle[:, visit * k : (visit + 1) * k]
         ones = np.ones(items.shape)
         return SlateBatch(items, ones, np.zeros(items.shape, bool), items)
     return policy.select_batch(scores=scores, excluded=excluded, k=k, rng=rng, states=states)
@@ -211,15 +223,16 @@ def run_episode(
     )
     targets = targets or {}
     episode.target_propensities = {label: np.full(shape, np.nan) for label in targets}
+    oracle = oracle_order(inputs) if policy is None else None
     for visit in range(visits):
         scores = _policy_scores(spec, policy, inputs.prior, model)
         rng = stream(inputs.seed, POLICY_STREAM, inputs.replication, visit)
         batch = _serve(
-            spec=spec,
             policy=policy,
             scores=scores,
             excluded=excluded,
-            probabilities=inputs.probabilities,
+            oracle=oracle,
+            visit=visit,
             k=k,
             rng=rng,
             states=states,

@@ -141,6 +141,25 @@ def test_top_k_rows_breaks_ties_by_lower_index_like_top_k_indices() -> None:
             np.testing.assert_array_equal(ranked[row], top_k_indices(values[row], k))
 
 
+@pytest.mark.parametrize("special_row", ["none", "one_big_tie", "too_few_finite"])
+@pytest.mark.parametrize("decimals", [1, 2, 6])
+def test_top_k_rows_on_long_rows_with_the_block_prefilter(decimals: int, special_row: str) -> None:
+    # Long rows (n ≥ 32k) take the block prefilter; coarse rounding makes ties across block boundaries.
+    # A row tied throughout keeps every block; a row with fewer finite values than k skips the prefilter.
+    rng = np.random.default_rng(decimals)
+    values = np.round(rng.random((60, 1_700)), decimals)
+    values[rng.random(values.shape) < 0.3] = -np.inf
+    if special_row == "one_big_tie":
+        values[7, :] = 0.25
+    elif special_row == "too_few_finite":
+        values[5, :] = -np.inf
+        values[5, [3, 900, 1_699]] = 0.5
+    for k in (1, 5, 10, 40):
+        ranked = top_k_rows(values, k)
+        for row in range(values.shape[0]):
+            np.testing.assert_array_equal(ranked[row], top_k_indices(values[row], k))
+
+
 def test_argmax_probabilities_of_a_row_do_not_depend_on_the_other_rows() -> None:
     rng = np.random.default_rng(2)
     alpha = 1.0 + rng.integers(0, 4, size=(6, 7)).astype(float)

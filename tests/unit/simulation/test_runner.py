@@ -1,10 +1,12 @@
-"""The batched online residual model: several visits of Woodbury steps equal the closed-form posterior."""
+"""The episode loop's shortcuts: Woodbury visits equal the closed-form posterior; the oracle's one ranking."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from explorec.policies.base import top_k_rows
 from explorec.simulation.online import OnlineResidualModel
+from explorec.simulation.runner import EpisodeInputs, policy_specs, run_episode
 
 
 def test_visits_of_woodbury_steps_equal_the_closed_form_posterior_and_states_follow() -> None:
@@ -33,3 +35,35 @@ def test_visits_of_woodbury_steps_equal_the_closed_form_posterior_and_states_fol
         # The linear policies' state views share the model's memory: they see every update.
         np.testing.assert_array_equal(states[user].a_inverse, model.a_inverse[user])
         np.testing.assert_array_equal(states[user].theta_mean, model.a_inverse[user] @ model.b[user])
+
+
+def _inputs(seed: int, n_users: int = 7, n_items: int = 120, visits: int = 5, k: int = 4) -> EpisodeInputs:
+    """Episode inputs with tied click probabilities and a visible history per user."""
+    rng = np.random.default_rng(seed)
+    visible = rng.random((n_users, n_items)) < 0.15
+    return EpisodeInputs(
+        prior=rng.uniform(0.0, 0.1, size=(n_users, n_items)),
+        probabilities=np.round(rng.uniform(0.0, 0.1, size=(n_users, n_items)), 2),  # many ties
+        click_uniforms=rng.random((n_users, visits, k)),
+        visible_mask=visible,
+        visible_items=[np.flatnonzero(row) for row in visible],
+        position_weights=1.0 / np.log2(np.arange(2, k + 2)),
+        n_visits=visits,
+        seed=seed,
+        replication=0,
+        noise_std=0.2,
+        prior_std=0.05,
+        features=np.column_stack([np.ones(n_items), rng.normal(size=(n_items, 3))]),
+    )
+
+
+def test_the_oracle_order_equals_serving_the_best_remaining_items_visit_by_visit() -> None:
+    inputs = _inputs(seed=2)
+    episode = run_episode(spec=policy_specs({})[0], policy=None, inputs=inputs)
+    excluded = inputs.visible_mask.copy()
+    rows = np.arange(excluded.shape[0])[:, None]
+    for visit in range(inputs.n_visits):
+        expected = top_k_rows(np.where(excluded, -np.inf, inputs.probabilities), 4)
+        np.testing.assert_array_equal(episode.items[:, visit], expected)
+        excluded[rows, expected] = True
+    assert (episode.propensities == 1.0).all()
