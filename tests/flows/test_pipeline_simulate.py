@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from mlflow.tracking import MlflowClient
+from prefect.artifacts import Artifact
 
 from flows.pipeline import pipeline_flow
 
@@ -76,6 +77,13 @@ def _decision(client: MlflowClient, run_id: str, version: str) -> dict[str, Any]
         return json.load(handle)
 
 
+def _pipeline_artifact() -> str:
+    """Return the Markdown of the latest `pipeline` Prefect artifact."""
+    artifact = Artifact.get("pipeline")
+    assert artifact is not None
+    return str(artifact.data)
+
+
 def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     first = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES])
     client = MlflowClient(first["tracking_uri"])
@@ -101,6 +109,9 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     assert rows["simulator_lift"]["passed"] is (lift > 0)
     assert first["registration"]["gate_passed"] is all(row["passed"] for row in rows.values())
     champion_before = first["champion"]
+    markdown = _pipeline_artifact()
+    for linked in (first["run_id"], simulation["run_id"], "version 1", "simulator_lift", "— miss"):
+        assert linked in markdown
 
     second = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES])
     assert second["cache"] == {"training": "hit", "simulation": "hit", "registration": "hit"}
@@ -112,6 +123,8 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     assert _training_runs(client, first) == [first["run_id"]]
     assert _simulation_runs(client, first) == [simulation["run_id"]]
     assert _versions(client, name) == ["1"]
+    assert f"training run: `{first['run_id']}`" in _pipeline_artifact()
+    assert "— hit" in _pipeline_artifact()
 
     forced = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES, "pipeline.force=true"])
     assert forced["cache"] == {"training": "forced", "simulation": "forced", "registration": "forced"}
