@@ -49,7 +49,7 @@ COMMANDS: dict[str, Command] = {
         render="explorec.reporting:benchmark_text",
     ),
     "pipeline": Command(
-        help="the whole system: preprocess, encode, train (or tune), register, gate and promote",
+        help="the whole system: preprocess, encode, train (or tune), simulate, register, gate, promote",
         flow="flows.pipeline:pipeline_flow",
         render="explorec.reporting:pipeline_text",
     ),
