@@ -180,11 +180,12 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
             run_id = _log_baseline_run(result, trials, cfg, parent_id, dataset.fingerprint)
             results.append(replace(result, run_id=run_id))
         for encoder in cfg.benchmark.encoders:
-            model_cfg = _with_encoder(cfg, encoder)
+            model_cfg, overrides = two_tower_config(cfg, encoder)
             summary = train_and_evaluate(model_cfg, parent_run_id=parent_id, run_name=f"two_tower-{encoder}")
+            params: dict[str, Any] = {"encoder": encoder, **({"overrides": overrides} if overrides else {})}
             model = ModelResult(
                 f"two_tower[{encoder}]",
-                {"encoder": encoder},
+                params,
                 summary["metrics"],
                 summary["fit_time_s"],
                 summary["run_id"],
@@ -205,6 +206,31 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
         client.set_terminated(parent_id, "FAILED")
         raise
     return {**table, "markdown": markdown, "output_dir": str(folder)}
+
+
+def two_tower_config(cfg: ExplorecConfig, encoder: str) -> tuple[ExplorecConfig, list[str]]:
+    """Return the two-tower's config for one encoder, with the split's `benchmark.two_tower_overrides`.
+
+    The overrides (dotted `key=value` strings, chosen on validation for that split) are merged on top of
+    the composed config; they are returned so that the comparison table can show them.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from explorec.config import _validate_choices, from_dict, to_dict
+    from explorec.errors import ConfigError
+
+    chosen = _with_encoder(cfg, encoder)
+    overrides = list(cfg.benchmark.two_tower_overrides.get(cfg.split.name, []))
+    if not overrides:
+        return chosen, []
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(to_dict(chosen)), OmegaConf.from_dotlist(overrides))
+        result = from_dict(OmegaConf.to_container(merged))  # type: ignore[arg-type]
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"benchmark.two_tower_overrides.{cfg.split.name}: {error}") from error
+    _validate_choices(result)
+    return result, overrides
 
 
 def _with_encoder(cfg: ExplorecConfig, encoder: str) -> ExplorecConfig:

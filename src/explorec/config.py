@@ -155,6 +155,7 @@ class BenchmarkConfig:
     als_regularization: list[float] = field(default_factory=lambda: [1.0, 10.0])
     als_alpha: list[float] = field(default_factory=lambda: [1.0])
     als_iterations: int = 15
+    two_tower_overrides: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
