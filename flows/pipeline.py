@@ -190,6 +190,14 @@ def _run_link(summary: dict[str, Any], run_id: str) -> str:
     return f"`{run_id}` (store `{uri}`; `mlflow ui --backend-store-uri {uri}`)"
 
 
+def _reuse(state: str) -> str:
+    """Say in words whether a step's result is new or reused (a cache state of the summary)."""
+    if state.startswith("hit"):
+        detail = state.removeprefix("hit").strip(" ()")
+        return f"reused (cache hit; {detail})" if detail else "reused (cache hit)"
+    return {"miss": "new (cache miss)", "forced": "new (pipeline.force=true)"}.get(state, state)
+
+
 def _markdown(summary: dict[str, Any], decision_markdown: str) -> str:
     """Return the pipeline's Prefect artifact: the MLflow runs, the gate decision, the champion, reuse."""
     reg, simulation, cache = summary["registration"], summary["simulation"], summary["cache"]
@@ -202,20 +210,20 @@ def _markdown(summary: dict[str, Any], decision_markdown: str) -> str:
     lines = [
         "# explorec pipeline",
         "",
-        f"- training run: {_run_link(summary, summary['run_id'])} — {cache['training']}",
+        f"- training run: {_run_link(summary, summary['run_id'])} — {_reuse(cache['training'])}",
     ]
     if simulation.get("run_id"):
         gate_value = simulation["metrics"][simulation["gate_metric"]]
         lines.append(
-            f"- simulation run: {_run_link(summary, simulation['run_id'])} — {cache['simulation']}; "
+            f"- simulation run: {_run_link(summary, simulation['run_id'])} — {_reuse(cache['simulation'])}; "
             f"`{simulation['policy']}` vs `{simulation['control']}`, "
             f"smallest lower 95% bound of the expected-click lift: {gate_value:.4g}"
         )
         lines += [f"  - {line}" for line in lift_lines(simulation["metrics"])]
     else:
-        lines.append(f"- simulation: skipped ({simulation['skipped']})")
+        lines.append(f"- simulation: skipped — {simulation['skipped']}")
     lines += [
-        f"- registered: {version} — {cache['registration']}",
+        f"- registered: {version} — {_reuse(cache['registration'])}",
         f"- gate passed: **{reg['gate_passed']}**",
         f"- champion: version {summary['champion']}" if summary["champion"] else "- champion: none",
         f"- code version: `{summary['code_version']}`",

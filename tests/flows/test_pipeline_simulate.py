@@ -110,7 +110,7 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     assert first["registration"]["gate_passed"] is all(row["passed"] for row in rows.values())
     champion_before = first["champion"]
     markdown = _pipeline_artifact()
-    for linked in (first["run_id"], simulation["run_id"], "version 1", "simulator_lift", "— miss"):
+    for linked in (first["run_id"], simulation["run_id"], "version 1", "simulator_lift", "new (cache miss)"):
         assert linked in markdown
 
     second = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES])
@@ -124,7 +124,7 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     assert _simulation_runs(client, first) == [simulation["run_id"]]
     assert _versions(client, name) == ["1"]
     assert f"training run: `{first['run_id']}`" in _pipeline_artifact()
-    assert "— hit" in _pipeline_artifact()
+    assert "reused (cache hit)" in _pipeline_artifact()
 
     forced = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES, "pipeline.force=true"])
     assert forced["cache"] == {"training": "forced", "simulation": "forced", "registration": "forced"}
