@@ -1,12 +1,20 @@
-"""The episode loop's shortcuts: Woodbury visits equal the closed-form posterior; the oracle's one ranking."""
+"""The episode loop's shortcuts: Woodbury visits equal the closed-form posterior, the oracle's one ranking
+equals visit-by-visit serving, and batched policies give the episodes of the per-user loop."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from explorec.policies.base import top_k_rows
+from explorec.policies.base import Policy, top_k_rows
 from explorec.simulation.online import OnlineResidualModel
-from explorec.simulation.runner import EpisodeInputs, policy_specs, run_episode
+from explorec.simulation.runner import (
+    EpisodeInputs,
+    PolicyResources,
+    make_policy,
+    policy_specs,
+    run_episode,
+)
 
 
 def test_visits_of_woodbury_steps_equal_the_closed_form_posterior_and_states_follow() -> None:
@@ -67,3 +75,28 @@ def test_the_oracle_order_equals_serving_the_best_remaining_items_visit_by_visit
         np.testing.assert_array_equal(episode.items[:, visit], expected)
         excluded[rows, expected] = True
     assert (episode.propensities == 1.0).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "rate"),
+    [("linucb", 1.0), ("thompson", 0.5), ("semantic_cluster", 0.5), ("mmr", 0.5), ("greedy", 0.0)],
+)
+def test_episodes_served_in_batches_equal_episodes_served_user_by_user(
+    name: str, rate: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = _inputs(seed=4, n_items=150)
+    rng = np.random.default_rng(9)
+    resources = PolicyResources(
+        augmented_vectors=inputs.features,
+        text_embeddings=rng.normal(size=(150, 5)),
+        item_clusters=np.repeat(np.arange(6), 25),
+        n_candidates=20,
+        exploration_scale=0.5,
+    )
+    spec = next(s for s in policy_specs({name: [rate]}) if s.policy_name == name and s.online)
+    batched = run_episode(spec=spec, policy=make_policy(spec, resources), inputs=inputs)
+    policy = make_policy(spec, resources)
+    monkeypatch.setattr(type(policy), "select_batch", Policy.select_batch)  # the per-user loop
+    one_by_one = run_episode(spec=spec, policy=policy, inputs=inputs)
+    for field in ("items", "propensities", "clicks", "expected_rewards", "deviation"):
+        np.testing.assert_array_equal(getattr(batched, field), getattr(one_by_one, field), err_msg=field)
