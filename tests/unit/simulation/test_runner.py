@@ -14,6 +14,7 @@ from explorec.simulation.runner import (
     make_policy,
     policy_specs,
     run_episode,
+    run_episodes,
 )
 
 
@@ -100,3 +101,29 @@ def test_episodes_served_in_batches_equal_episodes_served_user_by_user(
     one_by_one = run_episode(spec=spec, policy=policy, inputs=inputs)
     for field in ("items", "propensities", "clicks", "expected_rewards", "deviation"):
         np.testing.assert_array_equal(getattr(batched, field), getattr(one_by_one, field), err_msg=field)
+
+
+def test_episodes_on_two_threads_equal_serial_episodes_in_job_order() -> None:
+    inputs = _inputs(seed=5, n_items=150)
+    rng = np.random.default_rng(3)
+    resources = PolicyResources(
+        augmented_vectors=inputs.features,
+        text_embeddings=rng.normal(size=(150, 5)),
+        item_clusters=np.repeat(np.arange(6), 25),
+        n_candidates=20,
+        exploration_scale=0.5,
+    )
+    specs = policy_specs({"thompson": [0.5], "semantic_cluster": [0.5], "mmr": [0.5], "linucb": [1.0]})
+
+    def jobs() -> list:
+        return [(spec, make_policy(spec, resources), None) for spec in specs]
+
+    serial = list(run_episodes(jobs(), inputs=inputs, workers=1))
+    threaded = list(run_episodes(jobs(), inputs=inputs, workers=2))
+    assert len(serial) == len(threaded) == len(specs)
+    for (first, seconds), (second, _) in zip(serial, threaded, strict=True):
+        assert seconds > 0
+        for field in ("items", "propensities", "clicks", "expected_rewards", "deviation"):
+            np.testing.assert_array_equal(getattr(first, field), getattr(second, field), err_msg=field)
+    with pytest.raises(ValueError, match="workers"):
+        list(run_episodes(jobs(), inputs=inputs, workers=0))
