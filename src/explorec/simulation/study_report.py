@@ -120,7 +120,7 @@ def _fit_line(encoder: str, fit: dict[str, Any], recommender: str) -> str:
 def _gain(row: pd.Series) -> str:
     """A difference with its interval, or 'not reached' when either encoder does not reach the level."""
     if not np.isfinite(row["difference"]):
-        return "not reached"
+        return "cost not reached by both"
     return f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
@@ -187,6 +187,17 @@ def _answer_markdown(result: StudyResult, calibration: str, study: StudyConfig) 
         f"with the most expected clicks under `{treatment}` is "
         f"{facts['best_configuration_with_treatment']}.\n\n"
     )
+    matched = result.matched_rate[
+        (result.matched_rate["calibration"] == calibration)
+        & (result.matched_rate["outcome"] == "expected_clicks")
+        & (result.matched_rate["policy"].str.split("@").str[0] == best)
+    ]
+    if len(matched):
+        pairs = "; ".join(
+            f"{row['policy']} {row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+            for _, row in matched.iterrows()
+        )
+        parts.append(f"Same policy and rate, `{treatment}` − `{control}` expected clicks: {pairs}.\n\n")
     return "".join(parts)
 
 
