@@ -55,6 +55,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     """Log the run's recommender as a pyfunc model and its served-slate metrics; return those metrics."""
     import mlflow
 
+    from explorec.models.fit import resolve_model_config
     from explorec.registry.bundle import bundle_from_run
     from explorec.registry.pyfunc import log_recommender
     from explorec.registry.served import served_metrics_for_bundle
@@ -63,7 +64,8 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
-    bundle = bundle_from_run(run_id, dataset, cfg.model, _policy_spec(cfg), tracking_uri=target.tracking_uri)
+    model_cfg = resolve_model_config(cfg.model, cfg.split.name)
+    bundle = bundle_from_run(run_id, dataset, model_cfg, _policy_spec(cfg), tracking_uri=target.tracking_uri)
     served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
     with mlflow.start_run(run_id=run_id):
         log_recommender(bundle, name=cfg.registry.model_artifact)

@@ -128,14 +128,22 @@ def build_user_tower(bundle: RecommenderBundle) -> UserTower:
     from explorec.models.towers import UserTower
 
     shape = {key: bundle.tower_config[key] for key in TOWER_FIELDS}
-    tower = UserTower(**shape, n_users=bundle.tower_config.get("n_users"))
+    pooling = bundle.tower_config.get("pooling", "attention")  # bundles written before pooling was recorded
+    tower = UserTower(**shape, pooling=pooling, n_users=bundle.tower_config.get("n_users"))
     tower.load_state_dict(bundle.user_tower_state)
     return tower.eval()
 
 
 def tower_config(model_cfg: Any, n_users: int | None) -> dict[str, Any]:
-    """Return the user tower's constructor arguments from a ModelConfig (n_users only with user IDs)."""
+    """Return the user tower's constructor arguments from a ModelConfig (n_users only with user IDs).
+
+    Pass the config resolved for the split (`resolve_model_config(cfg.model, cfg.split.name)`): an `auto`
+    pooling left in it is resolved as for a chronological split, as `build_two_tower` does.
+    """
+    from explorec.models.fit import resolve_model_config
+
     values = {key: getattr(model_cfg, key) for key in TOWER_FIELDS}
+    values["pooling"] = resolve_model_config(model_cfg).user_pooling
     values["n_users"] = n_users if model_cfg.use_user_id else None
     return values
 

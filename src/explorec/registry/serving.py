@@ -179,7 +179,7 @@ class Recommender:
         self.bundle = bundle
         self.limits = limits or Limits()
         self.user_tower = build_user_tower(bundle)
-        self.history_length = int(bundle.tower_config["history_length"])
+        self.read_length = self.user_tower.max_history  # None: a set-style tower reads the whole history
         self.uses_user_ids = bundle.tower_config.get("n_users") is not None
         self.item_vectors = np.asarray(bundle.item_vectors, dtype=np.float32)
         self.item_index = {item: index for index, item in enumerate(bundle.item_ids)}
@@ -217,15 +217,19 @@ class Recommender:
         return stored, "none", n_unknown
 
     def user_vectors(self, histories: Sequence[np.ndarray], user_rows: Sequence[int | None]) -> np.ndarray:
-        """Return user-tower vectors [n, d] for non-empty histories (the last `history_length` items).
+        """Return user-tower vectors [n, d] for non-empty histories.
 
-        Every history is right-aligned in a window of exactly `history_length` slots after the start token,
-        padding between, exactly as the towers saw histories in training and validation.
+        An attention tower reads the last `history_length` items, right-aligned in a window of exactly that
+        many slots after the start token, padding between, as in training and validation; a mean-pooled
+        tower reads the whole history.
         """
         import torch
 
-        windows = [history[-self.history_length :] for history in histories]
-        length = self.history_length  # always the full window, right-aligned, as in training
+        if self.read_length is None:
+            windows, length = list(histories), max(len(history) for history in histories)
+        else:
+            windows = [history[-self.read_length :] for history in histories]
+            length = self.read_length  # always the full window, right-aligned, as in training
         items = np.zeros((len(windows), length), dtype=np.int64)
         padding = np.ones((len(windows), length), dtype=bool)
         for row, window in enumerate(windows):

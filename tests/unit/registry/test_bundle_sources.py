@@ -59,3 +59,22 @@ def test_bundle_from_logged_run_artifacts(
         from_logged, from_memory = (r.recommend([request])[0] for r in (run_recommender, fit_recommender))
         assert from_logged.item_ids == from_memory.item_ids
         assert from_logged.scores == pytest.approx(from_memory.scores, abs=1e-6)
+
+
+def test_mean_pooled_tower_serves_the_whole_history(dataset: ProcessedDataset, tracking_uri: str) -> None:
+    """A set-style (mean-pooled) model, as random splits train, is rebuilt and reads every history item."""
+    from dataclasses import replace
+
+    from explorec.models.fit import FitResult, build_two_tower
+
+    torch.manual_seed(0)
+    mean_cfg = replace(
+        MODEL_CFG, history_length=2, user_pooling="mean", training_objective="held_out", loss="full_softmax"
+    )
+    fit = FitResult(build_two_tower(dataset, None, mean_cfg).eval(), dataset, 0.0, {}, 0, None, 0.0)
+    bundle = bundle_from_fit(fit, PolicySpec("greedy", 0.0), history_splits=("train",))
+    assert bundle.tower_config["pooling"] == "mean"
+    users = np.arange(dataset.n_users)
+    assert max(bundle.history(u).size for u in users) > mean_cfg.history_length  # longer than N
+    served = Recommender(bundle).user_vectors([bundle.history(u) for u in users], list(users))
+    np.testing.assert_allclose(served, fit.user_vectors(users, ("train",)), atol=1e-5)
