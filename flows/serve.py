@@ -111,7 +111,7 @@ def tune(
     dataset: DatasetName = "ml100k",
     split: SplitName = "leave_last_out",
     encoder: EncoderName = "minilm",
-    policy: PolicyName = "epsilon_greedy",
+    policy: PolicyName = "linucb",
     trial_budget: int = 20,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def pipeline(
     dataset: DatasetName = "ml100k",
     split: SplitName = "leave_last_out",
     encoder: EncoderName = "minilm",
-    policy: PolicyName = "epsilon_greedy",
+    policy: PolicyName = "linucb",
     search: bool = False,
     trial_budget: int = 20,
     simulate: bool = True,
