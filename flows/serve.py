@@ -15,6 +15,8 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from flows.benchmark import benchmark_flow
 from flows.pipeline import pipeline_flow
 from flows.preprocess import preprocess_flow
+from flows.simulate import simulate_flow
+from flows.study import study_flow
 from flows.train import train_flow
 from flows.tune import tune_flow
 
@@ -24,6 +26,7 @@ DatasetName = Literal["ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m",
 SplitName = Literal["leave_last_out", "random_ratio", "cold_items", "coat_random"]
 EncoderName = Literal["minilm", "none"]
 PolicyName = Literal["greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr"]
+PoolName = Literal["tune", "test"]
 
 # Form field -> the Hydra override it becomes (`group=value` picks a config group option).
 FORM_OVERRIDES: dict[str, str] = {
@@ -35,6 +38,9 @@ FORM_OVERRIDES: dict[str, str] = {
     "search": "pipeline.search",
     "simulate": "pipeline.simulate",
     "force": "pipeline.force",
+    "pool": "simulate.pool",
+    "replications": "simulate.n_replications",
+    "study_replications": "study.n_replications",
 }
 
 
@@ -161,7 +167,43 @@ def pipeline(
     return pipeline_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
-SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark, tune, pipeline)
+@flow(name=simulate_flow.name, log_prints=True)
+def simulate(
+    dataset: DatasetName = "ml100k",
+    pool: PoolName = "test",
+    replications: int = 5,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Judge the exploration policies against oracle, static, greedy-online and random in the simulator.
+
+    Args:
+        dataset: the data set whose positives make the simulated world (Hydra group `data`)
+        pool: the simulated users: `tune` (for choosing policies and rates) or `test` (reported numbers)
+        replications: replications with common random numbers (paired 95% intervals need at least 2)
+        overrides: extra Hydra overrides, e.g. `simulate.policy_rates.linucb=[0.5]`; they win over the fields
+    """
+    fields = {"dataset": dataset, "pool": pool, "replications": replications}
+    return simulate_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
+@flow(name=study_flow.name, log_prints=True)
+def study(
+    dataset: DatasetName = "ml100k",
+    study_replications: int = 5,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Encoder (minilm vs none) x policy x exploration rate in the simulator: what the text tower buys.
+
+    Args:
+        dataset: the data set whose positives make the simulated world (Hydra group `data`)
+        study_replications: replications per grid cell, with common random numbers across the grid
+        overrides: extra Hydra overrides, e.g. `study.policies=[linucb,semantic_cluster]`; they win
+    """
+    fields = {"dataset": dataset, "study_replications": study_replications}
+    return study_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
+SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark, tune, pipeline, simulate, study)
 
 
 def deployments() -> list[RunnerDeployment]:

@@ -18,6 +18,8 @@ from flows.serve import (
     deployments,
     form_overrides,
 )
+from flows.serve import simulate as serve_simulate
+from flows.serve import study as serve_study
 from flows.serve import tune as serve_tune
 
 
@@ -45,7 +47,7 @@ def test_form_of_an_unknown_field_fails() -> None:
 
 def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
     served = {deployment.flow_name: deployment for deployment in deployments()}
-    assert set(served) == {"preprocess", "train", "benchmark", "tune", "pipeline"}
+    assert set(served) == {"preprocess", "train", "benchmark", "tune", "pipeline", "simulate", "study"}
     for name, deployment in served.items():
         assert deployment.name == DEPLOYMENT_NAME
         assert deployment.entrypoint == f"flows.serve.{name}"
@@ -67,3 +69,10 @@ def test_form_defaults_are_the_config_defaults() -> None:
     assert defaults["split"] == cfg.split.name
     assert defaults["policy"] == policy.name
     assert defaults["trial_budget"] == search.n_trials
+    simulate_defaults = {
+        name: parameter.default for name, parameter in inspect.signature(serve_simulate.fn).parameters.items()
+    }
+    assert simulate_defaults["pool"] == cfg.simulate.pool
+    assert simulate_defaults["replications"] == cfg.simulate.n_replications
+    study_defaults = inspect.signature(serve_study.fn).parameters["study_replications"].default
+    assert study_defaults == compose().study.n_replications
