@@ -264,6 +264,8 @@ def _validate_simulation(cfg: ExplorecConfig) -> None:
         )
     if cfg.simulate.recommender_max_epochs < 1:
         raise ConfigError("simulate.recommender_max_epochs must be >= 1")
+    if cfg.simulate.episode_workers < 1:
+        raise ConfigError("simulate.episode_workers must be >= 1")
     if cfg.simulate.n_replications < 2:
         raise ConfigError("simulate.n_replications must be >= 2 (paired intervals need two replications)")
     if cfg.simulate.pool not in ("tune", "test"):

@@ -70,7 +70,8 @@ class SimulateConfig:
     - recommender_max_epochs: the simulator's own epoch budget for the two-tower fit (the model and the
       rest of the trainer come from `model` / `trainer`). recommender_cache_dir: where restricted fits are
       cached, keyed by data fingerprint, pools/visible split, model and trainer config and encoder.
-    - blas_threads: BLAS threads inside the runner (threadpoolctl).
+    - blas_threads: BLAS threads inside the runner (threadpoolctl). episode_workers: threads that run the
+      policies' independent episodes of one replication at the same time (results equal serial runs).
     """
 
     seed: int = 0
@@ -102,7 +103,8 @@ class SimulateConfig:
     stand_in_dimension: int = 32
     recommender_max_epochs: int = 10
     recommender_cache_dir: str = "mlruns/simulator_recommenders"
-    blas_threads: int = 2
+    blas_threads: int = 1
+    episode_workers: int = 2
 
 
 RECOMMENDERS = ("two_tower", "pure_svd")

@@ -43,6 +43,7 @@ from explorec.simulation.runner import (
     make_policy,
     policy_specs,
     run_episode,
+    run_episodes,
     target_propensities_function,
 )
 from explorec.simulation.statistics import holm_adjust, paired_difference
@@ -148,15 +149,21 @@ def _simulate_calibration(
         )
         oracle_expected = run_episode(spec=specs[0], policy=None, inputs=inputs).expected_rewards
         context = MetricContext(**context_base, oracle_expected_per_user=oracle_expected.sum(axis=(1, 2)))
+        jobs = []
         for spec in specs:
             targets = None
             if cfg.ope_logging_policy and spec.label == cfg.ope_logging_policy:
+                # targets get policy objects of their own: their episodes may run at the same time
                 targets = {
-                    label: target_propensities_function(by_label[label], policies[label])
+                    label: target_propensities_function(
+                        by_label[label], make_policy(by_label[label], resources)
+                    )
                     for label in cfg.ope_target_policies
                 }
-            started = time.perf_counter()
-            episode = run_episode(spec=spec, policy=policies[spec.label], inputs=inputs, targets=targets)
+            jobs.append((spec, policies[spec.label], targets))
+        episodes = run_episodes(jobs, inputs=inputs, workers=cfg.episode_workers)
+        for (spec, _, targets), (episode, episode_seconds) in zip(jobs, episodes, strict=True):
+            started = time.perf_counter() - episode_seconds
             metrics = episode_metrics(episode=episode, context=context)
             metric_rows.append(
                 {

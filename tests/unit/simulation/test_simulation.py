@@ -176,3 +176,19 @@ def test_simulate_with_stand_in_from_a_processed_dataset(
         "epsilon_greedy@0.3",
     }
     assert result.world_info["n_pool_users"] == cfg.test_users
+
+
+def test_episodes_on_threads_equal_episodes_in_sequence(
+    result: SimulationResult,
+    positives: pd.DataFrame,
+    text_embeddings: np.ndarray,
+    small_config: SimulateConfig,
+    tmp_path: Path,
+) -> None:
+    """Running the policies' episodes on two threads changes nothing but the timing column."""
+    assert small_config.episode_workers == 2
+    serial = _simulate(positives, text_embeddings, replace(small_config, episode_workers=1), tmp_path)
+    columns = [c for c in result.per_replication.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(result.per_replication[columns], serial.per_replication[columns])
+    pd.testing.assert_frame_equal(result.logs, serial.logs)
+    pd.testing.assert_frame_equal(result.curves, serial.curves)
