@@ -28,7 +28,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 def up_process(home: Path, ports: tuple[int, int], *, detach: bool) -> subprocess.Popen[str]:
     """Start `up(...)` in its own Python process, as the `explorec up` command would run it."""
+    # a terminal's foreground `explorec up` gets Ctrl-C even when this test runs under a shell that
+    # started it in the background with SIGINT ignored (children inherit an ignored SIGINT)
     code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "import sys; from pathlib import Path; from explorec.servers import up; "
         f"sys.exit(up(Path({str(home)!r}), prefect_port={ports[0]}, mlflow_port={ports[1]}, detach={detach}))"
     )
