@@ -5,8 +5,14 @@ scores every item of the catalogue; the items in the user's `exclude` row (train
 also the validation items) are set to -inf; the top max(ks) items are taken and compared with the user's
 `targets` row. Nothing is sampled.
 
-Tie-breaking is deterministic: among equal scores the lower item index ranks first (also across the K-th
-position: the whole top K is exactly the first K items of a stable descending sort of the scores).
+Ties: the metrics are their expectation over a uniformly random order of equally scored items (tie-aware
+evaluation, McSherry & Najork, ECIR 2008), computed exactly, so they are deterministic and carry no
+information from item indices: a model that scores every item alike gets exactly chance level. (A fixed
+tie-break by item index would hand such a model whatever the index order correlates with - in MovieLens,
+movieId follows release order and hence popularity.) Within a group of g equal scores that holds h targets,
+each of its positions is a hit with probability h/g (Recall, NDCG), and the first hit falls at its j-th
+position with probability C(g-j, h-1)/C(g, h) (HitRate, MRR). The ranked list itself (`top_k_items`) is
+deterministic: among equal scores the lower item index comes first, also across the K-th position.
 Items scored -inf (excluded, or so scored by the model) can fill the list only when fewer than K items
 remain, and they never count as hits; a K larger than the catalogue leaves empty slots that count as misses.
 A target that is also excluded is unreachable but still counts in |relevant| (the metrics' denominators);
@@ -19,8 +25,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import gammaln
 
-from explorec.evaluation.ranking import RANKING_METRICS, hit_matrix, mean_over_users
+from explorec.evaluation.ranking import RANKING_METRICS, mean_over_users
 
 ScoreUsers = Callable[[np.ndarray], np.ndarray]
 """Maps user indices [n] to a dense float score array [n, n_items] (higher = better)."""
@@ -158,14 +165,88 @@ def _evaluate_batch(
     if scores.shape != expected:
         raise ValueError(f"score_users returned shape {scores.shape}; expected {expected}")
     masked = mask_excluded(scores, exclude[batch])
-    ranked = top_k_items(masked, max(ks))
     batch_targets = targets[batch]
-    hits = hit_matrix(ranked=ranked, relevant=batch_targets)
-    hits &= np.take_along_axis(masked, ranked, axis=1) > -np.inf
-    hits = np.pad(hits, ((0, 0), (0, max(ks) - hits.shape[1])))  # K > catalogue: empty slots are misses
+    hit_probability, first_hit_probability = tie_aware_hits(masked, batch_targets.toarray() > 0, max(ks))
     n_relevant = np.diff(batch_targets.indptr)
     return {
-        f"{name}@{k}": metric(hits=hits, n_relevant=n_relevant, k=k)
+        f"{name}@{k}": value
         for k in ks
-        for name, metric in RANKING_METRICS.items()
+        for name, value in _expected_metrics(hit_probability, first_hit_probability, n_relevant, k).items()
     }
+
+
+def tie_aware_hits(masked: np.ndarray, relevant: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return [n_rows, k] P(rank r + 1 holds a hit) and P(it holds the first hit), over random tie orders.
+
+    `masked`: scores with excluded items at -inf; `relevant`: boolean [n_rows, n_items]. With no ties both
+    are 0/1: the hits of the ranking and its first hit. Items at -inf are never hits.
+    """
+    ranked = top_k_items(masked, k)
+    values = np.take_along_axis(masked, ranked, axis=1)
+    hits = np.take_along_axis(relevant, ranked, axis=1) & (values > -np.inf)
+    start, end = _tie_group_bounds(values)
+    hits_before = np.concatenate([np.zeros((len(hits), 1), dtype=np.int64), np.cumsum(hits, axis=1)], axis=1)
+    size = end - start + 1
+    n_hits = np.take_along_axis(hits_before, end + 1, axis=1) - np.take_along_axis(hits_before, start, axis=1)
+    # The group at the cut-off may go on past the list: count its items and targets over the whole row.
+    last = values[:, -1:]
+    in_last, tied_with_last = values == last, masked == last
+    row_hits = (tied_with_last & relevant).sum(axis=1, keepdims=True) * (last > -np.inf)
+    size = np.where(in_last, tied_with_last.sum(axis=1, keepdims=True), size)
+    n_hits = np.where(in_last, row_hits, n_hits)
+    hit_probability = n_hits / size
+    position = np.arange(values.shape[1])[None, :] - start + 1
+    no_earlier_hit = np.take_along_axis(hits_before, start, axis=1) == 0
+    first = np.where(no_earlier_hit, first_hit_probability(size, n_hits, position), 0.0)
+    pad = ((0, 0), (0, k - values.shape[1]))  # K larger than the catalogue: empty slots are misses
+    return np.pad(hit_probability, pad), np.pad(first, pad)
+
+
+def _tie_group_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return, per position of descending rows, the first and last position of its run of equal values."""
+    columns = np.broadcast_to(np.arange(values.shape[1]), values.shape)
+    opens = np.ones(values.shape, dtype=bool)
+    opens[:, 1:] = values[:, 1:] != values[:, :-1]
+    closes = np.ones(values.shape, dtype=bool)
+    closes[:, :-1] = opens[:, 1:]
+    start = np.maximum.accumulate(np.where(opens, columns, 0), axis=1)
+    end = np.minimum.accumulate(np.where(closes, columns, values.shape[1])[:, ::-1], axis=1)[:, ::-1]
+    return start, end
+
+
+def first_hit_probability(size: np.ndarray, n_hits: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """P(the first of `n_hits` targets among `size` randomly ordered items is at 1-based `position`).
+
+    C(size - position, n_hits - 1) / C(size, n_hits); 0 when there is no target or it cannot be there.
+    """
+    size, n_hits, position = np.broadcast_arrays(size, n_hits, position)
+    possible = (n_hits >= 1) & (position >= 1) & (position <= size - n_hits + 1)
+    g = np.where(possible, size, 1).astype(np.float64)
+    h = np.where(possible, n_hits, 1).astype(np.float64)
+    j = np.where(possible, position, 1).astype(np.float64)
+    log_ratio = _log_binomial(g - j, h - 1) - _log_binomial(g, h)
+    return np.where(possible, np.exp(log_ratio), 0.0)
+
+
+def _log_binomial(n: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """log C(n, r) for 0 <= r <= n."""
+    return gammaln(n + 1) - gammaln(r + 1) - gammaln(n - r + 1)
+
+
+def _expected_metrics(
+    hit_probability: np.ndarray, first_hit: np.ndarray, n_relevant: np.ndarray, k: int
+) -> dict[str, np.ndarray]:
+    """Return the expected Recall/NDCG/HitRate/MRR@k per user from per-rank hit and first-hit probabilities.
+
+    Same definitions as `explorec.evaluation.ranking` (equal to them when the probabilities are 0/1).
+    Row-wise sums rather than matrix products, so that a user's values do not depend on the batch.
+    """
+    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+    ideal = np.concatenate(([0.0], np.cumsum(discounts)))[np.minimum(n_relevant, k)]
+    values = {
+        "recall": hit_probability[:, :k].sum(axis=1) / np.maximum(n_relevant, 1),
+        "ndcg": (hit_probability[:, :k] * discounts).sum(axis=1) / np.where(ideal > 0, ideal, 1.0),
+        "hit": first_hit[:, :k].sum(axis=1),
+        "mrr": (first_hit[:, :k] / np.arange(1, k + 1)).sum(axis=1),
+    }
+    return {name: np.where(n_relevant > 0, values[name], np.nan) for name in RANKING_METRICS}

@@ -1,6 +1,9 @@
-"""The full-ranking harness: masking, exactness, deterministic ties and batch invariance."""
+"""The full-ranking harness: masking, exactness, tie-aware (expected) metrics and batch invariance."""
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 import pytest
@@ -8,10 +11,12 @@ import scipy.sparse as sp
 
 from explorec.evaluation.harness import (
     evaluated_users,
+    first_hit_probability,
     full_ranking_evaluate,
     full_ranking_per_user,
     top_k_items,
 )
+from explorec.evaluation.ranking import RANKING_METRICS, hit_matrix
 
 
 def _csr(rows: list[list[int]]) -> sp.csr_matrix:
@@ -128,14 +133,97 @@ def test_batch_size_does_not_change_results() -> None:
     assert results[0] == results[1] == results[2]
 
 
-def test_ties_are_broken_towards_lower_item_indices() -> None:
-    # All scores equal: the ranking is 0, 1, 2, ... so a target at item 1 is at rank 2 (MRR 1/2).
+def test_tied_scores_count_by_their_expectation_over_tie_orders() -> None:
+    # All 4 scores equal, target item 1: its rank is uniform on 1..4, so with K = 3 it is listed with
+    # probability 3/4; MRR@3 = (1 + 1/2 + 1/3) / 4, NDCG@3 = (1 + 1/log2 3 + 1/2) / 4.
+    # (A tie-break by index would put it at rank 2: MRR 1/2, NDCG 1/log2 3.)
     test = _csr([[0, 1, 0, 0]])
     empty = sp.csr_matrix((1, 4), dtype=np.float32)
     result = full_ranking_evaluate(
         lambda users: np.zeros((len(users), 4)), targets=test, exclude=empty, ks=(3,)
     )
-    assert result["mrr@3"] == pytest.approx(0.5)
+    assert result["mrr@3"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 4)
+    assert result["ndcg@3"] == pytest.approx((1 + 1 / math.log2(3) + 1 / 2) / 4)
+    assert result["recall@3"] == pytest.approx(0.75)
+    assert result["hit@3"] == pytest.approx(0.75)
+
+
+def test_a_constant_scorer_gets_chance_level_even_when_index_order_is_a_perfect_ranking() -> None:
+    # Targets are the two lowest-indexed of 10 items. Ties → lower index would rank them 1st and 2nd
+    # (Recall@2 = 1); a scorer that knows nothing must get chance: Recall@2 = 2/10,
+    # HitRate@2 = 1 - C(8, 2) / C(10, 2) = 17/45, MRR@2 = P(rank 1) + P(first hit at rank 2) / 2
+    # = 1/5 + (16/90) / 2.
+    test = _csr([[1, 1] + [0] * 8])
+    empty = sp.csr_matrix((1, 10), dtype=np.float32)
+    result = full_ranking_evaluate(
+        lambda users: np.zeros((len(users), 10)), targets=test, exclude=empty, ks=(2,)
+    )
+    assert result["recall@2"] == pytest.approx(0.2)
+    assert result["hit@2"] == pytest.approx(17 / 45)
+    assert result["mrr@2"] == pytest.approx(1 / 5 + 8 / 90)
+
+
+def test_a_tie_across_the_cut_off_shares_its_slots_among_all_tied_items() -> None:
+    # Scores 1, .5, .5, .5 and the target is item 3, outside an index-ordered top 2: one of the three tied
+    # items takes rank 2, so the target is there with probability 1/3.
+    test = _csr([[0, 0, 0, 1]])
+    empty = sp.csr_matrix((1, 4), dtype=np.float32)
+    result = full_ranking_evaluate(
+        lambda users: np.array([[1.0, 0.5, 0.5, 0.5]] * len(users)), targets=test, exclude=empty, ks=(2,)
+    )
+    assert result["hit@2"] == pytest.approx(1 / 3)
+    assert result["mrr@2"] == pytest.approx(1 / 6)
+
+
+def test_expected_metrics_equal_the_average_over_every_tie_order() -> None:
+    # Brute force: rank by score with each permutation of the items as tie-break, average the metrics.
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        n_items = int(rng.integers(3, 7))
+        scores = rng.integers(0, 3, size=(1, n_items)).astype(np.float64)
+        relevant = rng.random((1, n_items)) < 0.4
+        relevant[0, rng.integers(n_items)] = True
+        excluded = (rng.random((1, n_items)) < 0.25) & ~relevant
+        ks = (1, 2, n_items + 1)
+        _, per_user = full_ranking_per_user(
+            _fixed_scores(scores), targets=sp.csr_matrix(relevant), exclude=sp.csr_matrix(excluded), ks=ks
+        )
+        masked = np.where(excluded, -np.inf, scores)[0]
+        totals = dict.fromkeys(per_user, 0.0)
+        orders = list(itertools.permutations(range(n_items)))
+        for tie_break in orders:
+            order = np.lexsort((np.array(tie_break), -masked))
+            hits = np.zeros((1, n_items + 1), dtype=bool)
+            hits[0, :n_items] = relevant[0, order] & (masked[order] > -np.inf)
+            for k in ks:
+                for name, metric in RANKING_METRICS.items():
+                    value = metric(hits=hits, n_relevant=np.array([relevant.sum()]), k=k)[0]
+                    totals[f"{name}@{k}"] += value / len(orders)
+        for key, value in totals.items():
+            assert per_user[key][0] == pytest.approx(value, abs=1e-12), key
+
+
+def test_without_ties_the_metrics_are_those_of_the_ranking() -> None:
+    rng = np.random.default_rng(12)
+    train = sp.random(50, 30, density=0.2, format="csr", random_state=13)
+    test = sp.random(50, 30, density=0.1, format="csr", random_state=14)
+    scores = rng.random((50, 30))
+    users, per_user = full_ranking_per_user(_fixed_scores(scores), targets=test, exclude=train, ks=(5, 10))
+    ranked = top_k_items(scores[users], 10, exclude_rows=train[users])
+    hits = hit_matrix(ranked=ranked, relevant=sp.csr_matrix(test[users] > 0))
+    n_relevant = np.diff(sp.csr_matrix(test[users] > 0).indptr)
+    for k in (5, 10):
+        for name, metric in RANKING_METRICS.items():
+            expected = metric(hits=hits, n_relevant=n_relevant, k=k)
+            np.testing.assert_allclose(per_user[f"{name}@{k}"], expected, err_msg=f"{name}@{k}")
+
+
+def test_first_hit_probability_is_a_distribution_over_positions() -> None:
+    # 2 targets among 5 tied items: the first is at position j with probability C(5 - j, 1) / C(5, 2).
+    positions = np.arange(1, 6)
+    probabilities = first_hit_probability(np.full(5, 5), np.full(5, 2), positions)
+    np.testing.assert_allclose(probabilities, [0.4, 0.3, 0.2, 0.1, 0.0])
+    assert first_hit_probability(np.array(3), np.array(0), np.array(1)) == 0.0
 
 
 def test_only_requested_users_with_targets_are_evaluated() -> None:
