@@ -48,3 +48,20 @@ def write_tiny_ml100k(folder: Path, *, n_users: int = 12, n_items: int = 15) -> 
     ]
     (folder / "u.data").write_text("\n".join(rating_lines) + "\n")
     return folder
+
+
+@pytest.fixture
+def open_gates() -> list[str]:
+    """Return overrides that open every accuracy and diversity gate: zero floors, full champion tolerances."""
+    return [
+        "gates.ndcg_at_10.threshold=0.0",
+        "gates.recall_at_20.threshold=0.0",
+        "gates.intra_list_diversity.threshold=0.0",
+        "gates.catalog_coverage.threshold=0.0",
+        "gates.exposure_gini.threshold=1.0",  # Gini: lower is better, so 1.0 is the open ceiling
+        "gates.ndcg_at_10.tolerance=1.0",
+        "gates.recall_at_20.tolerance=1.0",
+        "gates.intra_list_diversity.tolerance=1.0",
+        "gates.catalog_coverage.tolerance=1.0",
+        "gates.exposure_gini.tolerance=1.0",
+    ]

@@ -20,22 +20,10 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "pipeline.simulate=false",
 ]
-OPEN_GATES = [
-    "gates.ndcg_at_10.threshold=0.0",
-    "gates.recall_at_20.threshold=0.0",
-    "gates.intra_list_diversity.threshold=0.0",
-    "gates.catalog_coverage.threshold=0.0",
-    "gates.exposure_gini.threshold=1.0",
-    "gates.ndcg_at_10.tolerance=1.0",
-    "gates.recall_at_20.tolerance=1.0",
-    "gates.intra_list_diversity.tolerance=1.0",
-    "gates.catalog_coverage.tolerance=1.0",
-    "gates.exposure_gini.tolerance=1.0",
-]
 
 
-def test_pipeline_promotes_a_passing_candidate_and_refuses_a_failing_one() -> None:
-    first = pipeline_flow(overrides=[*TINY, *OPEN_GATES])
+def test_pipeline_promotes_a_passing_candidate_and_refuses_a_failing_one(open_gates: list[str]) -> None:
+    first = pipeline_flow(overrides=[*TINY, *open_gates])
     assert first["registration"]["gate_passed"] is True
     assert first["champion"] == first["registration"]["version"] == "1"
     client = MlflowClient(first["tracking_uri"])
@@ -45,7 +33,7 @@ def test_pipeline_promotes_a_passing_candidate_and_refuses_a_failing_one() -> No
     assert version.tags["gate.status"] == "passed"
     assert {"git_commit", "config_hash", "data_fingerprint"} <= set(version.tags)
 
-    strict = [*OPEN_GATES, "gates.catalog_coverage.threshold=1.01"]
+    strict = [*open_gates, "gates.catalog_coverage.threshold=1.01"]
     second = pipeline_flow(overrides=[*TINY, *strict, "pipeline.force=true"])
     assert second["cache"] == {"training": "forced", "simulation": "skipped", "registration": "forced"}
     assert second["run_id"] != first["run_id"]
@@ -58,12 +46,12 @@ def test_pipeline_promotes_a_passing_candidate_and_refuses_a_failing_one() -> No
     assert "catalog_coverage" in refused.tags["gate.reasons"]
 
 
-def test_changed_gates_alone_re_decide_the_reused_version() -> None:
-    first = pipeline_flow(overrides=[*TINY, *OPEN_GATES])
+def test_changed_gates_alone_re_decide_the_reused_version(open_gates: list[str]) -> None:
+    first = pipeline_flow(overrides=[*TINY, *open_gates])
     assert first["cache"] == {"training": "miss", "simulation": "skipped", "registration": "miss"}
     client = MlflowClient(first["tracking_uri"])
     name = first["registration"]["registered_model"]
-    strict = [*OPEN_GATES, "gates.catalog_coverage.threshold=1.01"]
+    strict = [*open_gates, "gates.catalog_coverage.threshold=1.01"]
     second = pipeline_flow(overrides=[*TINY, *strict])
     assert second["run_id"] == first["run_id"]
     assert second["cache"]["training"] == "hit"

@@ -40,18 +40,6 @@ TINY_WORLD = [
     "simulate.stand_in_dimension=8",
     "simulate.calibrations=[{name:main,mean_click_probability:0.05,top10_click_probability:0.13}]",
 ]
-OPEN_GATES = [
-    "gates.ndcg_at_10.threshold=0.0",
-    "gates.recall_at_20.threshold=0.0",
-    "gates.intra_list_diversity.threshold=0.0",
-    "gates.catalog_coverage.threshold=0.0",
-    "gates.exposure_gini.threshold=1.0",
-    "gates.ndcg_at_10.tolerance=1.0",
-    "gates.recall_at_20.tolerance=1.0",
-    "gates.intra_list_diversity.tolerance=1.0",
-    "gates.catalog_coverage.tolerance=1.0",
-    "gates.exposure_gini.tolerance=1.0",
-]
 GATE_METRIC = "sim/lift_ci_low"
 
 
@@ -86,8 +74,8 @@ def _pipeline_artifact() -> str:
     return str(artifact.data)
 
 
-def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
-    first = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES])
+def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force(open_gates: list[str]) -> None:
+    first = pipeline_flow(overrides=[*TINY_WORLD, *open_gates])
     client = MlflowClient(first["tracking_uri"])
     name = first["registration"]["registered_model"]
     assert first["cache"] == {"training": "miss", "simulation": "miss", "registration": "miss"}
@@ -115,7 +103,7 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     for linked in (first["run_id"], simulation["run_id"], "version 1", "simulator_lift", "new (cache miss)"):
         assert linked in markdown
 
-    second = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES])
+    second = pipeline_flow(overrides=[*TINY_WORLD, *open_gates])
     assert second["cache"] == {"training": "hit", "simulation": "hit", "registration": "hit"}
     assert second["run_id"] == first["run_id"]
     assert second["simulation"]["run_id"] == simulation["run_id"]
@@ -128,7 +116,7 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     assert f"training run: `{first['run_id']}`" in _pipeline_artifact()
     assert "reused (cache hit)" in _pipeline_artifact()
 
-    forced = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES, "pipeline.force=true"])
+    forced = pipeline_flow(overrides=[*TINY_WORLD, *open_gates, "pipeline.force=true"])
     assert forced["cache"] == {"training": "forced", "simulation": "forced", "registration": "forced"}
     assert forced["run_id"] != first["run_id"]
     assert forced["simulation"]["run_id"] != simulation["run_id"]
@@ -138,15 +126,17 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force() -> None:
     assert _versions(client, name) == ["1", "2"]
 
 
-def test_a_policy_that_loses_to_greedy_online_is_refused_and_the_champion_stays() -> None:
-    first = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES, "pipeline.simulate=false"])
+def test_a_policy_that_loses_to_greedy_online_is_refused_and_the_champion_stays(
+    open_gates: list[str],
+) -> None:
+    first = pipeline_flow(overrides=[*TINY_WORLD, *open_gates, "pipeline.simulate=false"])
     assert first["simulation"]["cache"] == "skipped"
     assert first["champion"] == "1"
     client = MlflowClient(first["tracking_uri"])
     name = first["registration"]["registered_model"]
 
     # serving every slot uniformly at random cannot beat greedy_online when the recommender is informative
-    random = pipeline_flow(overrides=[*TINY_WORLD, *OPEN_GATES, "policy.exploration_rate=1.0"])
+    random = pipeline_flow(overrides=[*TINY_WORLD, *open_gates, "policy.exploration_rate=1.0"])
     assert random["simulation"]["policy"] == "epsilon_greedy@1"
     lift = random["simulation"]["metrics"][GATE_METRIC]
     assert lift <= 0.0
