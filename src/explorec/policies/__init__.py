@@ -8,7 +8,8 @@ Modules: `base` (the `Policy` interface, `Slate`/`SlateBatch`, `deviation_rate`,
 (greedy, ε-greedy, Boltzmann/Plackett-Luce), `linear` (LinUCB and Thompson sampling on
 item-tower vectors, per-user Bayesian linear model with Sherman–Morrison updates), `semantic` (k-means text
 clusters, semantic-cluster exploration with per-user Beta Thompson sampling), `mmr` (maximal marginal
-relevance), `factory` (`build_policy(name, exploration_rate, **params)`, `POLICY_NAMES`).
+relevance), `novelty` (LinUCB with a text-cluster novelty bonus; a simulator policy, not in the factory),
+`factory` (`build_policy(name, exploration_rate, **params)`, `POLICY_NAMES`).
 
 Serving loop, for every policy alike::
 

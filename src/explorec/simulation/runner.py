@@ -24,13 +24,15 @@ import numpy as np
 
 from explorec.policies.base import Policy, SlateBatch
 from explorec.policies.factory import build_policy
+from explorec.policies.novelty import LinUCBNoveltyPolicy
 from explorec.policies.simple import top_k_rows
 from explorec.simulation.ground_truth import stream
 from explorec.simulation.online import OnlineResidualModel
 
 POLICY_STREAM, CLICK_STREAM, PLATT_STREAM = 21, 22, 23
 BASELINE_LABELS = ("oracle", "static", "greedy_online", "random")
-LINEAR_POLICIES = ("linucb", "thompson")
+LINEAR_POLICIES = ("linucb", "thompson", "linucb_novelty")
+"""Policies served from the prior with the shared online model's posterior as their state."""
 THOMPSON_PROPENSITY_DRAWS = 64
 
 
@@ -72,19 +74,36 @@ def policy_specs(policy_rates: dict[str, list[float]]) -> list[PolicySpec]:
 
 @dataclass(frozen=True)
 class PolicyResources:
-    """What policies are built from: augmented item vectors, text embeddings, clusters, candidate count."""
+    """What policies are built from: augmented item vectors, text embeddings, clusters, candidate count.
+
+    exploration_scale: linucb/thompson's bonus or posterior scale at rate 1; novelty_scale: linucb_novelty's
+    cluster-novelty weight λ at rate 1.
+    """
 
     augmented_vectors: np.ndarray
     text_embeddings: np.ndarray
     item_clusters: np.ndarray
     n_candidates: int
     exploration_scale: float
+    novelty_scale: float = 0.0
 
 
 def make_policy(spec: PolicySpec, resources: PolicyResources) -> Policy | None:
-    """Build the explorec policy of a spec (None for the oracle)."""
+    """Build the explorec policy of a spec (None for the oracle).
+
+    linucb_novelty is a simulator policy (not in explorec.policies.factory's serving registry).
+    """
     if spec.policy_name == "oracle":
         return None
+    if spec.policy_name == LinUCBNoveltyPolicy.name:
+        return LinUCBNoveltyPolicy(
+            exploration_rate=spec.exploration_rate,
+            item_vectors=resources.augmented_vectors,
+            item_clusters=resources.item_clusters,
+            novelty_scale=resources.novelty_scale,
+            n_candidates=resources.n_candidates,
+            exploration_scale=resources.exploration_scale,
+        )
     params: dict[str, object] = {}
     if spec.policy_name in LINEAR_POLICIES:
         params = {
@@ -183,9 +202,17 @@ def _serve(
 def _initial_states(
     spec: PolicySpec, policy: Policy | None, inputs: EpisodeInputs, model: OnlineResidualModel
 ) -> list | None:
-    """Per-user policy states: the shared model's views for linear policies, the policy's own otherwise."""
+    """Per-user policy states: the shared model's views for linear policies, the policy's own otherwise.
+
+    linucb_novelty's states hold the shared model's view beside their cluster counts.
+    """
     if policy is None:
         return None
+    if isinstance(policy, LinUCBNoveltyPolicy):
+        return [
+            policy.initial_state(history_items=items, linear=model.user_state(row))
+            for row, items in enumerate(inputs.visible_items)
+        ]
     if spec.policy_name in LINEAR_POLICIES:
         return [model.user_state(row) for row in range(inputs.prior.shape[0])]
     states = [policy.initial_state(history_items=items) for items in inputs.visible_items]
@@ -256,7 +283,10 @@ def run_episode(
                 prior=inputs.prior,
                 position_weights=inputs.position_weights,
             )
-            if states is not None and policy is not None and spec.policy_name not in LINEAR_POLICIES:
+            if isinstance(policy, LinUCBNoveltyPolicy) and states is not None:
+                for row in range(n_users):  # the shared model above holds its posterior
+                    policy.observe_clusters(state=states[row], items=items[row], clicks=clicks[row])
+            elif states is not None and policy is not None and spec.policy_name not in LINEAR_POLICIES:
                 for row in range(n_users):
                     policy.update(
                         state=states[row],

@@ -313,6 +313,7 @@ def run_simulation(
             item_clusters=clusters,
             n_candidates=cfg.n_candidates,
             exploration_scale=cfg.linear_exploration_scale,
+            novelty_scale=cfg.novelty_bonus_scale,
         )
         popularity, n_training_users = world.item_popularity()
         context_base = {

@@ -49,7 +49,7 @@ def small_config() -> SimulateConfig:
 
 
 def small_simulate_config() -> SimulateConfig:
-    """A fast configuration: 15 test users, 4 visits of 3 slots, 3 replications, five exploring setups."""
+    """A fast configuration: 15 test users, 4 visits of 3 slots, 3 replications, six exploring setups."""
     return SimulateConfig(
         seed=3,
         min_user_positives=10,
@@ -65,6 +65,7 @@ def small_simulate_config() -> SimulateConfig:
             "boltzmann": [0.5],
             "linucb": [1.0],
             "semantic_cluster": [0.3],
+            "linucb_novelty": [1.0],
         },
         n_candidates=20,
         n_text_clusters=4,

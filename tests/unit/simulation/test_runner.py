@@ -80,7 +80,14 @@ def test_the_oracle_order_equals_serving_the_best_remaining_items_visit_by_visit
 
 @pytest.mark.parametrize(
     ("name", "rate"),
-    [("linucb", 1.0), ("thompson", 0.5), ("semantic_cluster", 0.5), ("mmr", 0.5), ("greedy", 0.0)],
+    [
+        ("linucb", 1.0),
+        ("thompson", 0.5),
+        ("semantic_cluster", 0.5),
+        ("mmr", 0.5),
+        ("greedy", 0.0),
+        ("linucb_novelty", 1.0),
+    ],
 )
 def test_episodes_served_in_batches_equal_episodes_served_user_by_user(
     name: str, rate: float, monkeypatch: pytest.MonkeyPatch
@@ -93,6 +100,7 @@ def test_episodes_served_in_batches_equal_episodes_served_user_by_user(
         item_clusters=np.repeat(np.arange(6), 25),
         n_candidates=20,
         exploration_scale=0.5,
+        novelty_scale=0.5,
     )
     spec = next(s for s in policy_specs({name: [rate]}) if s.policy_name == name and s.online)
     batched = run_episode(spec=spec, policy=make_policy(spec, resources), inputs=inputs)
@@ -127,3 +135,48 @@ def test_episodes_on_two_threads_equal_serial_episodes_in_job_order() -> None:
             np.testing.assert_array_equal(getattr(first, field), getattr(second, field), err_msg=field)
     with pytest.raises(ValueError, match="workers"):
         list(run_episodes(jobs(), inputs=inputs, workers=0))
+
+
+def test_linucb_novelty_episodes_share_the_online_posterior_and_track_clusters_from_the_history() -> None:
+    """novelty_scale 0 gives linucb's episode; with a bonus its states follow the history and the clicks."""
+    inputs = _inputs(seed=6, n_items=150, visits=6)
+    clusters = np.repeat(np.arange(6), 25)
+
+    def resources(novelty_scale: float) -> PolicyResources:
+        return PolicyResources(
+            augmented_vectors=inputs.features,
+            text_embeddings=np.zeros((150, 2)),
+            item_clusters=clusters,
+            n_candidates=20,
+            exploration_scale=0.5,
+            novelty_scale=novelty_scale,
+        )
+
+    specs = {s.policy_name: s for s in policy_specs({"linucb": [1.0], "linucb_novelty": [1.0]})}
+    linucb = run_episode(
+        spec=specs["linucb"], policy=make_policy(specs["linucb"], resources(0.0)), inputs=inputs
+    )
+    plain_policy = make_policy(specs["linucb_novelty"], resources(0.0))
+    plain = run_episode(spec=specs["linucb_novelty"], policy=plain_policy, inputs=inputs)
+    np.testing.assert_array_equal(plain.items, linucb.items)
+
+    policy = make_policy(specs["linucb_novelty"], resources(0.5))
+    seen_states: list = []
+    original = policy.observe_clusters
+
+    def observe(*, state, items, clicks) -> None:
+        seen_states.append(state)
+        original(state=state, items=items, clicks=clicks)
+
+    policy.observe_clusters = observe  # type: ignore[method-assign]
+    episode = run_episode(spec=specs["linucb_novelty"], policy=policy, inputs=inputs)
+    n_users = inputs.prior.shape[0]
+    assert len(seen_states) == n_users * inputs.n_visits
+    for user, state in enumerate(seen_states[-n_users:]):
+        engaged = np.zeros(6, dtype=bool)
+        engaged[clusters[inputs.visible_items[user]]] = True
+        engaged[clusters[episode.items[user][episode.clicks[user]]]] = True
+        np.testing.assert_array_equal(state.engaged, engaged)
+        np.testing.assert_array_equal(
+            state.served, np.bincount(clusters[episode.items[user].ravel()], minlength=6)
+        )
