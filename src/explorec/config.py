@@ -156,6 +156,7 @@ class BenchmarkConfig:
     als_alpha: list[float] = field(default_factory=lambda: [1.0])
     als_iterations: int = 15
     two_tower_overrides: dict[str, list[str]] = field(default_factory=dict)
+    two_tower_refit: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -195,6 +195,7 @@ def train_and_evaluate(
         "dataset": cfg.data.name,
         "split": cfg.split.name,
         "best_epoch_val_ndcg@10": fit.best_score,
+        "best_epoch": int(fit.best_metrics.get("epoch", max(fit.epochs_run - 1, 0))),
         "epochs_run": fit.epochs_run,
         "fit_time_s": round(fit.fit_time_s, 2),
         "metrics": results,

@@ -61,3 +61,19 @@ def test_benchmark_flow_compares_every_model_under_one_parent_run() -> None:
     written = json.loads((Path(summary["output_dir"]) / "benchmark.json").read_text())
     assert [row["model"] for row in written["rows"]] == models
     assert "| ease | test |" in summary["markdown"]
+
+
+def test_benchmark_refits_the_two_tower_on_train_and_validation_when_asked() -> None:
+    overrides = [
+        *TINY,
+        "benchmark.baselines=[popularity]",
+        "benchmark.encoders=[none]",
+        "benchmark.two_tower_refit=[leave_last_out]",
+    ]
+    summary = benchmark_flow(overrides=overrides)
+    row = summary["rows"][-1]
+    assert row["params"]["refit"].startswith("train + valid,")
+    assert {"val", "test", "test_no_refit"} <= set(row["metrics"])
+    metrics = MlflowClient().get_run(row["run_id"]).data.metrics
+    assert metrics["final/refit/test/ndcg_at_10"] == row["metrics"]["test"]["ndcg@10"]
+    assert metrics["final/test/ndcg_at_10"] == row["metrics"]["test_no_refit"]["ndcg@10"]

@@ -244,6 +244,67 @@ def fit_two_tower(
     )
 
 
+def refit_two_tower(
+    dataset: ProcessedDataset, text_embeddings: np.ndarray | None, cfg: ExplorecConfig, *, epochs: int
+) -> FitResult:
+    """Train anew on train + validation for a fixed number of epochs (chosen on validation); no validation.
+
+    The returned model scores users from any history splits of the original `dataset`, as a fit does.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1; got {epochs}")
+    lp.seed_everything(cfg.seed, workers=True)
+    torch.set_num_threads(cfg.trainer.num_threads)
+    merged = with_validation_in_train(dataset)
+    model_cfg = resolve_model_config(cfg.model, cfg.split.name)
+    model = build_two_tower(merged, text_embeddings, model_cfg)
+    datamodule = TwoTowerDataModule(
+        merged,
+        history_length=model_cfg.history_length,
+        batch_size=cfg.trainer.batch_size,
+        eval_batch_size=cfg.trainer.eval_batch_size,
+        num_workers=cfg.trainer.num_workers,
+        objective=model_cfg.training_objective,
+        held_out_fraction=model_cfg.held_out_fraction,
+        whole_history=model.user_tower.max_history is None,
+    )
+    monitor = TrainingMonitor()
+    trainer = lp.Trainer(
+        max_epochs=epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
+        precision=cfg.trainer.precision,  # type: ignore[arg-type]
+        deterministic=cfg.trainer.deterministic,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        enable_model_summary=False,
+        callbacks=[monitor],
+        logger=False,
+    )
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    return FitResult(
+        model=model.eval(),
+        dataset=dataset,
+        best_score=math.nan,
+        best_metrics={},
+        epochs_run=trainer.current_epoch,
+        best_checkpoint=None,
+        fit_time_s=time.perf_counter() - started,
+        history=monitor.epochs,
+    )
+
+
+def with_validation_in_train(dataset: ProcessedDataset) -> ProcessedDataset:
+    """Return the data set with the validation interactions moved into train (validation left empty)."""
+    train = pd.concat([dataset.train, dataset.valid], ignore_index=True)
+    train = train.sort_values(["user_idx", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
+    return replace(dataset, train=train, valid=dataset.valid.iloc[:0])
+
+
 def _best_epoch(epochs: list[dict[str, float]]) -> dict[str, float]:
     """Return the metrics of the epoch with the highest val/ndcg@10 (the first on ties; {} when none)."""
     scored = [epoch for epoch in epochs if MONITOR in epoch and not math.isnan(epoch[MONITOR])]

@@ -14,8 +14,10 @@ from explorec.models.fit import (
     build_two_tower,
     fit_two_tower,
     load_weights,
+    refit_two_tower,
     resolve_model_config,
     training_objective,
+    with_validation_in_train,
 )
 
 FAST_TRAINER: dict[str, object] = {
@@ -186,3 +188,17 @@ def test_full_softmax_gives_never_trained_items_no_mass(
     assert n_targets == 3
     torch.testing.assert_close(after_unseen, before)
     assert not torch.allclose(after_seen, before)
+
+
+def test_refit_trains_on_train_and_validation_for_the_given_epochs(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray
+) -> None:
+    merged = with_validation_in_train(tiny)
+    assert len(merged.train) == len(tiny.train) + len(tiny.valid) and merged.valid.empty
+    assert merged.matrix("train").nnz == tiny.matrix("train", "valid").nnz
+    refit = refit_two_tower(tiny, tiny_text_embeddings, _config(split="random_ratio"), epochs=2)
+    assert refit.epochs_run == 2 and len(refit.history) == 2
+    known = refit.model.item_tower.known_items.numpy()
+    assert known[tiny.valid["item_idx"].to_numpy()].all()
+    scores = refit.score_users(np.array([0, 5]), ("train", "valid"))
+    assert scores.shape == (2, tiny.n_items) and np.isfinite(scores).all()
