@@ -112,9 +112,10 @@ def test_the_bonus_serves_more_unengaged_clusters_than_linucb() -> None:
     assert new_clusters[1] > new_clusters[0]
 
 
-def test_batch_equals_per_user_calls_including_rows_with_few_items_left() -> None:
+@pytest.mark.parametrize("exploration_scale", [0.05, None])
+def test_batch_equals_per_user_calls_including_rows_with_few_items_left(exploration_scale) -> None:
     scores, _, _ = _world()
-    policy = _policy()
+    policy = _policy(exploration_scale=exploration_scale)
     rng = np.random.default_rng(5)
     n_rows = 6
     rows_scores = scores[None, :] + rng.normal(scale=0.01, size=(n_rows, N_ITEMS))
