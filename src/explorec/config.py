@@ -94,6 +94,7 @@ class ModelConfig:
     initial_temperature: float = 0.05
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    separate_input_items: bool = False
 
 
 @dataclass

@@ -134,16 +134,7 @@ def build_two_tower(
     genres = genre_multi_hot(items["genres"]) if model_cfg.use_genres and "genres" in items else None
     known = np.zeros(dataset.n_items, dtype=bool)
     known[dataset.train["item_idx"].to_numpy()] = True
-    item_tower = ItemTower(
-        n_items=dataset.n_items,
-        embedding_dim=model_cfg.embedding_dim,
-        known_items=torch.from_numpy(known),
-        text_embeddings=None if text_embeddings is None else torch.from_numpy(np.asarray(text_embeddings)),
-        genre_features=None if genres is None else torch.from_numpy(genres),
-        mlp_layers=model_cfg.mlp_layers,
-        dropout=model_cfg.dropout,
-        id_dropout=model_cfg.id_dropout,
-    )
+    item_tower = _item_tower(dataset.n_items, known, text_embeddings, genres, model_cfg)
     user_tower = UserTower(
         embedding_dim=model_cfg.embedding_dim,
         history_length=model_cfg.history_length,
@@ -154,8 +145,37 @@ def build_two_tower(
         n_users=dataset.n_users if model_cfg.use_user_id else None,
         pooling=model_cfg.user_pooling,
     )
+    input_tower = None
+    if model_cfg.separate_input_items:
+        input_tower = _item_tower(dataset.n_items, known, text_embeddings, genres, model_cfg)
     log_frequency = torch.from_numpy(item_log_frequency(dataset.train, dataset.n_items))
-    return TwoTowerModule(item_tower, user_tower, item_log_frequency=log_frequency, model_cfg=model_cfg)
+    return TwoTowerModule(
+        item_tower,
+        user_tower,
+        item_log_frequency=log_frequency,
+        model_cfg=model_cfg,
+        input_item_tower=input_tower,
+    )
+
+
+def _item_tower(
+    n_items: int,
+    known: np.ndarray,
+    text_embeddings: np.ndarray | None,
+    genres: np.ndarray | None,
+    model_cfg: ModelConfig,
+) -> ItemTower:
+    """Return an untrained item tower over the catalogue (`known`: items seen in training)."""
+    return ItemTower(
+        n_items=n_items,
+        embedding_dim=model_cfg.embedding_dim,
+        known_items=torch.from_numpy(known),
+        text_embeddings=None if text_embeddings is None else torch.from_numpy(np.asarray(text_embeddings)),
+        genre_features=None if genres is None else torch.from_numpy(genres),
+        mlp_layers=model_cfg.mlp_layers,
+        dropout=model_cfg.dropout,
+        id_dropout=model_cfg.id_dropout,
+    )
 
 
 def load_weights(model: TwoTowerModule, checkpoint: Path) -> TwoTowerModule:

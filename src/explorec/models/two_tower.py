@@ -84,7 +84,12 @@ def in_batch_log_q(item_log_frequency: torch.Tensor, n_draws: int) -> torch.Tens
 
 
 class TwoTowerModule(lp.LightningModule):
-    """Trains an item and a user tower; validates by exact full ranking over all items (train masked)."""
+    """Trains an item and a user tower; validates by exact full ranking over all items (train masked).
+
+    With `input_item_tower` the user tower reads the history through that second item tower (input
+    representations) while items are scored with `item_tower` (output representations), as in models
+    that untie input and output item embeddings; without it one item tower serves both sides.
+    """
 
     def __init__(
         self,
@@ -93,6 +98,7 @@ class TwoTowerModule(lp.LightningModule):
         *,
         item_log_frequency: torch.Tensor,
         model_cfg: ModelConfig,
+        input_item_tower: ItemTower | None = None,
     ) -> None:
         super().__init__()
         if model_cfg.loss not in LOSSES:
@@ -100,6 +106,7 @@ class TwoTowerModule(lp.LightningModule):
         self.save_hyperparameters({"model": asdict(model_cfg)})
         self.item_tower = item_tower
         self.user_tower = user_tower
+        self.input_item_tower = input_item_tower
         self.model_cfg = model_cfg
         self.register_buffer("item_log_frequency", item_log_frequency.to(torch.float32))
         self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(model_cfg.initial_temperature)))
@@ -121,12 +128,14 @@ class TwoTowerModule(lp.LightningModule):
     ) -> torch.Tensor:
         """Return user vectors [B, d] of a batch with `history`, `padding_mask` and `user_idx`.
 
-        `item_vectors` [n_items, d], when given, are used for the history instead of a new item-tower pass.
+        `item_vectors` [n_items, d], when given, are used for the history instead of a new item-tower pass
+        (not with a separate input item tower, which always reads the history itself).
         """
         history, padding = batch["history"], batch["padding_mask"]
-        if item_vectors is None:
+        if item_vectors is None or self.input_item_tower is not None:
             unique_items, index = torch.unique(history, return_inverse=True)
-            table = self.item_tower(unique_items)
+            tower = self.item_tower if self.input_item_tower is None else self.input_item_tower
+            table = tower(unique_items)
         else:
             table, index = item_vectors, history
         user_idx = batch["user_idx"] if self.user_tower.user_embedding is not None else None

@@ -142,6 +142,11 @@ def tower_config(model_cfg: Any, n_users: int | None) -> dict[str, Any]:
     """
     from explorec.models.fit import resolve_model_config
 
+    if getattr(model_cfg, "separate_input_items", False):
+        raise ValueError(
+            "a model with separate input item representations (model.separate_input_items) cannot be "
+            "bundled: serving reads a user's history through the served (output) item vectors"
+        )
     values = {key: getattr(model_cfg, key) for key in TOWER_FIELDS}
     values["pooling"] = resolve_model_config(model_cfg).user_pooling
     values["n_users"] = n_users if model_cfg.use_user_id else None

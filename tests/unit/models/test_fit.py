@@ -145,6 +145,26 @@ def test_full_softmax_set_model_fits_and_scores_from_the_whole_history(
     assert not np.allclose(from_whole, from_last_four)
 
 
+def test_separate_input_items_read_the_history_and_leave_the_scored_items_alone(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray
+) -> None:
+    shared = build_two_tower(tiny, tiny_text_embeddings, ModelConfig(embedding_dim=8, user_pooling="mean"))
+    assert shared.input_item_tower is None
+    assert not any(key.startswith("input_item_tower.") for key in shared.state_dict())
+    model_cfg = ModelConfig(embedding_dim=8, user_pooling="mean", separate_input_items=True)
+    model = build_two_tower(tiny, tiny_text_embeddings, model_cfg).eval()
+    assert model.input_item_tower is not None
+    batch = UserHistories(user_sequences(tiny.train, tiny.n_users), np.array([0, 1]), None).collate([0, 1])
+    with torch.no_grad():
+        users, items = model.user_vectors(batch), model.all_item_vectors()
+        from_items = model.user_vectors(batch, item_vectors=items)
+        model.input_item_tower.id_embedding.weight.mul_(-1.0)
+        moved_users, moved_items = model.user_vectors(batch), model.all_item_vectors()
+    torch.testing.assert_close(from_items, users)  # given item vectors are ignored: the input tower reads
+    assert not torch.allclose(moved_users, users)
+    torch.testing.assert_close(moved_items, items)
+
+
 def test_each_loss_runs_with_each_objective(
     tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray, tmp_path: Path
 ) -> None:

@@ -78,3 +78,15 @@ def test_mean_pooled_tower_serves_the_whole_history(dataset: ProcessedDataset, t
     assert max(bundle.history(u).size for u in users) > mean_cfg.history_length  # longer than N
     served = Recommender(bundle).user_vectors([bundle.history(u) for u in users], list(users))
     np.testing.assert_allclose(served, fit.user_vectors(users, ("train",)), atol=1e-5)
+
+
+def test_a_model_with_separate_input_items_is_not_bundled(dataset: ProcessedDataset) -> None:
+    """Serving reads histories through the served item vectors, which such a model does not."""
+    from dataclasses import replace
+
+    from explorec.models.fit import FitResult, build_two_tower
+
+    untied = replace(MODEL_CFG, user_pooling="mean", separate_input_items=True)
+    fit = FitResult(build_two_tower(dataset, None, untied).eval(), dataset, 0.0, {}, 0, None, 0.0)
+    with pytest.raises(ValueError, match="separate_input_items"):
+        bundle_from_fit(fit, PolicySpec("greedy", 0.0))
