@@ -13,10 +13,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from explorec.tuning.config import TuneConfig
+from explorec.tuning.config import PrunerConfig, TuneConfig
 from explorec.tuning.study import (
     WORKER_ATTR,
     budget_of,
+    build_pruner,
     open_storage,
     open_study,
     recover_stale_trials,
@@ -106,7 +107,7 @@ def test_a_study_with_other_objectives_is_not_silently_reused(tmp_path: Path) ->
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from explorec.tuning.config import TuneConfig
+    from explorec.tuning.config import PrunerConfig, TuneConfig
     from explorec.tuning.study import open_storage, open_study, run_until_budget, mark_worker
 
     def objective(trial):
@@ -139,3 +140,27 @@ def test_two_worker_processes_on_a_journal_file_share_one_budget(tmp_path: Path)
     assert 8 <= len(trials) <= 9  # two workers may both start the last trial (documented race)
     pids = {t.user_attrs[WORKER_ATTR]["pid"] for t in trials}
     assert len(pids) == 2  # both workers ran trials
+
+
+def test_hyperband_prunes_weak_trials_and_keeps_the_strongest() -> None:
+    hyperband = PrunerConfig(name="hyperband", min_resource=1, reduction_factor=3)
+    pruner = build_pruner(TuneConfig(mode="single", pruner=hyperband), max_epochs=9)
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(direction="maximize", pruner=pruner, sampler=sampler)
+
+    def learning_curve(trial: optuna.Trial) -> float:
+        """A trial whose value after each epoch grows with its quality, so rungs rank trials by quality."""
+        quality = trial.suggest_float("quality", 0.0, 1.0)
+        for epoch in range(9):
+            trial.report(quality * (epoch + 1), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return quality * 9
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(learning_curve, n_trials=30)
+    epochs = [len(trial.intermediate_values) for trial in study.trials]
+    strongest = max(study.trials, key=lambda trial: trial.params["quality"])
+    assert strongest.state == TrialState.COMPLETE
+    assert any(trial.state == TrialState.PRUNED for trial in study.trials)
+    assert max(epochs) == 9 and sum(epochs) < 30 * 9
