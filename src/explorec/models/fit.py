@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -190,8 +191,24 @@ def training_objective(cfg: ExplorecConfig) -> str:
     return resolve_model_config(cfg.model, cfg.split.name).training_objective
 
 
+class _NoAdvertisement(logging.Filter):
+    """Drop Lightning's "💡 Tip" log lines (a cloud-logger advertisement printed by every Trainer)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but the tip."""
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def _hide_lightning_tips() -> None:
+    """Attach the tip filter to Lightning's rank-zero logger once."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(existing, _NoAdvertisement) for existing in rank_zero.filters):
+        rank_zero.addFilter(_NoAdvertisement())
+
+
 def build_trainer(trainer_cfg: TrainerConfig, *, callbacks: Sequence[Callback], logger: Any) -> lp.Trainer:
     """Return a Lightning Trainer from TrainerConfig (CPU, GPU or DDP) with early stopping on val/ndcg@10."""
+    _hide_lightning_tips()
     stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=trainer_cfg.early_stopping_patience)
     return lp.Trainer(
         max_epochs=trainer_cfg.max_epochs,

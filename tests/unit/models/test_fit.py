@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from explorec.config import ExplorecConfig, ModelConfig, SplitConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.models.data import UserHistories, user_sequences
 from explorec.models.fit import (
+    build_trainer,
     build_two_tower,
     fit_two_tower,
     load_weights,
@@ -222,3 +225,11 @@ def test_refit_trains_on_train_and_validation_for_the_given_epochs(
     assert known[tiny.valid["item_idx"].to_numpy()].all()
     scores = refit.score_users(np.array([0, 5]), ("train", "valid"))
     assert scores.shape == (2, tiny.n_items) and np.isfinite(scores).all()
+
+
+def test_a_trainer_logs_its_setup_but_not_the_cloud_logger_tip(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
+        build_trainer(TrainerConfig(max_epochs=1, enable_progress_bar=False), callbacks=[], logger=False)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("GPU available" in message for message in messages)
+    assert not any("Tip" in message for message in messages)
