@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from lightning.pytorch.callbacks import Callback
+from optuna_integration import PyTorchLightningPruningCallback
 
 from explorec.config import EncoderConfig, ExplorecConfig
 from explorec.data.processed import ProcessedDataset
@@ -117,6 +118,24 @@ class EpochCounter(Callback):
         self.epochs += 1
 
 
+class PruningBeforeTheLastEpoch(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback that only reports after the last epoch.
+
+    Pruning a trial that has run its whole epoch budget saves nothing and throws its result away; with
+    Hyperband (rungs at 1, 3, 9 epochs of 10, steps counted from 0) that happened to whole trials.
+    """
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Report and maybe prune, except after the final epoch, where the value is only reported."""
+        final_epoch = pl_module.current_epoch >= trainer.max_epochs - 1
+        if trainer.sanity_checking or not final_epoch:
+            super().on_validation_end(trainer, pl_module)
+            return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None and trainer.is_global_zero:
+            self._trial.report(float(score), step=pl_module.current_epoch)
+
+
 def objective_values(tune: TuneConfig, served: Mapping[str, float]) -> tuple[float, ...]:
     """Return (accuracy,) or (accuracy, diversity) from a trial's served-slate metrics."""
     accuracy = served[f"ndcg@{tune.slate_size}"]
@@ -129,7 +148,6 @@ def make_objective(context: TrialContext) -> Callable[[Any], float | tuple[float
     """Return objective(trial): one nested MLflow run per trial; pruned through Lightning in single mode."""
     import optuna
     from mlflow import MlflowClient
-    from optuna_integration import PyTorchLightningPruningCallback
 
     from explorec.models.fit import MONITOR
     from explorec.tuning.study import mark_worker
@@ -156,7 +174,7 @@ def make_objective(context: TrialContext) -> Callable[[Any], float | tuple[float
         counter = EpochCounter()
         callbacks: list[Any] = [counter]
         if tune.mode == "single":
-            callbacks.append(PyTorchLightningPruningCallback(trial, monitor=MONITOR))
+            callbacks.append(PruningBeforeTheLastEpoch(trial, monitor=MONITOR))
         try:
             values, metrics = _train_and_serve(context, cfg, policy, run_id, callbacks)
         except optuna.TrialPruned:
