@@ -241,16 +241,7 @@ def fit_two_tower(
     torch.set_num_threads(cfg.trainer.num_threads)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
     model = build_two_tower(dataset, text_embeddings, model_cfg)
-    datamodule = TwoTowerDataModule(
-        dataset,
-        history_length=model_cfg.history_length,
-        batch_size=cfg.trainer.batch_size,
-        eval_batch_size=cfg.trainer.eval_batch_size,
-        num_workers=cfg.trainer.num_workers,
-        objective=model_cfg.training_objective,
-        held_out_fraction=model_cfg.held_out_fraction,
-        whole_history=model.user_tower.max_history is None,
-    )
+    datamodule = _datamodule(dataset, cfg, model_cfg, model)
     checkpoint = ModelCheckpoint(
         dirpath=Path(checkpoint_dir),
         filename="best",
@@ -281,6 +272,22 @@ def fit_two_tower(
     )
 
 
+def _datamodule(
+    dataset: ProcessedDataset, cfg: ExplorecConfig, model_cfg: ModelConfig, model: TwoTowerModule
+) -> TwoTowerDataModule:
+    """Return the training data of `dataset` as `model` (whole-history or windowed) and the config want it."""
+    return TwoTowerDataModule(
+        dataset,
+        history_length=model_cfg.history_length,
+        batch_size=cfg.trainer.batch_size,
+        eval_batch_size=cfg.trainer.eval_batch_size,
+        num_workers=cfg.trainer.num_workers,
+        objective=model_cfg.training_objective,
+        held_out_fraction=model_cfg.held_out_fraction,
+        whole_history=model.user_tower.max_history is None,
+    )
+
+
 def refit_two_tower(
     dataset: ProcessedDataset, text_embeddings: np.ndarray | None, cfg: ExplorecConfig, *, epochs: int
 ) -> FitResult:
@@ -295,16 +302,7 @@ def refit_two_tower(
     merged = with_validation_in_train(dataset)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
     model = build_two_tower(merged, text_embeddings, model_cfg)
-    datamodule = TwoTowerDataModule(
-        merged,
-        history_length=model_cfg.history_length,
-        batch_size=cfg.trainer.batch_size,
-        eval_batch_size=cfg.trainer.eval_batch_size,
-        num_workers=cfg.trainer.num_workers,
-        objective=model_cfg.training_objective,
-        held_out_fraction=model_cfg.held_out_fraction,
-        whole_history=model.user_tower.max_history is None,
-    )
+    datamodule = _datamodule(merged, cfg, model_cfg, model)
     monitor = TrainingMonitor()
     trainer = lp.Trainer(
         max_epochs=epochs,
