@@ -119,7 +119,7 @@ def test_single_objective_mode_prunes_through_lightning() -> None:
         "trainer.max_epochs=4",
         "tune=pruned",
         "tune.n_trials=5",
-        "tune.pruner.name=median",  # the preset's hyperband needs more trials than a tiny test runs
+        "tune.pruner.name=median",  # the preset's successive halving needs more trials than a tiny test runs
         "tune.pruner.n_startup_trials=1",
         "tune.pruner.n_warmup_steps=0",
     ]

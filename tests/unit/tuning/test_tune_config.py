@@ -45,7 +45,7 @@ def test_overrides_add_change_and_remove_dimensions() -> None:
 def test_pruned_group_is_single_objective() -> None:
     tune = load_tune_config("pruned")
     assert tune.mode == "single"
-    assert tune.pruner.name == "hyperband"
+    assert tune.pruner.name == "successive_halving"
 
 
 @pytest.mark.parametrize(
