@@ -87,32 +87,50 @@ def calibrate_click_model(
     )
 
 
-def fit_logistic(*, feature: np.ndarray, target: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """(α, β) maximising the Bernoulli likelihood of σ(α·x + β) (Newton's method, tiny ridge)."""
-    x = np.column_stack([feature.ravel(), np.ones(feature.size)])
+def fit_logistic_regression(*, features: np.ndarray, target: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Weights per column of `features` (n, k), then the intercept, maximising the Bernoulli likelihood."""
+    x = np.column_stack([np.asarray(features, np.float64).reshape(target.size, -1), np.ones(target.size)])
     y = target.ravel().astype(np.float64)
-    weights = np.array([0.0, np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6))])
+    weights = np.zeros(x.shape[1])
+    weights[-1] = np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6))
+    ridge = 1e-6 * np.eye(x.shape[1])
     for _ in range(iterations):
         p = expit(x @ weights)
-        gradient = x.T @ (y - p) - 1e-6 * weights
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+        gradient = x.T @ (y - p) - ridge @ weights
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge
         step = np.linalg.solve(hessian, gradient)
         weights += step
         if np.abs(step).max() < 1e-10:
             break
-    return float(weights[0]), float(weights[1])
+    return weights
+
+
+def fit_logistic(*, feature: np.ndarray, target: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """(α, β) maximising the Bernoulli likelihood of σ(α·x + β) (Newton's method, tiny ridge)."""
+    slope, intercept = fit_logistic_regression(
+        features=np.asarray(feature).ravel()[:, None], target=target, iterations=iterations
+    )
+    return float(slope), float(intercept)
 
 
 @dataclass(frozen=True)
 class PlattPrior:
-    """σ(α·s + β) of the per-user standardised recommender score s."""
+    """σ(α·s + γ·log(1 + n_i) + β): s the per-user standardised recommender score, n_i the item's popularity.
+
+    γ is 0 (and `item_log_popularity` None) for the plain Platt prior.
+    """
 
     slope: float
     intercept: float
+    popularity_slope: float = 0.0
+    item_log_popularity: np.ndarray | None = None
 
     def probabilities(self, recommender_scores: np.ndarray) -> np.ndarray:
         """Calibrated prior click probabilities of rows of raw recommender scores."""
-        return expit(self.slope * standardise_rows(recommender_scores) + self.intercept)
+        logits = self.slope * standardise_rows(recommender_scores) + self.intercept
+        if self.item_log_popularity is not None:
+            logits = logits + self.popularity_slope * self.item_log_popularity[None, :]
+        return expit(logits)
 
 
 def fit_platt_prior(
@@ -121,10 +139,27 @@ def fit_platt_prior(
     click_probabilities: np.ndarray,
     visible_mask: np.ndarray,
     rng: np.random.Generator,
+    item_popularity: np.ndarray | None = None,
 ) -> PlattPrior:
-    """Fit the prior on one uniform exposure of every servable item (clicks ~ Bernoulli(p)) of these users."""
+    """Fit the prior on one uniform exposure of every servable item (clicks ~ Bernoulli(p)) of these users.
+
+    With `item_popularity` (training interactions per item, known before any simulated visit) the log of
+    1 + popularity is a second feature, so the prior can correct a recommender that ranks popular items
+    too low or too high relative to what people click.
+    """
     servable = ~visible_mask
     clicks = rng.random(click_probabilities.shape) < click_probabilities
-    feature = standardise_rows(recommender_scores)[servable]
-    slope, intercept = fit_logistic(feature=feature, target=clicks[servable])
-    return PlattPrior(slope, intercept)
+    standardised = standardise_rows(recommender_scores)
+    if item_popularity is None:
+        slope, intercept = fit_logistic(feature=standardised[servable], target=clicks[servable])
+        return PlattPrior(slope, intercept)
+    log_popularity = np.log1p(np.asarray(item_popularity, np.float64))
+    if log_popularity.shape != (recommender_scores.shape[1],):
+        raise ValueError(
+            f"item_popularity has shape {log_popularity.shape}; expected ({recommender_scores.shape[1]},)"
+        )
+    columns = np.column_stack(
+        [standardised[servable], np.broadcast_to(log_popularity, standardised.shape)[servable]]
+    )
+    slope, popularity_slope, intercept = fit_logistic_regression(features=columns, target=clicks[servable])
+    return PlattPrior(float(slope), float(intercept), float(popularity_slope), log_popularity)

@@ -56,6 +56,8 @@ class SimulateConfig:
     - ground_truth: "ease" or "ease_popularity_dampened" (robustness; z − popularity_damping · z_pop).
     - ease_l2_grid / ease_holdout_share: λ candidates and the share of positives held out to choose λ.
     - noise_std: std of the frozen per-(user, item) noise ε. calibrations: one world per target.
+    - prior_popularity: the calibrated prior also takes log(1 + training popularity) of the item as a
+      feature (fitted on the same tune-pool exposure log), correcting a recommender's popularity bias.
     - online_noise_std σ and online_prior_std τ: click-noise and weight-prior scales of the per-user residual
       Bayesian linear model (prior precision σ²/τ² in the model's units).
     - linear_exploration_scale: linucb's bonus / thompson's posterior scale at exploration_rate 1 (the
@@ -95,6 +97,7 @@ class SimulateConfig:
     ease_holdout_share: float = 0.1
     noise_std: float = 0.5
     calibrations: list[CalibrationTarget] = field(default_factory=_default_calibrations)
+    prior_popularity: bool = False
     online_noise_std: float = 0.2
     online_prior_std: float = 0.02
     linear_exploration_scale: float = 1.6

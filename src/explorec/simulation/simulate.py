@@ -92,7 +92,13 @@ def _check_ope_labels(cfg: SimulateConfig, specs: list[PolicySpec]) -> None:
 
 
 def prior_for_calibration(
-    *, world: SimulationWorld, recommender: RecommenderOutputs, click_model: ClickModel, seed: int, index: int
+    *,
+    world: SimulationWorld,
+    recommender: RecommenderOutputs,
+    click_model: ClickModel,
+    seed: int,
+    index: int,
+    with_popularity: bool = False,
 ) -> PlattPrior:
     """The Platt prior fitted on a uniform exposure log of the tune pool under this click model."""
     tune = world.pools.get(TUNE_POOL)
@@ -101,6 +107,7 @@ def prior_for_calibration(
         click_probabilities=world.click_probabilities(tune, click_model),
         visible_mask=world.visible_mask(tune),
         rng=stream(seed, PLATT_STREAM, index),
+        item_popularity=world.item_popularity()[0] if with_popularity else None,
     )
 
 
@@ -118,7 +125,12 @@ def _simulate_calibration(
     """Run all policies and replications under one click model: metric rows, curve rows, logs, facts."""
     users = world.pools.get(cfg.pool)
     prior_model = prior_for_calibration(
-        world=world, recommender=recommender, click_model=click_model, seed=cfg.seed, index=index
+        world=world,
+        recommender=recommender,
+        click_model=click_model,
+        seed=cfg.seed,
+        index=index,
+        with_popularity=cfg.prior_popularity,
     )
     prior = prior_model.probabilities(recommender.scores_of(users))
     probabilities = world.click_probabilities(users, click_model)
@@ -208,6 +220,7 @@ def _simulate_calibration(
         "top10_mean_p": click_model.top10_click_probability,
         "platt_slope": prior_model.slope,
         "platt_intercept": prior_model.intercept,
+        "platt_popularity_slope": prior_model.popularity_slope,
         "pool_mean_p": float(probabilities.mean()),
         "pool_prior_mean": float(prior.mean()),
     }

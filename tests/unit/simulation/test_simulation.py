@@ -14,7 +14,12 @@ from explorec.simulation.calibration import top_servable
 from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import SimulationWorld, build_world
 from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender
-from explorec.simulation.simulate import SimulationResult, run_simulation, simulate_with_stand_in
+from explorec.simulation.simulate import (
+    SimulationResult,
+    prior_for_calibration,
+    run_simulation,
+    simulate_with_stand_in,
+)
 from tests.unit.simulation.conftest import (
     N_ITEMS,
     N_USERS,
@@ -192,3 +197,29 @@ def test_episodes_on_threads_equal_episodes_in_sequence(
     pd.testing.assert_frame_equal(result.per_replication[columns], serial.per_replication[columns])
     pd.testing.assert_frame_equal(result.logs, serial.logs)
     pd.testing.assert_frame_equal(result.curves, serial.curves)
+
+
+def test_popularity_aware_prior_is_fitted_and_recorded(
+    positives: pd.DataFrame, text_embeddings: np.ndarray, small_config: SimulateConfig, tmp_path: Path
+) -> None:
+    cfg = replace(small_config, prior_popularity=True, n_replications=2)
+    world, recommender = _world_and_recommender(positives, cfg)
+    prior = prior_for_calibration(
+        world=world,
+        recommender=recommender,
+        click_model=world.click_models[0],
+        seed=cfg.seed,
+        index=0,
+        with_popularity=True,
+    )
+    assert prior.item_log_popularity == pytest.approx(np.log1p(world.item_popularity()[0]))
+    assert prior.popularity_slope != 0.0
+    plain = prior_for_calibration(
+        world=world, recommender=recommender, click_model=world.click_models[0], seed=cfg.seed, index=0
+    )
+    assert plain.item_log_popularity is None and plain.popularity_slope == 0.0
+    result = run_simulation(
+        world=world, recommender=recommender, text_embeddings=text_embeddings, cfg=cfg, output_dir=tmp_path
+    )
+    recorded = result.world_info["calibrations"][world.click_models[0].name]
+    assert recorded["platt_popularity_slope"] == pytest.approx(prior.popularity_slope)

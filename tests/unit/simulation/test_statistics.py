@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import expit
 
-from explorec.simulation.calibration import fit_logistic
+from explorec.simulation.calibration import fit_logistic, fit_logistic_regression, fit_platt_prior
 from explorec.simulation.metrics import break_even_visit
 from explorec.simulation.online import OnlineResidualModel
 from explorec.simulation.statistics import holm_adjust, paired_difference
@@ -66,3 +67,54 @@ def test_logistic_fit_recovers_known_parameters() -> None:
     slope, intercept = fit_logistic(feature=x, target=y)
     assert slope == pytest.approx(1.5, abs=0.05)
     assert intercept == pytest.approx(-3.0, abs=0.05)
+
+
+def test_logistic_regression_recovers_two_features() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200_000, 2))
+    y = rng.random(len(x)) < 1.0 / (1.0 + np.exp(-(1.2 * x[:, 0] - 0.7 * x[:, 1] - 2.5)))
+    weights = fit_logistic_regression(features=x, target=y)
+    assert weights == pytest.approx([1.2, -0.7, -2.5], abs=0.05)
+
+
+def test_popularity_prior_corrects_a_recommender_that_ignores_popularity() -> None:
+    rng = np.random.default_rng(2)
+    n_users, n_items = 400, 300
+    popularity = rng.integers(0, 500, size=n_items)
+    taste = rng.normal(size=(n_users, n_items))
+    # clicks rise with taste and with log popularity; the recommender scores only the taste
+    truth = expit(1.0 * taste + 0.6 * np.log1p(popularity)[None, :] - 6.0)
+    visible = rng.random((n_users, n_items)) < 0.1
+    plain = fit_platt_prior(
+        recommender_scores=taste,
+        click_probabilities=truth,
+        visible_mask=visible,
+        rng=np.random.default_rng(3),
+    )
+    with_popularity = fit_platt_prior(
+        recommender_scores=taste,
+        click_probabilities=truth,
+        visible_mask=visible,
+        rng=np.random.default_rng(3),
+        item_popularity=popularity,
+    )
+    assert plain.popularity_slope == 0.0 and plain.item_log_popularity is None
+    # the scores are standardised per row, so the taste slope is 1 · std(taste row) ≈ 1
+    assert with_popularity.popularity_slope == pytest.approx(0.6, abs=0.08)
+    assert with_popularity.slope == pytest.approx(1.0, abs=0.1)
+    servable = ~visible
+    # the prior with popularity is closer to the truth than the plain one
+    plain_error = np.abs(plain.probabilities(taste) - truth)[servable].mean()
+    popularity_error = np.abs(with_popularity.probabilities(taste) - truth)[servable].mean()
+    assert popularity_error < 0.5 * plain_error
+
+
+def test_popularity_prior_rejects_a_popularity_vector_of_the_wrong_length() -> None:
+    with pytest.raises(ValueError, match="item_popularity has shape"):
+        fit_platt_prior(
+            recommender_scores=np.zeros((2, 3)),
+            click_probabilities=np.full((2, 3), 0.1),
+            visible_mask=np.zeros((2, 3), bool),
+            rng=np.random.default_rng(0),
+            item_popularity=np.ones(4),
+        )
