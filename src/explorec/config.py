@@ -18,7 +18,16 @@ from explorec.tuning.config import TuneConfig
 
 DATA_SOURCES = ("ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic")
 SPLITS = ("random_ratio", "leave_last_out", "cold_items", "coat_random")
-POLICIES = ("greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr")
+POLICIES = (
+    "greedy",
+    "epsilon_greedy",
+    "boltzmann",
+    "linucb",
+    "thompson",
+    "semantic_cluster",
+    "mmr",
+    "linucb_novelty",
+)
 
 
 @dataclass

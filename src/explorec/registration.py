@@ -29,9 +29,9 @@ def _policy_spec(cfg: ExplorecConfig) -> Any:
     from explorec.registry.bundle import PolicySpec
 
     params: dict[str, Any] = {}
-    if cfg.policy.name in ("linucb", "thompson", "mmr"):
+    if cfg.policy.name in ("linucb", "thompson", "mmr", "linucb_novelty"):
         params["n_candidates"] = cfg.policy.n_candidates
-    if cfg.policy.name == "semantic_cluster":
+    if cfg.policy.name in ("semantic_cluster", "linucb_novelty"):
         params["n_clusters"] = cfg.policy.n_clusters
     return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate, params)
 
@@ -156,9 +156,9 @@ def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, st
         ope_logging_policy="",
         ope_target_policies=[],
     )
-    if policy.name in ("linucb", "thompson", "mmr"):
+    if policy.name in ("linucb", "thompson", "mmr", "linucb_novelty"):
         settings = replace(settings, n_candidates=policy.n_candidates)
-    if policy.name == "semantic_cluster":
+    if policy.name in ("semantic_cluster", "linucb_novelty"):
         settings = replace(settings, n_text_clusters=policy.n_clusters)
     return settings, ""
 

@@ -7,6 +7,7 @@ from typing import Any
 from explorec.policies.base import Policy
 from explorec.policies.linear import LinUCBPolicy, ThompsonPolicy
 from explorec.policies.mmr import MMRPolicy
+from explorec.policies.novelty import LinUCBNoveltyPolicy
 from explorec.policies.semantic import SemanticClusterPolicy
 from explorec.policies.simple import BoltzmannPolicy, EpsilonGreedyPolicy, GreedyPolicy
 
@@ -20,6 +21,7 @@ POLICY_CLASSES: dict[str, type[Policy]] = {
         ThompsonPolicy,
         SemanticClusterPolicy,
         MMRPolicy,
+        LinUCBNoveltyPolicy,
     )
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICY_CLASSES)
@@ -29,7 +31,8 @@ def build_policy(name: str, exploration_rate: float, **params: Any) -> Policy:
     """Build the policy `name` (one of POLICY_NAMES); `params` are that policy's keyword arguments.
 
     linucb/thompson need `item_vectors`; semantic_cluster needs `text_embeddings` (or `item_clusters`);
-    mmr needs `text_embeddings`. Unknown names or parameters raise ValueError/TypeError.
+    mmr needs `text_embeddings`; linucb_novelty needs `item_vectors` and `text_embeddings` (or
+    `item_clusters`). Unknown names or parameters raise ValueError/TypeError.
     """
     if name not in POLICY_CLASSES:
         raise ValueError(f"unknown policy {name!r}; expected one of {POLICY_NAMES}")

@@ -33,6 +33,7 @@ from explorec.policies.base import (
     top_k_rows,
 )
 from explorec.policies.linear import LinearUserState, LinUCBPolicy
+from explorec.policies.semantic import kmeans, normalize_rows
 
 
 @dataclass
@@ -57,7 +58,11 @@ class _Candidates:
 
 
 class LinUCBNoveltyPolicy(LinUCBPolicy):
-    """LinUCB whose bound adds λ·ν·max(μ, 0) for items of clusters the user has not engaged with yet."""
+    """LinUCB whose bound adds λ·ν·max(μ, 0) for items of clusters the user has not engaged with yet.
+
+    Clusters: `item_clusters` (one id per item), or k-means (`n_clusters`, `cluster_seed`) of the
+    `text_embeddings`, as semantic_cluster builds them.
+    """
 
     name = "linucb_novelty"
 
@@ -66,7 +71,10 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
         *,
         exploration_rate: float,
         item_vectors: np.ndarray,
-        item_clusters: np.ndarray,
+        item_clusters: np.ndarray | None = None,
+        text_embeddings: np.ndarray | None = None,
+        n_clusters: int = 20,
+        cluster_seed: int = 0,
         novelty_scale: float = 0.5,
         prior_precision: float = 1.0,
         n_candidates: int = 100,
@@ -79,6 +87,15 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
             n_candidates=n_candidates,
             exploration_scale=exploration_scale,
         )
+        if item_clusters is None:
+            if text_embeddings is None:
+                raise ValueError("linucb_novelty needs item_clusters or text_embeddings")
+            # the same k-means clusters semantic_cluster builds from the same embeddings and seed
+            _, item_clusters = kmeans(
+                vectors=normalize_rows(text_embeddings),
+                n_clusters=n_clusters,
+                rng=np.random.default_rng(cluster_seed),
+            )
         self.item_clusters = np.asarray(item_clusters, dtype=np.int64)
         if self.item_clusters.shape != (self.item_vectors.shape[0],) or self.item_clusters.min() < 0:
             raise ValueError("item_clusters must give every item of item_vectors a cluster id ≥ 0")

@@ -165,9 +165,9 @@ def policy_from_spec(
     from explorec.policies.factory import build_policy
 
     params = dict(spec.params)
-    if spec.name in ("linucb", "thompson"):
+    if spec.name in ("linucb", "thompson", "linucb_novelty"):
         params.setdefault("item_vectors", item_vectors)
-    if spec.name in ("semantic_cluster", "mmr"):
+    if spec.name in ("semantic_cluster", "mmr", "linucb_novelty"):
         params.setdefault("text_embeddings", item_vectors if text_embeddings is None else text_embeddings)
     return build_policy(spec.name, spec.exploration_rate if rate is None else rate, **params)
 

@@ -91,7 +91,8 @@ class PolicyResources:
 def make_policy(spec: PolicySpec, resources: PolicyResources) -> Policy | None:
     """Build the explorec policy of a spec (None for the oracle).
 
-    linucb_novelty is a simulator policy (not in explorec.policies.factory's serving registry).
+    linucb_novelty gets the simulator's text clusters and novelty_bonus_scale (served, it builds the same
+    k-means clusters from the bundle's text embeddings).
     """
     if spec.policy_name == "oracle":
         return None

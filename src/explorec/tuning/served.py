@@ -24,8 +24,8 @@ from explorec.policies.base import Policy
 ScoreUsers = Callable[[np.ndarray], np.ndarray]
 """User indices [n] → scores [n, n_items] (higher = better; nothing masked)."""
 
-POLICIES_ON_ITEM_VECTORS = ("linucb", "thompson")
-POLICIES_ON_TEXT_VECTORS = ("semantic_cluster", "mmr")
+POLICIES_ON_ITEM_VECTORS = ("linucb", "thompson", "linucb_novelty")
+POLICIES_ON_TEXT_VECTORS = ("semantic_cluster", "mmr", "linucb_novelty")
 
 
 @dataclass(frozen=True)
@@ -95,13 +95,14 @@ def policy_parameters(
     name: str, *, item_vectors: np.ndarray, text_vectors: np.ndarray | None
 ) -> dict[str, Any]:
     """Return the keyword arguments `build_policy(name, ...)` needs beyond the exploration rate."""
+    params: dict[str, Any] = {}
     if name in POLICIES_ON_ITEM_VECTORS:
-        return {"item_vectors": item_vectors}
+        params["item_vectors"] = item_vectors
     if name in POLICIES_ON_TEXT_VECTORS:
         if text_vectors is None:
             raise ValueError(f"policy {name!r} needs text embeddings")
-        return {"text_embeddings": text_vectors}
-    return {}
+        params["text_embeddings"] = text_vectors
+    return params
 
 
 def served_metrics(

@@ -28,6 +28,8 @@ class Catalogue:
             return {"item_clusters": self.item_clusters}
         if name == "mmr":
             return {"text_embeddings": self.text_embeddings}
+        if name == "linucb_novelty":
+            return {"item_vectors": self.item_vectors, "item_clusters": self.item_clusters}
         return {}
 
     def policy(self, name: str, exploration_rate: float) -> Policy:

@@ -207,3 +207,26 @@ def test_bad_parameters_raise() -> None:
         )
     with pytest.raises(ValueError, match="item_clusters"):
         LinUCBNoveltyPolicy(exploration_rate=0.5, item_vectors=vectors, item_clusters=clusters[:-1])
+
+
+def test_built_by_name_from_text_embeddings_it_uses_semantic_clusters_clusters() -> None:
+    from explorec.policies.factory import build_policy
+    from explorec.policies.semantic import SemanticClusterPolicy
+
+    scores, vectors, clusters = _world()
+    rng = np.random.default_rng(3)
+    text = np.eye(N_CLUSTERS, 8)[clusters] * 4.0 + rng.normal(scale=0.2, size=(N_ITEMS, 8))
+    policy = build_policy("linucb_novelty", 0.7, item_vectors=vectors, text_embeddings=text, n_clusters=5)
+    semantic = SemanticClusterPolicy(exploration_rate=0.7, text_embeddings=text, n_clusters=5)
+    np.testing.assert_array_equal(policy.item_clusters, semantic.item_clusters)
+    # well-separated text: the k-means clusters are the planted ones, up to their numbering
+    assert len({(a, b) for a, b in zip(policy.item_clusters, clusters, strict=True)}) == N_CLUSTERS
+    # stateless serving (engaged = the history's clusters) serves a valid slate outside the history
+    history = np.flatnonzero(clusters == clusters[np.argmax(scores)])[:3]
+    excluded = np.zeros(N_ITEMS, dtype=bool)
+    excluded[history] = True
+    state = policy.initial_state(history_items=history)
+    slate = policy.select(scores=scores, excluded=excluded, k=5, rng=np.random.default_rng(0), state=state)
+    assert slate.items.size == 5 and not excluded[slate.items].any()
+    with pytest.raises(ValueError, match="item_clusters or text_embeddings"):
+        build_policy("linucb_novelty", 0.7, item_vectors=vectors)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from explorec.data.processed import ProcessedDataset
+from explorec.policies.factory import POLICY_NAMES
 from explorec.registry.bundle import BUNDLE_FILES, PolicySpec, RecommenderBundle, load_bundle
 from explorec.registry.serving import Limits, Recommender, RequestError, parse_request, parse_requests
 
@@ -88,10 +89,10 @@ def test_scores_are_user_tower_cosines(bundle: RecommenderBundle) -> None:
     assert result.scores == sorted(result.scores, reverse=True)
 
 
-@pytest.mark.parametrize("policy", ["greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr"])
+@pytest.mark.parametrize("policy", POLICY_NAMES)
 def test_every_policy_serves(dataset: ProcessedDataset, policy: str) -> None:
     """Every policy of the factory serves k distinct items with propensities in (0, 1]."""
-    params = {"n_clusters": 3} if policy == "semantic_cluster" else {}
+    params = {"n_clusters": 3} if policy in ("semantic_cluster", "linucb_novelty") else {}
     recommender = Recommender(tiny_bundle(dataset, policy=PolicySpec(policy, 0.3, params)))
     result = answer(recommender, user_id="u4", k=5, seed=0)
     assert len(set(result.item_ids)) == 5
