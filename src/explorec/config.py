@@ -102,6 +102,7 @@ class ModelConfig:
     extra_uniform_negatives: int = 0
     initial_temperature: float = 0.05
     learning_rate: float = 1e-3
+    ema_decay: float = 0.0
     weight_decay: float = 0.0
     separate_input_items: bool = False
 

@@ -89,6 +89,11 @@ class TwoTowerModule(lp.LightningModule):
     With `input_item_tower` the user tower reads the history through that second item tower (input
     representations) while items are scored with `item_tower` (output representations), as in models
     that untie input and output item embeddings; without it one item tower serves both sides.
+
+    With `model_cfg.ema_decay` > 0 an exponential moving average of the parameters is kept after every
+    optimizer step (bias-corrected early on: the decay is min(ema_decay, (1 + n) / (10 + n)) after n steps).
+    Validation scores the averaged weights, checkpoints hold them, and they replace the trained weights when
+    training ends, so the model a fit or a refit returns is the average, not the last step's noisy iterate.
     """
 
     def __init__(
@@ -112,6 +117,11 @@ class TwoTowerModule(lp.LightningModule):
         self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(model_cfg.initial_temperature)))
         self._validation_sums: dict[str, float] = {}
         self._cached_item_vectors: torch.Tensor | None = None
+        if not 0.0 <= model_cfg.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1); got {model_cfg.ema_decay}")
+        self._ema: list[torch.Tensor] | None = None
+        self._ema_updates = 0
+        self._ema_swapped = False
 
     @property
     def n_items(self) -> int:
@@ -226,8 +236,50 @@ class TwoTowerModule(lp.LightningModule):
         uniform_log_q = torch.full((n_uniform,), math.log(n_uniform / self.n_items), device=targets.device)
         return torch.cat([in_batch, uniform]), torch.cat([log_q, uniform_log_q])
 
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        """Move the parameters' moving average towards the weights after this step (with ema_decay > 0)."""
+        if self.model_cfg.ema_decay <= 0:
+            return
+        parameters = [parameter.detach() for parameter in self.parameters()]
+        if self._ema is None:
+            self._ema = [parameter.clone() for parameter in parameters]
+        else:
+            self._ema_updates += 1
+            decay = min(self.model_cfg.ema_decay, (1 + self._ema_updates) / (10 + self._ema_updates))
+            for average, parameter in zip(self._ema, parameters, strict=True):
+                average.lerp_(parameter, 1.0 - decay)
+
+    def _swap_ema(self) -> None:
+        """Exchange the parameters with their moving average (a no-op before the first average)."""
+        if self._ema is None:
+            return
+        with torch.no_grad():
+            for parameter, average in zip(self.parameters(), self._ema, strict=True):
+                current = parameter.detach().clone()
+                parameter.copy_(average)
+                average.copy_(current)
+        self._ema_swapped = not self._ema_swapped
+
+    def on_train_end(self) -> None:
+        """Leave the moving average in the parameters (with ema_decay > 0): that is the trained model."""
+        if self._ema is not None and not self._ema_swapped:
+            self._swap_ema()
+        self._ema = None
+        self._ema_swapped = False
+
+    def on_save_checkpoint(self, checkpoint: dict[str, object]) -> None:
+        """Save the moving average (with ema_decay > 0) as the checkpoint's weights."""
+        if self._ema is None or self._ema_swapped:
+            return
+        state = checkpoint["state_dict"]
+        assert isinstance(state, dict)
+        for (name, _), average in zip(self.named_parameters(), self._ema, strict=True):
+            state[name] = average.detach().clone()
+
     def on_validation_epoch_start(self) -> None:
-        """Compute every item's vector once and reset the metric sums."""
+        """Compute every item's vector once and reset the metric sums (scoring the moving average if any)."""
+        if self._ema is not None and not self._ema_swapped:
+            self._swap_ema()
         self._cached_item_vectors = self.all_item_vectors()
         self._validation_sums = {}
 
@@ -261,6 +313,8 @@ class TwoTowerModule(lp.LightningModule):
         for key, value in totals.items():
             self.log(f"val/{key}", value / n_users, prog_bar=key == "ndcg@10", sync_dist=False)
         self._cached_item_vectors = None
+        if self._ema_swapped:
+            self._swap_ema()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Return AdamW over every parameter."""

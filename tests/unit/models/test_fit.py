@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from explorec.config import ExplorecConfig, ModelConfig, SplitConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
+from explorec.evaluation.harness import full_ranking_evaluate
 from explorec.models.data import UserHistories, user_sequences
 from explorec.models.fit import (
     build_trainer,
@@ -187,8 +189,6 @@ def test_each_loss_runs_with_each_objective(
 def test_full_softmax_gives_never_trained_items_no_mass(
     tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray
 ) -> None:
-    from dataclasses import replace
-
     without_item_5 = replace(tiny, train=tiny.train[tiny.train["item_idx"] != 5].reset_index(drop=True))
     model_cfg = ModelConfig(
         embedding_dim=8, history_length=4, training_objective="held_out", loss="full_softmax"
@@ -233,3 +233,65 @@ def test_a_trainer_logs_its_setup_but_not_the_cloud_logger_tip(caplog: pytest.Lo
     messages = [record.getMessage() for record in caplog.records]
     assert any("GPU available" in message for message in messages)
     assert not any("Tip" in message for message in messages)
+
+
+def _ema_config(decay: float) -> ExplorecConfig:
+    """Return the fast random-split configuration with a moving average of the weights."""
+    config = _config("random_ratio", max_epochs=3)
+    return replace(config, model=replace(config.model, ema_decay=decay))
+
+
+def test_ema_averages_after_each_step_and_swaps_for_validation(tiny: ProcessedDataset) -> None:
+    model = build_two_tower(tiny, None, resolve_model_config(_ema_config(0.5).model, "random_ratio"))
+    first = [parameter.detach().clone() for parameter in model.parameters()]
+    model.on_train_batch_end(None, None, 0)  # the first average is the weights themselves
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    model.on_train_batch_end(None, None, 1)  # one update: decay min(0.5, 2 / 11) = 2 / 11
+    decay = 2 / 11
+    expected = [decay * before + (1 - decay) * (before + 1.0) for before in first]
+    model._swap_ema()  # as validation does: the average is scored
+    for parameter, average in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.detach(), average)
+    model._swap_ema()  # and the trained weights come back for the next step
+    for parameter, before in zip(model.parameters(), first, strict=True):
+        torch.testing.assert_close(parameter.detach(), before + 1.0)
+    checkpoint = {"state_dict": {name: p.detach().clone() for name, p in model.named_parameters()}}
+    model.on_save_checkpoint(checkpoint)  # checkpoints hold the average
+    for (name, _), average in zip(model.named_parameters(), expected, strict=True):
+        torch.testing.assert_close(checkpoint["state_dict"][name], average)
+    model.on_train_end()  # the trained model is the average
+    for parameter, average in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.detach(), average)
+
+
+def test_ema_off_keeps_no_average(tiny: ProcessedDataset) -> None:
+    model = build_two_tower(tiny, None, resolve_model_config(_ema_config(0.0).model, "random_ratio"))
+    model.on_train_batch_end(None, None, 0)
+    assert model._ema is None
+    with pytest.raises(ValueError, match="ema_decay"):
+        build_two_tower(tiny, None, replace(_config().model, ema_decay=1.0))
+
+
+def test_ema_fit_restores_the_average_that_validation_scored(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray, tmp_path: Path
+) -> None:
+    config = _ema_config(0.9)
+    result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path / "ema")
+    users = np.flatnonzero(np.diff(tiny.matrix("valid").indptr) > 0)
+    scores = result.score_users(np.arange(tiny.n_users))
+    restored = full_ranking_evaluate(
+        lambda rows: scores[rows],
+        targets=tiny.matrix("valid"),
+        exclude=tiny.matrix("train"),
+        ks=(10,),
+        users=users,
+    )
+    assert restored["ndcg@10"] == pytest.approx(result.best_score, abs=1e-6)
+    plain = fit_two_tower(tiny, tiny_text_embeddings, _ema_config(0.0), checkpoint_dir=tmp_path / "plain")
+    assert [epoch["val/ndcg@10"] for epoch in result.history] != [
+        epoch["val/ndcg@10"] for epoch in plain.history
+    ]
+    refit = refit_two_tower(tiny, tiny_text_embeddings, config, epochs=2)
+    assert refit.model._ema is None and np.isfinite(refit.score_users(np.array([0, 1]))).all()
