@@ -121,7 +121,7 @@ RECOMMENDERS = ("two_tower", "pure_svd")
 
 def _default_study_policies() -> list[str]:
     """Every exploring policy of explorec.policies."""
-    return ["epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr"]
+    return ["epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr", "linucb_novelty"]
 
 
 @dataclass
