@@ -33,7 +33,7 @@ from explorec.policies.base import (
     top_k_rows,
 )
 from explorec.policies.linear import LinearUserState, LinUCBPolicy
-from explorec.policies.semantic import kmeans, normalize_rows
+from explorec.policies.semantic import text_clusters
 
 
 @dataclass
@@ -91,10 +91,8 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
             if text_embeddings is None:
                 raise ValueError("linucb_novelty needs item_clusters or text_embeddings")
             # the same k-means clusters semantic_cluster builds from the same embeddings and seed
-            _, item_clusters = kmeans(
-                vectors=normalize_rows(text_embeddings),
-                n_clusters=n_clusters,
-                rng=np.random.default_rng(cluster_seed),
+            item_clusters = text_clusters(
+                text_embeddings=text_embeddings, n_clusters=n_clusters, seed=cluster_seed
             )
         self.item_clusters = np.asarray(item_clusters, dtype=np.int64)
         if self.item_clusters.shape != (self.item_vectors.shape[0],) or self.item_clusters.min() < 0:

@@ -155,6 +155,14 @@ class ClusterUserState:
     skips: np.ndarray
 
 
+def text_clusters(*, text_embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means cluster id of every item from its L2-normalised text embedding (seeded k-means++)."""
+    _, labels = kmeans(
+        vectors=normalize_rows(text_embeddings), n_clusters=n_clusters, rng=np.random.default_rng(seed)
+    )
+    return labels
+
+
 class SemanticClusterPolicy(Policy):
     """Give a share `exploration_rate` of slots to unengaged text clusters, picked by Beta Thompson."""
 
@@ -173,10 +181,8 @@ class SemanticClusterPolicy(Policy):
         if item_clusters is None:
             if text_embeddings is None:
                 raise ValueError("semantic_cluster needs text_embeddings or item_clusters")
-            _, item_clusters = kmeans(
-                vectors=normalize_rows(text_embeddings),
-                n_clusters=n_clusters,
-                rng=np.random.default_rng(cluster_seed),
+            item_clusters = text_clusters(
+                text_embeddings=text_embeddings, n_clusters=n_clusters, seed=cluster_seed
             )
         self.item_clusters = np.asarray(item_clusters, dtype=np.int64)
         self.n_clusters = int(self.item_clusters.max()) + 1

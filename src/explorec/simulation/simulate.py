@@ -25,7 +25,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from explorec.data.processed import ProcessedDataset
-from explorec.policies.semantic import kmeans, normalize_rows
+from explorec.policies.semantic import text_clusters
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
 from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import SimulationWorld, build_world, position_weights
@@ -69,14 +69,6 @@ class SimulationResult:
     markdown: str = ""
     plots: dict[str, Path] = field(default_factory=dict)
     runtime_s: float = 0.0
-
-
-def text_clusters(*, text_embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """k-means cluster of every item's text embedding (the same clusters semantic_cluster would build)."""
-    _, labels = kmeans(
-        vectors=normalize_rows(text_embeddings), n_clusters=n_clusters, rng=np.random.default_rng(seed)
-    )
-    return labels
 
 
 def _check_ope_labels(cfg: SimulateConfig, specs: list[PolicySpec]) -> None:
