@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from explorec.config import ExplorecConfig
+from explorec.policies.factory import POLICIES_WITH_CANDIDATES, POLICIES_WITH_CLUSTERS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,9 +30,9 @@ def _policy_spec(cfg: ExplorecConfig) -> Any:
     from explorec.registry.bundle import PolicySpec
 
     params: dict[str, Any] = {}
-    if cfg.policy.name in ("linucb", "thompson", "mmr", "linucb_novelty"):
+    if cfg.policy.name in POLICIES_WITH_CANDIDATES:
         params["n_candidates"] = cfg.policy.n_candidates
-    if cfg.policy.name in ("semantic_cluster", "linucb_novelty"):
+    if cfg.policy.name in POLICIES_WITH_CLUSTERS:
         params["n_clusters"] = cfg.policy.n_clusters
     return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate, params)
 
@@ -156,9 +157,9 @@ def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, st
         ope_logging_policy="",
         ope_target_policies=[],
     )
-    if policy.name in ("linucb", "thompson", "mmr", "linucb_novelty"):
+    if policy.name in POLICIES_WITH_CANDIDATES:
         settings = replace(settings, n_candidates=policy.n_candidates)
-    if policy.name in ("semantic_cluster", "linucb_novelty"):
+    if policy.name in POLICIES_WITH_CLUSTERS:
         settings = replace(settings, n_text_clusters=policy.n_clusters)
     return settings, ""
 

@@ -25,6 +25,14 @@ POLICY_CLASSES: dict[str, type[Policy]] = {
     )
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICY_CLASSES)
+POLICIES_ON_ITEM_VECTORS = ("linucb", "thompson", "linucb_novelty")
+"""Policies built on the item-tower vectors (`item_vectors`)."""
+POLICIES_ON_TEXT_VECTORS = ("semantic_cluster", "mmr", "linucb_novelty")
+"""Policies built on the text embeddings (`text_embeddings`, or `item_clusters` made from them)."""
+POLICIES_WITH_CANDIDATES = ("linucb", "thompson", "mmr", "linucb_novelty")
+"""Policies that re-rank the top `n_candidates` items by score."""
+POLICIES_WITH_CLUSTERS = ("semantic_cluster", "linucb_novelty")
+"""Policies that cluster the text embeddings into `n_clusters`."""
 
 
 def build_policy(name: str, exploration_rate: float, **params: Any) -> Policy:

@@ -162,12 +162,12 @@ def policy_from_spec(
     rate: float | None = None,
 ) -> Policy:
     """Build the policy a spec names; vector-based policies get the item vectors or text embeddings."""
-    from explorec.policies.factory import build_policy
+    from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS, POLICIES_ON_TEXT_VECTORS, build_policy
 
     params = dict(spec.params)
-    if spec.name in ("linucb", "thompson", "linucb_novelty"):
+    if spec.name in POLICIES_ON_ITEM_VECTORS:
         params.setdefault("item_vectors", item_vectors)
-    if spec.name in ("semantic_cluster", "mmr", "linucb_novelty"):
+    if spec.name in POLICIES_ON_TEXT_VECTORS:
         params.setdefault("text_embeddings", item_vectors if text_embeddings is None else text_embeddings)
     return build_policy(spec.name, spec.exploration_rate if rate is None else rate, **params)
 

@@ -19,8 +19,9 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from explorec.config import EncoderConfig, ExplorecConfig
 from explorec.data.processed import ProcessedDataset
+from explorec.policies.factory import POLICIES_ON_TEXT_VECTORS
 from explorec.tuning.config import ParameterSpec, PolicySettings, TuneConfig, flat_space
-from explorec.tuning.served import POLICIES_ON_TEXT_VECTORS, policy_parameters, served_metrics
+from explorec.tuning.served import policy_parameters, served_metrics
 from explorec.tuning.space import apply_trial
 
 ACCURACY = "accuracy"

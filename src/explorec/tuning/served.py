@@ -20,12 +20,10 @@ from explorec.evaluation.beyond_accuracy import catalog_coverage, intra_list_div
 from explorec.evaluation.harness import evaluated_users
 from explorec.evaluation.ranking import hit_matrix, mean_over_users, ndcg_at_k, recall_at_k
 from explorec.policies.base import Policy
+from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS, POLICIES_ON_TEXT_VECTORS
 
 ScoreUsers = Callable[[np.ndarray], np.ndarray]
 """User indices [n] → scores [n, n_items] (higher = better; nothing masked)."""
-
-POLICIES_ON_ITEM_VECTORS = ("linucb", "thompson", "linucb_novelty")
-POLICIES_ON_TEXT_VECTORS = ("semantic_cluster", "mmr", "linucb_novelty")
 
 
 @dataclass(frozen=True)
