@@ -66,6 +66,18 @@ def _inputs(seed: int, n_users: int = 7, n_items: int = 120, visits: int = 5, k:
     )
 
 
+def _resources(inputs: EpisodeInputs, *, text_seed: int, novelty_scale: float = 0.0) -> PolicyResources:
+    """Policy resources for 150 items in 6 clusters of 25, with random 5-d text embeddings."""
+    return PolicyResources(
+        augmented_vectors=inputs.features,
+        text_embeddings=np.random.default_rng(text_seed).normal(size=(150, 5)),
+        item_clusters=np.repeat(np.arange(6), 25),
+        n_candidates=20,
+        exploration_scale=0.5,
+        novelty_scale=novelty_scale,
+    )
+
+
 def test_the_oracle_order_equals_serving_the_best_remaining_items_visit_by_visit() -> None:
     inputs = _inputs(seed=2)
     episode = run_episode(spec=policy_specs({})[0], policy=None, inputs=inputs)
@@ -93,15 +105,7 @@ def test_episodes_served_in_batches_equal_episodes_served_user_by_user(
     name: str, rate: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inputs = _inputs(seed=4, n_items=150)
-    rng = np.random.default_rng(9)
-    resources = PolicyResources(
-        augmented_vectors=inputs.features,
-        text_embeddings=rng.normal(size=(150, 5)),
-        item_clusters=np.repeat(np.arange(6), 25),
-        n_candidates=20,
-        exploration_scale=0.5,
-        novelty_scale=0.5,
-    )
+    resources = _resources(inputs, text_seed=9, novelty_scale=0.5)
     spec = next(s for s in policy_specs({name: [rate]}) if s.policy_name == name and s.online)
     batched = run_episode(spec=spec, policy=make_policy(spec, resources), inputs=inputs)
     policy = make_policy(spec, resources)
@@ -113,14 +117,7 @@ def test_episodes_served_in_batches_equal_episodes_served_user_by_user(
 
 def test_episodes_on_two_threads_equal_serial_episodes_in_job_order() -> None:
     inputs = _inputs(seed=5, n_items=150)
-    rng = np.random.default_rng(3)
-    resources = PolicyResources(
-        augmented_vectors=inputs.features,
-        text_embeddings=rng.normal(size=(150, 5)),
-        item_clusters=np.repeat(np.arange(6), 25),
-        n_candidates=20,
-        exploration_scale=0.5,
-    )
+    resources = _resources(inputs, text_seed=3)
     specs = policy_specs({"thompson": [0.5], "semantic_cluster": [0.5], "mmr": [0.5], "linucb": [1.0]})
 
     def jobs() -> list:
