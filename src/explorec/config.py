@@ -105,6 +105,8 @@ class ModelConfig:
     ema_decay: float = 0.0
     weight_decay: float = 0.0
     separate_input_items: bool = False
+    normalize_input_items: bool = True
+    normalize_items: bool = True
 
 
 @dataclass

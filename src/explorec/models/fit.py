@@ -135,7 +135,9 @@ def build_two_tower(
     genres = genre_multi_hot(items["genres"]) if model_cfg.use_genres and "genres" in items else None
     known = np.zeros(dataset.n_items, dtype=bool)
     known[dataset.train["item_idx"].to_numpy()] = True
-    item_tower = _item_tower(dataset.n_items, known, text_embeddings, genres, model_cfg)
+    item_tower = _item_tower(
+        dataset.n_items, known, text_embeddings, genres, model_cfg, normalize=model_cfg.normalize_items
+    )
     user_tower = UserTower(
         embedding_dim=model_cfg.embedding_dim,
         history_length=model_cfg.history_length,
@@ -148,7 +150,10 @@ def build_two_tower(
     )
     input_tower = None
     if model_cfg.separate_input_items:
-        input_tower = _item_tower(dataset.n_items, known, text_embeddings, genres, model_cfg)
+        unit_inputs = model_cfg.normalize_input_items
+        input_tower = _item_tower(
+            dataset.n_items, known, text_embeddings, genres, model_cfg, normalize=unit_inputs
+        )
     log_frequency = torch.from_numpy(item_log_frequency(dataset.train, dataset.n_items))
     return TwoTowerModule(
         item_tower,
@@ -165,6 +170,8 @@ def _item_tower(
     text_embeddings: np.ndarray | None,
     genres: np.ndarray | None,
     model_cfg: ModelConfig,
+    *,
+    normalize: bool = True,
 ) -> ItemTower:
     """Return an untrained item tower over the catalogue (`known`: items seen in training)."""
     return ItemTower(
@@ -176,6 +183,7 @@ def _item_tower(
         mlp_layers=model_cfg.mlp_layers,
         dropout=model_cfg.dropout,
         id_dropout=model_cfg.id_dropout,
+        normalize=normalize,
     )
 
 

@@ -1,4 +1,4 @@
-"""The item and user towers: each maps its input to an L2-normalised vector and knows nothing of the loss."""
+"""The item and user towers: each maps its input to a vector (unit length by default), blind to the loss."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class ItemTower(nn.Module):
 
     The ID embedding of an item is dropped as a whole row with probability `id_dropout` in training and is
     always zero for items never seen in training (`known_items` False), so such items get a vector from
-    their text and genres alone.
+    their text and genres alone. With `normalize` False the vectors keep their length (a dot-product score
+    then lets the length say how broadly an item is liked); by default they are L2-normalised.
     """
 
     def __init__(
@@ -36,9 +37,11 @@ class ItemTower(nn.Module):
         mlp_layers: int = 1,
         dropout: float = 0.1,
         id_dropout: float = 0.1,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         self.id_dropout = id_dropout
+        self.normalize = normalize
         self.id_embedding = nn.Embedding(n_items, embedding_dim)
         nn.init.normal_(self.id_embedding.weight, std=embedding_dim**-0.5)
         self.register_buffer("known_items", known_items.to(torch.bool).reshape(n_items))
@@ -53,14 +56,14 @@ class ItemTower(nn.Module):
         self.mlp = mlp(n_parts * embedding_dim, embedding_dim, hidden_layers=mlp_layers, dropout=dropout)
 
     def forward(self, item_idx: torch.Tensor) -> torch.Tensor:
-        """Return L2-normalised item vectors [..., d] for item indices of any shape."""
+        """Return item vectors [..., d] (unit length unless `normalize` is False) for indices of any shape."""
         parts = [self.id_embedding(item_idx) * self._id_keep(item_idx).unsqueeze(-1)]
         if self.text_projection is not None and self.text_embeddings is not None:
             parts.append(self.text_projection(self.text_embeddings[item_idx]))
         if self.genre_projection is not None and self.genre_features is not None:
             parts.append(self.genre_projection(self.genre_features[item_idx]))
-        features = self.input_norm(torch.cat(parts, dim=-1))
-        return functional.normalize(self.mlp(features), dim=-1)
+        vectors = self.mlp(self.input_norm(torch.cat(parts, dim=-1)))
+        return functional.normalize(vectors, dim=-1) if self.normalize else vectors
 
     def _id_keep(self, item_idx: torch.Tensor) -> torch.Tensor:
         """Return 1.0 where the ID embedding is used, 0.0 where it is dropped or the item is unseen."""

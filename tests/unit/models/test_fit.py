@@ -170,6 +170,30 @@ def test_separate_input_items_read_the_history_and_leave_the_scored_items_alone(
     torch.testing.assert_close(moved_items, items)
 
 
+def test_normalize_flags_reach_the_scoring_and_the_input_item_towers(
+    tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray
+) -> None:
+    default_cfg = ModelConfig(embedding_dim=8, user_pooling="mean", separate_input_items=True)
+    default = build_two_tower(tiny, tiny_text_embeddings, default_cfg)
+    assert default.item_tower.normalize and default.input_item_tower is not None
+    assert default.input_item_tower.normalize
+    model_cfg = ModelConfig(
+        embedding_dim=8,
+        user_pooling="mean",
+        separate_input_items=True,
+        normalize_items=False,
+        normalize_input_items=False,
+    )
+    model = build_two_tower(tiny, tiny_text_embeddings, model_cfg).eval()
+    assert model.input_item_tower is not None
+    assert not model.item_tower.normalize and not model.input_item_tower.normalize
+    lengths = model.all_item_vectors().norm(dim=-1)
+    assert not torch.allclose(lengths, torch.ones_like(lengths))
+    only_inputs = replace(model_cfg, normalize_items=True)
+    mixed = build_two_tower(tiny, tiny_text_embeddings, only_inputs).eval()
+    torch.testing.assert_close(mixed.all_item_vectors().norm(dim=-1), torch.ones(tiny.n_items))
+
+
 def test_each_loss_runs_with_each_objective(
     tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray, tmp_path: Path
 ) -> None:

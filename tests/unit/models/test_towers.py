@@ -7,7 +7,9 @@ import torch
 from explorec.models.towers import ItemTower, UserTower
 
 
-def _item_tower(*, known: torch.Tensor | None = None, id_dropout: float = 0.1) -> ItemTower:
+def _item_tower(
+    *, known: torch.Tensor | None = None, id_dropout: float = 0.1, normalize: bool = True
+) -> ItemTower:
     """Return a small item tower over 6 items with 5-d text and 2 genres."""
     torch.manual_seed(0)
     return ItemTower(
@@ -17,6 +19,7 @@ def _item_tower(*, known: torch.Tensor | None = None, id_dropout: float = 0.1) -
         text_embeddings=torch.randn(6, 5),
         genre_features=torch.tensor([[1, 0], [0, 1], [1, 1], [1, 0], [0, 1], [1, 0]], dtype=torch.float32),
         id_dropout=id_dropout,
+        normalize=normalize,
     )
 
 
@@ -31,6 +34,17 @@ def test_item_tower_shapes_and_unit_norm() -> None:
     vectors = tower(torch.tensor([[0, 1, 2], [3, 4, 5]]))
     assert vectors.shape == (2, 3, 8)
     torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(2, 3))
+
+
+def test_an_unnormalised_item_tower_keeps_the_direction_and_lets_lengths_differ() -> None:
+    items = torch.arange(6)
+    with torch.no_grad():
+        unit = _item_tower().eval()(items)
+        free = _item_tower(normalize=False).eval()(items)
+    torch.testing.assert_close(torch.nn.functional.normalize(free, dim=-1), unit)
+    lengths = free.norm(dim=-1)
+    assert not torch.allclose(lengths, torch.ones(6))
+    assert float(lengths.max() - lengths.min()) > 1e-3
 
 
 def test_user_tower_shapes_and_unit_norm() -> None:
