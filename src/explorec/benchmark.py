@@ -12,14 +12,17 @@ import itertools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from explorec.config import BenchmarkConfig, ExplorecConfig, config_hash
 from explorec.data.processed import ProcessedDataset
+
+if TYPE_CHECKING:
+    from explorec.training import PerUserValues
 
 SELECTION_METRIC = "ndcg@10"
 
@@ -33,6 +36,7 @@ class ModelResult:
     metrics: dict[str, dict[str, float]]
     fit_time_s: float
     run_id: str | None = None
+    per_user: dict[str, PerUserValues] = field(default_factory=dict, repr=False, compare=False)
 
 
 def baseline_grid(name: str, cfg: BenchmarkConfig) -> list[dict[str, Any]]:
@@ -76,7 +80,7 @@ def select_baseline(
     name: str, dataset: ProcessedDataset, cfg: BenchmarkConfig, *, batch_size: int
 ) -> tuple[ModelResult, list[dict[str, Any]]]:
     """Search the baseline's grid on validation, then score the best setting on every evaluation."""
-    from explorec.training import evaluate, evaluation_targets
+    from explorec.training import evaluate_per_user, evaluation_targets
 
     validation = [target for target in evaluation_targets(dataset) if target.name == "val"]
     trials = []
@@ -86,8 +90,8 @@ def select_baseline(
         trials.append({"params": params, "val": metrics["val"], "fit_time_s": fitted.fit_time_s})
     best = max(trials, key=lambda trial: trial["val"][SELECTION_METRIC])
     chosen = FittedBaseline(name, best["params"], dataset)
-    metrics = evaluate(chosen.score, dataset, batch_size=batch_size)
-    return ModelResult(name, best["params"], metrics, chosen.fit_time_s), trials
+    metrics, per_user = evaluate_per_user(chosen.score, dataset, batch_size=batch_size)
+    return ModelResult(name, best["params"], metrics, chosen.fit_time_s, per_user=per_user), trials
 
 
 def _evaluate_targets(fitted: FittedBaseline, targets: list[Any], *, batch_size: int) -> dict[str, Any]:
@@ -181,19 +185,24 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
             results.append(replace(result, run_id=run_id))
         for encoder in cfg.benchmark.encoders:
             model_cfg, overrides = two_tower_config(cfg, encoder)
-            summary = train_and_evaluate(model_cfg, parent_run_id=parent_id, run_name=f"two_tower-{encoder}")
+            summary = train_and_evaluate(
+                model_cfg, parent_run_id=parent_id, run_name=f"two_tower-{encoder}", keep_per_user=True
+            )
             params: dict[str, Any] = {"encoder": encoder, **({"overrides": overrides} if overrides else {})}
-            metrics, fit_time = summary["metrics"], summary["fit_time_s"]
+            metrics, fit_time, per_user = summary["metrics"], summary["fit_time_s"], summary["per_user"]
             if cfg.split.name in cfg.benchmark.two_tower_refit:
                 epochs = int(summary["best_epoch"]) + 1
-                metrics, refit_time = refit_and_evaluate(
-                    model_cfg, metrics, epochs=epochs, run_id=summary["run_id"]
+                metrics, per_user, refit_time = refit_and_evaluate(
+                    model_cfg, metrics, per_user, epochs=epochs, run_id=summary["run_id"]
                 )
                 params["refit"] = f"train + valid, {epochs} epochs"
                 fit_time += refit_time
-            model = ModelResult(f"two_tower[{encoder}]", params, metrics, fit_time, summary["run_id"])
+            model = ModelResult(
+                f"two_tower[{encoder}]", params, metrics, fit_time, summary["run_id"], per_user=per_user
+            )
             results.append(model)
         table = comparison_table(results)
+        table["paired"] = paired_comparisons(results, baselines=cfg.benchmark.baselines)
         table.update(dataset=cfg.data.name, split=cfg.split.name, parent_run_id=parent_id)
         table["wall_time_s"] = round(time.perf_counter() - started, 1)
         markdown = benchmark_markdown(table)
@@ -211,31 +220,94 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
 
 
 def refit_and_evaluate(
-    cfg: ExplorecConfig, metrics: dict[str, dict[str, float]], *, epochs: int, run_id: str
-) -> tuple[dict[str, dict[str, float]], float]:
+    cfg: ExplorecConfig,
+    metrics: dict[str, dict[str, float]],
+    per_user: dict[str, PerUserValues],
+    *,
+    epochs: int,
+    run_id: str,
+) -> tuple[dict[str, dict[str, float]], dict[str, PerUserValues], float]:
     """Refit the two-tower on train + validation for `epochs` and score it on every evaluation but val.
 
     Baselines are refit on train + validation before test; this treats the two-tower the same way, with
     the epoch count its validation run chose. Validation metrics stay those of the first fit; the first
     fit's test metrics are kept as `test_no_refit`. The refit metrics are logged to the same MLflow run
-    as `final/refit/...`.
+    as `final/refit/...`. Per-user values follow the metrics (the first fit's for val and test_no_refit).
     """
     import mlflow
 
     from explorec.models.fit import refit_two_tower
     from explorec.tracking import metric_dict
-    from explorec.training import evaluate, flat_metrics, item_text_embeddings, load_dataset
+    from explorec.training import (
+        evaluate_per_user,
+        evaluation_targets,
+        flat_metrics,
+        item_text_embeddings,
+        load_dataset,
+    )
 
     dataset = load_dataset(cfg)
     refit = refit_two_tower(dataset, item_text_embeddings(dataset, cfg), cfg, epochs=epochs)
-    refit_metrics = evaluate(refit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size)
-    scored = {name: values for name, values in refit_metrics.items() if name != "val"}
+    after_validation = [target for target in evaluation_targets(dataset) if target.name != "val"]
+    scored, scored_per_user = evaluate_per_user(
+        refit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size, targets=after_validation
+    )
     client = mlflow.MlflowClient()
     logged = {**metric_dict(flat_metrics(scored), prefix="final/refit/"), "time/refit_s": refit.fit_time_s}
     for key, value in logged.items():
         client.log_metric(run_id, key, value)
     client.log_param(run_id, "benchmark.refit_epochs", epochs)
-    return {"val": metrics["val"], **scored, "test_no_refit": metrics["test"]}, refit.fit_time_s
+    first_fit = {"val": "val", "test": "test_no_refit"}
+    kept = {first_fit[name]: values for name, values in per_user.items() if name in first_fit}
+    merged = {"val": metrics["val"], **scored, "test_no_refit": metrics["test"]}
+    return merged, {**kept, **scored_per_user}, refit.fit_time_s
+
+
+def paired_comparisons(
+    results: Sequence[ModelResult], *, baselines: Sequence[str], evaluation: str = "test"
+) -> dict[str, Any]:
+    """Return each non-baseline model minus each baseline on `evaluation`, paired over the same users.
+
+    The unit is the user: per-user `PAIRED_METRIC` differences get a 95% paired t interval and a p-value,
+    Holm-adjusted across every row. Only users both models were scored on count.
+    """
+    from explorec.simulation.statistics import holm_adjust, paired_difference
+    from explorec.training import PAIRED_METRIC
+
+    scored = [result for result in results if evaluation in result.per_user]
+    references = [result for result in scored if result.name in baselines]
+    candidates = [result for result in scored if result.name not in baselines]
+    rows = []
+    for candidate in candidates:
+        for reference in references:
+            mine, theirs = aligned_values(candidate.per_user[evaluation], reference.per_user[evaluation])
+            difference = paired_difference(treatment=mine, control=theirs)
+            rows.append(
+                {
+                    "model": candidate.name,
+                    "baseline": reference.name,
+                    "mean_difference": difference.mean,
+                    "ci_low": difference.ci_low,
+                    "ci_high": difference.ci_high,
+                    "p_value": difference.p_value,
+                    "n_users": difference.n_pairs,
+                }
+            )
+    if rows:
+        adjusted = holm_adjust(p_values=np.array([row["p_value"] for row in rows]))
+        for row, p_holm in zip(rows, adjusted, strict=True):
+            row["p_holm"] = float(p_holm)
+    return {"evaluation": evaluation, "metric": PAIRED_METRIC, "rows": rows}
+
+
+def aligned_values(first: PerUserValues, second: PerUserValues) -> tuple[np.ndarray, np.ndarray]:
+    """Return both models' values on the users both were scored on (finite in both), in user order."""
+    common, first_at, second_at = np.intersect1d(first.users, second.users, return_indices=True)
+    mine, theirs = first.values[first_at], second.values[second_at]
+    finite = np.isfinite(mine) & np.isfinite(theirs)
+    if common.size == 0 or not finite.any():
+        raise ValueError("the two models share no evaluated user: nothing to pair")
+    return mine[finite], theirs[finite]
 
 
 def two_tower_config(cfg: ExplorecConfig, encoder: str) -> tuple[ExplorecConfig, list[str]]:

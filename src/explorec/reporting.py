@@ -82,11 +82,34 @@ def benchmark_markdown(table: dict[str, Any]) -> str:
     ]
     lines.append("|---|---|---:|")
     lines += [f"| {row['model']} | `{row['params']}` | {row['fit_time_s']:.1f} |" for row in table["rows"]]
+    lines += paired_markdown(table.get("paired"))
     lines += [
         "",
         f"Wall time: {table.get('wall_time_s', float('nan')):.0f} s; parent run `{table['parent_run_id']}`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def paired_markdown(paired: dict[str, Any] | None) -> list[str]:
+    """Return the lines of the paired-differences section (none when nothing was paired)."""
+    if not paired or not paired.get("rows"):
+        return []
+    lines = [
+        "",
+        f"## Paired differences ({paired['evaluation']} {paired['metric']}, per user, 95% t interval)",
+        "",
+        "Model minus baseline on the same users; Holm-adjusted across the rows. An interval that contains 0",
+        "does not tell the two apart on this split.",
+        "",
+        "| model | baseline | difference | 95% interval | p (Holm) | users |",
+        "|---|---|---:|---|---:|---:|",
+    ]
+    lines += [
+        f"| {row['model']} | {row['baseline']} | {row['mean_difference']:+.4f} | "
+        f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['p_holm']:.3g} | {row['n_users']} |"
+        for row in paired["rows"]
+    ]
+    return lines
 
 
 def benchmark_text(summary: dict[str, Any]) -> str:

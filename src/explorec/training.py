@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from explorec.config import ExplorecConfig, config_hash, project_root, to_dict
 from explorec.data.preprocess import preprocess
 from explorec.data.processed import ProcessedDataset, interactions_to_csr, load_processed
-from explorec.evaluation.harness import full_ranking_evaluate
+from explorec.evaluation.harness import full_ranking_per_user, summarise_per_user
 
 ScoreForHistory = Callable[[np.ndarray, Sequence[str]], np.ndarray]
 """(user indices, history splits) -> scores [n_users, n_items]."""
@@ -55,6 +55,18 @@ class EvaluationTarget:
     targets: sp.csr_matrix
     exclude: sp.csr_matrix
     history: tuple[str, ...]
+
+
+PAIRED_METRIC = "ndcg@10"
+"""The metric kept per user, so that two models scored on the same users can be compared pair by pair."""
+
+
+@dataclass(frozen=True)
+class PerUserValues:
+    """One evaluation's users and each one's value of `PAIRED_METRIC`, in the same order."""
+
+    users: np.ndarray
+    values: np.ndarray
 
 
 def evaluation_targets(dataset: ProcessedDataset) -> list[EvaluationTarget]:
@@ -92,16 +104,31 @@ def evaluate(
     score: ScoreForHistory, dataset: ProcessedDataset, *, ks: Sequence[int] = (10, 20), batch_size: int = 1024
 ) -> dict[str, dict[str, float]]:
     """Return {evaluation name: metrics} by exact full ranking for every evaluation target."""
-    results = {}
-    for target in evaluation_targets(dataset):
-        results[target.name] = full_ranking_evaluate(
+    return evaluate_per_user(score, dataset, ks=ks, batch_size=batch_size)[0]
+
+
+def evaluate_per_user(
+    score: ScoreForHistory,
+    dataset: ProcessedDataset,
+    *,
+    ks: Sequence[int] = (10, 20),
+    batch_size: int = 1024,
+    targets: Sequence[EvaluationTarget] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, PerUserValues]]:
+    """Return `evaluate`'s metrics and, per evaluation, each user's value of the selection metric."""
+    results, per_user = {}, {}
+    for target in evaluation_targets(dataset) if targets is None else targets:
+        evaluated, values = full_ranking_per_user(
             lambda users, history=target.history: score(users, history),
             targets=target.targets,
             exclude=target.exclude,
             ks=ks,
             batch_size=batch_size,
         )
-    return results
+        results[target.name] = summarise_per_user(evaluated, values)
+        if PAIRED_METRIC in values:
+            per_user[target.name] = PerUserValues(users=evaluated, values=values[PAIRED_METRIC])
+    return results, per_user
 
 
 def flat_metrics(results: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -136,9 +163,16 @@ def _log_artifacts(
 
 
 def train_and_evaluate(
-    cfg: ExplorecConfig, *, parent_run_id: str | None = None, run_name: str | None = None
+    cfg: ExplorecConfig,
+    *,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    keep_per_user: bool = False,
 ) -> dict[str, Any]:
-    """Fit the two-tower model, evaluate it on validation and test, and track everything in MLflow."""
+    """Fit the two-tower model, evaluate it on validation and test, and track everything in MLflow.
+
+    With `keep_per_user` the summary also holds "per_user": {evaluation: PerUserValues} (not JSON).
+    """
     import mlflow
 
     from explorec.mlflow_logger import ExplorecMLFlowLogger
@@ -168,7 +202,9 @@ def train_and_evaluate(
         )
         checkpoint_dir = resolve(cfg.paths.root) / "checkpoints" / run_id
         fit = fit_two_tower(dataset, embeddings, cfg, logger=logger, checkpoint_dir=checkpoint_dir)
-        results = evaluate(fit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size)
+        results, per_user = evaluate_per_user(
+            fit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size
+        )
         timings = {
             "time/fit_s": fit.fit_time_s,
             "time/encode_s": encode_time,
@@ -187,7 +223,7 @@ def train_and_evaluate(
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
-    return {
+    summary: dict[str, Any] = {
         "run_id": run_id,
         "experiment_id": target.experiment_id,
         "tracking_uri": target.tracking_uri,
@@ -200,3 +236,6 @@ def train_and_evaluate(
         "fit_time_s": round(fit.fit_time_s, 2),
         "metrics": results,
     }
+    if keep_per_user:
+        summary["per_user"] = per_user
+    return summary

@@ -61,6 +61,20 @@ def test_benchmark_flow_compares_every_model_under_one_parent_run() -> None:
     written = json.loads((Path(summary["output_dir"]) / "benchmark.json").read_text())
     assert [row["model"] for row in written["rows"]] == models
     assert "| ease | test |" in summary["markdown"]
+    test_ndcg = {row["model"]: row["metrics"]["test"]["ndcg@10"] for row in summary["rows"]}
+    paired = summary["paired"]
+    assert (paired["evaluation"], paired["metric"]) == ("test", "ndcg@10")
+    assert [(row["model"], row["baseline"]) for row in paired["rows"]] == [
+        ("two_tower[none]", baseline) for baseline in models[:4]
+    ]
+    for row in paired["rows"]:  # each test user has a target: mean difference = difference of means
+        assert row["n_users"] == 60
+        expected = test_ndcg[row["model"]] - test_ndcg[row["baseline"]]
+        assert abs(row["mean_difference"] - expected) < 1e-9
+        assert row["ci_low"] <= row["mean_difference"] <= row["ci_high"]
+        assert row["p_value"] <= row["p_holm"] <= 1.0
+    assert "## Paired differences (test ndcg@10" in summary["markdown"]
+    assert written["paired"]["rows"] == paired["rows"]
 
 
 def test_benchmark_refits_the_two_tower_on_train_and_validation_when_asked() -> None:
@@ -77,3 +91,6 @@ def test_benchmark_refits_the_two_tower_on_train_and_validation_when_asked() -> 
     metrics = MlflowClient().get_run(row["run_id"]).data.metrics
     assert metrics["final/refit/test/ndcg_at_10"] == row["metrics"]["test"]["ndcg@10"]
     assert metrics["final/test/ndcg_at_10"] == row["metrics"]["test_no_refit"]["ndcg@10"]
+    (paired,) = summary["paired"]["rows"]  # the refit's test figures are the ones paired
+    popularity = summary["rows"][0]["metrics"]["test"]["ndcg@10"]
+    assert abs(paired["mean_difference"] - (row["metrics"]["test"]["ndcg@10"] - popularity)) < 1e-9

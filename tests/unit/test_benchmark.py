@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from explorec.benchmark import two_tower_config
+from explorec.benchmark import ModelResult, aligned_values, paired_comparisons, two_tower_config
 from explorec.config import compose
 from explorec.errors import ConfigError
+from explorec.training import PerUserValues
 
 
 def test_split_overrides_apply_to_their_split_only() -> None:
@@ -28,3 +31,49 @@ def test_a_bad_override_fails_with_the_key_named(override: str, named: str) -> N
     overrides = f"benchmark.two_tower_overrides={{random_ratio:['{override}']}}"
     with pytest.raises(ConfigError, match=named):
         two_tower_config(compose(["split=random_ratio", overrides]), "none")
+
+
+def _scored(name: str, users: list[int], values: list[float]) -> ModelResult:
+    """Return a model result whose only content is its per-user test values."""
+    per_user = {"test": PerUserValues(users=np.array(users), values=np.array(values))}
+    return ModelResult(name, {}, {}, 0.0, per_user=per_user)
+
+
+def test_paired_differences_use_only_shared_finite_users_and_a_worked_t_interval() -> None:
+    tower = _scored("two_tower[minilm]", [0, 1, 2, 4], [0.5, 0.2, 0.9, np.nan])
+    ease = _scored("ease", [1, 2, 3, 4], [0.1, 0.4, 0.7, 0.3])
+    (row,) = paired_comparisons([ease, tower], baselines=["ease"])["rows"]
+    # shared users 1, 2 (user 4 is NaN for the tower): differences 0.1 and 0.5, mean 0.3, sd 0.2828, se 0.2
+    assert (row["model"], row["baseline"], row["n_users"]) == ("two_tower[minilm]", "ease", 2)
+    assert row["mean_difference"] == pytest.approx(0.3)
+    half_width = stats.t.ppf(0.975, df=1) * 0.2  # 12.706 × 0.2
+    assert row["ci_low"] == pytest.approx(0.3 - half_width)
+    assert row["ci_high"] == pytest.approx(0.3 + half_width)
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(1.5, df=1))
+    assert row["p_holm"] == pytest.approx(row["p_value"])  # one comparison: Holm changes nothing
+
+
+def test_holm_adjusts_across_every_model_and_baseline_pair() -> None:
+    rng = np.random.default_rng(0)
+    users = list(range(50))
+    base = rng.uniform(size=50)
+    results = [
+        _scored("ease", users, list(base)),
+        _scored("als", users, list(base + rng.normal(0.0, 0.05, 50))),
+        _scored("two_tower[none]", users, list(base + 0.05 + rng.normal(0.0, 0.05, 50))),
+    ]
+    rows = paired_comparisons(results, baselines=["ease", "als"])["rows"]
+    assert [(row["model"], row["baseline"]) for row in rows] == [
+        ("two_tower[none]", "ease"),
+        ("two_tower[none]", "als"),
+    ]
+    smaller, larger = sorted(row["p_value"] for row in rows)
+    assert min(row["p_holm"] for row in rows) == pytest.approx(2 * smaller)
+    assert max(row["p_holm"] for row in rows) == pytest.approx(max(2 * smaller, larger))
+
+
+def test_models_with_no_user_in_common_cannot_be_paired() -> None:
+    first = PerUserValues(users=np.array([0, 1]), values=np.array([0.1, 0.2]))
+    second = PerUserValues(users=np.array([2, 3]), values=np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="no evaluated user"):
+        aligned_values(first, second)

@@ -91,6 +91,11 @@ def full_ranking_evaluate(
     evaluated, per_user = full_ranking_per_user(
         score_users, targets=targets, exclude=exclude, ks=ks, batch_size=batch_size, users=users
     )
+    return summarise_per_user(evaluated, per_user)
+
+
+def summarise_per_user(evaluated: np.ndarray, per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    """Return the mean of each per-user metric (NaN-free users) and "n_users"."""
     results = {key: mean_over_users(values) for key, values in per_user.items()}
     results["n_users"] = float(evaluated.size)
     return results

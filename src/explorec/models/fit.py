@@ -74,7 +74,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def item_vectors(self) -> np.ndarray:
-        """Return the L2-normalised vectors of every item [n_items, d]."""
+        """Return the vectors of every item [n_items, d] (unit length unless normalize_items is off)."""
         self.model.eval()
         return self.model.all_item_vectors().float().cpu().numpy()
 
@@ -96,7 +96,7 @@ class FitResult:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.model.model_cfg.embedding_dim))
 
     def score_users(self, user_idx: np.ndarray, history_splits: Sequence[str] = ("train",)) -> np.ndarray:
-        """Return cosine scores [n_users, n_items] (higher = better); nothing is masked."""
+        """Return dot-product scores [n_users, n_items] (higher = better); nothing is masked."""
         users = torch.from_numpy(self.user_vectors(user_idx, history_splits))
         return scores_as_numpy(users, torch.from_numpy(self.item_vectors()))
 

@@ -332,5 +332,5 @@ def history_counts(
 
 
 def scores_as_numpy(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> np.ndarray:
-    """Return the cosine scores [users, items] as a float32 numpy array."""
+    """Return the dot-product scores [users, items] as a float32 numpy array."""
     return (user_vectors @ item_vectors.T).float().cpu().numpy()
