@@ -266,7 +266,9 @@ def refit_and_evaluate(
 def paired_comparisons(
     results: Sequence[ModelResult], *, baselines: Sequence[str], evaluation: str = "test"
 ) -> dict[str, Any]:
-    """Return each non-baseline model minus each baseline on `evaluation`, paired over the same users.
+    """Return each non-baseline model minus each baseline, then minus each later non-baseline model.
+
+    E.g. two_tower[minilm] − ease, …, then two_tower[minilm] − two_tower[none], on `evaluation`.
 
     The unit is the user: per-user `PAIRED_METRIC` differences get a 95% paired t interval and a p-value,
     Holm-adjusted across every row. Only users both models were scored on count.
@@ -277,22 +279,23 @@ def paired_comparisons(
     scored = [result for result in results if evaluation in result.per_user]
     references = [result for result in scored if result.name in baselines]
     candidates = [result for result in scored if result.name not in baselines]
+    pairs = [(candidate, reference) for candidate in candidates for reference in references]
+    pairs += [(first, second) for index, first in enumerate(candidates) for second in candidates[index + 1 :]]
     rows = []
-    for candidate in candidates:
-        for reference in references:
-            mine, theirs = aligned_values(candidate.per_user[evaluation], reference.per_user[evaluation])
-            difference = paired_difference(treatment=mine, control=theirs)
-            rows.append(
-                {
-                    "model": candidate.name,
-                    "baseline": reference.name,
-                    "mean_difference": difference.mean,
-                    "ci_low": difference.ci_low,
-                    "ci_high": difference.ci_high,
-                    "p_value": difference.p_value,
-                    "n_users": difference.n_pairs,
-                }
-            )
+    for candidate, reference in pairs:
+        mine, theirs = aligned_values(candidate.per_user[evaluation], reference.per_user[evaluation])
+        difference = paired_difference(treatment=mine, control=theirs)
+        rows.append(
+            {
+                "model": candidate.name,
+                "versus": reference.name,
+                "mean_difference": difference.mean,
+                "ci_low": difference.ci_low,
+                "ci_high": difference.ci_high,
+                "p_value": difference.p_value,
+                "n_users": difference.n_pairs,
+            }
+        )
     if rows:
         adjusted = holm_adjust(p_values=np.array([row["p_value"] for row in rows]))
         for row, p_holm in zip(rows, adjusted, strict=True):

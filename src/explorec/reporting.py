@@ -98,14 +98,14 @@ def paired_markdown(paired: dict[str, Any] | None) -> list[str]:
         "",
         f"## Paired differences ({paired['evaluation']} {paired['metric']}, per user, 95% t interval)",
         "",
-        "Model minus baseline on the same users; Holm-adjusted across the rows. An interval that contains 0",
+        "Model minus the other on the same users; Holm-adjusted across the rows. An interval that contains 0",
         "does not tell the two apart on this split.",
         "",
-        "| model | baseline | difference | 95% interval | p (Holm) | users |",
+        "| model | versus | difference | 95% interval | p (Holm) | users |",
         "|---|---|---:|---|---:|---:|",
     ]
     lines += [
-        f"| {row['model']} | {row['baseline']} | {row['mean_difference']:+.4f} | "
+        f"| {row['model']} | {row['versus']} | {row['mean_difference']:+.4f} | "
         f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['p_holm']:.3g} | {row['n_users']} |"
         for row in paired["rows"]
     ]

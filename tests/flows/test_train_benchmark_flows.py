@@ -64,12 +64,12 @@ def test_benchmark_flow_compares_every_model_under_one_parent_run() -> None:
     test_ndcg = {row["model"]: row["metrics"]["test"]["ndcg@10"] for row in summary["rows"]}
     paired = summary["paired"]
     assert (paired["evaluation"], paired["metric"]) == ("test", "ndcg@10")
-    assert [(row["model"], row["baseline"]) for row in paired["rows"]] == [
+    assert [(row["model"], row["versus"]) for row in paired["rows"]] == [
         ("two_tower[none]", baseline) for baseline in models[:4]
     ]
     for row in paired["rows"]:  # each test user has a target: mean difference = difference of means
         assert row["n_users"] == 60
-        expected = test_ndcg[row["model"]] - test_ndcg[row["baseline"]]
+        expected = test_ndcg[row["model"]] - test_ndcg[row["versus"]]
         assert abs(row["mean_difference"] - expected) < 1e-9
         assert row["ci_low"] <= row["mean_difference"] <= row["ci_high"]
         assert row["p_value"] <= row["p_holm"] <= 1.0

@@ -44,7 +44,7 @@ def test_paired_differences_use_only_shared_finite_users_and_a_worked_t_interval
     ease = _scored("ease", [1, 2, 3, 4], [0.1, 0.4, 0.7, 0.3])
     (row,) = paired_comparisons([ease, tower], baselines=["ease"])["rows"]
     # shared users 1, 2 (user 4 is NaN for the tower): differences 0.1 and 0.5, mean 0.3, sd 0.2828, se 0.2
-    assert (row["model"], row["baseline"], row["n_users"]) == ("two_tower[minilm]", "ease", 2)
+    assert (row["model"], row["versus"], row["n_users"]) == ("two_tower[minilm]", "ease", 2)
     assert row["mean_difference"] == pytest.approx(0.3)
     half_width = stats.t.ppf(0.975, df=1) * 0.2  # 12.706 × 0.2
     assert row["ci_low"] == pytest.approx(0.3 - half_width)
@@ -53,23 +53,27 @@ def test_paired_differences_use_only_shared_finite_users_and_a_worked_t_interval
     assert row["p_holm"] == pytest.approx(row["p_value"])  # one comparison: Holm changes nothing
 
 
-def test_holm_adjusts_across_every_model_and_baseline_pair() -> None:
+def test_models_are_paired_with_each_baseline_then_with_each_other_under_one_holm_family() -> None:
     rng = np.random.default_rng(0)
     users = list(range(50))
     base = rng.uniform(size=50)
     results = [
         _scored("ease", users, list(base)),
-        _scored("als", users, list(base + rng.normal(0.0, 0.05, 50))),
-        _scored("two_tower[none]", users, list(base + 0.05 + rng.normal(0.0, 0.05, 50))),
+        _scored("two_tower[none]", users, list(base + 0.02 + rng.normal(0.0, 0.05, 50))),
+        _scored("two_tower[minilm]", users, list(base + 0.05 + rng.normal(0.0, 0.05, 50))),
     ]
-    rows = paired_comparisons(results, baselines=["ease", "als"])["rows"]
-    assert [(row["model"], row["baseline"]) for row in rows] == [
+    rows = paired_comparisons(results, baselines=["ease"])["rows"]
+    assert [(row["model"], row["versus"]) for row in rows] == [
         ("two_tower[none]", "ease"),
-        ("two_tower[none]", "als"),
+        ("two_tower[minilm]", "ease"),
+        ("two_tower[none]", "two_tower[minilm]"),
     ]
-    smaller, larger = sorted(row["p_value"] for row in rows)
-    assert min(row["p_holm"] for row in rows) == pytest.approx(2 * smaller)
-    assert max(row["p_holm"] for row in rows) == pytest.approx(max(2 * smaller, larger))
+    by_p = sorted(rows, key=lambda row: row["p_value"])
+    # Holm with m = 3: 3·p(1), then max with 2·p(2), then max with p(3), each capped at 1
+    expected = [min(3 * by_p[0]["p_value"], 1.0)]
+    expected.append(min(max(expected[0], 2 * by_p[1]["p_value"]), 1.0))
+    expected.append(min(max(expected[1], by_p[2]["p_value"]), 1.0))
+    assert [row["p_holm"] for row in by_p] == pytest.approx(expected)
 
 
 def test_models_with_no_user_in_common_cannot_be_paired() -> None:
