@@ -212,6 +212,8 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
         (folder / "benchmark.md").write_text(markdown)
         client.log_artifacts(parent_id, str(folder))
         client.log_metric(parent_id, "time/wall_s", table["wall_time_s"])
+        for key, value in paired_metrics(table["paired"]).items():
+            client.log_metric(parent_id, key, value)
         client.set_terminated(parent_id, "FINISHED")
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
@@ -301,6 +303,22 @@ def paired_comparisons(
         for row, p_holm in zip(rows, adjusted, strict=True):
             row["p_holm"] = float(p_holm)
     return {"evaluation": evaluation, "metric": PAIRED_METRIC, "rows": rows}
+
+
+def paired_metrics(paired: dict[str, Any]) -> dict[str, float]:
+    """Return the paired rows as MLflow metrics, e.g. `paired/two_tower_minilm-ease/ndcg_at_10_difference`."""
+    from explorec.tracking import metric_name
+
+    def plain(model: str) -> str:
+        return model.replace("[", "_").replace("]", "")
+
+    metrics = {}
+    for row in paired["rows"]:
+        prefix = f"paired/{plain(row['model'])}-{plain(row['versus'])}/{metric_name(paired['metric'])}"
+        for field_name in ("difference", "ci_low", "ci_high", "p_holm"):
+            value = row["mean_difference" if field_name == "difference" else field_name]
+            metrics[f"{prefix}_{field_name}"] = float(value)
+    return metrics
 
 
 def aligned_values(first: PerUserValues, second: PerUserValues) -> tuple[np.ndarray, np.ndarray]:

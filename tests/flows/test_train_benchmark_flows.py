@@ -75,6 +75,12 @@ def test_benchmark_flow_compares_every_model_under_one_parent_run() -> None:
         assert row["p_value"] <= row["p_holm"] <= 1.0
     assert "## Paired differences (test ndcg@10" in summary["markdown"]
     assert written["paired"]["rows"] == paired["rows"]
+    parent_metrics = client.get_run(summary["parent_run_id"]).data.metrics
+    versus_ease = paired["rows"][2]
+    assert versus_ease["versus"] == "ease"
+    logged = parent_metrics["paired/two_tower_none-ease/ndcg_at_10_difference"]
+    assert logged == versus_ease["mean_difference"]
+    assert parent_metrics["paired/two_tower_none-ease/ndcg_at_10_p_holm"] == versus_ease["p_holm"]
 
 
 def test_benchmark_refits_the_two_tower_on_train_and_validation_when_asked() -> None:
