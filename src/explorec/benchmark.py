@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     from explorec.training import PerUserValues
 
 SELECTION_METRIC = "ndcg@10"
+PAIRED_METRIC_FIELDS = {
+    "difference": "mean_difference",
+    "ci_low": "ci_low",
+    "ci_high": "ci_high",
+    "p_holm": "p_holm",
+}
+"""MLflow metric suffix -> field of a paired row."""
 
 
 @dataclass(frozen=True)
@@ -86,27 +93,12 @@ def select_baseline(
     trials = []
     for params in baseline_grid(name, cfg):
         fitted = FittedBaseline(name, params, dataset)
-        metrics = _evaluate_targets(fitted, validation, batch_size=batch_size)
+        metrics, _ = evaluate_per_user(fitted.score, dataset, batch_size=batch_size, targets=validation)
         trials.append({"params": params, "val": metrics["val"], "fit_time_s": fitted.fit_time_s})
     best = max(trials, key=lambda trial: trial["val"][SELECTION_METRIC])
     chosen = FittedBaseline(name, best["params"], dataset)
     metrics, per_user = evaluate_per_user(chosen.score, dataset, batch_size=batch_size)
     return ModelResult(name, best["params"], metrics, chosen.fit_time_s, per_user=per_user), trials
-
-
-def _evaluate_targets(fitted: FittedBaseline, targets: list[Any], *, batch_size: int) -> dict[str, Any]:
-    """Evaluate a fitted baseline on the given evaluation targets only."""
-    from explorec.evaluation.harness import full_ranking_evaluate
-
-    return {
-        target.name: full_ranking_evaluate(
-            lambda users, history=target.history: fitted.score(users, history),
-            targets=target.targets,
-            exclude=target.exclude,
-            batch_size=batch_size,
-        )
-        for target in targets
-    }
 
 
 def _log_baseline_run(
@@ -315,9 +307,8 @@ def paired_metrics(paired: dict[str, Any]) -> dict[str, float]:
     metrics = {}
     for row in paired["rows"]:
         prefix = f"paired/{plain(row['model'])}-{plain(row['versus'])}/{metric_name(paired['metric'])}"
-        for field_name in ("difference", "ci_low", "ci_high", "p_holm"):
-            value = row["mean_difference" if field_name == "difference" else field_name]
-            metrics[f"{prefix}_{field_name}"] = float(value)
+        for suffix, key in PAIRED_METRIC_FIELDS.items():
+            metrics[f"{prefix}_{suffix}"] = float(row[key])
     return metrics
 
 
