@@ -148,6 +148,48 @@ def comparison_table(results: list[ModelResult]) -> dict[str, Any]:
     }
 
 
+def benchmark_plot(table: dict[str, Any], path: Path, *, metric: str = SELECTION_METRIC) -> Path:
+    """Draw each model's test and validation `metric`, and the paired test differences with their 95% CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table["rows"]
+    paired = (table.get("paired") or {}).get("rows", [])
+    n_panels = 2 if paired else 1
+    figure, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2), squeeze=False)
+    left = axes[0][0]
+    names = [row["model"] for row in rows]
+    positions = np.arange(len(rows))
+    left.barh(positions, [row["metrics"]["test"][metric] for row in rows], color="tab:blue", label="test")
+    left.scatter(
+        [row["metrics"]["val"][metric] for row in rows], positions, c="k", marker="|", s=200, label="val"
+    )
+    left.set_yticks(positions, names)
+    left.invert_yaxis()
+    left.set_xlabel(metric)
+    left.set_title(f"{table['dataset']} / {table['split']}")
+    left.legend(fontsize=8, loc="upper right")
+    if paired:
+        right = axes[0][1]
+        labels = [f"{row['model']} − {row['versus']}" for row in paired]
+        means = np.array([row["mean_difference"] for row in paired])
+        errors = np.array(
+            [[m - row["ci_low"], row["ci_high"] - m] for m, row in zip(means, paired, strict=True)]
+        )
+        places = np.arange(len(paired))
+        right.errorbar(means, places, xerr=errors.T, fmt="o", color="tab:red", capsize=3)
+        right.axvline(0.0, color="0.5", ls="--")
+        right.set_yticks(places, labels, fontsize=7)
+        right.invert_yaxis()
+        right.set_xlabel(f"paired test {metric} difference (95% CI)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dict[str, Any]:
     """Run every baseline and the two-tower per encoder on the configured split; return the summary."""
     import mlflow
@@ -202,6 +244,7 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "benchmark.json").write_text(json.dumps(table, indent=2))
         (folder / "benchmark.md").write_text(markdown)
+        benchmark_plot(table, folder / "benchmark.png")
         client.log_artifacts(parent_id, str(folder))
         client.log_metric(parent_id, "time/wall_s", table["wall_time_s"])
         for key, value in paired_metrics(table["paired"]).items():

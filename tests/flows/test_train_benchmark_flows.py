@@ -75,6 +75,10 @@ def test_benchmark_flow_compares_every_model_under_one_parent_run() -> None:
         assert row["p_value"] <= row["p_holm"] <= 1.0
     assert "## Paired differences (test ndcg@10" in summary["markdown"]
     assert written["paired"]["rows"] == paired["rows"]
+    plot = Path(summary["output_dir"]) / "benchmark.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    parent_artifacts = {item.path for item in client.list_artifacts(summary["parent_run_id"])}
+    assert {"benchmark.md", "benchmark.json", "benchmark.png"} <= parent_artifacts
     parent_metrics = client.get_run(summary["parent_run_id"]).data.metrics
     versus_ease = paired["rows"][2]
     assert versus_ease["versus"] == "ease"
