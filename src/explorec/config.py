@@ -138,6 +138,12 @@ class PolicyConfig:
     slate_size: int = 10
     n_candidates: int = 100
     n_clusters: int = 20
+    # served linucb / thompson / linucb_novelty: how much one shown item of a request's feedback
+    # (`shown_item_ids`, `clicked_item_ids`) counts in the per-user posterior (1 = one observation).
+    # Chosen on validation with `python -m explorec.registry.replay` (ML-100K, 5 visits of 10, a click =
+    # a held-out item): weight 1 finds 53% fewer held-out items than greedy (leave_last_out) and 22% fewer
+    # (random_ratio); 0.001 is level with greedy. Offline held-out items carry no session signal to learn.
+    feedback_weight: float = 0.001
 
 
 @dataclass
@@ -265,6 +271,8 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError(f"policy.name={cfg.policy.name!r} is not one of {', '.join(POLICIES)}")
     if not 0.0 <= cfg.policy.exploration_rate <= 1.0:
         raise ConfigError("policy.exploration_rate must lie in [0, 1]")
+    if cfg.policy.feedback_weight <= 0:
+        raise ConfigError("policy.feedback_weight must be > 0")
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
     _validate_simulation(cfg)

@@ -14,7 +14,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from explorec.config import ExplorecConfig
-from explorec.policies.factory import POLICIES_WITH_CANDIDATES, POLICIES_WITH_CLUSTERS
+from explorec.policies.factory import (
+    POLICIES_ON_ITEM_VECTORS,
+    POLICIES_WITH_CANDIDATES,
+    POLICIES_WITH_CLUSTERS,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,11 +29,13 @@ SIMULATION_CONTROL = "greedy_online"
 SIMULATION_OUTCOME = "expected_clicks"
 
 
-def _policy_spec(cfg: ExplorecConfig) -> Any:
+def serving_policy_spec(cfg: ExplorecConfig) -> Any:
     """Return the serving policy of the config as the registry's PolicySpec."""
     from explorec.registry.bundle import PolicySpec
 
     params: dict[str, Any] = {}
+    if cfg.policy.name in POLICIES_ON_ITEM_VECTORS:
+        params["feedback_weight"] = cfg.policy.feedback_weight
     if cfg.policy.name in POLICIES_WITH_CANDIDATES:
         params["n_candidates"] = cfg.policy.n_candidates
     if cfg.policy.name in POLICIES_WITH_CLUSTERS:
@@ -66,7 +72,9 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
-    bundle = bundle_from_run(run_id, dataset, model_cfg, _policy_spec(cfg), tracking_uri=target.tracking_uri)
+    bundle = bundle_from_run(
+        run_id, dataset, model_cfg, serving_policy_spec(cfg), tracking_uri=target.tracking_uri
+    )
     served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
     with mlflow.start_run(run_id=run_id):
         log_recommender(bundle, name=cfg.registry.model_artifact)

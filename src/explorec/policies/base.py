@@ -238,6 +238,9 @@ class Policy(ABC):
     """An exploration policy: serves slates from scores, keeps optional per-user state, logs propensities."""
 
     name: str = "policy"
+    reward_scale_scores: bool = False
+    """True for policies that model the reward as score + a learned residual, so their scores must be on
+    the reward scale (click probabilities), not any monotone score."""
 
     def __init__(self, *, exploration_rate: float) -> None:
         self.exploration_rate = check_exploration_rate(exploration_rate)

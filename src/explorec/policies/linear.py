@@ -58,6 +58,8 @@ class LinearUserState:
 class _LinearModelPolicy(Policy):
     """Shared parts of LinUCB and Thompson: state, updates, posterior means and the top-M candidates."""
 
+    reward_scale_scores = True
+
     def __init__(
         self,
         *,
@@ -66,12 +68,16 @@ class _LinearModelPolicy(Policy):
         prior_precision: float = 1.0,
         n_candidates: int = 100,
         exploration_scale: float | None = None,
+        feedback_weight: float = 1.0,
     ) -> None:
         super().__init__(exploration_rate=exploration_rate)
-        if prior_precision <= 0 or n_candidates < 1:
-            raise ValueError("prior_precision must be positive and n_candidates at least 1")
+        if prior_precision <= 0 or n_candidates < 1 or feedback_weight <= 0:
+            raise ValueError(
+                "prior_precision and feedback_weight must be positive and n_candidates at least 1"
+            )
         self.item_vectors = np.asarray(item_vectors, dtype=np.float64)
         self.prior_precision = float(prior_precision)
+        self.feedback_weight = float(feedback_weight)
         self.n_candidates = int(n_candidates)
         self.exploration_scale = exploration_scale
 
@@ -85,13 +91,19 @@ class _LinearModelPolicy(Policy):
     def update(
         self, *, state: UserState | None, items: np.ndarray, rewards: np.ndarray, scores: np.ndarray
     ) -> None:
-        """Rank-1 update per served item with target reward − score."""
+        """Rank-1 update per served item with target reward − score, counted `feedback_weight` times.
+
+        A weight w adds w·x xᵀ to A and w·x·(reward − score) to b (an observation noise variance of 1/w):
+        below 1 the posterior mean moves less per observation while the prior, and so the first slate's
+        exploration, stays as it is.
+        """
         if not isinstance(state, LinearUserState):
             raise ValueError(
                 f"{self.name} needs the LinearUserState from initial_state, got {type(state).__name__}"
             )
+        root = np.sqrt(self.feedback_weight)
         for item, reward in zip(np.asarray(items), np.asarray(rewards, dtype=np.float64), strict=True):
-            state.observe(features=self.item_vectors[item], target=float(reward - scores[item]))
+            state.observe(features=root * self.item_vectors[item], target=root * float(reward - scores[item]))
 
     def _candidates(
         self, scores: np.ndarray, excluded: np.ndarray, k: int, state: LinearUserState | None
@@ -237,6 +249,7 @@ class ThompsonPolicy(_LinearModelPolicy):
         n_candidates: int = 100,
         exploration_scale: float | None = None,
         propensity_draws: int = 256,
+        feedback_weight: float = 1.0,
     ) -> None:
         super().__init__(
             exploration_rate=exploration_rate,
@@ -244,6 +257,7 @@ class ThompsonPolicy(_LinearModelPolicy):
             prior_precision=prior_precision,
             n_candidates=n_candidates,
             exploration_scale=exploration_scale,
+            feedback_weight=feedback_weight,
         )
         self.propensity_draws = int(propensity_draws)
 

@@ -79,6 +79,7 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
         prior_precision: float = 1.0,
         n_candidates: int = 100,
         exploration_scale: float | None = None,
+        feedback_weight: float = 1.0,
     ) -> None:
         super().__init__(
             exploration_rate=exploration_rate,
@@ -86,6 +87,7 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
             prior_precision=prior_precision,
             n_candidates=n_candidates,
             exploration_scale=exploration_scale,
+            feedback_weight=feedback_weight,
         )
         if item_clusters is None:
             if text_embeddings is None:

@@ -2,7 +2,10 @@
 
 A bundle holds the item vectors (item-tower outputs), the user tower's weights and shape, the catalogue
 (item ids, titles, train popularity), every known user's history, the exploration policy and, when the
-model had a text encoder, the item text embeddings (used by diversity metrics and text-based policies).
+model had a text encoder, the item text embeddings (used by diversity metrics and text-based policies), and
+a score calibration: σ(slope·score + intercept), fitted when the bundle is built, maps the user tower's
+score to the probability that the item is among the user's next interactions (the reward scale LinUCB,
+Thompson and linucb_novelty model; see `explorec.registry.serving`).
 Files in a bundle folder (`BUNDLE_FILES`): item_vectors.npy, user_tower.pt (a state dict, read back with
 `torch.load(weights_only=True)`), model.json (tower shape, policy, format version), items.json,
 histories.npz and optionally text_embeddings.npy. Only numpy, torch and json are needed to load one.
@@ -49,6 +52,19 @@ class PolicySpec:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """σ(slope·score + intercept): a user-tower score as the probability of a next interaction."""
+
+    slope: float
+    intercept: float
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Return the calibrated probabilities of `scores` (same shape)."""
+        logits = self.slope * np.asarray(scores, dtype=np.float64) + self.intercept
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))  # the logistic function, without overflow warnings
+
+
 @dataclass
 class RecommenderBundle:
     """Everything `ExplorecRecommender` loads: vectors, user-tower weights, catalogue, histories, policy."""
@@ -64,6 +80,7 @@ class RecommenderBundle:
     history_items: np.ndarray
     policy: PolicySpec = field(default_factory=PolicySpec)
     text_embeddings: np.ndarray | None = None
+    score_calibration: ScoreCalibration | None = None
 
     @property
     def n_items(self) -> int:
@@ -82,6 +99,8 @@ class RecommenderBundle:
         np.save(folder / "item_vectors.npy", np.asarray(self.item_vectors, dtype=np.float32))
         torch.save(self.user_tower_state, folder / "user_tower.pt")
         model = {"format_version": FORMAT_VERSION, "tower": self.tower_config, "policy": asdict(self.policy)}
+        if self.score_calibration is not None:
+            model["score_calibration"] = asdict(self.score_calibration)
         (folder / "model.json").write_text(json.dumps(model, indent=2))
         items = {"item_id": self.item_ids, "title": self.titles, "popularity": self.item_popularity.tolist()}
         (folder / "items.json").write_text(json.dumps(items))
@@ -108,6 +127,7 @@ def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
     items = json.loads(Path(files["items.json"]).read_text())
     histories = np.load(files["histories.npz"], allow_pickle=False)
     text = files.get(TEXT_EMBEDDINGS_FILE)
+    calibration = model.get("score_calibration")  # absent in bundles written before it existed
     return RecommenderBundle(
         item_vectors=np.load(files["item_vectors.npy"], allow_pickle=False),
         user_tower_state=torch.load(files["user_tower.pt"], map_location="cpu", weights_only=True),
@@ -120,6 +140,7 @@ def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
         history_items=histories["items"],
         policy=PolicySpec(**model["policy"]),
         text_embeddings=None if text is None else np.load(text, allow_pickle=False),
+        score_calibration=None if calibration is None else ScoreCalibration(**calibration),
     )
 
 
@@ -187,14 +208,16 @@ def bundle_from_parts(
     text_embeddings: np.ndarray | None = None,
     history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
 ) -> RecommenderBundle:
-    """Assemble a bundle from trained parts and the processed data set they were trained on."""
+    """Assemble a bundle from trained parts and the data set they were trained on; fit its calibration."""
+    from explorec.registry.serving import fit_score_calibration
+
     if item_vectors.shape[0] != dataset.n_items:
         raise ValueError(
             f"item_vectors has {item_vectors.shape[0]} rows; the catalogue has {dataset.n_items}"
         )
     item_ids, titles, popularity = _catalogue(dataset)
     user_ids, offsets, items = user_histories(dataset, history_splits)
-    return RecommenderBundle(
+    bundle = RecommenderBundle(
         item_vectors=np.asarray(item_vectors, dtype=np.float32),
         user_tower_state={key: value.detach().cpu().clone() for key, value in user_tower_state.items()},
         tower_config=tower,
@@ -207,6 +230,8 @@ def bundle_from_parts(
         policy=policy,
         text_embeddings=text_embeddings,
     )
+    bundle.score_calibration = fit_score_calibration(bundle, dataset)
+    return bundle
 
 
 def bundle_from_fit(

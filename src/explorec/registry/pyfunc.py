@@ -2,10 +2,12 @@
 
 Input: a DataFrame with one request per row — `user_id` (string), `recent_item_ids` (list of strings),
 `k` (int, default 10), `exploration_rate` (float in [0, 1], default: the policy's), `seed` (int, default:
-random); every column is optional (see `explorec.registry.serving` for history and cold start).
+random), and the session's feedback `shown_item_ids` / `clicked_item_ids` (lists of strings; clicked ⊆
+shown); every column is optional (see `explorec.registry.serving` for history, feedback and cold start).
 Output: one row per request with `item_ids`, `titles`, `scores`, `propensities`, `explored` (lists by slot),
-`n_unknown_items`, `history_source` and `cold_start`. Malformed or oversized requests raise an
-MlflowException with INVALID_PARAMETER_VALUE, which `mlflow models serve` answers with HTTP 400.
+`n_unknown_items`, `history_source`, `cold_start` and `n_feedback` (shown items the policy learned from).
+Malformed or oversized requests raise an MlflowException with INVALID_PARAMETER_VALUE, which
+`mlflow models serve` answers with HTTP 400.
 
 Served with `mlflow models serve -m models:/<name>@champion --env-manager local -h 127.0.0.1 -p 5001`:
 
@@ -45,7 +47,8 @@ def input_schema() -> Schema:
     `user_id` is a string. The other columns are declared Any because MLflow's enforcement refuses cells
     that a batch leaves out (pandas fills them with NaN: a long column becomes float, a list column gets a
     float) and a double column of whole numbers (`"exploration_rate": 1`); `parse_requests` checks their
-    types and ranges instead (`recent_item_ids`: list of string ids; `k`, `seed`: integers).
+    types and ranges instead (`recent_item_ids`, `shown_item_ids`, `clicked_item_ids`: lists of string ids;
+    `k`, `seed`: integers).
     """
     return Schema(
         [
@@ -54,6 +57,8 @@ def input_schema() -> Schema:
             ColSpec(AnyType(), "k", required=False),
             ColSpec(AnyType(), "exploration_rate", required=False),
             ColSpec(AnyType(), "seed", required=False),
+            ColSpec(AnyType(), "shown_item_ids", required=False),
+            ColSpec(AnyType(), "clicked_item_ids", required=False),
         ]
     )
 
@@ -71,6 +76,7 @@ def output_schema() -> Schema:
             ColSpec("long", "n_unknown_items"),
             ColSpec("string", "history_source"),
             ColSpec("boolean", "cold_start"),
+            ColSpec("long", "n_feedback"),
         ]
     )
 
@@ -144,13 +150,16 @@ class ExplorecRecommender(mlflow.pyfunc.PythonModel):
 
 
 def input_example(bundle: RecommenderBundle) -> pd.DataFrame:
-    """Return two example requests: a known user, and a new user with recent items and exploration."""
+    """Return two example requests: a known user, and a new user with recent items, exploration, feedback."""
     user = bundle.user_ids[0] if bundle.user_ids else None
-    recent = bundle.item_ids[:2]
+    recent, shown = bundle.item_ids[:2], bundle.item_ids[2:5]
+    no_feedback = {"shown_item_ids": None, "clicked_item_ids": None}
     return pd.DataFrame(
         [
-            {"user_id": user, "recent_item_ids": None, "k": 10, "exploration_rate": None, "seed": None},
-            {"user_id": None, "recent_item_ids": recent, "k": 5, "exploration_rate": 0.2, "seed": 7},
+            {"user_id": user, "recent_item_ids": None, "k": 10, "exploration_rate": None, "seed": None}
+            | no_feedback,
+            {"user_id": None, "recent_item_ids": recent, "k": 5, "exploration_rate": 0.2, "seed": 7}
+            | {"shown_item_ids": shown, "clicked_item_ids": shown[:1]},
         ]
     )
 

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from explorec.evaluation import beyond_accuracy as ba
 from explorec.policies.base import Policy, SlateBatch
 from explorec.policies.simple import GreedyPolicy
-from explorec.registry.bundle import PolicySpec, RecommenderBundle, user_histories
+from explorec.registry.bundle import PolicySpec, RecommenderBundle, ScoreCalibration, user_histories
 from explorec.registry.serving import Recommender, policy_from_spec
 
 if TYPE_CHECKING:
@@ -82,16 +82,26 @@ def served_slate_metrics(
     item_popularity: np.ndarray | None = None,
     n_train_users: int | None = None,
     batch_size: int = 1024,
+    score_calibration: ScoreCalibration | None = None,
 ) -> dict[str, float]:
-    """Return `served/greedy/*` and `served/policy/*` metrics of slates from user and item vectors."""
+    """Return `served/greedy/*` and `served/policy/*` metrics of slates from user and item vectors.
+
+    With `score_calibration`, a policy with `reward_scale_scores` serves from the calibrated scores, as the
+    server does.
+    """
     rng = np.random.default_rng(seed)
     batches: dict[str, list[SlateBatch]] = {"greedy": [], "policy": []}
+    calibrate = score_calibration is not None and policy.reward_scale_scores
     for start in range(0, user_vectors.shape[0], batch_size):
         rows = slice(start, start + batch_size)
         scores = (user_vectors[rows] @ item_vectors.T).astype(np.float64)
-        for name, chosen in (("greedy", GreedyPolicy(exploration_rate=0.0)), ("policy", policy)):
+        policy_scores = score_calibration.probabilities(scores) if calibrate else scores
+        for name, chosen, values in (
+            ("greedy", GreedyPolicy(exploration_rate=0.0), scores),
+            ("policy", policy, policy_scores),
+        ):
             batches[name].append(
-                serve_slates(scores=scores, excluded=excluded[rows], policy=chosen, k=k, rng=rng)
+                serve_slates(scores=values, excluded=excluded[rows], policy=chosen, k=k, rng=rng)
             )
     vectors = item_vectors if diversity_vectors is None else diversity_vectors
     results: dict[str, float] = {}
@@ -167,4 +177,5 @@ def served_metrics_for_bundle(
         diversity_vectors=bundle.text_embeddings,
         item_popularity=train_user_counts(dataset),
         n_train_users=dataset.n_users,
+        score_calibration=bundle.score_calibration,
     )

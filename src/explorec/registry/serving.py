@@ -1,7 +1,7 @@
 """Recommendations for serving requests from a `RecommenderBundle`: history, scores, policy, slate.
 
-One request is (user_id and/or recent_item_ids, k, optional exploration_rate and seed). How the history is
-chosen:
+One request is (user_id and/or recent_item_ids, k, optional exploration_rate and seed, optional feedback).
+How the history is chosen:
 - recent_item_ids given: ids not in the catalogue are ignored and counted (`n_unknown_items`); a known user's
   stored history comes first, the recent items after it (`history_source` 'user+request', or 'request').
 - no usable recent items and a known user_id: the user's stored history (`history_source` 'user').
@@ -14,6 +14,17 @@ user's stored-history vector is computed once — for every known user at load t
 or on first use — then reused); scores are its cosine with every item
 vector. History items are never recommended. The policy chooses k items and logs per slot its propensity and
 whether it explored (see `explorec.policies.base`).
+
+Feedback: the server keeps no per-user state, so a client that wants the policy to learn within a session
+sends what it was shown so far (`shown_item_ids`, oldest first) and which of those were clicked
+(`clicked_item_ids`). Shown items are never recommended again; the policy's per-user state starts from the
+history and takes the policy's own `update` per shown item (reward 1 if clicked, else 0): LinUCB,
+Thompson and linucb_novelty update their posterior of the residual, semantic_cluster its cluster counts;
+the other policies only exclude the shown items. Policies that model rewards (`Policy.reward_scale_scores`)
+get the bundle's calibrated scores, σ(slope·score + intercept) ≈ the probability of a next interaction,
+so that a click or a skip is measured against what the model expected; the answer still reports the raw
+scores. Without a calibration (older bundles, or one whose fit found no positive slope) and for cold start
+they get the raw scores.
 """
 
 from __future__ import annotations
@@ -22,16 +33,36 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from explorec.policies.base import Policy
-from explorec.registry.bundle import PolicySpec, RecommenderBundle, build_user_tower
+from explorec.registry.bundle import (
+    PolicySpec,
+    RecommenderBundle,
+    ScoreCalibration,
+    build_user_tower,
+    user_histories,
+)
+
+if TYPE_CHECKING:
+    from explorec.data.processed import ProcessedDataset
 
 DEFAULT_K = 10
-REQUEST_FIELDS = ("user_id", "recent_item_ids", "k", "exploration_rate", "seed")
+REQUEST_FIELDS = (
+    "user_id",
+    "recent_item_ids",
+    "k",
+    "exploration_rate",
+    "seed",
+    "shown_item_ids",
+    "clicked_item_ids",
+)
 POLICY_CACHE_SIZE = 16
+CALIBRATION_PAIRS = 2_000_000
+"""The score calibration reads at most this many (user, item) pairs: the first users by index with train and
+validation items, as many as fit (on ML-100K every user)."""
 
 
 class RequestError(ValueError):
@@ -56,6 +87,8 @@ class Request:
     k: int
     exploration_rate: float | None
     seed: int | None
+    shown_item_ids: tuple[str, ...] = ()
+    clicked_item_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +104,7 @@ class Recommendation:
     n_unknown_items: int
     history_source: str
     cold_start: bool
+    n_feedback: int = 0
 
 
 def _is_absent(value: Any) -> bool:
@@ -103,18 +137,28 @@ def _as_rate(value: Any) -> float | None:
     return rate
 
 
-def _as_item_ids(value: Any, limits: Limits) -> tuple[str, ...] | None:
-    """Return recent item ids as strings (None when unset), or raise RequestError."""
+def _as_item_ids(value: Any, limits: Limits, name: str = "recent_item_ids") -> tuple[str, ...] | None:
+    """Return a list field of item ids as strings (None when unset), or raise RequestError naming it."""
     if _is_absent(value):
         return None
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise RequestError(f"recent_item_ids must be a list of item ids, got {value!r}")
+        raise RequestError(f"{name} must be a list of item ids, got {value!r}")
     if len(value) > limits.max_history_items:
-        raise RequestError(f"recent_item_ids has {len(value)} items; at most {limits.max_history_items}")
+        raise RequestError(f"{name} has {len(value)} items; at most {limits.max_history_items}")
     for item in value:
         if isinstance(item, bool) or not isinstance(item, str | int | np.integer):
-            raise RequestError(f"recent_item_ids must hold string or integer ids, got {item!r}")
+            raise RequestError(f"{name} must hold string or integer ids, got {item!r}")
     return tuple(str(item) for item in value)
+
+
+def _as_feedback(fields: dict[str, Any], limits: Limits) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return (shown item ids, clicked item ids); every clicked id must also be a shown one."""
+    shown = _as_item_ids(fields.get("shown_item_ids"), limits, "shown_item_ids") or ()
+    clicked = _as_item_ids(fields.get("clicked_item_ids"), limits, "clicked_item_ids") or ()
+    not_shown = sorted(set(clicked) - set(shown))
+    if not_shown:
+        raise RequestError(f"clicked_item_ids must also be in shown_item_ids; not shown: {not_shown}")
+    return shown, clicked
 
 
 def _as_user_id(value: Any) -> str | None:
@@ -132,12 +176,15 @@ def parse_request(fields: dict[str, Any], limits: Limits) -> Request:
     if unknown:
         raise RequestError(f"unknown request fields {unknown}; expected some of {list(REQUEST_FIELDS)}")
     k = fields.get("k")
+    shown, clicked = _as_feedback(fields, limits)
     return Request(
         user_id=_as_user_id(fields.get("user_id")),
         recent_item_ids=_as_item_ids(fields.get("recent_item_ids"), limits),
         k=DEFAULT_K if _is_absent(k) else _as_int("k", k, minimum=1, maximum=limits.max_k),
         exploration_rate=_as_rate(fields.get("exploration_rate")),
         seed=None if _is_absent(fields.get("seed")) else _as_int("seed", fields.get("seed"), minimum=0),
+        shown_item_ids=shown,
+        clicked_item_ids=clicked,
     )
 
 
@@ -287,21 +334,43 @@ class Recommender:
                     self._stored_vectors[row] = vector
         return vectors
 
+    def policy_scores(self, policy: Policy, scores: np.ndarray, *, cold_start: bool) -> np.ndarray:
+        """The scores `policy` serves from: calibrated probabilities for reward models, else `scores`."""
+        calibration = self.bundle.score_calibration
+        if policy.reward_scale_scores and calibration is not None and not cold_start:
+            return calibration.probabilities(scores)
+        return scores
+
+    def resolve_feedback(self, request: Request) -> tuple[np.ndarray, np.ndarray, int]:
+        """Return (shown item indices in order, their clicks, number of unknown shown ids)."""
+        known = [item for item in request.shown_item_ids if item in self.item_index]
+        clicked = set(request.clicked_item_ids)
+        shown = np.asarray([self.item_index[item] for item in known], dtype=np.int64)
+        clicks = np.asarray([item in clicked for item in known], dtype=np.float64)
+        return shown, clicks, len(request.shown_item_ids) - len(known)
+
     def _slate(
         self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None
     ) -> Recommendation:
-        """Serve one request's slate through the policy."""
+        """Serve one request's slate through the policy, after replaying the request's feedback."""
         cold_start = scores is None
         values = self.cold_start_scores if scores is None else scores
+        shown, clicks, n_unknown_shown = self.resolve_feedback(request)
         excluded = np.zeros(self.bundle.n_items, dtype=bool)
         excluded[history] = True
+        excluded[shown] = True
         available = int(self.bundle.n_items - excluded.sum())
         if request.k > available:
-            raise RequestError(f"k={request.k} but only {available} items are left after the history")
+            raise RequestError(
+                f"k={request.k} but only {available} items are left after the history and shown items"
+            )
         policy = self.policy(request.exploration_rate)
+        served_from = self.policy_scores(policy, values, cold_start=cold_start)
         rng = np.random.default_rng(request.seed)
         state = policy.initial_state(history_items=history)
-        slate = policy.select(scores=values, excluded=excluded, k=request.k, rng=rng, state=state)
+        if shown.size:
+            policy.update(state=state, items=shown, rewards=clicks, scores=served_from)
+        slate = policy.select(scores=served_from, excluded=excluded, k=request.k, rng=rng, state=state)
         items = [int(item) for item in slate.items]
         return Recommendation(
             user_id=request.user_id,
@@ -310,7 +379,38 @@ class Recommender:
             scores=[float(values[item]) for item in items],
             propensities=[float(p) for p in slate.propensities],
             explored=[bool(flag) for flag in slate.explored],
-            n_unknown_items=n_unknown,
+            n_unknown_items=n_unknown + n_unknown_shown,
             history_source=source,
             cold_start=cold_start,
+            n_feedback=int(shown.size),
         )
+
+
+def fit_score_calibration(
+    bundle: RecommenderBundle, dataset: ProcessedDataset, *, max_pairs: int = CALIBRATION_PAIRS
+) -> ScoreCalibration | None:
+    """Fit σ(slope·score + intercept) to whether an item is among a user's validation items.
+
+    Each user with train and validation items (the first max(1, max_pairs // n_items)) is scored from their
+    train history as the server scores a history; every item outside that history is one example. None
+    when no user qualifies, the labels are all alike, or the fitted slope is not positive (scores that do
+    not rank the validation items up cannot be read as probabilities).
+    """
+    from explorec.simulation.calibration import fit_logistic
+
+    train, valid = dataset.matrix("train"), dataset.matrix("valid")
+    has_both = (np.diff(train.indptr) > 0) & (np.diff(valid.indptr) > 0)
+    users = np.flatnonzero(has_both)[: max(1, max_pairs // max(bundle.n_items, 1))]
+    if users.size == 0:
+        return None
+    recommender = Recommender(bundle)
+    _, offsets, items = user_histories(dataset, ("train",))
+    histories = [items[offsets[user] : offsets[user + 1]] for user in users]
+    vectors = recommender.user_vectors(histories, [int(user) for user in users])
+    scores = vectors.astype(np.float64) @ recommender.item_vectors.T.astype(np.float64)
+    candidates = train[users].toarray() == 0
+    labels = valid[users].toarray()[candidates] > 0
+    if labels.all() or not labels.any():
+        return None
+    slope, intercept = fit_logistic(feature=scores[candidates], target=labels)
+    return ScoreCalibration(slope, intercept) if slope > 0 else None

@@ -63,6 +63,21 @@ def test_linear_posterior_mean_moves_towards_rewards() -> None:
     np.testing.assert_array_equal(slate.items, [0, 1])
 
 
+@pytest.mark.parametrize("policy_class", [LinUCBPolicy, ThompsonPolicy])
+def test_feedback_weight_counts_each_observation_w_times(policy_class) -> None:
+    # e1 clicked 10 times at score 0.1, λ = 1, weight w = 0.1: A₁₁ = 1 + 0.1·10 = 2, b₁ = 0.1·10·0.9 = 0.9,
+    # θ̂₁ = 0.45 (0.818 unweighted); the unobserved direction keeps its prior width 1.
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0]])
+    scores = np.array([0.1, 0.5])
+    policy = policy_class(exploration_rate=0.0, item_vectors=vectors, feedback_weight=0.1)
+    state = policy.initial_state(history_items=np.empty(0, np.int64))
+    policy.update(state=state, items=np.zeros(10, np.int64), rewards=np.ones(10), scores=scores)
+    np.testing.assert_allclose(state.theta_mean, [0.45, 0.0])
+    np.testing.assert_allclose(state.a_inverse, np.diag([0.5, 1.0]))
+    with pytest.raises(ValueError, match="feedback_weight must be positive"):
+        policy_class(exploration_rate=0.0, item_vectors=vectors, feedback_weight=0.0)
+
+
 def test_thompson_monte_carlo_propensities_track_frequencies(catalogue) -> None:
     # 8 candidates, k = 2: the estimated slate probability (product over slots) of the most frequent slate
     # should be close to its frequency over 3,000 served draws (MC estimates of 2,000 draws; loose tolerance).

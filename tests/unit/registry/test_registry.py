@@ -207,6 +207,8 @@ def test_malformed_request_raises_invalid_parameter_value(tracking: str, bundle:
         "k",
         "exploration_rate",
         "seed",
+        "shown_item_ids",
+        "clicked_item_ids",
     ]
 
 

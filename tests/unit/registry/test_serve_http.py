@@ -58,17 +58,22 @@ def post(url: str, body: str) -> httpx.Response:
 
 def test_served_champion_answers_and_rejects(served_champion: str, bundle: RecommenderBundle) -> None:
     """Valid requests get slates; every kind of bad request gets a 4xx with a message."""
+    history = {bundle.item_ids[item] for item in bundle.history(0)}
+    shown = [item for item in bundle.item_ids if item not in history][:2]
     requests = [
         {"user_id": bundle.user_ids[0], "k": 5, "seed": 1},
         {"recent_item_ids": [bundle.item_ids[0], "unknown"], "k": 3, "exploration_rate": 1},
         {"k": 4},
+        {"user_id": bundle.user_ids[0], "k": 3, "shown_item_ids": shown, "clicked_item_ids": shown[:1]},
     ]
     response = post(served_champion, json.dumps({"dataframe_records": requests}))
     assert response.status_code == 200, response.text
     answers = response.json()["predictions"]
-    assert [len(answer["item_ids"]) for answer in answers] == [5, 3, 4]
-    assert [answer["history_source"] for answer in answers] == ["user", "request", "none"]
+    assert [len(answer["item_ids"]) for answer in answers] == [5, 3, 4, 3]
+    assert [answer["history_source"] for answer in answers] == ["user", "request", "none", "user"]
     assert answers[1]["n_unknown_items"] == 1 and all(answers[1]["explored"])
+    assert [answer["n_feedback"] for answer in answers] == [0, 0, 0, 2]
+    assert not set(shown) & set(answers[3]["item_ids"])
 
     bad_bodies = {
         "malformed JSON": '{"dataframe_records": [{"user_id": ',
@@ -77,6 +82,9 @@ def test_served_champion_answers_and_rejects(served_champion: str, bundle: Recom
         "k beyond max_k": json.dumps({"dataframe_records": [{"user_id": "u1", "k": 21}]}),
         "rate not a number": json.dumps({"dataframe_records": [{"exploration_rate": "lots"}]}),
         "ids not a list": json.dumps({"dataframe_records": [{"recent_item_ids": "m1"}]}),
+        "clicked not shown": json.dumps(
+            {"dataframe_records": [{"shown_item_ids": ["m1"], "clicked_item_ids": ["m2"]}]}
+        ),
         "oversized call": json.dumps({"dataframe_records": [{"k": 1}] * 51}),
     }
     for label, body in bad_bodies.items():

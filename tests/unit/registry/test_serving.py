@@ -121,6 +121,9 @@ MALFORMED = [
     ({"recent_item_ids": [f"m{i}" for i in range(9)]}, "at most 8"),
     ({"user_id": ["u1"]}, "user_id must be a string"),
     ({"user": "u1"}, "unknown request fields ['user']"),
+    ({"shown_item_ids": "m1"}, "shown_item_ids must be a list"),
+    ({"clicked_item_ids": [2.5]}, "clicked_item_ids must hold string or integer ids"),
+    ({"shown_item_ids": ["m1"], "clicked_item_ids": ["m1", "m2"]}, "not shown: ['m2']"),
 ]
 
 
