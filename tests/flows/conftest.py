@@ -13,6 +13,19 @@ GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
           "War", "Western"]  # fmt: skip
 
 
+TINY_SYNTHETIC = [
+    "data=synthetic",
+    "data.synthetic.n_users=60",
+    "data.synthetic.n_items=40",
+    "data.synthetic.n_interactions=1000",
+    "encoder=none",
+    "model.history_length=10",
+    "trainer.batch_size=128",
+    "trainer.enable_progress_bar=false",
+]
+"""Overrides of a tiny synthetic run (seconds to train); add the epoch budget and embedding size."""
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_api() -> Iterator[None]:
     """Start one Prefect test API for the whole session."""

@@ -7,19 +7,9 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline_flow
 
-TINY = [
-    "data=synthetic",
-    "data.synthetic.n_users=60",
-    "data.synthetic.n_items=40",
-    "data.synthetic.n_interactions=1000",
-    "encoder=none",
-    "model.embedding_dim=16",
-    "model.history_length=10",
-    "trainer.max_epochs=1",
-    "trainer.batch_size=128",
-    "trainer.enable_progress_bar=false",
-    "pipeline.simulate=false",
-]
+from .conftest import TINY_SYNTHETIC
+
+TINY = [*TINY_SYNTHETIC, "model.embedding_dim=16", "trainer.max_epochs=1", "pipeline.simulate=false"]
 
 
 def test_pipeline_promotes_a_passing_candidate_and_refuses_a_failing_one(open_gates: list[str]) -> None:

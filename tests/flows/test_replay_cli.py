@@ -9,19 +9,9 @@ import pytest
 from explorec.registry.replay import main as replay_main
 from flows.train import train_flow
 
-TINY = [
-    "data=synthetic",
-    "data.synthetic.n_users=60",
-    "data.synthetic.n_items=40",
-    "data.synthetic.n_interactions=1000",
-    "encoder=none",
-    "model.embedding_dim=16",
-    "model.history_length=10",
-    "trainer.max_epochs=1",
-    "trainer.batch_size=128",
-    "trainer.enable_progress_bar=false",
-    "policy=linucb",
-]
+from .conftest import TINY_SYNTHETIC
+
+TINY = [*TINY_SYNTHETIC, "model.embedding_dim=16", "trainer.max_epochs=1", "policy=linucb"]
 
 
 def test_replay_packages_the_run_and_compares_with_greedy(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,18 +10,9 @@ from mlflow.tracking import MlflowClient
 from flows.benchmark import benchmark_flow
 from flows.train import train_flow
 
-TINY = [
-    "data=synthetic",
-    "data.synthetic.n_users=60",
-    "data.synthetic.n_items=40",
-    "data.synthetic.n_interactions=1000",
-    "encoder=none",
-    "model.embedding_dim=16",
-    "model.history_length=10",
-    "trainer.max_epochs=2",
-    "trainer.batch_size=128",
-    "trainer.enable_progress_bar=false",
-]
+from .conftest import TINY_SYNTHETIC
+
+TINY = [*TINY_SYNTHETIC, "model.embedding_dim=16", "trainer.max_epochs=2"]
 
 
 def test_train_flow_logs_a_complete_mlflow_run(isolated_home: Path) -> None:
