@@ -15,6 +15,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from flows.benchmark import benchmark_flow
 from flows.pipeline import pipeline_flow
 from flows.preprocess import preprocess_flow
+from flows.replay import replay_flow
 from flows.simulate import simulate_flow
 from flows.study import study_flow
 from flows.train import train_flow
@@ -29,6 +30,7 @@ PolicyName = Literal[
     "greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr", "linucb_novelty"
 ]
 PoolName = Literal["tune", "test"]
+EvaluationName = Literal["valid", "test"]
 
 # Form field -> the Hydra override it becomes (`group=value` picks a config group option).
 FORM_OVERRIDES: dict[str, str] = {
@@ -43,6 +45,8 @@ FORM_OVERRIDES: dict[str, str] = {
     "pool": "simulate.pool",
     "replications": "simulate.n_replications",
     "study_replications": "study.n_replications",
+    "run_id": "replay.run_id",
+    "evaluation": "replay.evaluation",
 }
 
 
@@ -205,7 +209,46 @@ def study(
     return study_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
-SERVED_FLOWS: tuple[Flow[..., Any], ...] = (preprocess, train, benchmark, tune, pipeline, simulate, study)
+@flow(name=replay_flow.name, log_prints=True)
+def replay(
+    run_id: str,
+    dataset: DatasetName = "ml100k",
+    split: SplitName = "leave_last_out",
+    policy: PolicyName = "linucb",
+    evaluation: EvaluationName = "valid",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Replay sessions of a training run's served model with feedback, against greedy (offline).
+
+    Args:
+        run_id: the MLflow training run whose recommender is packaged and replayed
+        dataset: the data set that run was trained on (Hydra group `data`)
+        split: that run's evaluation protocol (Hydra group `split`)
+        policy: the served policy replayed at `replay.rates` (and, if linear, `replay.feedback_weights`)
+        evaluation: `valid` to choose settings, `test` to report them
+        overrides: extra Hydra overrides, e.g. `replay.visits=10` or the run's model settings; they win
+    """
+    quoted = "'" + run_id.replace("'", "") + "'"  # a hex id such as 1234e5… must stay a string for Hydra
+    fields = {
+        "run_id": quoted,
+        "dataset": dataset,
+        "split": split,
+        "policy": policy,
+        "evaluation": evaluation,
+    }
+    return replay_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
+SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
+    preprocess,
+    train,
+    benchmark,
+    tune,
+    pipeline,
+    simulate,
+    study,
+    replay,
+)
 
 
 def deployments() -> list[RunnerDeployment]:

@@ -63,6 +63,11 @@ COMMANDS: dict[str, Command] = {
         flow="flows.study:study_flow",
         render="explorec.reporting:study_text",
     ),
+    "replay": Command(
+        help="replay sessions of a training run's served model with feedback (a click = a held-out item)",
+        flow="flows.replay:replay_flow",
+        render="explorec.reporting:replay_text",
+    ),
     "tune": Command(
         help="Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
         flow="flows.tune:tune_flow",

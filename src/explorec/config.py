@@ -140,7 +140,7 @@ class PolicyConfig:
     n_clusters: int = 20
     # served linucb / thompson / linucb_novelty: how much one shown item of a request's feedback
     # (`shown_item_ids`, `clicked_item_ids`) counts in the per-user posterior (1 = one observation).
-    # Chosen on validation with `python -m explorec.registry.replay` (ML-100K, 5 visits of 10, a click =
+    # Chosen on validation with `explorec replay` (ML-100K, 5 visits of 10, a click =
     # a held-out item): weight 1 finds 53% fewer held-out items than greedy (leave_last_out) and 22% fewer
     # (random_ratio); 0.001 is level with greedy. Offline held-out items carry no session signal to learn.
     feedback_weight: float = 0.001
@@ -179,6 +179,19 @@ class BenchmarkConfig:
 
 
 @dataclass
+class ReplayConfig:
+    """The session replay of a training run's served recommender (`explorec replay`; see
+    `explorec.registry.replay`): held-out items found with feedback vs greedy, per policy configuration."""
+
+    run_id: str | None = None
+    evaluation: str = "valid"
+    visits: int = 5
+    k: int = 10
+    rates: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    feedback_weights: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.01, 0.001])
+
+
+@dataclass
 class TrackingConfig:
     """Where MLflow records runs; relative SQLite paths and artifact folders resolve under the root."""
 
@@ -213,6 +226,7 @@ class ExplorecConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -273,6 +287,14 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError("policy.exploration_rate must lie in [0, 1]")
     if cfg.policy.feedback_weight <= 0:
         raise ConfigError("policy.feedback_weight must be > 0")
+    if cfg.replay.evaluation not in ("valid", "test"):
+        raise ConfigError("replay.evaluation must be valid or test")
+    if cfg.replay.visits < 1 or cfg.replay.k < 1:
+        raise ConfigError("replay.visits and replay.k must be >= 1")
+    if any(not 0.0 <= rate <= 1.0 for rate in cfg.replay.rates):
+        raise ConfigError("replay.rates must lie in [0, 1]")
+    if any(weight <= 0 for weight in cfg.replay.feedback_weights):
+        raise ConfigError("replay.feedback_weights must be > 0")
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
     _validate_simulation(cfg)

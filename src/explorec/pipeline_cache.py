@@ -5,7 +5,8 @@ A step is reused only when everything that could change its result is unchanged:
   numerical libraries (the `git_commit` tag cannot tell two different uncommitted trees apart);
 - data fingerprint: the processed tables' fingerprint (input file hashes + data/split config);
 - training key: the resolved config without the sections that cannot change the trained, packaged model
-  (pipeline switches, gates, simulator, benchmark, search, tracking, paths, progress bars, data folders);
+  (pipeline switches, gates, simulator, replay, benchmark, search, tracking, paths, progress bars, data
+  folders);
 - simulation key: the training key plus the simulator settings the pipeline runs;
 - candidate key: the training run plus the simulation run (or none) that a registered version was made from.
 
@@ -35,7 +36,17 @@ CANDIDATE_RUN_TAG = "explorec.candidate_run_id"
 SIMULATION_RUN_TAG = "explorec.simulation_run_id"
 GATES_HASH_TAG = "explorec.gates_hash"
 
-UNRELATED_SECTIONS = ("pipeline", "gates", "simulate", "study", "benchmark", "tune", "tracking", "paths")
+UNRELATED_SECTIONS = (
+    "pipeline",
+    "gates",
+    "simulate",
+    "study",
+    "replay",
+    "benchmark",
+    "tune",
+    "tracking",
+    "paths",
+)
 UNRELATED_FIELDS = {
     "trainer": ("enable_progress_bar",),
     "encoder": ("show_progress",),

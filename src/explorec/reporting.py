@@ -183,6 +183,13 @@ def simulate_text(summary: dict[str, Any]) -> str:
     return f"{summary['markdown']}\n\nMLflow run {summary['run_id']} ({summary['runtime_s']} s)"
 
 
+def replay_text(summary: dict[str, Any]) -> str:
+    """Return what `replay` prints: the Markdown table and the MLflow run."""
+    return (
+        f"{summary['markdown']}\nMLflow run {summary['run_id']} (replayed run {summary['replayed_run_id']})"
+    )
+
+
 def study_text(summary: dict[str, Any]) -> str:
     """Return what `study` prints: the Markdown report and the MLflow run."""
     return (

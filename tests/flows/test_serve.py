@@ -47,7 +47,16 @@ def test_form_of_an_unknown_field_fails() -> None:
 
 def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
     served = {deployment.flow_name: deployment for deployment in deployments()}
-    assert set(served) == {"preprocess", "train", "benchmark", "tune", "pipeline", "simulate", "study"}
+    assert set(served) == {
+        "preprocess",
+        "train",
+        "benchmark",
+        "tune",
+        "pipeline",
+        "simulate",
+        "study",
+        "replay",
+    }
     for name, deployment in served.items():
         assert deployment.name == DEPLOYMENT_NAME
         assert deployment.entrypoint == f"flows.serve.{name}"

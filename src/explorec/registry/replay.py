@@ -8,18 +8,21 @@ user's held-out items. Each configuration (policy, exploration rate, feedback we
 same protocol (shown items excluded, nothing learned): held-out items found per user over the session, with
 a paired 95% t interval over users and Holm-adjusted p-values.
 
-    python -m explorec.registry.replay --run-id <training run> [--evaluation valid|test] [hydra overrides]
+    explorec replay replay.run_id=<training run> [replay.evaluation=test] [the run's overrides]
 
-Choose settings with `--evaluation valid`; report them with `--evaluation test`.
+Choose settings with `replay.evaluation=valid`; report them with `replay.evaluation=test`. Each replay is
+an MLflow run (tag `explorec.replayed_run_id`): per configuration `replay/<label>/found`, `…/difference`,
+`…/ci_low`, `…/ci_high`, `…/p_holm`, and the table as replay.md / replay.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,12 +31,14 @@ from explorec.registry.bundle import PolicySpec, RecommenderBundle, user_histori
 from explorec.registry.serving import Recommender, Request
 
 if TYPE_CHECKING:
+    from explorec.config import ExplorecConfig
     from explorec.data.processed import ProcessedDataset
 
 EVALUATIONS = {"valid": ("train",), "test": ("train", "valid")}
 """Held-out split → the history splits a user is served from."""
 CONTROL = PolicySpec("greedy", 0.0, {})
 LINEAR_POLICIES = ("linucb", "thompson", "linucb_novelty")
+REPLAYED_RUN_TAG = "explorec.replayed_run_id"
 
 
 @dataclass(frozen=True)
@@ -182,54 +187,78 @@ def replay_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _floats(text: str) -> list[float]:
-    """Comma-separated numbers."""
-    return [float(part) for part in text.split(",") if part.strip()]
+def metric_key(label: str) -> str:
+    """An MLflow-safe metric prefix for a configuration label: 'linucb@1 (feedback weight 0.01)' →
+    'replay/linucb_at_1_feedback_weight_0.01'."""
+    safe = re.sub(r"[^0-9A-Za-z_.-]+", "_", label.replace("@", "_at_")).strip("_")
+    return f"replay/{safe}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Build the bundle of a training run (as `explorec register` packages it) and replay sessions."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-id", required=True, help="the training run whose recommender is replayed")
-    parser.add_argument("--evaluation", choices=sorted(EVALUATIONS), default="valid")
-    parser.add_argument("--visits", type=int, default=5)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--rates", type=_floats, default=[0.0, 1.0], help="e.g. 0,0.5,1")
-    parser.add_argument(
-        "--feedback-weights", type=_floats, default=[1.0], help="linear policies, e.g. 1,0.01"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run, e.g. split=random_ratio")
-    args = parser.parse_args(argv)
+def replay_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The summary's rows as MLflow metrics."""
+    metrics: dict[str, float] = {}
+    for row in summary["rows"]:
+        prefix = metric_key(row["policy"])
+        for name in ("found", "first_visit", "difference", "ci_low", "ci_high", "p_holm"):
+            if name in row:
+                metrics[f"{prefix}/{name}"] = float(row[name])
+    return metrics
 
-    from explorec.config import compose
+
+def run_replay(cfg: ExplorecConfig) -> dict[str, Any]:
+    """Package `replay.run_id` as `explorec register` would, replay it, and record an MLflow run."""
+    import mlflow
+
+    from explorec.config import config_hash, to_dict
+    from explorec.errors import ConfigError
     from explorec.models.fit import resolve_model_config
     from explorec.registration import serving_policy_spec
     from explorec.registry.bundle import bundle_from_run
-    from explorec.tracking import configure_tracking
+    from explorec.tracking import config_params, configure_tracking, run_tags
     from explorec.training import load_dataset
 
-    cfg = compose(list(args.overrides))
+    settings = cfg.replay
+    if not settings.run_id:
+        raise ConfigError("replay.run_id is required: the training run whose recommender is replayed")
     target = configure_tracking(cfg.tracking)
+    try:
+        mlflow.MlflowClient(target.tracking_uri).get_run(settings.run_id)
+    except mlflow.exceptions.MlflowException as error:
+        raise ConfigError(
+            f"replay.run_id={settings.run_id!r}: no such MLflow run in {target.tracking_uri}"
+        ) from error
     dataset = load_dataset(cfg)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
     policy = serving_policy_spec(cfg)
-    bundle = bundle_from_run(args.run_id, dataset, model_cfg, policy, tracking_uri=target.tracking_uri)
+    bundle = bundle_from_run(settings.run_id, dataset, model_cfg, policy, tracking_uri=target.tracking_uri)
     summary = replay_comparison(
         bundle,
         dataset,
-        policy_grid(policy, args.rates, args.feedback_weights),
-        evaluation=args.evaluation,
-        visits=args.visits,
-        k=args.k,
-        seed=args.seed,
+        policy_grid(policy, settings.rates, settings.feedback_weights),
+        evaluation=settings.evaluation,
+        visits=settings.visits,
+        k=settings.k,
+        seed=cfg.seed,
     )
-    print(summary["markdown"])
-    if args.json:
-        print(json.dumps({key: value for key, value in summary.items() if key != "markdown"}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    values = to_dict(cfg)
+    tags = run_tags(
+        config_hash=config_hash(values),
+        data_fingerprint=dataset.fingerprint,
+        extra={REPLAYED_RUN_TAG: settings.run_id},
+    )
+    run_name = f"replay-{settings.run_id[:8]}-{settings.evaluation}"
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params(config_params({"replay": values["replay"], "policy": values["policy"]}))
+        mlflow.log_metrics(replay_metrics(summary))
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            (folder / "replay.md").write_text(summary["markdown"])
+            table = {key: value for key, value in summary.items() if key != "markdown"}
+            (folder / "replay.json").write_text(json.dumps(table, indent=2))
+            mlflow.log_artifacts(str(folder))
+    return {
+        **summary,
+        "run_id": run.info.run_id,
+        "replayed_run_id": settings.run_id,
+        "tracking_uri": target.tracking_uri,
+    }
