@@ -74,15 +74,22 @@ def reuse_registration_task(
 @task(name="register-and-gate", **IO_RETRIES)
 def register_task(config: dict[str, Any], run_id: str, simulation: dict[str, Any]) -> dict[str, Any]:
     """Register the packaged model with its simulator lift and record the gate decision."""
-    from explorec.pipeline_cache import CANDIDATE_KEY_TAG, SIMULATION_RUN_TAG, candidate_key
+    from explorec.pipeline_cache import (
+        CANDIDATE_KEY_TAG,
+        SIMULATION_RUN_TAG,
+        candidate_key,
+        packaged_model,
+    )
     from explorec.registration import register_and_gate
 
+    cfg = from_dict(config)
     simulation_run_id = simulation.get("run_id")
+    newest = packaged_model(cfg, run_id)
     tags = {
-        CANDIDATE_KEY_TAG: candidate_key(run_id, simulation_run_id),
+        CANDIDATE_KEY_TAG: candidate_key(run_id, simulation_run_id, None if newest is None else newest[0]),
         SIMULATION_RUN_TAG: simulation_run_id or "none",
     }
-    return register_and_gate(from_dict(config), run_id, extra_metrics=simulation.get("metrics"), tags=tags)
+    return register_and_gate(cfg, run_id, extra_metrics=simulation.get("metrics"), tags=tags)
 
 
 @task(name="promote-champion", **IO_RETRIES)

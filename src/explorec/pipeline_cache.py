@@ -4,11 +4,16 @@ A step is reused only when everything that could change its result is unchanged:
 - code version: a hash of the explorec package's and the flows' Python source plus the versions of the
   numerical libraries (the `git_commit` tag cannot tell two different uncommitted trees apart);
 - data fingerprint: the processed tables' fingerprint (input file hashes + data/split config);
-- training key: the resolved config without the sections that cannot change the trained, packaged model
-  (pipeline switches, gates, simulator, replay, benchmark, search, tracking, paths, progress bars, data
-  folders);
-- simulation key: the training key plus the simulator settings the pipeline runs;
-- candidate key: the training run plus the simulation run (or none) that a registered version was made from.
+- training key: the resolved config without the sections that cannot change the trained model (serving
+  policy, pipeline switches, gates, simulator, replay, benchmark, search, tracking, paths, progress bars,
+  data folders);
+- policy key: the serving policy section; a training run is packaged again (a new logged model, its served
+  metrics logged anew) when its newest packaged model was made for another policy, so a change of policy
+  alone never retrains;
+- simulation key: the training key plus the simulator settings the pipeline runs (the candidate's policy
+  among them);
+- candidate key: the training run, the simulation run (or none) and the packaged model a registered version
+  was made from.
 
 Keys are written as tags on the runs and versions once they are complete (the last write of a step), so an
 interrupted step is never reused. The lookups are MLflow searches; the stores stay the only source of truth.
@@ -35,8 +40,10 @@ CANDIDATE_KEY_TAG = "explorec.candidate_key"
 CANDIDATE_RUN_TAG = "explorec.candidate_run_id"
 SIMULATION_RUN_TAG = "explorec.simulation_run_id"
 GATES_HASH_TAG = "explorec.gates_hash"
+POLICY_KEY_TAG = "explorec.policy_key"
 
 UNRELATED_SECTIONS = (
+    "policy",
     "pipeline",
     "gates",
     "simulate",
@@ -100,9 +107,34 @@ def simulation_key(cfg: ExplorecConfig, simulate: Any) -> str:
     return config_hash({"training": training_key(cfg), "simulate": asdict(simulate)})
 
 
-def candidate_key(training_run_id: str, simulation_run_id: str | None) -> str:
-    """Return the hash that names a registered candidate: its training run and its simulation run."""
-    return config_hash({"training_run": training_run_id, "simulation_run": simulation_run_id or "none"})
+def policy_key(cfg: ExplorecConfig) -> str:
+    """Return the hash of the serving policy a packaged model was made for."""
+    return config_hash(asdict(cfg.policy))
+
+
+def candidate_key(training_run_id: str, simulation_run_id: str | None, model_id: str | None = None) -> str:
+    """Return the hash that names a registered candidate: training run, simulation run, packaged model."""
+    return config_hash(
+        {
+            "training_run": training_run_id,
+            "simulation_run": simulation_run_id or "none",
+            "model": model_id or "none",
+        }
+    )
+
+
+def packaged_model(cfg: ExplorecConfig, training_run_id: str) -> tuple[str, str | None] | None:
+    """Return (model id, its policy key) of the run's newest packaged model, or None when it has none."""
+    from explorec.registry.promotion import ModelRegistry, PromotionError
+    from explorec.tracking import configure_tracking
+
+    registry = ModelRegistry(configure_tracking(cfg.tracking).tracking_uri, cfg.registry)
+    try:
+        uri = registry.logged_model_uri(training_run_id)
+    except PromotionError:
+        return None
+    model_id = uri.removeprefix("models:/")
+    return model_id, registry.client.get_logged_model(model_id).tags.get(POLICY_KEY_TAG)
 
 
 def gates_hash(gates: Any) -> str:
@@ -187,7 +219,6 @@ def reuse_training(cfg: ExplorecConfig) -> dict[str, Any] | None:
 
     import mlflow
 
-    from explorec.registry.promotion import ModelRegistry, PromotionError
     from explorec.tracking import configure_tracking
     from explorec.training import load_dataset
 
@@ -205,11 +236,8 @@ def reuse_training(cfg: ExplorecConfig) -> dict[str, Any] | None:
     stored = artifact_text(client, run_id, "metrics.json")
     metrics = json.loads(stored) if stored else _nested_metrics(run.data.metrics)
     served = {key: value for key, value in run.data.metrics.items() if key.startswith("served/")}
-    try:
-        ModelRegistry(target.tracking_uri, cfg.registry).logged_model_uri(run_id)
-        packaged = bool(served)
-    except PromotionError:
-        packaged = False
+    newest = packaged_model(cfg, run_id)
+    packaged = bool(served) and newest is not None and newest[1] == policy_key(cfg)
     return {
         "run_id": run_id,
         "experiment_id": target.experiment_id,
@@ -279,9 +307,9 @@ def reuse_registration(
     target = configure_tracking(cfg.tracking)
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
-    found = find_version(
-        registry.client, name, training_run_id, candidate_key(training_run_id, simulation_run_id)
-    )
+    newest = packaged_model(cfg, training_run_id)
+    key = candidate_key(training_run_id, simulation_run_id, None if newest is None else newest[0])
+    found = find_version(registry.client, name, training_run_id, key)
     if found is None:
         return None
     version, tags = str(found.version), found.tags

@@ -63,6 +63,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     import mlflow
 
     from explorec.models.fit import resolve_model_config
+    from explorec.pipeline_cache import POLICY_KEY_TAG, policy_key
     from explorec.registry.bundle import bundle_from_run
     from explorec.registry.pyfunc import log_recommender
     from explorec.registry.served import served_metrics_for_bundle
@@ -77,7 +78,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     )
     served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
     with mlflow.start_run(run_id=run_id):
-        log_recommender(bundle, name=cfg.registry.model_artifact)
+        log_recommender(bundle, name=cfg.registry.model_artifact, tags={POLICY_KEY_TAG: policy_key(cfg)})
         mlflow.log_metrics(metric_dict(served))
     return metric_dict(served)
 

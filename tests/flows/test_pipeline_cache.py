@@ -9,7 +9,7 @@ import pytest
 
 from explorec.config import compose
 from explorec.errors import ExplorecError
-from explorec.pipeline_cache import candidate_key, code_version, simulation_key, training_key
+from explorec.pipeline_cache import candidate_key, code_version, policy_key, simulation_key, training_key
 from explorec.registration import candidate_simulation, simulator_lift
 
 
@@ -88,20 +88,22 @@ def test_training_key_ignores_what_cannot_change_the_model_and_sees_what_can() -
         "simulate.n_replications=2",
         "trainer.enable_progress_bar=false",
         "tune.n_trials=3",
+        "policy.exploration_rate=0.2",
+        "policy=thompson",
+        "replay.visits=2",
     ]
     for override in unrelated:
         assert training_key(compose([override])) == key, override
-    for override in [
-        "model.embedding_dim=32",
-        "trainer.max_epochs=2",
-        "policy.exploration_rate=0.2",
-        "seed=1",
-    ]:
+    for override in ["model.embedding_dim=32", "trainer.max_epochs=2", "seed=1"]:
         assert training_key(compose([override])) != key, override
+    assert policy_key(compose(["policy.exploration_rate=0.2"])) != policy_key(base)
     settings, _ = candidate_simulation(base)
     other, _ = candidate_simulation(compose(["simulate.n_replications=2"]))
     assert simulation_key(base, settings) != simulation_key(base, other)
+    rate = compose(["policy.exploration_rate=0.5"])
+    assert simulation_key(rate, candidate_simulation(rate)[0]) != simulation_key(base, settings)
     assert candidate_key("run-a", None) != candidate_key("run-a", "sim-b")
+    assert candidate_key("run-a", None, "m-1") != candidate_key("run-a", None, "m-2")
 
 
 def test_code_version_is_a_stable_hash_of_the_source() -> None:

@@ -3,6 +3,7 @@ one does not, and a change of the gates alone re-decides the same version instea
 
 from __future__ import annotations
 
+import mlflow
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline_flow
@@ -51,3 +52,22 @@ def test_changed_gates_alone_re_decide_the_reused_version(open_gates: list[str])
     assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert "catalog_coverage" in client.get_model_version(name, "1").tags["gate.reasons"]
+
+
+def test_a_new_policy_alone_repackages_the_trained_run_instead_of_retraining(open_gates: list[str]) -> None:
+    first = pipeline_flow(overrides=[*TINY, *open_gates])
+    second = pipeline_flow(overrides=[*TINY, *open_gates, "policy=thompson", "policy.exploration_rate=0.5"])
+    assert second["run_id"] == first["run_id"]
+    assert second["cache"]["training"] == "hit" and second["cache"]["registration"] == "miss"
+    assert second["registration"]["version"] == "2"
+    mlflow.set_tracking_uri(second["tracking_uri"])
+    name = second["registration"]["registered_model"]
+    served = {}
+    for version in ("1", "2"):
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}", model_config={"torch_threads": 0})
+        served[version] = model.unwrap_python_model().recommender.bundle.policy
+    assert (served["1"].name, served["1"].exploration_rate) == ("linucb", 1.0)
+    assert (served["2"].name, served["2"].exploration_rate) == ("thompson", 0.5)
+    third = pipeline_flow(overrides=[*TINY, *open_gates, "policy=thompson", "policy.exploration_rate=0.5"])
+    assert third["cache"] == {"training": "hit", "simulation": "skipped", "registration": "hit"}
+    assert third["registration"]["version"] == "2"

@@ -172,9 +172,13 @@ def package_dir() -> Path:
 
 
 def log_recommender(
-    bundle: RecommenderBundle, *, name: str = "recommender", limits: Limits | None = None
+    bundle: RecommenderBundle,
+    *,
+    name: str = "recommender",
+    limits: Limits | None = None,
+    tags: dict[str, str] | None = None,
 ) -> ModelInfo:
-    """Log the bundle as a pyfunc model in the active MLflow run and return its ModelInfo."""
+    """Log the bundle as a pyfunc model (a LoggedModel with `tags`) in the active MLflow run."""
     with tempfile.TemporaryDirectory() as scratch:
         files = bundle.save(Path(scratch) / "bundle")
         return mlflow.pyfunc.log_model(
@@ -186,6 +190,7 @@ def log_recommender(
             input_example=input_example(bundle),
             pip_requirements=pip_requirements(),
             model_config={**DEFAULT_MODEL_CONFIG, **asdict(limits or Limits())},
+            tags=tags,
         )
 
 
