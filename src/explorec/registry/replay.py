@@ -67,7 +67,14 @@ def evaluation_sessions(dataset: ProcessedDataset, evaluation: str) -> Sessions:
 def replay_sessions(
     bundle: RecommenderBundle, sessions: Sessions, policy: PolicySpec, *, visits: int, k: int, seed: int
 ) -> np.ndarray:
-    """Held-out items found per user and visit [n_users, visits], serving `policy` with feedback."""
+    """Held-out items found per user and visit [n_users, visits], serving `policy` with feedback.
+
+    Histories are sent as `recent_item_ids` without a user id (the bundle's stored histories hold the
+    held-out items too), so a model with user-ID embeddings, which would then serve every user as cold
+    start, is refused.
+    """
+    if bundle.tower_config.get("n_users") is not None:
+        raise ValueError("the replay needs a model without user-ID embeddings (model.use_user_id=false)")
     recommender = Recommender(replace(bundle, policy=policy))
     ids = np.asarray(bundle.item_ids, dtype=object)
     recent = [tuple(ids[history]) for history in sessions.histories]

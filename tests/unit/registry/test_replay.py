@@ -86,3 +86,11 @@ def test_policy_grid_adds_feedback_weights_to_linear_policies_only() -> None:
     other = policy_grid(PolicySpec("epsilon_greedy", 0.1, {}), [0.2], [1.0, 10.0])
     assert [(p.name, p.exploration_rate, p.params) for p in other] == [("epsilon_greedy", 0.2, {})]
     assert policy_label(linear[1]) == "thompson@0 (feedback weight 10)"
+
+
+def test_a_model_with_user_ids_is_refused(dataset: ProcessedDataset) -> None:
+    """User-ID towers would serve every replayed user as cold start: a clear error instead."""
+    bundle = tiny_bundle(dataset)
+    bundle.tower_config = {**bundle.tower_config, "n_users": dataset.n_users}
+    with pytest.raises(ValueError, match="without user-ID embeddings"):
+        replay_sessions(bundle, evaluation_sessions(dataset, "valid"), CONTROL, visits=1, k=2, seed=0)
