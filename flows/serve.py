@@ -24,7 +24,7 @@ from flows.tune import tune_flow
 DEPLOYMENT_NAME = "explorec"
 
 DatasetName = Literal["ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic"]
-SplitName = Literal["leave_last_out", "random_ratio", "cold_items", "coat_random"]
+SplitName = Literal["leave_last_out", "random_ratio", "temporal_ratio", "cold_items", "coat_random"]
 EncoderName = Literal["minilm", "none"]
 PolicyName = Literal[
     "greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr", "linucb_novelty"

@@ -1,4 +1,4 @@
-"""Evaluation splits (DESIGN §3): random_ratio, leave_last_out, cold_items and coat_random.
+"""Evaluation splits (DESIGN §3): random_ratio, leave_last_out, temporal_ratio, cold_items and coat_random.
 
 Every split takes an interaction frame with dense `user_idx`, `item_idx`, `rating`, `timestamp` columns and
 returns a `Split` of three disjoint frames. Orderings are fully deterministic: chronological order breaks
@@ -45,6 +45,29 @@ def leave_last_out(interactions: pd.DataFrame) -> Split:
     sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
     is_test = (from_end == 0) & (sizes >= 2)
     is_valid = (from_end == 1) & (sizes >= 3)
+    is_train = ~(is_test | is_valid)
+    return Split(
+        train=ordered[is_train].reset_index(drop=True),
+        valid=ordered[is_valid].reset_index(drop=True),
+        test=ordered[is_test].reset_index(drop=True),
+        cold_items=np.array([], dtype=np.int32),
+    )
+
+
+def temporal_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio: float) -> Split:
+    """Per-user chronological split: a user's latest round(n·test_ratio) rows are test, the
+    round(n·valid_ratio) before them validation (each at least 1 while the user keeps ≥ 1 train row).
+
+    Like leave_last_out it asks for what comes next, but several items deep, so a model (or a session that
+    learns from feedback) is judged on a user's next interests rather than on one item.
+    """
+    ordered = _chronological(interactions)
+    from_end = _position_from_end(ordered)
+    sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
+    n_test = np.minimum(np.maximum(np.round(sizes * test_ratio), 1), sizes - 1).astype(int)
+    n_valid = np.minimum(np.maximum(np.round(sizes * valid_ratio), 1), sizes - 1 - n_test).astype(int)
+    is_test = from_end < n_test
+    is_valid = (from_end >= n_test) & (from_end < n_test + n_valid)
     is_train = ~(is_test | is_valid)
     return Split(
         train=ordered[is_train].reset_index(drop=True),
@@ -153,6 +176,8 @@ def make_split(
     """Dispatch to the split named in the config."""
     if cfg.name == "leave_last_out":
         return leave_last_out(interactions)
+    if cfg.name == "temporal_ratio":
+        return temporal_ratio(interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio)
     if cfg.name == "random_ratio":
         return random_ratio(
             interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio, seed=cfg.seed

@@ -16,7 +16,7 @@ import torch
 from lightning import pytorch as lp
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
+from explorec.config import CHRONOLOGICAL_SPLITS, ExplorecConfig, ModelConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.models.data import (
     TwoTowerDataModule,
@@ -104,13 +104,15 @@ class FitResult:
 def resolve_model_config(model_cfg: ModelConfig, split_name: str | None = None) -> ModelConfig:
     """Return the model config with every `auto` choice made for the split.
 
-    Chronological splits (leave_last_out, or no split named): next-item windows, causal attention over the
+    Chronological splits (leave_last_out, temporal_ratio, or no split named): next-item windows, causal
+    attention over the
     last N items, in-batch sampled softmax with logQ. Random splits: held-out items, a mean-pooled set
     model of the whole history, and a softmax over the full catalogue (chosen on ML-100K validation).
     """
     objective = model_cfg.training_objective
     if objective == "auto":
-        objective = "next_item" if split_name in (None, "leave_last_out") else "held_out"
+        chronological = split_name is None or split_name in CHRONOLOGICAL_SPLITS
+        objective = "next_item" if chronological else "held_out"
     set_style = objective == "held_out"
     loss = model_cfg.loss if model_cfg.loss != "auto" else "full_softmax" if set_style else "sampled_softmax"
     pooling = model_cfg.user_pooling
@@ -195,7 +197,7 @@ def load_weights(model: TwoTowerModule, checkpoint: Path) -> TwoTowerModule:
 
 
 def training_objective(cfg: ExplorecConfig) -> str:
-    """Return model.training_objective if set, else next_item for leave_last_out and held_out otherwise."""
+    """Return model.training_objective if set, else next_item for chronological splits, else held_out."""
     return resolve_model_config(cfg.model, cfg.split.name).training_objective
 
 

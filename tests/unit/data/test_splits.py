@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from explorec.config import SplitConfig
-from explorec.data.splits import coat_random, cold_items, leave_last_out, make_split, random_ratio
+from explorec.data.splits import (
+    coat_random,
+    cold_items,
+    leave_last_out,
+    make_split,
+    random_ratio,
+    temporal_ratio,
+)
 
 
 def _interactions(n_users: int = 30, per_user: int = 12, n_items: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -66,6 +73,36 @@ def test_leave_last_out_keeps_short_histories_in_train() -> None:
     assert _pairs(split.train) == {(0, 1), (1, 1)}
     assert _pairs(split.test) == {(1, 2)}
     assert split.valid.empty
+
+
+def test_temporal_ratio_holds_out_each_users_latest_share_in_time_order() -> None:
+    # 30 users × 12 rows, 10% / 10%: round(1.2) = 1 test and 1 validation row each (as leave_last_out);
+    # 25 rows (one user below): round(2.5) = 2 (numpy rounds half to even) test, 2 validation.
+    frame = _interactions()
+    long_user = _interactions(n_users=1, per_user=25, seed=3).assign(user_idx=30)
+    frame = pd.concat([frame, long_user.astype(frame.dtypes.to_dict())], ignore_index=True)
+    split = temporal_ratio(frame, valid_ratio=0.1, test_ratio=0.1)
+    _assert_partition(frame, split)
+    assert _pairs(split.test) | _pairs(split.valid) >= _pairs(leave_last_out(frame.iloc[:360]).test)
+    for user, group in frame.groupby("user_idx"):
+        ordered = group.sort_values(["timestamp", "item_idx"])["item_idx"].tolist()
+        n_held = 2 if user == 30 else 1
+        assert split.test.loc[split.test.user_idx == user, "item_idx"].tolist() == ordered[-n_held:]
+        expected_valid = ordered[-2 * n_held : -n_held]
+        assert split.valid.loc[split.valid.user_idx == user, "item_idx"].tolist() == expected_valid
+
+
+def test_temporal_ratio_keeps_one_train_row_and_is_chosen_by_name() -> None:
+    frame = pd.DataFrame(
+        {"user_idx": [0, 1, 1, 2, 2, 2], "item_idx": [1, 1, 2, 1, 2, 3], "rating": [1.0] * 6,
+         "timestamp": [5, 5, 6, 1, 2, 3]}
+    )  # fmt: skip
+    split = temporal_ratio(frame, valid_ratio=0.1, test_ratio=0.1)
+    assert _pairs(split.train) == {(0, 1), (1, 1), (2, 1)}
+    assert _pairs(split.test) == {(1, 2), (2, 3)}
+    assert _pairs(split.valid) == {(2, 2)}
+    by_name = make_split(frame, SplitConfig(name="temporal_ratio"))
+    assert _pairs(by_name.test) == _pairs(split.test)
 
 
 def test_random_ratio_gives_each_user_the_configured_shares() -> None:

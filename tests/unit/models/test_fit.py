@@ -118,6 +118,7 @@ def test_auto_choices_per_split() -> None:
         "sampled_softmax",
         "attention",
     )
+    assert resolve_model_config(ModelConfig(), "temporal_ratio") == chronological
     random = resolve_model_config(ModelConfig(), "random_ratio")
     assert (random.training_objective, random.loss, random.user_pooling) == (
         "held_out",
