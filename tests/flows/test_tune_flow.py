@@ -16,16 +16,11 @@ from explorec.tuning.config import compose_search
 from explorec.tuning.study import WORKER_ATTR, open_storage, open_study
 from flows.tune import tune_flow
 
+from .conftest import TINY_SYNTHETIC
+
 TINY = [
-    "data=synthetic",
-    "data.synthetic.n_users=60",
-    "data.synthetic.n_items=40",
-    "data.synthetic.n_interactions=1000",
-    "encoder=none",
-    "model.history_length=10",
+    *TINY_SYNTHETIC,
     "trainer.max_epochs=1",
-    "trainer.batch_size=128",
-    "trainer.enable_progress_bar=false",
     "tune.diversity_objective=coverage",
     "tune.search_space.model.embedding_dim.choices=[8,16]",
 ]

@@ -30,6 +30,17 @@ def _chronological(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["user_idx", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
 
 
+def _masked_split(ordered: pd.DataFrame, *, is_valid: np.ndarray, is_test: np.ndarray) -> Split:
+    """The Split whose validation and test rows are the masked rows of `ordered`, the rest train."""
+    is_train = ~(is_test | is_valid)
+    return Split(
+        train=ordered[is_train].reset_index(drop=True),
+        valid=ordered[is_valid].reset_index(drop=True),
+        test=ordered[is_test].reset_index(drop=True),
+        cold_items=np.array([], dtype=np.int32),
+    )
+
+
 def _position_from_end(frame: pd.DataFrame) -> np.ndarray:
     """Return, for a user-grouped frame, each row's position counted from the user's last row (0 = last)."""
     return frame.groupby("user_idx", sort=False).cumcount(ascending=False).to_numpy()
@@ -45,13 +56,7 @@ def leave_last_out(interactions: pd.DataFrame) -> Split:
     sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
     is_test = (from_end == 0) & (sizes >= 2)
     is_valid = (from_end == 1) & (sizes >= 3)
-    is_train = ~(is_test | is_valid)
-    return Split(
-        train=ordered[is_train].reset_index(drop=True),
-        valid=ordered[is_valid].reset_index(drop=True),
-        test=ordered[is_test].reset_index(drop=True),
-        cold_items=np.array([], dtype=np.int32),
-    )
+    return _masked_split(ordered, is_valid=is_valid, is_test=is_test)
 
 
 def temporal_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio: float) -> Split:
@@ -68,13 +73,7 @@ def temporal_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio
     n_valid = np.minimum(np.maximum(np.round(sizes * valid_ratio), 1), sizes - 1 - n_test).astype(int)
     is_test = from_end < n_test
     is_valid = (from_end >= n_test) & (from_end < n_test + n_valid)
-    is_train = ~(is_test | is_valid)
-    return Split(
-        train=ordered[is_train].reset_index(drop=True),
-        valid=ordered[is_valid].reset_index(drop=True),
-        test=ordered[is_test].reset_index(drop=True),
-        cold_items=np.array([], dtype=np.int32),
-    )
+    return _masked_split(ordered, is_valid=is_valid, is_test=is_test)
 
 
 def _random_ratio_masks(
@@ -103,13 +102,7 @@ def random_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio: 
     ordered = _chronological(interactions)
     rng = np.random.default_rng(seed)
     is_valid, is_test = _random_ratio_masks(ordered, valid_ratio=valid_ratio, test_ratio=test_ratio, rng=rng)
-    is_train = ~(is_valid | is_test)
-    return Split(
-        train=ordered[is_train].reset_index(drop=True),
-        valid=ordered[is_valid].reset_index(drop=True),
-        test=ordered[is_test].reset_index(drop=True),
-        cold_items=np.array([], dtype=np.int32),
-    )
+    return _masked_split(ordered, is_valid=is_valid, is_test=is_test)
 
 
 def cold_items(
