@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS
 from explorec.registry.bundle import PolicySpec, RecommenderBundle, user_histories
 from explorec.registry.serving import Recommender, Request
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 EVALUATIONS = {"valid": ("train",), "test": ("train", "valid")}
 """Held-out split → the history splits a user is served from."""
 CONTROL = PolicySpec("greedy", 0.0, {})
-LINEAR_POLICIES = ("linucb", "thompson", "linucb_novelty")
 REPLAYED_RUN_TAG = "explorec.replayed_run_id"
 
 
@@ -107,7 +107,7 @@ def policy_grid(
     policy: PolicySpec, rates: Sequence[float], feedback_weights: Sequence[float]
 ) -> list[PolicySpec]:
     """The bundle's policy at every rate (and, for the linear policies, every feedback weight)."""
-    if policy.name not in LINEAR_POLICIES:
+    if policy.name not in POLICIES_ON_ITEM_VECTORS:
         return [replace(policy, exploration_rate=float(rate)) for rate in rates]
     return [
         PolicySpec(policy.name, float(rate), {**policy.params, "feedback_weight": float(weight)})
