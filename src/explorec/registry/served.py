@@ -20,7 +20,7 @@ from explorec.evaluation import beyond_accuracy as ba
 from explorec.policies.base import Policy, SlateBatch
 from explorec.policies.simple import GreedyPolicy
 from explorec.registry.bundle import PolicySpec, RecommenderBundle, ScoreCalibration, user_histories
-from explorec.registry.serving import Recommender, policy_from_spec
+from explorec.registry.serving import Recommender, policy_from_spec, scores_for_policy
 
 if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
@@ -91,11 +91,10 @@ def served_slate_metrics(
     """
     rng = np.random.default_rng(seed)
     batches: dict[str, list[SlateBatch]] = {"greedy": [], "policy": []}
-    calibrate = score_calibration is not None and policy.reward_scale_scores
     for start in range(0, user_vectors.shape[0], batch_size):
         rows = slice(start, start + batch_size)
         scores = (user_vectors[rows] @ item_vectors.T).astype(np.float64)
-        policy_scores = score_calibration.probabilities(scores) if calibrate else scores
+        policy_scores = scores_for_policy(policy, scores, score_calibration)
         for name, chosen, values in (
             ("greedy", GreedyPolicy(exploration_rate=0.0), scores),
             ("policy", policy, policy_scores),

@@ -219,6 +219,13 @@ def policy_from_spec(
     return build_policy(spec.name, spec.exploration_rate if rate is None else rate, **params)
 
 
+def scores_for_policy(policy: Policy, scores: np.ndarray, calibration: ScoreCalibration | None) -> np.ndarray:
+    """Calibrated probabilities for a policy that models rewards (`reward_scale_scores`), else `scores`."""
+    if policy.reward_scale_scores and calibration is not None:
+        return calibration.probabilities(scores)
+    return scores
+
+
 class Recommender:
     """Answers requests from a bundle: user tower for users with a history, popularity for cold start."""
 
@@ -335,11 +342,8 @@ class Recommender:
         return vectors
 
     def policy_scores(self, policy: Policy, scores: np.ndarray, *, cold_start: bool) -> np.ndarray:
-        """The scores `policy` serves from: calibrated probabilities for reward models, else `scores`."""
-        calibration = self.bundle.score_calibration
-        if policy.reward_scale_scores and calibration is not None and not cold_start:
-            return calibration.probabilities(scores)
-        return scores
+        """The scores `policy` serves from (cold start: the popularity scores as they are)."""
+        return scores if cold_start else scores_for_policy(policy, scores, self.bundle.score_calibration)
 
     def resolve_feedback(self, request: Request) -> tuple[np.ndarray, np.ndarray, int]:
         """Return (shown item indices in order, their clicks, number of unknown shown ids)."""
