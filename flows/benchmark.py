@@ -14,7 +14,7 @@ from flows.train import preprocess_task
 @task(name="run-benchmark")
 def benchmark_task(config: dict[str, Any]) -> dict[str, Any]:
     """Run every baseline and the two-tower through one harness; return the comparison table."""
-    from explorec.benchmark import run_benchmark
+    from explorec.pipeline.benchmark import run_benchmark
 
     return run_benchmark(from_dict(config))
 

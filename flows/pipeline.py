@@ -2,7 +2,7 @@
 
 Every step is a task over one library function and passes run ids and version numbers. Preprocessing and
 encoding are cached by fingerprint; training, simulation and registration are reused when a finished run
-(or version) of the same config, data and code exists (`explorec.pipeline_cache`), unless
+(or version) of the same config, data and code exists (`explorec.pipeline.cache`), unless
 `pipeline.force=true`. The simulation runs the candidate's own policy against greedy_online and the other
 baselines; its lift interval is attached to the candidate, whose gate then needs its lower bound > 0.
 """
@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from explorec.config import compose, from_dict, to_dict
-from explorec.reporting import lift_lines
+from explorec.pipeline.report import lift_lines
 from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
 from flows.tune import tune_flow
@@ -24,7 +24,7 @@ from flows.tune import tune_flow
 @task(name="find-training-run", **IO_RETRIES)
 def reuse_training_task(config: dict[str, Any]) -> dict[str, Any] | None:
     """Return a finished training run of the same config, data and code (None: train anew)."""
-    from explorec.pipeline_cache import reuse_training
+    from explorec.pipeline.cache import reuse_training
 
     return reuse_training(from_dict(config))
 
@@ -32,7 +32,7 @@ def reuse_training_task(config: dict[str, Any]) -> dict[str, Any] | None:
 @task(name="fit-and-evaluate")
 def train_task(config: dict[str, Any]) -> dict[str, Any]:
     """Fit the two-tower model, evaluate it, log and tag the MLflow run; return its summary."""
-    from explorec.registration import train_candidate
+    from explorec.pipeline.registration import train_candidate
 
     return train_candidate(from_dict(config))
 
@@ -40,7 +40,7 @@ def train_task(config: dict[str, Any]) -> dict[str, Any]:
 @task(name="package-recommender", **IO_RETRIES)
 def package_task(config: dict[str, Any], run_id: str) -> dict[str, float]:
     """Log the pyfunc recommender into the training run and measure its served slates."""
-    from explorec.registration import package_run
+    from explorec.pipeline.registration import package_run
 
     return package_run(from_dict(config), run_id)
 
@@ -48,7 +48,7 @@ def package_task(config: dict[str, Any], run_id: str) -> dict[str, float]:
 @task(name="find-simulation", **IO_RETRIES)
 def reuse_simulation_task(config: dict[str, Any]) -> dict[str, Any] | None:
     """Return a finished simulation of the same candidate settings, data and code (None: simulate)."""
-    from explorec.pipeline_cache import reuse_simulation
+    from explorec.pipeline.cache import reuse_simulation
 
     return reuse_simulation(from_dict(config))
 
@@ -56,7 +56,7 @@ def reuse_simulation_task(config: dict[str, Any]) -> dict[str, Any] | None:
 @task(name="simulate-candidate")
 def simulate_task(config: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Simulate the candidate's policy against the baselines; return its lift over greedy_online."""
-    from explorec.registration import simulate_candidate
+    from explorec.pipeline.registration import simulate_candidate
 
     return simulate_candidate(from_dict(config), run_id)
 
@@ -66,7 +66,7 @@ def reuse_registration_task(
     config: dict[str, Any], run_id: str, simulation_run_id: str | None
 ) -> dict[str, Any] | None:
     """Return the version registered from the same candidate and its decision (None: register)."""
-    from explorec.pipeline_cache import reuse_registration
+    from explorec.pipeline.cache import reuse_registration
 
     return reuse_registration(from_dict(config), run_id, simulation_run_id)
 
@@ -74,13 +74,13 @@ def reuse_registration_task(
 @task(name="register-and-gate", **IO_RETRIES)
 def register_task(config: dict[str, Any], run_id: str, simulation: dict[str, Any]) -> dict[str, Any]:
     """Register the packaged model with its simulator lift and record the gate decision."""
-    from explorec.pipeline_cache import (
+    from explorec.pipeline.cache import (
         CANDIDATE_KEY_TAG,
         SIMULATION_RUN_TAG,
         candidate_key,
         packaged_model,
     )
-    from explorec.registration import register_and_gate
+    from explorec.pipeline.registration import register_and_gate
 
     cfg = from_dict(config)
     simulation_run_id = simulation.get("run_id")
@@ -95,7 +95,7 @@ def register_task(config: dict[str, Any], run_id: str, simulation: dict[str, Any
 @task(name="promote-champion", **IO_RETRIES)
 def promote_task(config: dict[str, Any], version: str) -> dict[str, Any]:
     """Move `champion` to the version after re-checking the gates under the registry lock."""
-    from explorec.registration import promote_version
+    from explorec.pipeline.registration import promote_version
 
     return promote_version(from_dict(config), version, actor="explorec pipeline")
 
@@ -103,8 +103,8 @@ def promote_task(config: dict[str, Any], version: str) -> dict[str, Any]:
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the whole system once: data, model, simulation, registry decision and promotion."""
-    from explorec.pipeline_cache import code_version
-    from explorec.registration import candidate_simulation
+    from explorec.pipeline.cache import code_version
+    from explorec.simulation.tracked import candidate_simulation
 
     cfg = compose(overrides or [])
     config = to_dict(cfg)

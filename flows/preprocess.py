@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from explorec.config import compose, from_dict, to_dict
 from explorec.data.preprocess import preprocess
-from explorec.reporting import preprocess_markdown
+from explorec.pipeline.report import preprocess_markdown
 from flows.common import IO_RETRIES
 
 

@@ -14,7 +14,7 @@ from flows.train import preprocess_task
 @task(name="replay-sessions")
 def replay_task(config: dict[str, Any]) -> dict[str, Any]:
     """Replay the training run's served recommender with feedback against greedy; return the summary."""
-    from explorec.registry.replay import run_replay
+    from explorec.serving.replay import run_replay
 
     return run_replay(from_dict(config))
 

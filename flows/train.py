@@ -8,7 +8,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from explorec.config import compose, from_dict, to_dict
-from explorec.reporting import metrics_markdown
+from explorec.pipeline.report import metrics_markdown
 from flows.common import IO_RETRIES
 
 
@@ -23,7 +23,8 @@ def preprocess_task(config: dict[str, Any]) -> str:
 @task(name="encode-item-text", **IO_RETRIES)
 def encode_task(config: dict[str, Any]) -> int:
     """Encode every item's text with the frozen encoder into the on-disk cache; return the item count."""
-    from explorec.training import item_text_embeddings, load_dataset
+    from explorec.data.loading import load_dataset
+    from explorec.encoders.text import item_text_embeddings
 
     cfg = from_dict(config)
     embeddings = item_text_embeddings(load_dataset(cfg), cfg)
@@ -33,7 +34,7 @@ def encode_task(config: dict[str, Any]) -> int:
 @task(name="fit-and-evaluate")
 def fit_task(config: dict[str, Any], parent_run_id: str | None = None) -> dict[str, Any]:
     """Fit the two-tower model, evaluate on validation and test, log the MLflow run; return its summary."""
-    from explorec.training import train_and_evaluate
+    from explorec.models.train import train_and_evaluate
 
     return train_and_evaluate(from_dict(config), parent_run_id=parent_run_id)
 

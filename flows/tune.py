@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import to_dict
+from explorec.config import compose, to_dict
 from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
 
@@ -17,7 +17,7 @@ from flows.train import encode_task, preprocess_task
 def run_study_task(config: dict[str, Any], tune: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     """Open or resume the study and run its remaining trials; return where it lives and what ran."""
     from explorec.config import from_dict
-    from explorec.tuning.config import PolicySettings
+    from explorec.config.tuning import PolicySettings
     from explorec.tuning.workers import run_study, tune_from_dict
 
     study_run = run_study(from_dict(config), tune_from_dict(tune), PolicySettings(**policy))
@@ -44,10 +44,11 @@ def report_task(tune: dict[str, Any], study_run: dict[str, Any]) -> dict[str, An
 @flow(name="tune", log_prints=True)
 def tune_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Search embedding size and exploration rate with Optuna; every trial a nested MLflow run."""
-    from explorec.tuning.config import compose_search
     from explorec.tuning.report import summary_markdown
+    from explorec.tuning.space import base_policy
 
-    cfg, tune, policy = compose_search(overrides or [])
+    cfg = compose(overrides or [])
+    tune, policy = cfg.tune, base_policy(cfg)
     config = to_dict(cfg)
     preprocess_task(config)
     encode_task(config)

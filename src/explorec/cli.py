@@ -35,54 +35,54 @@ COMMANDS: dict[str, Command] = {
     "preprocess": Command(
         help="read, validate and split a data set into model-ready Parquet tables",
         flow="flows.preprocess:preprocess_flow",
-        render="explorec.reporting:preprocess_text",
+        render="explorec.pipeline.report:preprocess_text",
         up_to_date="explorec.cli:cached_preprocess_summary",
     ),
     "train": Command(
         help="train and evaluate the two-tower model, tracked as an MLflow run",
         flow="flows.train:train_flow",
-        render="explorec.reporting:train_text",
+        render="explorec.pipeline.report:train_text",
     ),
     "benchmark": Command(
         help="compare the baselines and the two-tower (encoders minilm and none) on one split",
         flow="flows.benchmark:benchmark_flow",
-        render="explorec.reporting:benchmark_text",
+        render="explorec.pipeline.report:benchmark_text",
     ),
     "pipeline": Command(
         help="the whole system: preprocess, encode, train (or tune), simulate, register, gate, promote",
         flow="flows.pipeline:pipeline_flow",
-        render="explorec.reporting:pipeline_text",
+        render="explorec.pipeline.report:pipeline_text",
     ),
     "simulate": Command(
         help="judge the exploration policies in the seeded interactive simulator",
         flow="flows.simulate:simulate_flow",
-        render="explorec.reporting:simulate_text",
+        render="explorec.pipeline.report:simulate_text",
     ),
     "study": Command(
         help="encoder (minilm vs none) x policy x exploration rate in the simulator: what text towers buy",
         flow="flows.study:study_flow",
-        render="explorec.reporting:study_text",
+        render="explorec.pipeline.report:study_text",
     ),
     "replay": Command(
         help="replay sessions of a training run's served model with feedback (a click = a held-out item)",
         flow="flows.replay:replay_flow",
-        render="explorec.reporting:replay_text",
+        render="explorec.pipeline.report:replay_text",
     ),
     "tune": Command(
         help="Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
         flow="flows.tune:tune_flow",
-        render="explorec.reporting:tune_text",
+        render="explorec.pipeline.report:tune_text",
     ),
     "register": Command(
         help="package a training run's recommender, register it and record the gate decision",
         call="explorec.cli:register_command",
-        render="explorec.reporting:registration_text",
+        render="explorec.pipeline.report:registration_text",
         options=((("--run-id",), {"help": "training run to register (default: train a new one now)"}),),
     ),
     "promote": Command(
         help="move the champion alias to a version (default: the challenger), re-checking the gates",
         call="explorec.cli:promote_command",
-        render="explorec.reporting:promotion_text",
+        render="explorec.pipeline.report:promotion_text",
         options=(
             (("--version",), {"help": "registered version to promote (default: the challenger)"}),
             (("--force",), {"action": "store_true", "help": "skip the gates; needs --reason"}),
@@ -174,7 +174,7 @@ def cached_preprocess_summary(cfg: Any) -> dict[str, Any] | None:
 
 def register_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Register `--run-id` (or a run trained now) and record its gate decision."""
-    from explorec.registration import package_run, register_and_gate
+    from explorec.pipeline.registration import package_run, register_and_gate
 
     run_id = args.run_id
     if run_id is None:
@@ -188,7 +188,7 @@ def register_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Promote a version to champion (gates re-checked unless --force with --reason)."""
     from explorec.errors import ExplorecError
-    from explorec.registration import promote_version
+    from explorec.pipeline.registration import promote_version
 
     if args.force and not (args.reason or "").strip():
         raise ExplorecError('--force needs --reason "why"; the reason is recorded on the version')

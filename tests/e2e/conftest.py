@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from explorec.servers import (
+from explorec.pipeline.servers import (
     Stack,
     descendants,
     free_port,

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from explorec.servers import Stack, log_tail
+from explorec.pipeline.servers import Stack, log_tail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

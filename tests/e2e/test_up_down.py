@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from explorec.servers import (
+from explorec.pipeline.servers import (
     descendants,
     down,
     free_port,
@@ -32,7 +32,7 @@ def up_process(home: Path, ports: tuple[int, int], *, detach: bool) -> subproces
     # started it in the background with SIGINT ignored (children inherit an ignored SIGINT)
     code = (
         "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "import sys; from pathlib import Path; from explorec.servers import up; "
+        "import sys; from pathlib import Path; from explorec.pipeline.servers import up; "
         f"sys.exit(up(Path({str(home)!r}), prefect_port={ports[0]}, mlflow_port={ports[1]}, detach={detach}))"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

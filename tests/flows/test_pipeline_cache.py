@@ -9,8 +9,9 @@ import pytest
 
 from explorec.config import compose
 from explorec.errors import ExplorecError
-from explorec.pipeline_cache import candidate_key, code_version, policy_key, simulation_key, training_key
-from explorec.registration import candidate_simulation, simulator_lift
+from explorec.pipeline.cache import candidate_key, code_version, policy_key, simulation_key, training_key
+from explorec.pipeline.registration import simulator_lift
+from explorec.simulation.tracked import candidate_simulation
 
 
 def _comparison(calibration: str, policy: str, control: str, low: float, high: float) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from explorec.errors import ConfigError
-from explorec.registry.replay import REPLAYED_RUN_TAG
+from explorec.serving.replay import REPLAYED_RUN_TAG
 from flows.replay import replay_flow
 from flows.serve import replay as served_replay
 from flows.train import train_flow

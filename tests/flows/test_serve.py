@@ -7,7 +7,8 @@ import typing
 
 import pytest
 
-from explorec.config import DATA_SOURCES, SPLITS, compose
+from explorec.config import compose
+from explorec.config.schema import DATA_SOURCES, SPLITS
 from explorec.policies.factory import POLICY_NAMES
 from flows.serve import (
     DEPLOYMENT_NAME,
@@ -68,9 +69,8 @@ def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
 
 
 def test_form_defaults_are_the_config_defaults() -> None:
-    from explorec.tuning.config import compose_search
-
-    cfg, search, policy = compose_search([])
+    cfg = compose([])
+    search, policy = cfg.tune, cfg.policy
     defaults = {
         name: parameter.default for name, parameter in inspect.signature(serve_tune.fn).parameters.items()
     }

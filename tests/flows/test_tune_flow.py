@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from explorec.tracking import configure_tracking
-from explorec.tuning.config import compose_search
+from explorec.config import compose
+from explorec.tracking.store import configure_tracking
 from explorec.tuning.study import WORKER_ATTR, open_storage, open_study
 from flows.tune import tune_flow
 
@@ -71,7 +71,8 @@ def _dead_pid() -> int:
 @pytest.mark.slow
 def test_resume_after_a_killed_worker_fails_and_retries_its_trial() -> None:
     overrides = [*TINY, "tune.n_trials=2", "tune.study_name=resume"]
-    cfg, tune, _ = compose_search(overrides)
+    cfg = compose(overrides)
+    tune = cfg.tune
     target = configure_tracking(cfg.tracking)
     orphan_run = MlflowClient(target.tracking_uri).create_run(target.experiment_id).info.run_id
     study = open_study(tune, open_storage(tune), max_epochs=1)
@@ -102,7 +103,7 @@ def test_two_workers_on_a_journal_file_lose_no_trial(isolated_home: Path) -> Non
     children = nested_runs(summary)
     numbers = sorted(int(run.data.tags["optuna.trial"]) for run in children)
     assert numbers == [0, 1, 2, 3]
-    _, tune, _ = compose_search([*overrides, "tune.study_name=parallel"])
+    tune = compose([*overrides, "tune.study_name=parallel"]).tune
     trials = open_study(tune, open_storage(tune), max_epochs=1).get_trials()
     assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in trials}) == 2
 

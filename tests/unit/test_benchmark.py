@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from explorec.benchmark import ModelResult, aligned_values, paired_comparisons, two_tower_config
 from explorec.config import compose
 from explorec.errors import ConfigError
-from explorec.training import PerUserValues
+from explorec.evaluation.targets import PerUserValues
+from explorec.pipeline.benchmark import ModelResult, aligned_values, paired_comparisons, two_tower_config
 
 
 def test_split_overrides_apply_to_their_split_only() -> None:

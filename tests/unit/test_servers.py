@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from explorec.servers import (
+from explorec.pipeline.servers import (
     ServerError,
     Service,
     Stack,

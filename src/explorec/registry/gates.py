@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from explorec.registry.config import GatesConfig, MetricGate
+from explorec.config.registry import GatesConfig, MetricGate
 
 
 @dataclass(frozen=True)

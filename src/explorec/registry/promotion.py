@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from explorec.registry.config import GatesConfig, RegistryConfig
+from explorec.config.registry import GatesConfig, RegistryConfig
 from explorec.registry.gates import Decision, decide
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def utc_now() -> str:
 
 def metric_tags(metrics: Mapping[str, float]) -> dict[str, str]:
     """Return metrics as version tags `metric.<MLflow-safe name>` = repr of the float."""
-    from explorec.tracking import metric_name
+    from explorec.tracking.store import metric_name
 
     return {f"{METRIC_TAG_PREFIX}{metric_name(key)}": repr(float(value)) for key, value in metrics.items()}
 

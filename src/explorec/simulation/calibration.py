@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit
 
+from explorec.evaluation.statistics import fit_logistic, fit_logistic_regression
 from explorec.simulation.ground_truth import standardise_rows
 
 MIN_SLOPE, MAX_SLOPE = 1e-3, 20.0
@@ -85,32 +86,6 @@ def calibrate_click_model(
         mean_click_probability=float(expit(slope * noisy_scores + intercept).mean()),
         top10_click_probability=float(expit(slope * top + intercept).mean()),
     )
-
-
-def fit_logistic_regression(*, features: np.ndarray, target: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """Weights per column of `features` (n, k), then the intercept, maximising the Bernoulli likelihood."""
-    x = np.column_stack([np.asarray(features, np.float64).reshape(target.size, -1), np.ones(target.size)])
-    y = target.ravel().astype(np.float64)
-    weights = np.zeros(x.shape[1])
-    weights[-1] = np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6))
-    ridge = 1e-6 * np.eye(x.shape[1])
-    for _ in range(iterations):
-        p = expit(x @ weights)
-        gradient = x.T @ (y - p) - ridge @ weights
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge
-        step = np.linalg.solve(hessian, gradient)
-        weights += step
-        if np.abs(step).max() < 1e-10:
-            break
-    return weights
-
-
-def fit_logistic(*, feature: np.ndarray, target: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """(α, β) maximising the Bernoulli likelihood of σ(α·x + β) (Newton's method, tiny ridge)."""
-    slope, intercept = fit_logistic_regression(
-        features=np.asarray(feature).ravel()[:, None], target=target, iterations=iterations
-    )
-    return float(slope), float(intercept)
 
 
 @dataclass(frozen=True)

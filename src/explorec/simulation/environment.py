@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from explorec.config.simulation import SimulateConfig
 from explorec.simulation.calibration import ClickModel, calibrate_click_model
-from explorec.simulation.config import SimulateConfig
 from explorec.simulation.ground_truth import (
     GroundTruth,
     UserPools,

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from explorec.simulation.config import SimulateConfig
+from explorec.config.simulation import SimulateConfig
 from explorec.simulation.runner import BASELINE_LABELS
 
 if TYPE_CHECKING:
-    from explorec.simulation.simulate import SimulationResult
+    from explorec.simulation.results import SimulationResult
 
 SUMMARY_COLUMNS = (
     "expected_clicks",

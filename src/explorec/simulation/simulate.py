@@ -16,7 +16,6 @@ simulated user (both pools): the Platt prior is fitted on the tune pool.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +23,18 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from explorec.config.simulation import SimulateConfig
 from explorec.data.processed import ProcessedDataset
+from explorec.evaluation.statistics import holm_adjust, paired_difference
 from explorec.policies.semantic import text_clusters
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
-from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import SimulationWorld, build_world, position_weights
 from explorec.simulation.ground_truth import TUNE_POOL, positives_from_dataset, stream
 from explorec.simulation.metrics import MetricContext, break_even_visit, cumulative_curves, episode_metrics
 from explorec.simulation.online import augmented_vectors
 from explorec.simulation.ope_check import logs_frame, ope_cross_check
 from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender, two_tower_recommender
+from explorec.simulation.results import SimulationResult
 from explorec.simulation.runner import (
     PLATT_STREAM,
     EpisodeInputs,
@@ -46,29 +47,12 @@ from explorec.simulation.runner import (
     run_episodes,
     target_propensities_function,
 )
-from explorec.simulation.statistics import holm_adjust, paired_difference
 
 if TYPE_CHECKING:
     from explorec.config import ExplorecConfig
 
 COMPARED_METRICS = ("expected_clicks", "ctr_early", "ctr_late", "new_clusters_clicked", "hidden_recall")
 CONTROLS = ("greedy_online", "static")
-
-
-@dataclass
-class SimulationResult:
-    """Tables (pandas), the Markdown summary, plot paths and facts about the world and the run."""
-
-    per_replication: pd.DataFrame
-    summary: pd.DataFrame
-    comparisons: pd.DataFrame
-    curves: pd.DataFrame
-    logs: pd.DataFrame
-    ope: pd.DataFrame
-    world_info: dict[str, Any]
-    markdown: str = ""
-    plots: dict[str, Path] = field(default_factory=dict)
-    runtime_s: float = 0.0
 
 
 def _check_ope_labels(cfg: SimulateConfig, specs: list[PolicySpec]) -> None:

@@ -16,37 +16,22 @@ The intervals reflect click and policy randomness in this one world and these tw
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from explorec.simulation.config import SimulateConfig, StudyConfig
+from explorec.config.simulation import SimulateConfig, StudyConfig
+from explorec.evaluation.statistics import paired_difference
 from explorec.simulation.environment import SimulationWorld
 from explorec.simulation.recommender import RecommenderOutputs
+from explorec.simulation.results import StudyResult
 from explorec.simulation.runner import BASELINE_LABELS
-from explorec.simulation.statistics import paired_difference
 
 COST_AXES = {"deviation": "slot deviation δ", "early_cost": "relative early-visit CTR loss"}
 OUTCOMES = ("expected_clicks", "new_clusters_clicked", "hidden_recall")
-
-
-@dataclass
-class StudyResult:
-    """Tables of the study, its answer, the Markdown report and the plot paths."""
-
-    summary: pd.DataFrame
-    per_replication: pd.DataFrame
-    comparisons: pd.DataFrame
-    equal_cost: pd.DataFrame
-    matched_rate: pd.DataFrame
-    answer: dict[str, Any]
-    world_info: dict[str, Any]
-    markdown: str = ""
-    plots: dict[str, Path] = field(default_factory=dict)
-    runtime_s: float = 0.0
 
 
 def study_simulate_config(simulate: SimulateConfig, study: StudyConfig) -> SimulateConfig:

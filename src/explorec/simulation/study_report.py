@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from explorec.simulation.config import SimulateConfig, StudyConfig
+from explorec.config.simulation import SimulateConfig, StudyConfig
 from explorec.simulation.report import _save, _table
 
 if TYPE_CHECKING:
-    from explorec.simulation.study import StudyResult
+    from explorec.simulation.results import StudyResult
 
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D")

@@ -14,11 +14,16 @@ import numpy as np
 from explorec.config import EncoderConfig, ExplorecConfig, config_hash
 
 if TYPE_CHECKING:
+    from explorec.config.simulation import SimulateConfig
     from explorec.data.processed import ProcessedDataset
     from explorec.simulation.environment import SimulationWorld
     from explorec.simulation.recommender import RecommenderOutputs
 
 TABLES = ("summary", "comparisons", "per_replication", "ope")
+SIMULATION_CONTROL = "greedy_online"
+"""What a candidate's policy is compared with in the pipeline's simulation."""
+SIMULATION_OUTCOME = "expected_clicks"
+"""The outcome whose lift over the control the pipeline's simulator gate reads."""
 
 
 def cluster_text_embeddings(dataset: ProcessedDataset, cfg: ExplorecConfig) -> np.ndarray:
@@ -27,7 +32,7 @@ def cluster_text_embeddings(dataset: ProcessedDataset, cfg: ExplorecConfig) -> n
     With `encoder=none` the item tower sees no text, but discovery and the semantic policies are measured
     on the same text clusters as with a text encoder: the default text encoder (MiniLM) is used for them.
     """
-    from explorec.training import item_text_embeddings
+    from explorec.encoders.text import item_text_embeddings
 
     if cfg.encoder.name == "none":
         cfg = replace(cfg, encoder=replace(EncoderConfig(), cache_dir=cfg.encoder.cache_dir))
@@ -41,8 +46,9 @@ def recommender_for(
     dataset: ProcessedDataset, world: SimulationWorld, cfg: ExplorecConfig
 ) -> tuple[RecommenderOutputs, dict[str, Any]]:
     """The simulator's recommender for `cfg` (cached restricted two-tower fit, or the stand-in)."""
+    from explorec.config import resolve
+    from explorec.encoders.text import item_text_embeddings
     from explorec.simulation.simulate import simulator_recommender
-    from explorec.training import item_text_embeddings, resolve
 
     tower_text = item_text_embeddings(dataset, cfg) if cfg.simulate.recommender == "two_tower" else None
     return simulator_recommender(
@@ -69,9 +75,9 @@ def simulate_and_track(cfg: ExplorecConfig) -> dict[str, Any]:
     """Simulate every configured policy with the configured recommender and log one MLflow run."""
     import mlflow
 
+    from explorec.data.loading import load_dataset
     from explorec.simulation.simulate import run_simulation, world_from_dataset
-    from explorec.tracking import config_params, configure_tracking, run_tags
-    from explorec.training import load_dataset
+    from explorec.tracking.store import config_params, configure_tracking, run_tags
 
     started = time.perf_counter()
     target = configure_tracking(cfg.tracking)
@@ -133,10 +139,10 @@ def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
     """Run `explorec study` (one configuration per encoder, in study.encoders order); log one MLflow run."""
     import mlflow
 
+    from explorec.data.loading import load_dataset
     from explorec.simulation.simulate import world_from_dataset
     from explorec.simulation.study import run_study, study_simulate_config
-    from explorec.tracking import config_params, configure_tracking, run_tags
-    from explorec.training import load_dataset
+    from explorec.tracking.store import config_params, configure_tracking, run_tags
 
     started = time.perf_counter()
     base = next(iter(configs.values()))
@@ -213,3 +219,30 @@ def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
         "recommender_fit": facts,
         "markdown": result.markdown,
     }
+
+
+def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, str]:
+    """Return the simulator settings for the candidate's own policy and the baselines, or why none run.
+
+    Only the configured policy (name, exploration rate and its own knobs) is simulated, beside the baselines
+    oracle, static, greedy_online and random that every simulation runs; the OPE cross-check is left to
+    `explorec simulate`.
+    """
+    from explorec.policies.factory import POLICIES_WITH_CANDIDATES, POLICIES_WITH_CLUSTERS
+
+    policy = cfg.policy
+    if not cfg.pipeline.simulate:
+        return None, "switched off (pipeline.simulate=false)"
+    if policy.name == "greedy" or policy.exploration_rate == 0.0:
+        return None, f"policy {policy.name}@{policy.exploration_rate:g} does not explore: no lift to measure"
+    settings = replace(
+        cfg.simulate,
+        policy_rates={policy.name: [float(policy.exploration_rate)]},
+        ope_logging_policy="",
+        ope_target_policies=[],
+    )
+    if policy.name in POLICIES_WITH_CANDIDATES:
+        settings = replace(settings, n_candidates=policy.n_candidates)
+    if policy.name in POLICIES_WITH_CLUSTERS:
+        settings = replace(settings, n_text_clusters=policy.n_clusters)
+    return settings, ""

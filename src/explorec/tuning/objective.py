@@ -18,9 +18,9 @@ from lightning.pytorch.callbacks import Callback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from explorec.config import EncoderConfig, ExplorecConfig
+from explorec.config.tuning import ParameterSpec, PolicySettings, TuneConfig, flat_space
 from explorec.data.processed import ProcessedDataset
 from explorec.policies.factory import POLICIES_ON_TEXT_VECTORS
-from explorec.tuning.config import ParameterSpec, PolicySettings, TuneConfig, flat_space
 from explorec.tuning.served import policy_parameters, served_metrics
 from explorec.tuning.space import apply_trial
 
@@ -44,7 +44,7 @@ class TrialContext:
 
     def text_embeddings(self, cfg: ExplorecConfig) -> np.ndarray | None:
         """Return the item text embeddings of the trial's encoder (loaded once per encoder)."""
-        from explorec.training import item_text_embeddings
+        from explorec.encoders.text import item_text_embeddings
 
         key = f"{cfg.encoder.name}:{cfg.encoder.model}"
         if key not in self.embeddings_by_encoder:
@@ -64,7 +64,7 @@ def diversity_item_vectors(dataset: ProcessedDataset, cfg: ExplorecConfig) -> np
 
     The same vectors serve every trial, so diversity stays comparable across trials whatever they train.
     """
-    from explorec.training import item_text_embeddings
+    from explorec.encoders.text import item_text_embeddings
 
     encoder_cfg = cfg if cfg.encoder.name != "none" else dataclasses.replace(cfg, encoder=EncoderConfig())
     vectors = item_text_embeddings(dataset, encoder_cfg)
@@ -76,8 +76,8 @@ def load_context(
     cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings, *, parent_run_id: str
 ) -> TrialContext:
     """Load the data, the diversity vectors and the tracking target once for a worker."""
-    from explorec.tracking import configure_tracking
-    from explorec.training import load_dataset
+    from explorec.data.loading import load_dataset
+    from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
@@ -197,9 +197,9 @@ def _train_and_serve(
     context: TrialContext, cfg: ExplorecConfig, policy: PolicySettings, run_id: str, callbacks: list[Any]
 ) -> tuple[tuple[float, ...], dict[str, float]]:
     """Fit and evaluate one configuration, serve the validation users; return objectives and run metrics."""
+    from explorec.evaluation.targets import flat_metrics
     from explorec.policies import factory
-    from explorec.tracking import metric_dict
-    from explorec.training import flat_metrics
+    from explorec.tracking.store import metric_dict
     from explorec.tuning.trial_run import fit_and_evaluate
 
     trained = fit_and_evaluate(

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from explorec.tuning.config import TuneConfig
+from explorec.config.tuning import TuneConfig
 
 
 @dataclass(frozen=True)

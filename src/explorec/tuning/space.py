@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from explorec.config.tuning import PolicySettings
 from explorec.errors import ConfigError
-from explorec.tuning.config import PolicySettings
 
 Config = TypeVar("Config")
 POLICY_SECTION = "policy"
@@ -51,3 +51,8 @@ def apply_trial(
     policy_values = {k.removeprefix(prefix): v for k, v in suggestions.items() if k.startswith(prefix)}
     run_values = {k: v for k, v in suggestions.items() if not k.startswith(prefix)}
     return apply_suggestions(cfg, run_values), apply_suggestions(policy, policy_values)
+
+
+def base_policy(cfg: Any) -> PolicySettings:
+    """Return the configured serving policy as the search's starting point."""
+    return PolicySettings(cfg.policy.name, cfg.policy.exploration_rate)

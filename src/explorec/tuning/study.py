@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from explorec.config import project_root
-from explorec.tuning.config import TuneConfig
+from explorec.config.tuning import TuneConfig
 
 JOURNAL_SCHEME = "journal:"
 WORKER_ATTR = "worker"

@@ -1,6 +1,6 @@
 """Train and evaluate one trial's configuration as a nested MLflow run (no Optuna here).
 
-This is the body of `explorec.training.train_and_evaluate` minus the artifacts a search does not need
+This is the body of `explorec.models.train.train_and_evaluate` minus the artifacts a search does not need
 (checkpoints, item vectors): the same `fit_two_tower` and the same `evaluate`, plus extra Lightning callbacks
 (the pruning callback) and the fitted model handed back so the objective can serve slates from it.
 """
@@ -38,7 +38,7 @@ def open_trial_run(
     tags: Mapping[str, str],
 ) -> str:
     """Create the trial's MLflow run nested under the study's parent run; log the config as params."""
-    from explorec.tracking import config_params, run_tags
+    from explorec.tracking.store import config_params, run_tags
 
     all_tags = run_tags(
         config_hash=config_hash(cfg),
@@ -61,9 +61,9 @@ def fit_and_evaluate(
     callbacks: Sequence[Any] = (),
 ) -> TrialFit:
     """Fit the two-tower model (per-epoch curves into the run) and evaluate it like the train flow does."""
-    from explorec.mlflow_logger import ExplorecMLFlowLogger
+    from explorec.evaluation.targets import evaluate
     from explorec.models.fit import fit_two_tower
-    from explorec.training import evaluate
+    from explorec.tracking.lightning import ExplorecMLFlowLogger
 
     logger = ExplorecMLFlowLogger(
         tracking_uri=tracking_uri, run_id=run_id, experiment_name=cfg.tracking.experiment

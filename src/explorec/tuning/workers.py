@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from explorec.config import ExplorecConfig, config_hash, from_dict, to_dict
+from explorec.config.tuning import PolicySettings, TuneConfig
 from explorec.errors import ExplorecError
-from explorec.tuning.config import PolicySettings, TuneConfig
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 MAX_ROUNDS = 3
@@ -60,7 +60,7 @@ def ensure_parent_run(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from explorec.tracking import configure_tracking, run_tags
+    from explorec.tracking.store import configure_tracking, run_tags
 
     target = configure_tracking(cfg.tracking)
     client = MlflowClient(target.tracking_uri)

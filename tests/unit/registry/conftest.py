@@ -10,7 +10,8 @@ import pytest
 
 from explorec.config import ModelConfig
 from explorec.data.processed import ProcessedDataset
-from explorec.registry.bundle import PolicySpec, RecommenderBundle, bundle_from_parts, tower_config
+from explorec.serving.bundle import PolicySpec, RecommenderBundle, tower_config
+from explorec.serving.packaging import bundle_from_parts
 
 N_USERS, N_ITEMS = 12, 40
 

@@ -11,8 +11,9 @@ import torch
 
 from explorec.config import ModelConfig
 from explorec.data.processed import ProcessedDataset
-from explorec.registry.bundle import PolicySpec, bundle_from_fit, bundle_from_run
-from explorec.registry.serving import Recommender, parse_request
+from explorec.serving.bundle import PolicySpec
+from explorec.serving.packaging import bundle_from_fit, bundle_from_run
+from explorec.serving.recommender import Recommender, parse_request
 
 MODEL_CFG = ModelConfig(embedding_dim=8, history_length=5, attention_heads=2, use_genres=False)
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from explorec.registry.config import GatesConfig, MetricGate
+from explorec.config.registry import GatesConfig, MetricGate
 from explorec.registry.gates import decide
 
 GATES = GatesConfig(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import mlflow
 
-from explorec.registry.benchmark import benchmark_requests, summarise, time_model
-from explorec.registry.bundle import RecommenderBundle
-from explorec.registry.pyfunc import log_recommender
+from explorec.serving.bundle import RecommenderBundle
+from explorec.serving.latency import benchmark_requests, summarise, time_model
+from explorec.serving.pyfunc import log_recommender
 
 
 def test_summarise_reports_percentiles_in_milliseconds() -> None:

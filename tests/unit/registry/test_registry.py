@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from explorec.registry.bundle import RecommenderBundle
-from explorec.registry.config import GatesConfig, RegistryConfig
+from explorec.config.registry import GatesConfig, RegistryConfig
 from explorec.registry.promotion import ModelRegistry, PromotionError
-from explorec.registry.pyfunc import log_recommender, log_recommender_to_run
+from explorec.serving.bundle import RecommenderBundle
+from explorec.serving.pyfunc import log_recommender, log_recommender_to_run
 
 NAME = "explorec-test"
 GOOD = {
@@ -215,7 +215,7 @@ def test_malformed_request_raises_invalid_parameter_value(tracking: str, bundle:
 PROMOTE_WORKER = """
 import sys, time
 from pathlib import Path
-from explorec.registry.config import GatesConfig, RegistryConfig
+from explorec.config.registry import GatesConfig, RegistryConfig
 from explorec.registry.promotion import ModelRegistry
 uri, name, version, barrier, lock_dir = sys.argv[1:6]
 registry = ModelRegistry(uri, RegistryConfig(lock_dir=lock_dir))

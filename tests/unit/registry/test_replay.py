@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from explorec.data.processed import ProcessedDataset
-from explorec.registry.bundle import PolicySpec, ScoreCalibration
-from explorec.registry.replay import (
+from explorec.serving.bundle import PolicySpec, ScoreCalibration
+from explorec.serving.replay import (
     CONTROL,
     evaluation_sessions,
     policy_grid,

@@ -10,12 +10,12 @@ import httpx
 import mlflow
 import pytest
 
-from explorec.registry.benchmark import free_port, start_model_server, stop_model_server, wait_until_ready
-from explorec.registry.bundle import RecommenderBundle
-from explorec.registry.config import GatesConfig
+from explorec.config.registry import GatesConfig
 from explorec.registry.promotion import ModelRegistry
-from explorec.registry.pyfunc import log_recommender
-from explorec.registry.serving import Limits
+from explorec.serving.bundle import RecommenderBundle
+from explorec.serving.latency import free_port, start_model_server, stop_model_server, wait_until_ready
+from explorec.serving.pyfunc import log_recommender
+from explorec.serving.recommender import Limits
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 NAME = "explorec-served"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from explorec.config.registry import GatesConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.policies.simple import EpsilonGreedyPolicy, GreedyPolicy
-from explorec.registry.bundle import RecommenderBundle
-from explorec.registry.config import GatesConfig
-from explorec.registry.served import served_metrics_for_bundle, served_slate_metrics
+from explorec.serving.bundle import RecommenderBundle
+from explorec.serving.served import served_metrics_for_bundle, served_slate_metrics
 
 
 def test_hand_computed_slates() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from explorec.data.processed import ProcessedDataset
 from explorec.policies.factory import POLICY_NAMES
-from explorec.registry.bundle import BUNDLE_FILES, PolicySpec, RecommenderBundle, load_bundle
-from explorec.registry.serving import Limits, Recommender, RequestError, parse_request, parse_requests
+from explorec.serving.bundle import BUNDLE_FILES, PolicySpec, RecommenderBundle, load_bundle
+from explorec.serving.recommender import Limits, Recommender, RequestError, parse_request, parse_requests
 
 from .conftest import tiny_bundle
 

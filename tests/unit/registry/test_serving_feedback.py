@@ -11,14 +11,15 @@ import pandas as pd
 import pytest
 
 from explorec.data.processed import ProcessedDataset
-from explorec.registry.bundle import (
+from explorec.serving.bundle import (
     PolicySpec,
     RecommenderBundle,
     ScoreCalibration,
     load_bundle,
     user_histories,
 )
-from explorec.registry.serving import Recommender, fit_score_calibration, parse_request
+from explorec.serving.packaging import fit_score_calibration
+from explorec.serving.recommender import Recommender, parse_request
 
 from .conftest import tiny_bundle
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorec.simulation.config import CalibrationTarget, SimulateConfig
+from explorec.config.simulation import CalibrationTarget, SimulateConfig
 
 N_USERS, N_ITEMS = 60, 90
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from explorec.simulation.config import SimulateConfig
+from explorec.config.simulation import SimulateConfig
 
 DEFAULT_YAML = Path(__file__).resolve().parents[3] / "conf" / "simulate" / "default.yaml"
 
@@ -22,8 +22,8 @@ def test_default_yaml_equals_the_dataclass_defaults() -> None:
 
 def test_study_yaml_equals_the_dataclass_defaults_and_bad_values_fail() -> None:
     from explorec.config import compose
+    from explorec.config.simulation import StudyConfig
     from explorec.errors import ConfigError
-    from explorec.simulation.config import StudyConfig
 
     study_yaml = DEFAULT_YAML.parents[1] / "study" / "default.yaml"
     schema = OmegaConf.structured(StudyConfig)

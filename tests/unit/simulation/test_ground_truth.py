@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from explorec.config.simulation import SimulateConfig
 from explorec.data.processed import ProcessedDataset
-from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import build_world
 from explorec.simulation.ground_truth import (
     LeakageError,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from explorec.config.simulation import SimulateConfig
 from explorec.data.sources import read_ml100k
 from explorec.simulation.calibration import top_servable
-from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import build_world
 
 pytestmark = pytest.mark.realdata

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from explorec.config.simulation import SimulateConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.simulation.calibration import top_servable
-from explorec.simulation.config import SimulateConfig
 from explorec.simulation.environment import SimulationWorld, build_world
 from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender
 from explorec.simulation.simulate import (

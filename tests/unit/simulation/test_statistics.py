@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from explorec.simulation.calibration import fit_logistic, fit_logistic_regression, fit_platt_prior
+from explorec.evaluation.statistics import (
+    fit_logistic,
+    fit_logistic_regression,
+    holm_adjust,
+    paired_difference,
+)
+from explorec.simulation.calibration import fit_platt_prior
 from explorec.simulation.metrics import break_even_visit
 from explorec.simulation.online import OnlineResidualModel
-from explorec.simulation.statistics import holm_adjust, paired_difference
 
 
 def test_paired_t_interval_hand_case() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorec.simulation.config import SimulateConfig, StudyConfig
+from explorec.config.simulation import SimulateConfig, StudyConfig
 from explorec.simulation.environment import build_world
 from explorec.simulation.recommender import stand_in_recommender
 from explorec.simulation.study import (

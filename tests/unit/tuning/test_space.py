@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from explorec.config import ExplorecConfig
+from explorec.config.tuning import PolicySettings
 from explorec.errors import ConfigError
-from explorec.tuning.config import PolicySettings
 from explorec.tuning.space import apply_suggestions, apply_trial
 
 

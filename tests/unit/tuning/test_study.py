@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from explorec.tuning.config import PrunerConfig, TuneConfig
+from explorec.config.tuning import PrunerConfig, TuneConfig
 from explorec.tuning.study import (
     WORKER_ATTR,
     budget_of,
@@ -107,7 +107,7 @@ def test_a_study_with_other_objectives_is_not_silently_reused(tmp_path: Path) ->
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from explorec.tuning.config import PrunerConfig, TuneConfig
+    from explorec.config.tuning import PrunerConfig, TuneConfig
     from explorec.tuning.study import open_storage, open_study, run_until_budget, mark_worker
 
     def objective(trial):

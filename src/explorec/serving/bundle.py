@@ -5,7 +5,7 @@ A bundle holds the item vectors (item-tower outputs), the user tower's weights a
 model had a text encoder, the item text embeddings (used by diversity metrics and text-based policies), and
 a score calibration: σ(slope·score + intercept), fitted when the bundle is built, maps the user tower's
 score to the probability that the item is among the user's next interactions (the reward scale LinUCB,
-Thompson and linucb_novelty model; see `explorec.registry.serving`).
+Thompson and linucb_novelty model; see `explorec.serving.recommender`).
 Files in a bundle folder (`BUNDLE_FILES`): item_vectors.npy, user_tower.pt (a state dict, read back with
 `torch.load(weights_only=True)`), model.json (tower shape, policy, format version), items.json,
 histories.npz and optionally text_embeddings.npy. Only numpy, torch and json are needed to load one.
@@ -21,11 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
+from explorec.policies.factory import (
+    POLICIES_ON_ITEM_VECTORS,
+    POLICIES_WITH_CANDIDATES,
+    POLICIES_WITH_CLUSTERS,
+)
 
+if TYPE_CHECKING:
+
+    from explorec.config import ExplorecConfig
     from explorec.data.processed import ProcessedDataset
-    from explorec.models.fit import FitResult
     from explorec.models.towers import UserTower
 
 FORMAT_VERSION = 1
@@ -50,6 +55,18 @@ class PolicySpec:
     name: str = "epsilon_greedy"
     exploration_rate: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
+
+
+def serving_policy_spec(cfg: ExplorecConfig) -> PolicySpec:
+    """Return the serving policy of the config as the registry's PolicySpec."""
+    params: dict[str, Any] = {}
+    if cfg.policy.name in POLICIES_ON_ITEM_VECTORS:
+        params["feedback_weight"] = cfg.policy.feedback_weight
+    if cfg.policy.name in POLICIES_WITH_CANDIDATES:
+        params["n_candidates"] = cfg.policy.n_candidates
+    if cfg.policy.name in POLICIES_WITH_CLUSTERS:
+        params["n_clusters"] = cfg.policy.n_clusters
+    return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate, params)
 
 
 @dataclass(frozen=True)
@@ -174,7 +191,7 @@ def tower_config(model_cfg: Any, n_users: int | None) -> dict[str, Any]:
     return values
 
 
-def _catalogue(dataset: ProcessedDataset) -> tuple[list[str], list[str], np.ndarray]:
+def catalogue(dataset: ProcessedDataset) -> tuple[list[str], list[str], np.ndarray]:
     """Return item ids, titles and train popularity (interaction counts) in item-index order."""
     items = dataset.items.sort_values("item_idx")
     ids = items["item_id"] if "item_id" in items else items["item_idx"]
@@ -196,101 +213,3 @@ def user_histories(
     users = dataset.users.sort_values("user_idx")
     ids = users["user_id"] if "user_id" in users else users["user_idx"]
     return ids.astype(str).tolist(), offsets, ordered["item_idx"].to_numpy(np.int64)
-
-
-def bundle_from_parts(
-    *,
-    dataset: ProcessedDataset,
-    item_vectors: np.ndarray,
-    user_tower_state: Mapping[str, torch.Tensor],
-    tower: dict[str, Any],
-    policy: PolicySpec,
-    text_embeddings: np.ndarray | None = None,
-    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
-) -> RecommenderBundle:
-    """Assemble a bundle from trained parts and the data set they were trained on; fit its calibration."""
-    from explorec.registry.serving import fit_score_calibration
-
-    if item_vectors.shape[0] != dataset.n_items:
-        raise ValueError(
-            f"item_vectors has {item_vectors.shape[0]} rows; the catalogue has {dataset.n_items}"
-        )
-    item_ids, titles, popularity = _catalogue(dataset)
-    user_ids, offsets, items = user_histories(dataset, history_splits)
-    bundle = RecommenderBundle(
-        item_vectors=np.asarray(item_vectors, dtype=np.float32),
-        user_tower_state={key: value.detach().cpu().clone() for key, value in user_tower_state.items()},
-        tower_config=tower,
-        item_ids=item_ids,
-        titles=titles,
-        item_popularity=popularity,
-        user_ids=user_ids,
-        history_offsets=offsets,
-        history_items=items,
-        policy=policy,
-        text_embeddings=text_embeddings,
-    )
-    bundle.score_calibration = fit_score_calibration(bundle, dataset)
-    return bundle
-
-
-def bundle_from_fit(
-    fit: FitResult,
-    policy: PolicySpec,
-    *,
-    text_embeddings: np.ndarray | None = None,
-    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
-) -> RecommenderBundle:
-    """Build a bundle from an in-memory FitResult (best checkpoint already restored)."""
-    model = fit.model.eval()
-    return bundle_from_parts(
-        dataset=fit.dataset,
-        item_vectors=fit.item_vectors(),
-        user_tower_state=model.user_tower.state_dict(),
-        tower=tower_config(model.model_cfg, fit.dataset.n_users),
-        policy=policy,
-        text_embeddings=text_embeddings,
-        history_splits=history_splits,
-    )
-
-
-def user_tower_state_from_checkpoint(checkpoint: Path) -> dict[str, Any]:
-    """Return the user tower's weights from a Lightning checkpoint, read weights-only."""
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    prefix = "user_tower."
-    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
-
-
-def bundle_from_run(
-    run_id: str,
-    dataset: ProcessedDataset,
-    model_cfg: Any,
-    policy: PolicySpec,
-    *,
-    tracking_uri: str | None = None,
-    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
-) -> RecommenderBundle:
-    """Build a bundle from a training run's logged artifacts (item_vectors.npy, checkpoint/best.ckpt)."""
-    import tempfile
-
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri)
-    logged = {artifact.path for artifact in client.list_artifacts(run_id)}
-    wanted = ["item_vectors.npy", "checkpoint/best.ckpt"]
-    if "item_text_embeddings.npy" in logged:
-        wanted.append("item_text_embeddings.npy")
-    with tempfile.TemporaryDirectory() as scratch:
-        local = {path: Path(client.download_artifacts(run_id, path, scratch)) for path in wanted}
-        text_path = local.get("item_text_embeddings.npy")
-        return bundle_from_parts(
-            dataset=dataset,
-            item_vectors=np.load(local["item_vectors.npy"]),
-            user_tower_state=user_tower_state_from_checkpoint(local["checkpoint/best.ckpt"]),
-            tower=tower_config(model_cfg, dataset.n_users),
-            policy=policy,
-            text_embeddings=None if text_path is None else np.load(text_path),
-            history_splits=history_splits,
-        )

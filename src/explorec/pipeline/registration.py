@@ -4,7 +4,7 @@ The steps pass run ids and version numbers, never models: `train_candidate` fits
 `package_run` logs the pyfunc recommender into it, `simulate_candidate` runs the interactive simulator for
 the candidate's own policy against its baselines and logs the lift vs greedy_online (its own MLflow run),
 `register_and_gate` registers the run with those metrics and records the gate decision (passing sets
-`challenger`), `promote_version` moves `champion` under the registry's lock. `explorec.pipeline_cache`
+`challenger`), `promote_version` moves `champion` under the registry's lock. `explorec.pipeline.cache`
 finds earlier results of the same inputs so that a rerun skips these steps.
 """
 
@@ -14,41 +14,20 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from explorec.config import ExplorecConfig
-from explorec.policies.factory import (
-    POLICIES_ON_ITEM_VECTORS,
-    POLICIES_WITH_CANDIDATES,
-    POLICIES_WITH_CLUSTERS,
-)
+from explorec.simulation.tracked import SIMULATION_CONTROL, SIMULATION_OUTCOME
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from explorec.simulation.config import SimulateConfig
 
-SIMULATION_CONTROL = "greedy_online"
-SIMULATION_OUTCOME = "expected_clicks"
-
-
-def serving_policy_spec(cfg: ExplorecConfig) -> Any:
-    """Return the serving policy of the config as the registry's PolicySpec."""
-    from explorec.registry.bundle import PolicySpec
-
-    params: dict[str, Any] = {}
-    if cfg.policy.name in POLICIES_ON_ITEM_VECTORS:
-        params["feedback_weight"] = cfg.policy.feedback_weight
-    if cfg.policy.name in POLICIES_WITH_CANDIDATES:
-        params["n_candidates"] = cfg.policy.n_candidates
-    if cfg.policy.name in POLICIES_WITH_CLUSTERS:
-        params["n_clusters"] = cfg.policy.n_clusters
-    return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate, params)
 
 
 def train_candidate(cfg: ExplorecConfig) -> dict[str, Any]:
     """Fit and evaluate the two-tower (one MLflow run), then tag the run with its reuse keys."""
     import mlflow
 
-    from explorec.pipeline_cache import CODE_VERSION_TAG, TRAINING_KEY_TAG, code_version, training_key
-    from explorec.training import train_and_evaluate
+    from explorec.models.train import train_and_evaluate
+    from explorec.pipeline.cache import CODE_VERSION_TAG, TRAINING_KEY_TAG, code_version, training_key
 
     code = code_version()
     summary = train_and_evaluate(cfg)
@@ -62,13 +41,14 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     """Log the run's recommender as a pyfunc model and its served-slate metrics; return those metrics."""
     import mlflow
 
+    from explorec.data.loading import load_dataset
     from explorec.models.fit import resolve_model_config
-    from explorec.pipeline_cache import POLICY_KEY_TAG, policy_key
-    from explorec.registry.bundle import bundle_from_run
-    from explorec.registry.pyfunc import log_recommender
-    from explorec.registry.served import served_metrics_for_bundle
-    from explorec.tracking import configure_tracking, metric_dict
-    from explorec.training import load_dataset
+    from explorec.pipeline.cache import POLICY_KEY_TAG, policy_key
+    from explorec.serving.bundle import serving_policy_spec
+    from explorec.serving.packaging import bundle_from_run
+    from explorec.serving.pyfunc import log_recommender
+    from explorec.serving.served import served_metrics_for_bundle
+    from explorec.tracking.store import configure_tracking, metric_dict
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
@@ -91,9 +71,9 @@ def register_and_gate(
     tags: dict[str, str] | None = None,
 ) -> dict:
     """Register the run's packaged model, decide the gates against the champion, tag the version."""
-    from explorec.pipeline_cache import GATES_HASH_TAG, gates_hash
+    from explorec.pipeline.cache import GATES_HASH_TAG, gates_hash
     from explorec.registry.promotion import ModelRegistry
-    from explorec.tracking import configure_tracking
+    from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
@@ -124,7 +104,7 @@ def promote_version(
 ) -> dict[str, Any]:
     """Move `champion` to a version (default: the current challenger), re-checking the gates unless forced."""
     from explorec.registry.promotion import ModelRegistry
-    from explorec.tracking import configure_tracking
+    from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
     from explorec.errors import ExplorecError
@@ -146,31 +126,6 @@ def promote_version(
         "gate_reasons": list(result.decision.reasons) if result.decision is not None else [],
         "decision_markdown": result.decision.to_markdown() if result.decision is not None else "",
     }
-
-
-def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, str]:
-    """Return the simulator settings for the candidate's own policy and the baselines, or why none run.
-
-    Only the configured policy (name, exploration rate and its own knobs) is simulated, beside the baselines
-    oracle, static, greedy_online and random that every simulation runs; the OPE cross-check is left to
-    `explorec simulate`.
-    """
-    policy = cfg.policy
-    if not cfg.pipeline.simulate:
-        return None, "switched off (pipeline.simulate=false)"
-    if policy.name == "greedy" or policy.exploration_rate == 0.0:
-        return None, f"policy {policy.name}@{policy.exploration_rate:g} does not explore: no lift to measure"
-    settings = replace(
-        cfg.simulate,
-        policy_rates={policy.name: [float(policy.exploration_rate)]},
-        ope_logging_policy="",
-        ope_target_policies=[],
-    )
-    if policy.name in POLICIES_WITH_CANDIDATES:
-        settings = replace(settings, n_candidates=policy.n_candidates)
-    if policy.name in POLICIES_WITH_CLUSTERS:
-        settings = replace(settings, n_text_clusters=policy.n_clusters)
-    return settings, ""
 
 
 def simulator_lift(comparisons: pd.DataFrame, label: str, gate_metric: str) -> dict[str, float]:
@@ -203,7 +158,7 @@ def simulate_candidate(cfg: ExplorecConfig, training_run_id: str) -> dict[str, A
     """Simulate the candidate's policy against the baselines (its own MLflow run) and log its lift there."""
     import mlflow
 
-    from explorec.pipeline_cache import (
+    from explorec.pipeline.cache import (
         CANDIDATE_RUN_TAG,
         CODE_VERSION_TAG,
         SIMULATION_KEY_TAG,
@@ -212,7 +167,7 @@ def simulate_candidate(cfg: ExplorecConfig, training_run_id: str) -> dict[str, A
         simulation_key,
     )
     from explorec.simulation.runner import policy_label
-    from explorec.simulation.tracked import simulate_and_track
+    from explorec.simulation.tracked import candidate_simulation, simulate_and_track
 
     settings, reason = candidate_simulation(cfg)
     if settings is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from explorec.evaluation.targets import metrics_markdown
+
 
 def preprocess_text(summary: dict[str, Any]) -> str:
     """Return the few lines the `preprocess` command prints for a person."""
@@ -42,26 +44,6 @@ def train_text(summary: dict[str, Any]) -> str:
         f" - run {summary['run_id']}, {summary['epochs_run']} epochs in {summary['fit_time_s']:.1f}s"
     )
     return heading + "\n" + metrics_markdown({"two_tower": summary["metrics"]})
-
-
-def metrics_markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Return a Markdown table: one row per (model, evaluation), one column per metric."""
-    columns = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "ndcg@20", "recall@20", "n_users"]
-    header = "| model | evaluation | " + " | ".join(columns) + " |"
-    rule = "|---|---|" + "---:|" * len(columns)
-    rows = []
-    for model, evaluations in results.items():
-        for evaluation, metrics in evaluations.items():
-            cells = [_cell(metrics.get(column)) for column in columns]
-            rows.append(f"| {model} | {evaluation} | " + " | ".join(cells) + " |")
-    return "\n".join([header, rule, *rows]) + "\n"
-
-
-def _cell(value: float | None) -> str:
-    """Format one metric value for a table (blank when missing)."""
-    if value is None:
-        return ""
-    return f"{value:.0f}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
 
 
 def benchmark_markdown(table: dict[str, Any]) -> str:

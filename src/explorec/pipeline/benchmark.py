@@ -22,7 +22,7 @@ from explorec.config import BenchmarkConfig, ExplorecConfig, config_hash
 from explorec.data.processed import ProcessedDataset
 
 if TYPE_CHECKING:
-    from explorec.training import PerUserValues
+    from explorec.evaluation.targets import PerUserValues
 
 SELECTION_METRIC = "ndcg@10"
 PAIRED_METRIC_FIELDS = {
@@ -87,7 +87,7 @@ def select_baseline(
     name: str, dataset: ProcessedDataset, cfg: BenchmarkConfig, *, batch_size: int
 ) -> tuple[ModelResult, list[dict[str, Any]]]:
     """Search the baseline's grid on validation, then score the best setting on every evaluation."""
-    from explorec.training import evaluate_per_user, evaluation_targets
+    from explorec.evaluation.targets import evaluate_per_user, evaluation_targets
 
     validation = [target for target in evaluation_targets(dataset) if target.name == "val"]
     trials = []
@@ -111,7 +111,7 @@ def _log_baseline_run(
     """Record one baseline as a nested MLflow run with its chosen params, metrics and grid."""
     import mlflow
 
-    from explorec.tracking import metric_dict, run_tags
+    from explorec.tracking.store import metric_dict, run_tags
 
     tags = run_tags(config_hash=config_hash(cfg), data_fingerprint=fingerprint, extra={"model": result.name})
     tags["mlflow.parentRunId"] = parent_run_id
@@ -194,9 +194,11 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
     """Run every baseline and the two-tower per encoder on the configured split; return the summary."""
     import mlflow
 
-    from explorec.reporting import benchmark_markdown
-    from explorec.tracking import configure_tracking, run_tags
-    from explorec.training import load_dataset, resolve, train_and_evaluate
+    from explorec.config import resolve
+    from explorec.data.loading import load_dataset
+    from explorec.models.train import train_and_evaluate
+    from explorec.pipeline.report import benchmark_markdown
+    from explorec.tracking.store import configure_tracking, run_tags
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
@@ -273,15 +275,11 @@ def refit_and_evaluate(
     """
     import mlflow
 
+    from explorec.data.loading import load_dataset
+    from explorec.encoders.text import item_text_embeddings
+    from explorec.evaluation.targets import evaluate_per_user, evaluation_targets, flat_metrics
     from explorec.models.fit import refit_two_tower
-    from explorec.tracking import metric_dict
-    from explorec.training import (
-        evaluate_per_user,
-        evaluation_targets,
-        flat_metrics,
-        item_text_embeddings,
-        load_dataset,
-    )
+    from explorec.tracking.store import metric_dict
 
     dataset = load_dataset(cfg)
     refit = refit_two_tower(dataset, item_text_embeddings(dataset, cfg), cfg, epochs=epochs)
@@ -310,8 +308,8 @@ def paired_comparisons(
     The unit is the user: per-user `PAIRED_METRIC` differences get a 95% paired t interval and a p-value,
     Holm-adjusted across every row. Only users both models were scored on count.
     """
-    from explorec.simulation.statistics import holm_adjust, paired_difference
-    from explorec.training import PAIRED_METRIC
+    from explorec.evaluation.statistics import holm_adjust, paired_difference
+    from explorec.evaluation.targets import PAIRED_METRIC
 
     scored = [result for result in results if evaluation in result.per_user]
     references = [result for result in scored if result.name in baselines]
@@ -342,7 +340,7 @@ def paired_comparisons(
 
 def paired_metrics(paired: dict[str, Any]) -> dict[str, float]:
     """Return the paired rows as MLflow metrics, e.g. `paired/two_tower_minilm-ease/ndcg_at_10_difference`."""
-    from explorec.tracking import metric_name
+    from explorec.tracking.store import metric_name
 
     def plain(model: str) -> str:
         return model.replace("[", "_").replace("]", "")
@@ -374,7 +372,8 @@ def two_tower_config(cfg: ExplorecConfig, encoder: str) -> tuple[ExplorecConfig,
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from explorec.config import _validate_choices, from_dict, to_dict
+    from explorec.config import from_dict, to_dict
+    from explorec.config.compose import _validate_choices
     from explorec.errors import ConfigError
 
     chosen = _with_encoder(cfg, encoder)

@@ -7,7 +7,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
 
-from explorec.tracking import metric_name
+from explorec.tracking.store import metric_name
 
 
 class ExplorecMLFlowLogger(MLFlowLogger):

@@ -5,8 +5,8 @@ untrained default-shaped towers (embedding_dim 64, history_length 50): latency d
 weights. Requests ask for k = 10 with exploration (ε-greedy, rate 0.1, a seed per request): 80% known users,
 10% recent items (one unknown id among them), 10% new users (cold start). One request per call, in sequence.
 
-    python -m explorec.registry.benchmark --requests 1000 [--http]
-    python -m explorec.registry.benchmark --model-uri models:/explorec-two-tower@champion \
+    python -m explorec.serving.latency --requests 1000 [--http]
+    python -m explorec.serving.latency --model-uri models:/explorec-two-tower@champion \
         --tracking-uri sqlite:///mlruns/mlflow.db --http        # a trained, registered model instead
 """
 
@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explorec.registry.bundle import PolicySpec, RecommenderBundle, bundle_from_parts, tower_config
+from explorec.serving.bundle import PolicySpec, RecommenderBundle, tower_config
+from explorec.serving.packaging import bundle_from_parts
 
 ML100K_SHAPE = {"n_users": 943, "n_items": 1682, "n_interactions": 100_000}
 
@@ -201,7 +202,7 @@ def run_benchmark(count: int, *, http: bool) -> dict[str, Any]:
     """Log the synthetic bundle to a temporary store, load it, and time in-process (and HTTP) requests."""
     import mlflow
 
-    from explorec.registry.pyfunc import log_recommender
+    from explorec.serving.pyfunc import log_recommender
 
     bundle = synthetic_bundle()
     results: dict[str, Any] = {"catalogue": ML100K_SHAPE, "k": 10, "policy": "epsilon_greedy@0.1"}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from scipy.special import expit
 
 
 @dataclass(frozen=True)
@@ -45,3 +46,29 @@ def holm_adjust(*, p_values: np.ndarray) -> np.ndarray:
     adjusted = np.empty(m)
     adjusted[order] = np.minimum(adjusted_sorted, 1.0)
     return adjusted
+
+
+def fit_logistic_regression(*, features: np.ndarray, target: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Weights per column of `features` (n, k), then the intercept, maximising the Bernoulli likelihood."""
+    x = np.column_stack([np.asarray(features, np.float64).reshape(target.size, -1), np.ones(target.size)])
+    y = target.ravel().astype(np.float64)
+    weights = np.zeros(x.shape[1])
+    weights[-1] = np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6))
+    ridge = 1e-6 * np.eye(x.shape[1])
+    for _ in range(iterations):
+        p = expit(x @ weights)
+        gradient = x.T @ (y - p) - ridge @ weights
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge
+        step = np.linalg.solve(hessian, gradient)
+        weights += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return weights
+
+
+def fit_logistic(*, feature: np.ndarray, target: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """(α, β) maximising the Bernoulli likelihood of σ(α·x + β) (Newton's method, tiny ridge)."""
+    slope, intercept = fit_logistic_regression(
+        features=np.asarray(feature).ravel()[:, None], target=target, iterations=iterations
+    )
+    return float(slope), float(intercept)

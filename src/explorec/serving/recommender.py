@@ -38,16 +38,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.policies.base import Policy
-from explorec.registry.bundle import (
+from explorec.serving.bundle import (
     PolicySpec,
     RecommenderBundle,
     ScoreCalibration,
     build_user_tower,
-    user_histories,
 )
 
 if TYPE_CHECKING:
-    from explorec.data.processed import ProcessedDataset
+    pass
 
 DEFAULT_K = 10
 REQUEST_FIELDS = (
@@ -60,9 +59,6 @@ REQUEST_FIELDS = (
     "clicked_item_ids",
 )
 POLICY_CACHE_SIZE = 16
-CALIBRATION_PAIRS = 2_000_000
-"""The score calibration reads at most this many (user, item) pairs: the first users by index with train and
-validation items, as many as fit (on ML-100K every user)."""
 
 
 class RequestError(ValueError):
@@ -388,33 +384,3 @@ class Recommender:
             cold_start=cold_start,
             n_feedback=int(shown.size),
         )
-
-
-def fit_score_calibration(
-    bundle: RecommenderBundle, dataset: ProcessedDataset, *, max_pairs: int = CALIBRATION_PAIRS
-) -> ScoreCalibration | None:
-    """Fit σ(slope·score + intercept) to whether an item is among a user's validation items.
-
-    Each user with train and validation items (the first max(1, max_pairs // n_items)) is scored from their
-    train history as the server scores a history; every item outside that history is one example. None
-    when no user qualifies, the labels are all alike, or the fitted slope is not positive (scores that do
-    not rank the validation items up cannot be read as probabilities).
-    """
-    from explorec.simulation.calibration import fit_logistic
-
-    train, valid = dataset.matrix("train"), dataset.matrix("valid")
-    has_both = (np.diff(train.indptr) > 0) & (np.diff(valid.indptr) > 0)
-    users = np.flatnonzero(has_both)[: max(1, max_pairs // max(bundle.n_items, 1))]
-    if users.size == 0:
-        return None
-    recommender = Recommender(bundle)
-    _, offsets, items = user_histories(dataset, ("train",))
-    histories = [items[offsets[user] : offsets[user + 1]] for user in users]
-    vectors = recommender.user_vectors(histories, [int(user) for user in users])
-    scores = vectors.astype(np.float64) @ recommender.item_vectors.T.astype(np.float64)
-    candidates = train[users].toarray() == 0
-    labels = valid[users].toarray()[candidates] > 0
-    if labels.all() or not labels.any():
-        return None
-    slope, intercept = fit_logistic(feature=scores[candidates], target=labels)
-    return ScoreCalibration(slope, intercept) if slope > 0 else None

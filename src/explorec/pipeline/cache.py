@@ -126,7 +126,7 @@ def candidate_key(training_run_id: str, simulation_run_id: str | None, model_id:
 def packaged_model(cfg: ExplorecConfig, training_run_id: str) -> tuple[str, str | None] | None:
     """Return (model id, its policy key) of the run's newest packaged model, or None when it has none."""
     from explorec.registry.promotion import ModelRegistry, PromotionError
-    from explorec.tracking import configure_tracking
+    from explorec.tracking.store import configure_tracking
 
     registry = ModelRegistry(configure_tracking(cfg.tracking).tracking_uri, cfg.registry)
     try:
@@ -219,8 +219,8 @@ def reuse_training(cfg: ExplorecConfig) -> dict[str, Any] | None:
 
     import mlflow
 
-    from explorec.tracking import configure_tracking
-    from explorec.training import load_dataset
+    from explorec.data.loading import load_dataset
+    from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
     client = mlflow.MlflowClient(target.tracking_uri)
@@ -258,10 +258,10 @@ def reuse_simulation(cfg: ExplorecConfig) -> dict[str, Any] | None:
     """Return the summary of a finished pipeline simulation of the same settings, data and code, or None."""
     import mlflow
 
-    from explorec.registration import SIMULATION_CONTROL, candidate_simulation
+    from explorec.data.loading import load_dataset
     from explorec.simulation.runner import policy_label
-    from explorec.tracking import configure_tracking
-    from explorec.training import load_dataset
+    from explorec.simulation.tracked import SIMULATION_CONTROL, candidate_simulation
+    from explorec.tracking.store import configure_tracking
 
     settings, _ = candidate_simulation(cfg)
     if settings is None:
@@ -302,7 +302,7 @@ def reuse_registration(
     import json
 
     from explorec.registry.promotion import ModelRegistry
-    from explorec.tracking import configure_tracking
+    from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
     registry = ModelRegistry(target.tracking_uri, cfg.registry)

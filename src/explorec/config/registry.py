@@ -1,8 +1,8 @@
 """Typed settings of the promotion gates and the registry (plain dataclasses, no heavy imports).
 
 Metric keys are the MLflow-safe names the gates read from a candidate's metrics ('@' written as '_at_',
-see `explorec.tracking.metric_name`): training logs `final/test/ndcg_at_10`, and
-`explorec.registry.served.served_slate_metrics` returns `served/policy/...` keys.
+see `explorec.tracking.store.metric_name`): training logs `final/test/ndcg_at_10`, and
+`explorec.serving.served.served_slate_metrics` returns `served/policy/...` keys.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Input: a DataFrame with one request per row — `user_id` (string), `recent_item_ids` (list of strings),
 `k` (int, default 10), `exploration_rate` (float in [0, 1], default: the policy's), `seed` (int, default:
 random), and the session's feedback `shown_item_ids` / `clicked_item_ids` (lists of strings; clicked ⊆
-shown); every column is optional (see `explorec.registry.serving` for history, feedback and cold start).
+shown); every column is optional (see `explorec.serving.recommender` for history, feedback and cold start).
 Output: one row per request with `item_ids`, `titles`, `scores`, `propensities`, `explored` (lists by slot),
 `n_unknown_items`, `history_source`, `cold_start` and `n_feedback` (shown items the policy learned from).
 Malformed or oversized requests raise an MlflowException with INVALID_PARAMETER_VALUE, which
@@ -33,8 +33,8 @@ from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
-from explorec.registry.bundle import RecommenderBundle, load_bundle
-from explorec.registry.serving import Limits, Recommendation, Recommender, RequestError, parse_requests
+from explorec.serving.bundle import RecommenderBundle, load_bundle
+from explorec.serving.recommender import Limits, Recommendation, Recommender, RequestError, parse_requests
 
 PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle")
 DEFAULT_MODEL_CONFIG = {"torch_threads": 1, "precompute_user_vectors": 1, **asdict(Limits())}
@@ -203,7 +203,7 @@ def log_recommender_to_run(
 ) -> ModelInfo:
     """Log `metrics` (e.g. served-slate metrics) and the pyfunc model into an existing run (e.g. training's).
 
-    Uses the process's tracking URI (`explorec.tracking.configure_tracking`); the run is resumed and closed.
+    Uses the process's tracking URI (`tracking.store.configure_tracking`); the run is resumed and closed.
     """
     with mlflow.start_run(run_id=run_id):
         if metrics:

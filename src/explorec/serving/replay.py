@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS
-from explorec.registry.bundle import PolicySpec, RecommenderBundle, user_histories
-from explorec.registry.serving import Recommender, Request
+from explorec.serving.bundle import PolicySpec, RecommenderBundle, user_histories
+from explorec.serving.recommender import Recommender, Request
 
 if TYPE_CHECKING:
     from explorec.config import ExplorecConfig
@@ -135,7 +135,7 @@ def replay_comparison(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Replay every policy and greedy; return rows of found items and paired differences vs greedy."""
-    from explorec.simulation.statistics import holm_adjust, paired_difference
+    from explorec.evaluation.statistics import holm_adjust, paired_difference
 
     sessions = evaluation_sessions(dataset, evaluation)
     control = replay_sessions(bundle, sessions, CONTROL, visits=visits, k=k, seed=seed)
@@ -217,12 +217,12 @@ def run_replay(cfg: ExplorecConfig) -> dict[str, Any]:
     import mlflow
 
     from explorec.config import config_hash, to_dict
+    from explorec.data.loading import load_dataset
     from explorec.errors import ConfigError
     from explorec.models.fit import resolve_model_config
-    from explorec.registration import serving_policy_spec
-    from explorec.registry.bundle import bundle_from_run
-    from explorec.tracking import config_params, configure_tracking, run_tags
-    from explorec.training import load_dataset
+    from explorec.serving.bundle import serving_policy_spec
+    from explorec.serving.packaging import bundle_from_run
+    from explorec.tracking.store import config_params, configure_tracking, run_tags
 
     settings = cfg.replay
     if not settings.run_id:

@@ -1,0 +1,50 @@
+"""The typed configuration: the schema (`schema`, with the simulator, search and registry sections beside it)
+and `compose`, which reads `conf/` with Hydra overrides into a validated `ExplorecConfig`."""
+
+from explorec.config.compose import (
+    compose,
+    conf_dir,
+    config_hash,
+    from_dict,
+    project_root,
+    resolve,
+    to_dict,
+)
+from explorec.config.schema import (
+    BenchmarkConfig,
+    DataConfig,
+    EncoderConfig,
+    ExplorecConfig,
+    ModelConfig,
+    PathsConfig,
+    PipelineConfig,
+    PolicyConfig,
+    ReplayConfig,
+    SplitConfig,
+    SyntheticConfig,
+    TrackingConfig,
+    TrainerConfig,
+)
+
+__all__ = [
+    "BenchmarkConfig",
+    "DataConfig",
+    "EncoderConfig",
+    "ExplorecConfig",
+    "ModelConfig",
+    "PathsConfig",
+    "PipelineConfig",
+    "PolicyConfig",
+    "ReplayConfig",
+    "SplitConfig",
+    "SyntheticConfig",
+    "TrackingConfig",
+    "TrainerConfig",
+    "compose",
+    "conf_dir",
+    "config_hash",
+    "from_dict",
+    "project_root",
+    "resolve",
+    "to_dict",
+]

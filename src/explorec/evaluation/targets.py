@@ -1,0 +1,125 @@
+"""What a trained scorer is evaluated on: validation and test targets (and cold-item ones), scored by exact
+full ranking over the catalogue through `harness`, with each user's selection metric kept for paired tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from explorec.data.processed import ProcessedDataset, interactions_to_csr
+from explorec.evaluation.harness import full_ranking_per_user, summarise_per_user
+
+ScoreForHistory = Callable[[np.ndarray, Sequence[str]], np.ndarray]
+"""(user indices, history splits) -> scores [n_users, n_items]."""
+
+
+@dataclass(frozen=True)
+class EvaluationTarget:
+    """One evaluation: which interactions are targets, which items are masked, which history feeds users."""
+
+    name: str
+    targets: sp.csr_matrix
+    exclude: sp.csr_matrix
+    history: tuple[str, ...]
+
+
+PAIRED_METRIC = "ndcg@10"
+"""The metric kept per user, so that two models scored on the same users can be compared pair by pair."""
+
+
+@dataclass(frozen=True)
+class PerUserValues:
+    """One evaluation's users and each one's value of `PAIRED_METRIC`, in the same order."""
+
+    users: np.ndarray
+    values: np.ndarray
+
+
+def evaluation_targets(dataset: ProcessedDataset) -> list[EvaluationTarget]:
+    """Return validation (train masked) and test (train + validation masked) and, for cold items, two more.
+
+    With held-out (cold) items the test set is also scored on its cold-item interactions alone, ranked
+    over the whole catalogue (`test_cold`) and ranked among the held-out test items only
+    (`test_cold_among_cold`).
+    """
+    train, train_valid = dataset.matrix("train"), dataset.matrix("train", "valid")
+    targets = [
+        EvaluationTarget("val", dataset.matrix("valid"), train, ("train",)),
+        EvaluationTarget("test", dataset.matrix("test"), train_valid, ("train", "valid")),
+    ]
+    if "is_cold" in dataset.items and dataset.items["is_cold"].any():
+        cold = dataset.items.loc[dataset.items["is_cold"], "item_idx"].to_numpy()
+        cold_rows = dataset.test[dataset.test["item_idx"].isin(cold)]
+        cold_targets = interactions_to_csr(cold_rows, n_users=dataset.n_users, n_items=dataset.n_items)
+        mask_warm = _mask_all_but(np.unique(cold_rows["item_idx"]), cold_rows["user_idx"].unique(), dataset)
+        targets.append(EvaluationTarget("test_cold", cold_targets, train_valid, ("train", "valid")))
+        targets.append(EvaluationTarget("test_cold_among_cold", cold_targets, mask_warm, ("train", "valid")))
+    return targets
+
+
+def _mask_all_but(keep_items: np.ndarray, users: np.ndarray, dataset: ProcessedDataset) -> sp.csr_matrix:
+    """Return an exclusion matrix that masks every item except `keep_items` for the given users."""
+    masked_items = np.setdiff1d(np.arange(dataset.n_items), keep_items)
+    rows = np.repeat(np.sort(users), masked_items.size)
+    columns = np.tile(masked_items, users.size)
+    data = np.ones(rows.size, dtype=np.float32)
+    return sp.csr_matrix((data, (rows, columns)), shape=(dataset.n_users, dataset.n_items))
+
+
+def evaluate(
+    score: ScoreForHistory, dataset: ProcessedDataset, *, ks: Sequence[int] = (10, 20), batch_size: int = 1024
+) -> dict[str, dict[str, float]]:
+    """Return {evaluation name: metrics} by exact full ranking for every evaluation target."""
+    return evaluate_per_user(score, dataset, ks=ks, batch_size=batch_size)[0]
+
+
+def evaluate_per_user(
+    score: ScoreForHistory,
+    dataset: ProcessedDataset,
+    *,
+    ks: Sequence[int] = (10, 20),
+    batch_size: int = 1024,
+    targets: Sequence[EvaluationTarget] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, PerUserValues]]:
+    """Return `evaluate`'s metrics and, per evaluation, each user's value of the selection metric."""
+    results, per_user = {}, {}
+    for target in evaluation_targets(dataset) if targets is None else targets:
+        evaluated, values = full_ranking_per_user(
+            lambda users, history=target.history: score(users, history),
+            targets=target.targets,
+            exclude=target.exclude,
+            ks=ks,
+            batch_size=batch_size,
+        )
+        results[target.name] = summarise_per_user(evaluated, values)
+        if PAIRED_METRIC in values:
+            per_user[target.name] = PerUserValues(users=evaluated, values=values[PAIRED_METRIC])
+    return results, per_user
+
+
+def flat_metrics(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Return {"test/ndcg@10": ...} from {"test": {"ndcg@10": ...}}."""
+    return {f"{name}/{key}": value for name, metrics in results.items() for key, value in metrics.items()}
+
+
+def metrics_markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Return a Markdown table: one row per (model, evaluation), one column per metric."""
+    columns = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "ndcg@20", "recall@20", "n_users"]
+    header = "| model | evaluation | " + " | ".join(columns) + " |"
+    rule = "|---|---|" + "---:|" * len(columns)
+    rows = []
+    for model, evaluations in results.items():
+        for evaluation, metrics in evaluations.items():
+            cells = [_cell(metrics.get(column)) for column in columns]
+            rows.append(f"| {model} | {evaluation} | " + " | ".join(cells) + " |")
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def _cell(value: float | None) -> str:
+    """Format one metric value for a table (blank when missing)."""
+    if value is None:
+        return ""
+    return f"{value:.0f}" if float(value).is_integer() and value > 1 else f"{value:.4f}"

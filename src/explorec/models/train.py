@@ -1,0 +1,125 @@
+"""Train and evaluate the two-tower model on one configuration, tracked as one MLflow run.
+
+`train_and_evaluate(cfg)` is the one entry point that the train flow, the benchmark and the Optuna
+objective call.
+Selection happens on validation only: the test split is scored once, after training, from the best
+validation checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from explorec.config import ExplorecConfig, config_hash, resolve, to_dict
+from explorec.data.loading import load_dataset
+from explorec.encoders.text import item_text_embeddings
+from explorec.evaluation.targets import evaluate_per_user, flat_metrics, metrics_markdown
+
+
+def _log_artifacts(
+    client: Any,
+    run_id: str,
+    cfg: ExplorecConfig,
+    fit: Any,
+    results: dict[str, dict[str, float]],
+    embeddings: np.ndarray | None,
+) -> None:
+    """Log the resolved config, metrics table, item vectors and best weights as run artifacts."""
+    from omegaconf import OmegaConf
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        (folder / "metrics.json").write_text(json.dumps(results, indent=2))
+        (folder / "metrics.md").write_text(metrics_markdown({"two_tower": results}))
+        np.save(folder / "item_vectors.npy", fit.item_vectors())
+        if embeddings is not None:
+            np.save(folder / "item_text_embeddings.npy", embeddings)
+        client.log_artifacts(run_id, str(folder))
+        if fit.best_checkpoint is not None:
+            client.log_artifact(run_id, str(fit.best_checkpoint), artifact_path="checkpoint")
+
+
+def train_and_evaluate(
+    cfg: ExplorecConfig,
+    *,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    keep_per_user: bool = False,
+) -> dict[str, Any]:
+    """Fit the two-tower model, evaluate it on validation and test, and track everything in MLflow.
+
+    With `keep_per_user` the summary also holds "per_user": {evaluation: PerUserValues} (not JSON).
+    """
+    import mlflow
+
+    from explorec.models.fit import fit_two_tower
+    from explorec.tracking.lightning import ExplorecMLFlowLogger
+    from explorec.tracking.store import config_params, configure_tracking, metric_dict, run_tags
+
+    target = configure_tracking(cfg.tracking)
+    dataset = load_dataset(cfg)
+    started = time.perf_counter()
+    embeddings = item_text_embeddings(dataset, cfg)
+    encode_time = time.perf_counter() - started
+    tags = run_tags(
+        config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"model": "two_tower"}
+    )
+    tags["encoder"] = cfg.encoder.name
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    name = run_name or f"two_tower-{cfg.encoder.name}-{cfg.data.name}-{cfg.split.name}"
+    client = mlflow.MlflowClient(target.tracking_uri)
+    run = client.create_run(target.experiment_id, run_name=name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        for key, value in config_params(to_dict(cfg)).items():
+            client.log_param(run_id, key, value)
+        logger = ExplorecMLFlowLogger(
+            tracking_uri=target.tracking_uri, run_id=run_id, experiment_name=cfg.tracking.experiment
+        )
+        checkpoint_dir = resolve(cfg.paths.root) / "checkpoints" / run_id
+        fit = fit_two_tower(dataset, embeddings, cfg, logger=logger, checkpoint_dir=checkpoint_dir)
+        results, per_user = evaluate_per_user(
+            fit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size
+        )
+        timings = {
+            "time/fit_s": fit.fit_time_s,
+            "time/encode_s": encode_time,
+            "train/epochs_run": float(fit.epochs_run),
+        }
+        throughput = [
+            epoch["train/examples_per_sec"] for epoch in fit.history if "train/examples_per_sec" in epoch
+        ]
+        if throughput:
+            timings["train/mean_examples_per_sec"] = float(np.mean(throughput))
+        final = {**metric_dict(flat_metrics(results), prefix="final/"), **timings}
+        for key, value in final.items():
+            client.log_metric(run_id, key, value)
+        _log_artifacts(client, run_id, cfg, fit, results, embeddings)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "experiment_id": target.experiment_id,
+        "tracking_uri": target.tracking_uri,
+        "encoder": cfg.encoder.name,
+        "dataset": cfg.data.name,
+        "split": cfg.split.name,
+        "best_epoch_val_ndcg@10": fit.best_score,
+        "best_epoch": int(fit.best_metrics.get("epoch", max(fit.epochs_run - 1, 0))),
+        "epochs_run": fit.epochs_run,
+        "fit_time_s": round(fit.fit_time_s, 2),
+        "metrics": results,
+    }
+    if keep_per_user:
+        summary["per_user"] = per_user
+    return summary

@@ -1,0 +1,156 @@
+"""Package a trained model as a served bundle: from its parts, a fit or a finished MLflow run, with the
+score calibration σ(slope·score + intercept) fitted on validation items (`fit_score_calibration`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from explorec.evaluation.statistics import fit_logistic
+from explorec.serving.bundle import (
+    SERVING_HISTORY_SPLITS,
+    PolicySpec,
+    RecommenderBundle,
+    ScoreCalibration,
+    catalogue,
+    tower_config,
+    user_histories,
+)
+from explorec.serving.recommender import Recommender
+
+if TYPE_CHECKING:
+    import torch
+
+    from explorec.data.processed import ProcessedDataset
+    from explorec.models.fit import FitResult
+
+CALIBRATION_PAIRS = 2_000_000
+"""The score calibration reads at most this many (user, item) pairs: the first users by index with train and
+validation items, as many as fit (on ML-100K every user)."""
+
+
+def bundle_from_parts(
+    *,
+    dataset: ProcessedDataset,
+    item_vectors: np.ndarray,
+    user_tower_state: Mapping[str, torch.Tensor],
+    tower: dict[str, Any],
+    policy: PolicySpec,
+    text_embeddings: np.ndarray | None = None,
+    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
+) -> RecommenderBundle:
+    """Assemble a bundle from trained parts and the data set they were trained on; fit its calibration."""
+    if item_vectors.shape[0] != dataset.n_items:
+        raise ValueError(
+            f"item_vectors has {item_vectors.shape[0]} rows; the catalogue has {dataset.n_items}"
+        )
+    item_ids, titles, popularity = catalogue(dataset)
+    user_ids, offsets, items = user_histories(dataset, history_splits)
+    bundle = RecommenderBundle(
+        item_vectors=np.asarray(item_vectors, dtype=np.float32),
+        user_tower_state={key: value.detach().cpu().clone() for key, value in user_tower_state.items()},
+        tower_config=tower,
+        item_ids=item_ids,
+        titles=titles,
+        item_popularity=popularity,
+        user_ids=user_ids,
+        history_offsets=offsets,
+        history_items=items,
+        policy=policy,
+        text_embeddings=text_embeddings,
+    )
+    bundle.score_calibration = fit_score_calibration(bundle, dataset)
+    return bundle
+
+
+def bundle_from_fit(
+    fit: FitResult,
+    policy: PolicySpec,
+    *,
+    text_embeddings: np.ndarray | None = None,
+    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
+) -> RecommenderBundle:
+    """Build a bundle from an in-memory FitResult (best checkpoint already restored)."""
+    model = fit.model.eval()
+    return bundle_from_parts(
+        dataset=fit.dataset,
+        item_vectors=fit.item_vectors(),
+        user_tower_state=model.user_tower.state_dict(),
+        tower=tower_config(model.model_cfg, fit.dataset.n_users),
+        policy=policy,
+        text_embeddings=text_embeddings,
+        history_splits=history_splits,
+    )
+
+
+def user_tower_state_from_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """Return the user tower's weights from a Lightning checkpoint, read weights-only."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "user_tower."
+    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+
+
+def bundle_from_run(
+    run_id: str,
+    dataset: ProcessedDataset,
+    model_cfg: Any,
+    policy: PolicySpec,
+    *,
+    tracking_uri: str | None = None,
+    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
+) -> RecommenderBundle:
+    """Build a bundle from a training run's logged artifacts (item_vectors.npy, checkpoint/best.ckpt)."""
+    import tempfile
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    logged = {artifact.path for artifact in client.list_artifacts(run_id)}
+    wanted = ["item_vectors.npy", "checkpoint/best.ckpt"]
+    if "item_text_embeddings.npy" in logged:
+        wanted.append("item_text_embeddings.npy")
+    with tempfile.TemporaryDirectory() as scratch:
+        local = {path: Path(client.download_artifacts(run_id, path, scratch)) for path in wanted}
+        text_path = local.get("item_text_embeddings.npy")
+        return bundle_from_parts(
+            dataset=dataset,
+            item_vectors=np.load(local["item_vectors.npy"]),
+            user_tower_state=user_tower_state_from_checkpoint(local["checkpoint/best.ckpt"]),
+            tower=tower_config(model_cfg, dataset.n_users),
+            policy=policy,
+            text_embeddings=None if text_path is None else np.load(text_path),
+            history_splits=history_splits,
+        )
+
+
+def fit_score_calibration(
+    bundle: RecommenderBundle, dataset: ProcessedDataset, *, max_pairs: int = CALIBRATION_PAIRS
+) -> ScoreCalibration | None:
+    """Fit σ(slope·score + intercept) to whether an item is among a user's validation items.
+
+    Each user with train and validation items (the first max(1, max_pairs // n_items)) is scored from their
+    train history as the server scores a history; every item outside that history is one example. None
+    when no user qualifies, the labels are all alike, or the fitted slope is not positive (scores that do
+    not rank the validation items up cannot be read as probabilities).
+    """
+    train, valid = dataset.matrix("train"), dataset.matrix("valid")
+    has_both = (np.diff(train.indptr) > 0) & (np.diff(valid.indptr) > 0)
+    users = np.flatnonzero(has_both)[: max(1, max_pairs // max(bundle.n_items, 1))]
+    if users.size == 0:
+        return None
+    recommender = Recommender(bundle)
+    _, offsets, items = user_histories(dataset, ("train",))
+    histories = [items[offsets[user] : offsets[user + 1]] for user in users]
+    vectors = recommender.user_vectors(histories, [int(user) for user in users])
+    scores = vectors.astype(np.float64) @ recommender.item_vectors.T.astype(np.float64)
+    candidates = train[users].toarray() == 0
+    labels = valid[users].toarray()[candidates] > 0
+    if labels.all() or not labels.any():
+        return None
+    slope, intercept = fit_logistic(feature=scores[candidates], target=labels)
+    return ScoreCalibration(slope, intercept) if slope > 0 else None

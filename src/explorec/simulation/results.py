@@ -1,0 +1,41 @@
+"""What a simulation and a study return: tables (pandas), the Markdown report, plot paths and facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class SimulationResult:
+    """Tables (pandas), the Markdown summary, plot paths and facts about the world and the run."""
+
+    per_replication: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    curves: pd.DataFrame
+    logs: pd.DataFrame
+    ope: pd.DataFrame
+    world_info: dict[str, Any]
+    markdown: str = ""
+    plots: dict[str, Path] = field(default_factory=dict)
+    runtime_s: float = 0.0
+
+
+@dataclass
+class StudyResult:
+    """Tables of the study, its answer, the Markdown report and the plot paths."""
+
+    summary: pd.DataFrame
+    per_replication: pd.DataFrame
+    comparisons: pd.DataFrame
+    equal_cost: pd.DataFrame
+    matched_rate: pd.DataFrame
+    answer: dict[str, Any]
+    world_info: dict[str, Any]
+    markdown: str = ""
+    plots: dict[str, Path] = field(default_factory=dict)
+    runtime_s: float = 0.0

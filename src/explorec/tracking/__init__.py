@@ -1,0 +1,1 @@
+"""MLflow tracking: the store and run tags (`store`), the run lifecycle, Lightning's logger (`lightning`)."""
