@@ -1,4 +1,4 @@
-"""Typed configuration of the interactive simulator (DESIGN §6); plain dataclasses, no heavy imports."""
+"""Typed configuration of the interactive simulator (docs/design.md §6); plain dataclasses, light imports."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class CalibrationTarget:
 
 
 def _default_calibrations() -> list[CalibrationTarget]:
-    """DESIGN §6's calibration and a harsher second one (sparser clicks, flatter top)."""
+    """docs/design.md §6's calibration and a harsher second one (sparser clicks, flatter top)."""
     return [CalibrationTarget("main", 0.02, 0.35), CalibrationTarget("sparse", 0.01, 0.25)]
 
 
