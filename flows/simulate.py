@@ -21,7 +21,7 @@ def simulate_task(config: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="simulate", log_prints=True)
 def simulate_flow(overrides: list[str] | None = None) -> dict[str, Any]:
-    """Judge exploration policies in the seeded semi-synthetic simulator (DESIGN §6)."""
+    """Judge exploration policies in the seeded semi-synthetic simulator (docs/design.md §6)."""
     cfg = compose(overrides or [])
     config = to_dict(cfg)
     preprocess_task(config)

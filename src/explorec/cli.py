@@ -95,7 +95,7 @@ COMMANDS: dict[str, Command] = {
 OFFLINE_ENVIRONMENT = {
     "DO_NOT_TRACK": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    # Prefect's ephemeral API starts in ~10 s on 2 idle cores; its 20 s default fails on a busy machine
+    # seconds Prefect waits for its ephemeral API to start; its 20 s default is too short on a busy machine
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 

@@ -134,10 +134,9 @@ class PolicyConfig:
     n_clusters: int = 20
     # served linucb / thompson / linucb_novelty: how much one shown item of a request's feedback
     # (`shown_item_ids`, `clicked_item_ids`) counts in the per-user posterior (1 = one observation).
-    # Chosen on validation with `explorec replay` (ML-100K, 5 visits of 10, a click =
-    # a held-out item): weight 1 finds 53% fewer held-out items than greedy (leave_last_out), 22% fewer
-    # (random_ratio), 13% fewer (temporal_ratio); 0.001 loses nothing on any of them (+1.3% on
-    # temporal_ratio, whose next items carry a session's intent; 0.01 +2.3% there but −1.4% on random_ratio).
+    # Chosen on validation with `explorec replay` (replay.feedback_weights; a click = a shown
+    # held-out item): the largest weight that finds no fewer held-out items than greedy on any split.
+    # The per-split figures are in docs/results.md ("Session replay").
     feedback_weight: float = 0.001
 
 

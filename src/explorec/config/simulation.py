@@ -1,4 +1,4 @@
-"""Typed configuration of the interactive simulator (DESIGN §6); plain dataclasses, no heavy imports."""
+"""Typed configuration of the interactive simulator (docs/design.md §6); plain dataclasses, light imports."""
 
 from __future__ import annotations
 
@@ -18,19 +18,15 @@ class CalibrationTarget:
 
 
 def _default_calibrations() -> list[CalibrationTarget]:
-    """DESIGN §6's calibration and a harsher second one (sparser clicks, flatter top)."""
+    """docs/design.md §6's calibration and a harsher second one (sparser clicks, flatter top)."""
     return [CalibrationTarget("main", 0.02, 0.35), CalibrationTarget("sparse", 0.01, 0.25)]
 
 
 def _default_policy_rates() -> dict[str, list[float]]:
     """Exploring policies (explorec.policies names) and their rates, chosen on the tune pool.
 
-    With the two-tower recommender (ML-100K tune pool): linucb@1 (bonus 1.6) had the best mean lift over
-    both calibrations; thompson did best at its lowest tried scale (0.25 → 0.4); semantic_cluster at 0.1 is
-    the largest rate that does not lose clicks to greedy_online, 0.5 shows the discovery end of its
-    trade-off. linucb_novelty (novelty_bonus_scale 0.5): 1.0 is the only tried rate with discovery ≥ 1.5×
-    greedy_online under both calibrations, 0.7 the rate with the most discovery whose click lift over
-    greedy_online kept its 95% interval above zero under both. epsilon_greedy@0.3 is the OPE logging policy.
+    Chosen with `explorec simulate simulate.pool=tune` and the two-tower recommender; why each rate, with
+    the figures: docs/results.md ("Simulator"). epsilon_greedy@0.3 is the OPE logging policy.
     """
     return {
         "epsilon_greedy": [0.1, 0.3],
@@ -62,8 +58,7 @@ class SimulateConfig:
       Bayesian linear model (prior precision σ²/τ² in the model's units).
     - linear_exploration_scale: linucb's bonus / thompson's posterior scale at exploration_rate 1 (the
       policies' knob lies in [0, 1]); rate·scale/online_noise_std is the multiple of the model's own
-      posterior width (1.6 did best on the tune pool with the two-tower recommender; 0.8 with the
-      PureSVD stand-in).
+      posterior width (chosen with `explorec simulate simulate.pool=tune`; see docs/results.md).
     - novelty_bonus_scale: linucb_novelty's weight λ at exploration_rate 1 (the value of a click in a cluster
       the user has not engaged with, in clicks, is 1 + λ·ν; see `explorec.policies.novelty`).
     - policy_rates: exploring policy name → exploration rates; baselines oracle, static, greedy_online and
@@ -136,8 +131,8 @@ class StudyConfig:
     - calibrations: names among simulate.calibrations to run ([] = all of them).
     - n_replications: R of the study's simulations (replaces simulate.n_replications).
     - pool: the user pool the study reports on (the grid is fixed in advance, nothing is tuned on it).
-    - deviation_levels: slot deviation rates δ at which the encoders are compared at equal cost (inside
-      the range the grid samples: on ML-100K the smallest rate, 0.1, already gives δ ≈ 0.4–0.95).
+    - deviation_levels: slot deviation rates δ (share of slots differing from greedy) at which the encoders
+      are compared at equal cost; keep them inside the range the grid reaches (see docs/results.md).
     - early_cost_levels: relative losses of early-visit CTR vs the same encoder's greedy_online
       (0.05 = 5% fewer expected clicks per slot in the first quarter of visits) for the same comparison.
     """

@@ -1,4 +1,4 @@
-"""Turn a validated raw data set into model-ready, split Parquet tables with a manifest (DESIGN §2).
+"""Turn a validated raw data set into model-ready, split Parquet tables with a manifest (docs/design.md §2).
 
 Steps: implicit conversion → k-core filter → dense id remapping → item text → split → atomic write.
 The output folder is named by a fingerprint of the input files and the resolved config, so an identical

@@ -1,4 +1,5 @@
-"""Evaluation splits (DESIGN §3): random_ratio, leave_last_out, temporal_ratio, cold_items and coat_random.
+"""Evaluation splits (docs/design.md §3): random_ratio, leave_last_out, temporal_ratio, cold_items and
+coat_random.
 
 Every split takes an interaction frame with dense `user_idx`, `item_idx`, `rating`, `timestamp` columns and
 returns a `Split` of three disjoint frames. Orderings are fully deterministic: chronological order breaks

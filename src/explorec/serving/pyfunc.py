@@ -117,7 +117,7 @@ class ExplorecRecommender(mlflow.pyfunc.PythonModel):
         """Load the bundle (weights-only), set torch's thread count, and build the recommender.
 
         `torch_threads` (model_config, default 1) is set process-wide: one request's tensors are tiny, and
-        more intra-op threads only contend (measured ~50× slower with 2 threads on a busy 2-core machine).
+        more intra-op threads only contend (see docs/results.md on thread counts).
         Pass `model_config={"torch_threads": 0}` to `mlflow.pyfunc.load_model` to leave torch as it is.
         `precompute_user_vectors` (default 1) encodes every known user's stored history at load time, in
         batches, so a known user's request costs no user-tower pass; 0 computes each on first use instead.

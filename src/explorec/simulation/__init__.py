@@ -1,4 +1,4 @@
-"""Seeded semi-synthetic interactive simulator (DESIGN §6): judges exploration policies by long-run clicks.
+"""Seeded semi-synthetic interactive simulator (docs/design.md §6): judges policies by long-run clicks.
 
 Modules: `config` (SimulateConfig), `ground_truth` (pools, hidden interests, leak-free training set, EASE),
 `calibration` (click model a, b; Platt prior), `environment` (SimulationWorld, build_world), `recommender`

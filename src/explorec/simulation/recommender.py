@@ -110,7 +110,7 @@ class TowerFitInfo:
 def check_tower_training_data(dataset: ProcessedDataset, world: SimulationWorld) -> None:
     """Raise LeakageError if any split holds a hidden positive, or a simulated user's later interaction.
 
-    Later = after the timestamp of that user's last visible positive (DESIGN §6: the towers see all other
+    Later = after the time of that user's last visible positive (docs/design.md §6: the towers see all other
     users plus the visible part of the simulated users only).
     """
     cutoff = world.visible.groupby("user_idx")["timestamp"].max()

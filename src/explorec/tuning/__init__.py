@@ -1,4 +1,4 @@
-"""Optuna search over the two-tower's settings and the exploration rate (DESIGN §7).
+"""Optuna search over the two-tower's settings and the exploration rate (docs/design.md §7).
 
 Modules: `config` (TuneConfig: search space as data, objectives, sampler, pruner, storage, workers, the
 selection floor), `space` (map suggestions onto config dataclasses), `served` (accuracy and diversity of the

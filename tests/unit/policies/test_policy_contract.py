@@ -34,7 +34,7 @@ def test_every_design_policy_is_registered() -> None:
         "thompson",
         "semantic_cluster",
         "mmr",
-        "linucb_novelty",  # beyond DESIGN §5: LinUCB with a text-cluster novelty bonus
+        "linucb_novelty",  # beyond docs/design.md §5: LinUCB with a text-cluster novelty bonus
     }
 
 
