@@ -29,6 +29,10 @@ class MetricGate:
 class GatesConfig:
     """Promotion gates: accuracy and diversity of the candidate, absolute and against the champion.
 
+    A candidate passes when every metric exists, is not NaN, clears its threshold (a floor, or a ceiling when
+    higher_is_better is false) and, once there is a champion, is no worse than the champion's value by more
+    than `tolerance` (absolute, in the metric's units). Metric keys are MLflow-safe names ('@' written '_at_').
+
     Defaults are floors that a trained two-tower on ML-100K (leave_last_out) clears with margin and that an
     untrained or collapsed model (a handful of items for everyone) fails.
     """
@@ -51,7 +55,7 @@ class GatesConfig:
         default_factory=lambda: MetricGate(
             "served/policy/exposure_gini", threshold=0.95, tolerance=0.03, higher_is_better=False
         )
-    )
+    )  # 0 = equal exposure; lower is better
     simulator_lift_metric: str = "sim/lift_ci_low"
     """Lower bound of the simulator's lift interval; when the candidate has it, it must be > 0."""
     require_simulator_lift: bool = False

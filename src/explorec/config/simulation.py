@@ -26,16 +26,16 @@ def _default_policy_rates() -> dict[str, list[float]]:
     """Exploring policies (explorec.policies names) and their rates, chosen on the tune pool.
 
     Chosen with `explorec simulate simulate.pool=tune` and the two-tower recommender; why each rate, with
-    the figures: docs/results.md ("Simulator"). epsilon_greedy@0.3 is the OPE logging policy.
+    the figures: docs/results.md ("Simulator"). An empty list (`simulate.policy_rates.mmr=[]`) drops a policy.
     """
     return {
-        "epsilon_greedy": [0.1, 0.3],
+        "epsilon_greedy": [0.1, 0.3],  # 0.3 is the OPE logging policy
         "boltzmann": [0.1],
         "linucb": [0.5, 1.0],
         "thompson": [0.25],
-        "semantic_cluster": [0.1, 0.5],
+        "semantic_cluster": [0.1, 0.5],  # a low rate and the discovery end of its trade-off
         "mmr": [0.5],
-        "linucb_novelty": [0.7, 1.0],
+        "linucb_novelty": [0.7, 1.0],  # the rate with the most discovery at a click CI > 0, and the highest rate
     }
 
 
@@ -81,17 +81,19 @@ class SimulateConfig:
     min_user_positives: int = 20
     tune_users: int = 150
     test_users: int = 300
-    pool: str = "test"
+    pool: str = "test"  # tune (Optuna / choosing policies) or test (reported numbers)
     visible_share: float = 0.5
     n_visits: int = 20
     slate_size: int = 10
     n_replications: int = 5
-    ground_truth: str = "ease"
+    ground_truth: str = "ease"  # or ease_popularity_dampened (robustness)
     popularity_damping: float = 0.5
     ease_l2_grid: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0])
     ease_holdout_share: float = 0.1
     noise_std: float = 0.5
     calibrations: list[CalibrationTarget] = field(default_factory=_default_calibrations)
+    # true: the prior is σ(α·s + γ·log(1 + popularity) + β), fitted on the same tune-pool exposure log. Off by
+    # default; its effect: `explorec simulate simulate.pool=tune simulate.prior_popularity=true`, docs/results.md.
     prior_popularity: bool = False
     online_noise_std: float = 0.2
     online_prior_std: float = 0.02
@@ -103,12 +105,17 @@ class SimulateConfig:
     cluster_seed: int = 0
     ope_logging_policy: str = "epsilon_greedy@0.3"
     ope_target_policies: list[str] = field(default_factory=lambda: ["epsilon_greedy@0.1", "greedy_online"])
+    # two_tower: the towers (encoder from `encoder`), fitted on every non-simulated user plus the visible part
+    # of the simulated users only (asserted); pure_svd: the fast truncated-SVD stand-in (tests).
     recommender: str = "two_tower"
     stand_in_dimension: int = 32
+    # The simulator's own epoch budget (epochs) for its restricted two-tower fit (the full run uses
+    # trainer.max_epochs); the fit is cached on disk, so only the first run pays for it. Accuracy and time
+    # against a larger budget: `explorec simulate simulate.recommender_max_epochs=30`, see docs/results.md.
     recommender_max_epochs: int = 10
     recommender_cache_dir: str = "mlruns/simulator_recommenders"
-    blas_threads: int = 1
-    episode_workers: int = 2
+    blas_threads: int = 1  # BLAS threads per episode thread (episode_workers x blas_threads = cores used)
+    episode_workers: int = 2  # policies' episodes of a replication run on this many threads (equal to serial)
 
 
 RECOMMENDERS = ("two_tower", "pure_svd")

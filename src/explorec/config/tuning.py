@@ -76,7 +76,9 @@ def flat_space(space: SearchSpace) -> dict[str, ParameterSpec]:
 
 @dataclass
 class TuneConfig:
-    """One Optuna study: what is searched, what is optimised, where trials are stored, how they run.
+    """One Optuna study (`explorec tune`): what is searched, what is optimised, where trials are stored, how
+    they run. By default multi-objective: maximise (validation NDCG@10 of the slates the policy serves,
+    diversity of those slates).
 
     Fields:
     - study_name: the study's name in the storage; rerunning with the same name resumes it.
@@ -88,11 +90,13 @@ class TuneConfig:
     - mode: `multi` maximises (served NDCG@10, diversity); `single` maximises served NDCG@10 and prunes.
     - sampler / seed: `tpe`, `nsga2` or `random`, seeded. pruner: single mode only.
     - diversity_objective: `ild` (intra-list diversity on the text encoder's item vectors) or `coverage`
-      (catalogue coverage of all served slates). diversity_floor: the selection gate (see report.py);
-      0.2 matches the ILD floor of the promotion gates (registry GatesConfig).
+      (catalogue coverage of all served slates). diversity_floor: the selection gate (best accuracy among
+      Pareto trials with diversity >= floor, see report.py); 0.2 matches the ILD floor of the promotion gates
+      (registry GatesConfig).
     - slate_size: K of the served slates (NDCG@K, ILD over K items). serving_seed: the policy's random stream.
     - heartbeat_interval_s / grace_period_s: RDB heartbeat; a RUNNING trial without a heartbeat for the
-      grace period is failed and retried (max_retry times) on the next start.
+      grace period (seconds) is failed and retried (max_retry times) on the next start; same-host deaths are
+      caught at once by pid.
     - search_space: config section → field → ParameterSpec (see `SearchSpace`).
     """
 
