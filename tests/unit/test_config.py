@@ -1,15 +1,90 @@
-"""Config: every group option composes into the typed schema; unknown keys and wrong types are named."""
+"""Config: every group option composes into the typed schema; unknown keys and wrong types are named.
+
+The schema holds every default: `compose([])` is `ExplorecConfig()`, and a group option's file names exactly
+the fields it changes (it can neither repeat nor silently contradict a default).
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
+from omegaconf import OmegaConf
 
 from explorec.config import ExplorecConfig, compose, conf_dir, config_hash, from_dict, to_dict
 from explorec.errors import ConfigError
 
 GROUPS = sorted(path.name for path in conf_dir().iterdir() if path.is_dir())
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((conf_dir() / group).glob("*.yaml"))]
+COMPANIONS = {"coat_random": ["data=coat"]}
+"""Options that compose only together with others (the split that needs its data set)."""
+
+KeyPath = tuple[str, ...]
+
+
+def _differing_paths(before: Any, after: Any, prefix: KeyPath = ()) -> list[KeyPath]:
+    """Return the paths where two asdict() trees differ (a key present on one side only is one path)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        paths: list[KeyPath] = []
+        for key in [*before, *(key for key in after if key not in before)]:
+            if key not in before or key not in after:
+                paths.append((*prefix, key))
+            else:
+                paths.extend(_differing_paths(before[key], after[key], (*prefix, key)))
+        return paths
+    return [] if before == after and type(before) is type(after) else [prefix]
+
+
+def _named_paths(group: str, option: str) -> list[KeyPath]:
+    """Return the leaf paths an option's file sets (with those of same-group files in its defaults list)."""
+    values = OmegaConf.to_container(OmegaConf.load(conf_dir() / group / f"{option}.yaml"))
+    assert isinstance(values, dict)
+    inherited = [entry for entry in values.pop("defaults", []) if entry != "_self_"]
+    paths = [path for parent in inherited for path in _named_paths(group, parent)]
+
+    def leaves(node: Any, prefix: KeyPath) -> None:
+        if isinstance(node, dict) and node:
+            for key, child in node.items():
+                leaves(child, (*prefix, key))
+        else:
+            paths.append(prefix)
+
+    for key, child in values.items():
+        leaves(child, (key,))
+    return paths
+
+
+def _related(path: KeyPath, other: KeyPath) -> bool:
+    """Whether one path lies under the other (a new search-space entry is named by its leaves)."""
+    shorter = min(len(path), len(other))
+    return path[:shorter] == other[:shorter]
+
+
+def test_the_schema_holds_every_default() -> None:
+    assert _differing_paths(asdict(ExplorecConfig()), asdict(compose([]))) == []
+    primary = OmegaConf.to_container(OmegaConf.load(conf_dir() / "config.yaml"))
+    assert isinstance(primary, dict)
+    assert set(primary) == {"defaults"}, "conf/config.yaml holds only the defaults list"
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_a_group_option_names_exactly_what_it_changes(group: str, option: str) -> None:
+    companions = COMPANIONS.get(option, [])
+    base = asdict(compose(companions))
+    chosen = asdict(compose([*companions, f"{group}={option}"]))
+    assert {key: value for key, value in chosen.items() if key != group} == {
+        key: value for key, value in base.items() if key != group
+    }, f"{group}={option} changed another section"
+    changed = _differing_paths(base[group], chosen[group])
+    named = _named_paths(group, option)
+    unexplained = [".".join(path) for path in changed if not any(_related(path, n) for n in named)]
+    repeated = [".".join(path) for path in named if not any(_related(path, c) for c in changed)]
+    assert unexplained == [], f"conf/{group}/{option}.yaml changes fields it does not name"
+    assert repeated == [], f"conf/{group}/{option}.yaml repeats the schema's defaults"
+    if "name" in chosen[group]:
+        assert chosen[group]["name"] == option, f"{group}={option} must select {group}.name={option}"
 
 
 def test_default_config_composes_to_the_schema() -> None:
@@ -18,15 +93,9 @@ def test_default_config_composes_to_the_schema() -> None:
     assert (cfg.data.name, cfg.split.name, cfg.encoder.name) == ("ml100k", "leave_last_out", "minilm")
 
 
-@pytest.mark.parametrize(
-    ("group", "option"),
-    [(group, path.stem) for group in GROUPS for path in sorted((conf_dir() / group).glob("*.yaml"))],
-)
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_every_group_option_composes(group: str, option: str) -> None:
-    overrides = [f"{group}={option}"]
-    if option == "coat_random":
-        overrides.append("data=coat")
-    cfg = compose(overrides)
+    cfg = compose([f"{group}={option}", *COMPANIONS.get(option, [])])
     assert isinstance(cfg, ExplorecConfig)
 
 

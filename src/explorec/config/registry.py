@@ -31,7 +31,8 @@ class GatesConfig:
 
     A candidate passes when every metric exists, is not NaN, clears its threshold (a floor, or a ceiling when
     higher_is_better is false) and, once there is a champion, is no worse than the champion's value by more
-    than `tolerance` (absolute, in the metric's units). Metric keys are MLflow-safe names ('@' written '_at_').
+    than `tolerance` (absolute, in the metric's units). Metric keys are MLflow-safe names ('@' written
+    '_at_').
 
     Defaults are floors that a trained two-tower on ML-100K (leave_last_out) clears with margin and that an
     untrained or collapsed model (a handful of items for everyone) fails.

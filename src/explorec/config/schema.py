@@ -103,7 +103,8 @@ class ModelConfig:
     # auto: attention (causal self-attention over the last history_length items) for next_item; mean (a set
     # model over the whole history; history_length then caps nothing) for held_out
     user_pooling: str = "auto"
-    held_out_fraction: float = 0.2  # share of a user's train items that each held_out example hides as targets
+    # share of a user's train items that each held_out example hides as targets
+    held_out_fraction: float = 0.2
     logq_correction: bool = True
     extra_uniform_negatives: int = 0
     initial_temperature: float = 0.05
@@ -113,8 +114,9 @@ class ModelConfig:
     ema_decay: float = 0.0
     weight_decay: float = 0.0
     # true: the user tower reads the history through a second item tower of its own (input
-    # representations), untied from the item tower that scores items (output representations). Training and
-    # evaluation only: serving reads histories through the served item vectors, so such a model is not bundled.
+    # representations), untied from the item tower that scores items (output representations). Training
+    # and evaluation only: serving reads histories through the served item vectors, so such a model is not
+    # bundled.
     separate_input_items: bool = False
     # with separate_input_items, false leaves the input representations unnormalised, so their lengths weigh
     # each history item in the user tower's mean (like EASE's per-item rows); true: every item weighs the same

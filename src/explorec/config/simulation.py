@@ -35,7 +35,8 @@ def _default_policy_rates() -> dict[str, list[float]]:
         "thompson": [0.25],
         "semantic_cluster": [0.1, 0.5],  # a low rate and the discovery end of its trade-off
         "mmr": [0.5],
-        "linucb_novelty": [0.7, 1.0],  # the rate with the most discovery at a click CI > 0, and the highest rate
+        # the rate with the most discovery at a click CI > 0, and the highest rate
+        "linucb_novelty": [0.7, 1.0],
     }
 
 
@@ -92,8 +93,9 @@ class SimulateConfig:
     ease_holdout_share: float = 0.1
     noise_std: float = 0.5
     calibrations: list[CalibrationTarget] = field(default_factory=_default_calibrations)
-    # true: the prior is σ(α·s + γ·log(1 + popularity) + β), fitted on the same tune-pool exposure log. Off by
-    # default; its effect: `explorec simulate simulate.pool=tune simulate.prior_popularity=true`, docs/results.md.
+    # true: the prior is σ(α·s + γ·log(1 + popularity) + β), fitted on the same tune-pool exposure log. Off
+    # by default; its effect: `explorec simulate simulate.pool=tune simulate.prior_popularity=true`,
+    # docs/results.md.
     prior_popularity: bool = False
     online_noise_std: float = 0.2
     online_prior_std: float = 0.02

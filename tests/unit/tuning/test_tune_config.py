@@ -1,4 +1,5 @@
-"""The search space lives in conf/tune/ and every override reaches it; bad specs fail with the key named."""
+"""The search space is TuneConfig's (conf/tune/ options add to it), every override reaches it; bad specs fail
+with the key named."""
 
 from __future__ import annotations
 
