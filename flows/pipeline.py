@@ -14,7 +14,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import compose, from_dict, to_dict
+from explorec.config import from_dict, to_dict
+from explorec.pipeline.config import load_config
 from explorec.pipeline.report import lift_lines
 from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
@@ -106,7 +107,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     from explorec.pipeline.cache import code_version
     from explorec.simulation.tracked import candidate_simulation
 
-    cfg = compose(overrides or [])
+    cfg = load_config(overrides or [])
     config = to_dict(cfg)
     force, code = cfg.pipeline.force, code_version()
     preprocess_task(config)

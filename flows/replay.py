@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import compose, from_dict, to_dict
+from explorec.config import from_dict, to_dict
+from explorec.pipeline.config import load_config
 from flows.train import preprocess_task
 
 
@@ -22,7 +23,7 @@ def replay_task(config: dict[str, Any]) -> dict[str, Any]:
 @flow(name="replay", log_prints=True)
 def replay_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Does feedback sent back to the served model find more held-out items than greedy? (offline)"""
-    cfg = compose(overrides or [])
+    cfg = load_config(overrides or [])
     config = to_dict(cfg)
     preprocess_task(config)
     summary = replay_task(config)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
+from explorec.policies.registry import policy_names
 from flows.benchmark import benchmark_flow
 from flows.pipeline import pipeline_flow
 from flows.preprocess import preprocess_flow
@@ -26,9 +27,8 @@ DEPLOYMENT_NAME = "explorec"
 DatasetName = Literal["ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic"]
 SplitName = Literal["leave_last_out", "random_ratio", "temporal_ratio", "cold_items", "coat_random"]
 EncoderName = Literal["minilm", "none"]
-PolicyName = Literal[
-    "greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr", "linucb_novelty"
-]
+PolicyName = str
+"""A registered policy: `deployments()` offers the policy registry's names as the form's choices."""
 PoolName = Literal["tune", "test"]
 EvaluationName = Literal["valid", "test"]
 
@@ -254,15 +254,25 @@ SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
 def deployments() -> list[RunnerDeployment]:
     """Return one deployment per served flow, each validating its parameters against the typed form."""
     return [
-        served.to_deployment(
-            name=DEPLOYMENT_NAME,
-            description=(served.description or "").split("\n\n")[0],
-            tags=["explorec"],
-            enforce_parameter_schema=True,
-            entrypoint_type=EntrypointType.MODULE_PATH,
+        _offer_registered_policies(
+            served.to_deployment(
+                name=DEPLOYMENT_NAME,
+                description=(served.description or "").split("\n\n")[0],
+                tags=["explorec"],
+                enforce_parameter_schema=True,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
         )
         for served in SERVED_FLOWS
     ]
+
+
+def _offer_registered_policies(deployment: RunnerDeployment) -> RunnerDeployment:
+    """Make the form's `policy` field a choice among the policies registered now."""
+    policy_field = deployment._parameter_openapi_schema.properties.get("policy")
+    if policy_field is not None:
+        policy_field["enum"] = list(policy_names())
+    return deployment
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import compose, from_dict, to_dict
+from explorec.config import from_dict, to_dict
+from explorec.pipeline.config import load_config
 from flows.train import encode_task, preprocess_task
 
 
@@ -22,7 +23,7 @@ def simulate_task(config: dict[str, Any]) -> dict[str, Any]:
 @flow(name="simulate", log_prints=True)
 def simulate_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Judge exploration policies in the seeded semi-synthetic simulator (docs/design.md §6)."""
-    cfg = compose(overrides or [])
+    cfg = load_config(overrides or [])
     config = to_dict(cfg)
     preprocess_task(config)
     encode_task(config)

@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import compose, from_dict, to_dict
+from explorec.config import from_dict, to_dict
+from explorec.pipeline.config import load_config
 from flows.train import encode_task, preprocess_task
 
 
@@ -28,9 +29,9 @@ def encoder_overrides(overrides: list[str], encoder: str) -> list[str]:
 def study_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """How much discovery and long-term reward the language-model item tower buys at equal short-term cost."""
     overrides = list(overrides or [])
-    cfg = compose(overrides)
+    cfg = load_config(overrides)
     configs = {
-        encoder: to_dict(compose(encoder_overrides(overrides, encoder))) for encoder in cfg.study.encoders
+        encoder: to_dict(load_config(encoder_overrides(overrides, encoder))) for encoder in cfg.study.encoders
     }
     preprocess_task(to_dict(cfg))
     for config in configs.values():

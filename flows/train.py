@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import compose, from_dict, to_dict
+from explorec.config import from_dict, to_dict
+from explorec.pipeline.config import load_config
 from explorec.pipeline.report import metrics_markdown
 from flows.common import IO_RETRIES
 
@@ -42,7 +43,7 @@ def fit_task(config: dict[str, Any], parent_run_id: str | None = None) -> dict[s
 @flow(name="train", log_prints=True)
 def train_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Train and evaluate the two-tower recommender on one configuration, tracked in MLflow."""
-    cfg = compose(overrides or [])
+    cfg = load_config(overrides or [])
     config = to_dict(cfg)
     preprocess_task(config)
     encode_task(config)

@@ -8,7 +8,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import compose, to_dict
+from explorec.config import to_dict
+from explorec.pipeline.config import load_config
 from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
 
@@ -17,10 +18,10 @@ from flows.train import encode_task, preprocess_task
 def run_study_task(config: dict[str, Any], tune: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     """Open or resume the study and run its remaining trials; return where it lives and what ran."""
     from explorec.config import from_dict
-    from explorec.config.tuning import PolicySettings
+    from explorec.policies.spec import PolicySpec
     from explorec.tuning.workers import run_study, tune_from_dict
 
-    study_run = run_study(from_dict(config), tune_from_dict(tune), PolicySettings(**policy))
+    study_run = run_study(from_dict(config), tune_from_dict(tune), PolicySpec(**policy))
     return asdict(study_run)
 
 
@@ -47,7 +48,7 @@ def tune_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     from explorec.tuning.report import summary_markdown
     from explorec.tuning.space import base_policy
 
-    cfg = compose(overrides or [])
+    cfg = load_config(overrides or [])
     tune, policy = cfg.tune, base_policy(cfg)
     config = to_dict(cfg)
     preprocess_task(config)

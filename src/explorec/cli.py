@@ -204,10 +204,10 @@ def run(
     args: argparse.Namespace | None = None,
 ) -> dict[str, Any]:
     """Check the overrides, run one flow (or registry action) and print its summary; returns the summary."""
-    from explorec.config import compose
+    from explorec.pipeline.config import load_config
 
     spec = COMMANDS[command]
-    cfg = compose(overrides)  # fail fast on a bad override, before Prefect starts; the flow composes its own
+    cfg = load_config(overrides)  # fail fast on a bad override, before Prefect starts; the flow loads its own
     summary = _load(spec.up_to_date)(cfg) if spec.up_to_date and not force else None
     if summary is None and spec.call is not None:
         summary = _load(spec.call)(cfg, args)

@@ -9,12 +9,11 @@ import pytest
 
 from explorec.config import compose
 from explorec.config.schema import DATA_SOURCES, SPLITS
-from explorec.policies.factory import POLICY_NAMES
+from explorec.policies.registry import policy_names
 from flows.serve import (
     DEPLOYMENT_NAME,
     DatasetName,
     EncoderName,
-    PolicyName,
     SplitName,
     deployments,
     form_overrides,
@@ -27,8 +26,11 @@ from flows.serve import tune as serve_tune
 def test_form_choices_match_what_the_config_accepts() -> None:
     assert set(typing.get_args(DatasetName)) == set(DATA_SOURCES)
     assert set(typing.get_args(SplitName)) == set(SPLITS)
-    assert set(typing.get_args(PolicyName)) == set(POLICY_NAMES)
     assert set(typing.get_args(EncoderName)) == {"minilm", "none"}
+    for deployment in deployments():
+        properties = deployment._parameter_openapi_schema.model_dump()["properties"]
+        if "policy" in properties:
+            assert properties["policy"]["enum"] == list(policy_names()), deployment.flow_name
 
 
 def test_form_fields_become_hydra_overrides_before_the_free_form_ones() -> None:

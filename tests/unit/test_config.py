@@ -125,10 +125,14 @@ def test_unknown_group_option_lists_the_available_ones() -> None:
 
 
 def test_values_outside_the_known_choices_fail() -> None:
+    from explorec.pipeline.config import load_config
+
     with pytest.raises(ConfigError, match=r"data\.name"):
-        compose(["data.name=imaginary"])
+        load_config(["data.name=imaginary"])
     with pytest.raises(ConfigError, match="coat_random"):
-        compose(["split=coat_random"])
+        load_config(["split=coat_random"])
+    with pytest.raises(ConfigError, match=r"policy\.name"):
+        load_config(["policy.name=softmax"])
 
 
 def test_dict_round_trip_and_hash_are_stable() -> None:

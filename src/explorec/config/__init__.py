@@ -1,5 +1,6 @@
 """The typed configuration: the schema (`schema`, with the simulator, search and registry sections beside it)
-and `compose`, which reads `conf/` with Hydra overrides into a validated `ExplorecConfig`."""
+and `compose`, which reads `conf/` with Hydra overrides into a type- and range-checked `ExplorecConfig`
+(`explorec.pipeline.config.load_config` also checks the names it chooses against the registries)."""
 
 from explorec.config.compose import (
     compose,

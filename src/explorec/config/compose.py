@@ -11,13 +11,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from explorec.config.schema import (
-    DATA_SOURCES,
-    POLICIES,
-    SPLITS,
-    ExplorecConfig,
-)
-from explorec.config.simulation import RECOMMENDERS
+from explorec.config.schema import ExplorecConfig
 from explorec.config.tuning import validate_tune_config
 from explorec.errors import ConfigError
 
@@ -54,16 +48,8 @@ def _register_schema() -> None:
     store.store(name="explorec_schema", node=ExplorecConfig)
 
 
-def _validate_choices(cfg: ExplorecConfig) -> None:
-    """Fail on values that type-check but name nothing explorec knows."""
-    if cfg.data.name not in DATA_SOURCES:
-        raise ConfigError(f"data.name={cfg.data.name!r} is not one of {', '.join(DATA_SOURCES)}")
-    if cfg.split.name not in SPLITS:
-        raise ConfigError(f"split.name={cfg.split.name!r} is not one of {', '.join(SPLITS)}")
-    if cfg.split.name == "coat_random" and cfg.data.name != "coat":
-        raise ConfigError(
-            "split.name='coat_random' needs data=coat (it uses Coat's random-exposure test set)"
-        )
+def validate_values(cfg: ExplorecConfig) -> None:
+    """Fail on values outside their ranges or fixed options (`explorec.pipeline.config` checks names)."""
     if not 0.0 <= cfg.split.valid_ratio < 1.0 or not 0.0 < cfg.split.test_ratio < 1.0:
         raise ConfigError("split.valid_ratio and split.test_ratio must lie in [0, 1)")
     if cfg.split.valid_ratio + cfg.split.test_ratio >= 1.0:
@@ -76,8 +62,6 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError("model.user_pooling must be auto, attention or mean")
     if not 0.0 < cfg.model.held_out_fraction < 1.0:
         raise ConfigError("model.held_out_fraction must lie in (0, 1)")
-    if cfg.policy.name not in POLICIES:
-        raise ConfigError(f"policy.name={cfg.policy.name!r} is not one of {', '.join(POLICIES)}")
     if not 0.0 <= cfg.policy.exploration_rate <= 1.0:
         raise ConfigError("policy.exploration_rate must lie in [0, 1]")
     if cfg.policy.feedback_weight <= 0:
@@ -92,16 +76,12 @@ def _validate_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError("replay.feedback_weights must be > 0")
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
-    _validate_simulation(cfg)
+    _validate_simulation_values(cfg)
     validate_tune_config(cfg.tune)
 
 
-def _validate_simulation(cfg: ExplorecConfig) -> None:
-    """Fail on simulate/study values that type-check but name nothing explorec knows."""
-    if cfg.simulate.recommender not in RECOMMENDERS:
-        raise ConfigError(
-            f"simulate.recommender={cfg.simulate.recommender!r} is not one of {', '.join(RECOMMENDERS)}"
-        )
+def _validate_simulation_values(cfg: ExplorecConfig) -> None:
+    """Fail on simulate/study values outside their ranges or fixed options."""
     if cfg.simulate.recommender_max_epochs < 1:
         raise ConfigError("simulate.recommender_max_epochs must be >= 1")
     if cfg.simulate.episode_workers < 1:
@@ -113,11 +93,6 @@ def _validate_simulation(cfg: ExplorecConfig) -> None:
     study = cfg.study
     if len(study.encoders) != 2 or len(set(study.encoders)) != 2:
         raise ConfigError(f"study.encoders must name two different encoders, got {study.encoders}")
-    unknown = sorted(set(study.policies) - set(POLICIES))
-    if unknown or "greedy" in study.policies:
-        raise ConfigError(
-            f"study.policies must be exploring policies among {', '.join(POLICIES[1:])}, got {study.policies}"
-        )
     if not study.exploration_rates or not all(0.0 < rate <= 1.0 for rate in study.exploration_rates):
         raise ConfigError("study.exploration_rates must be a non-empty list of rates in (0, 1]")
     known = {target.name for target in cfg.simulate.calibrations}
@@ -130,7 +105,11 @@ def _validate_simulation(cfg: ExplorecConfig) -> None:
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> ExplorecConfig:
-    """Compose `conf/config.yaml` with Hydra overrides into a validated ExplorecConfig."""
+    """Compose `conf/config.yaml` with Hydra overrides into an ExplorecConfig whose values lie in range.
+
+    Names of registered things (data sources, splits, policies, recommenders) are checked by
+    `explorec.pipeline.config.load_config`, which every entry point uses.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -149,7 +128,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> ExplorecConfig:
     finally:
         GlobalHydra.instance().clear()
     assert isinstance(cfg, ExplorecConfig)
-    _validate_choices(cfg)
+    validate_values(cfg)
     return cfg
 
 

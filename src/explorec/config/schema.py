@@ -12,16 +12,6 @@ DATA_SOURCES = ("ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25
 SPLITS = ("random_ratio", "leave_last_out", "temporal_ratio", "cold_items", "coat_random")
 CHRONOLOGICAL_SPLITS = ("leave_last_out", "temporal_ratio")
 """Splits that hold out each user's latest interactions (the model's `auto` choices treat them alike)."""
-POLICIES = (
-    "greedy",
-    "epsilon_greedy",
-    "boltzmann",
-    "linucb",
-    "thompson",
-    "semantic_cluster",
-    "mmr",
-    "linucb_novelty",
-)
 
 
 @dataclass

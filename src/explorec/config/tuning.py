@@ -1,7 +1,8 @@
 """Typed settings of the Optuna search: the search space as data, objectives, storage, workers, selection.
 
 The search space maps a dotted config path (`model.embedding_dim`, `policy.exploration_rate`) to a
-distribution spec. `policy.*` paths set the exploration policy the trial serves with (see `PolicySettings`).
+distribution spec. `policy.*` paths set the exploration policy the trial serves with (a
+`explorec.policies.spec.PolicySpec`).
 """
 
 from __future__ import annotations
@@ -39,14 +40,6 @@ class PrunerConfig:
     n_warmup_steps: int = 1
     min_resource: int = 1
     reduction_factor: int = 3
-
-
-@dataclass
-class PolicySettings:
-    """The exploration policy a trial serves with (name from explorec.policies, one exploration_rate)."""
-
-    name: str = "epsilon_greedy"
-    exploration_rate: float = 0.1
 
 
 SearchSpace = dict[str, dict[str, ParameterSpec]]

@@ -373,8 +373,9 @@ def two_tower_config(cfg: ExplorecConfig, encoder: str) -> tuple[ExplorecConfig,
     from omegaconf.errors import OmegaConfBaseException
 
     from explorec.config import from_dict, to_dict
-    from explorec.config.compose import _validate_choices
+    from explorec.config.compose import validate_values
     from explorec.errors import ConfigError
+    from explorec.pipeline.config import validate_choices
 
     chosen = _with_encoder(cfg, encoder)
     overrides = list(cfg.benchmark.two_tower_overrides.get(cfg.split.name, []))
@@ -385,7 +386,8 @@ def two_tower_config(cfg: ExplorecConfig, encoder: str) -> tuple[ExplorecConfig,
         result = from_dict(OmegaConf.to_container(merged))  # type: ignore[arg-type]
     except OmegaConfBaseException as error:
         raise ConfigError(f"benchmark.two_tower_overrides.{cfg.split.name}: {error}") from error
-    _validate_choices(result)
+    validate_values(result)
+    validate_choices(result)
     return result, overrides
 
 

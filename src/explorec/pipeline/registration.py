@@ -44,7 +44,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     from explorec.data.loading import load_dataset
     from explorec.models.fit import resolve_model_config
     from explorec.pipeline.cache import POLICY_KEY_TAG, policy_key
-    from explorec.serving.bundle import serving_policy_spec
+    from explorec.policies.spec import PolicySpec
     from explorec.serving.packaging import bundle_from_run
     from explorec.serving.pyfunc import log_recommender
     from explorec.serving.served import served_metrics_for_bundle
@@ -54,7 +54,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     dataset = load_dataset(cfg)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
     bundle = bundle_from_run(
-        run_id, dataset, model_cfg, serving_policy_spec(cfg), tracking_uri=target.tracking_uri
+        run_id, dataset, model_cfg, PolicySpec.from_config(cfg.policy), tracking_uri=target.tracking_uri
     )
     served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
     with mlflow.start_run(run_id=run_id):

@@ -8,12 +8,15 @@ Modules: `base` (the `Policy` interface, `Slate`/`SlateBatch`, `deviation_rate`,
 (greedy, ε-greedy, Boltzmann/Plackett-Luce), `linear` (LinUCB and Thompson sampling on
 item-tower vectors, per-user Bayesian linear model with Sherman–Morrison updates), `semantic` (k-means text
 clusters, semantic-cluster exploration with per-user Beta Thompson sampling), `mmr` (maximal marginal
-relevance), `novelty` (LinUCB with a text-cluster novelty bonus; a simulator policy, not in the factory),
-`factory` (`build_policy(name, exploration_rate, **params)`, `POLICY_NAMES`).
+relevance), `novelty` (LinUCB with a text-cluster novelty bonus), `registry` (every policy class by name:
+`policy_names()`, `register_policy(cls)` for an extension's policy), `spec` (`PolicySpec(name,
+exploration_rate, params)`, the one builder `build(**resources)` and `PolicySpec.from_config`). What a
+policy is built on (item vectors, text embeddings, candidates, clusters, a linear model) is declared by
+class attributes of `Policy`.
 
 Serving loop, for every policy alike::
 
-    policy = build_policy("epsilon_greedy", 0.1)
+    policy = PolicySpec("epsilon_greedy", 0.1).build()
     state = policy.initial_state(history_items=visible_history)
     slate = policy.select(scores=scores, excluded=seen_or_consumed, k=10, rng=rng, state=state)
     policy.update(state=state, items=slate.items, rewards=clicks, scores=scores)

@@ -241,6 +241,17 @@ class Policy(ABC):
     reward_scale_scores: bool = False
     """True for policies that model the reward as score + a learned residual, so their scores must be on
     the reward scale (click probabilities), not any monotone score."""
+    uses_item_vectors: bool = False
+    """Built on the item-tower vectors (keyword `item_vectors`)."""
+    uses_text_embeddings: bool = False
+    """Built on the text embeddings (keyword `text_embeddings`, or `item_clusters` made from them)."""
+    reranks_candidates: bool = False
+    """Re-ranks the top `n_candidates` items by score."""
+    clusters_text: bool = False
+    """Clusters the text embeddings into `n_clusters` (or takes the clusters as `item_clusters`)."""
+    learns_linear_model: bool = False
+    """Keeps a per-user Bayesian linear model updated online: served feedback counts `feedback_weight`, and
+    the simulator serves it from the prior with its shared online model's posterior as the user state."""
 
     def __init__(self, *, exploration_rate: float) -> None:
         self.exploration_rate = check_exploration_rate(exploration_rate)

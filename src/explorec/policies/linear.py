@@ -59,6 +59,9 @@ class _LinearModelPolicy(Policy):
     """Shared parts of LinUCB and Thompson: state, updates, posterior means and the top-M candidates."""
 
     reward_scale_scores = True
+    uses_item_vectors = True
+    reranks_candidates = True
+    learns_linear_model = True
 
     def __init__(
         self,

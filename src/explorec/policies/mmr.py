@@ -36,6 +36,8 @@ class MMRPolicy(Policy):
     """
 
     name = "mmr"
+    uses_text_embeddings = True
+    reranks_candidates = True
 
     def __init__(
         self, *, exploration_rate: float, text_embeddings: np.ndarray, n_candidates: int = 200

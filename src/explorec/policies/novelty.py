@@ -65,6 +65,8 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
     """
 
     name = "linucb_novelty"
+    uses_text_embeddings = True
+    clusters_text = True
 
     def __init__(
         self,

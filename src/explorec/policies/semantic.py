@@ -167,6 +167,8 @@ class SemanticClusterPolicy(Policy):
     """Give a share `exploration_rate` of slots to unengaged text clusters, picked by Beta Thompson."""
 
     name = "semantic_cluster"
+    uses_text_embeddings = True
+    clusters_text = True
 
     def __init__(
         self,

@@ -21,15 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from explorec.policies.factory import (
-    POLICIES_ON_ITEM_VECTORS,
-    POLICIES_WITH_CANDIDATES,
-    POLICIES_WITH_CLUSTERS,
-)
+from explorec.policies.spec import PolicySpec
 
 if TYPE_CHECKING:
 
-    from explorec.config import ExplorecConfig
     from explorec.data.processed import ProcessedDataset
     from explorec.models.towers import UserTower
 
@@ -46,27 +41,6 @@ TOWER_FIELDS = (
 )
 SERVING_HISTORY_SPLITS = ("train", "valid", "test")
 """Splits whose interactions make up a known user's history when serving (all of them by default)."""
-
-
-@dataclass
-class PolicySpec:
-    """Which exploration policy serves, its default exploration_rate and JSON-able keyword parameters."""
-
-    name: str = "epsilon_greedy"
-    exploration_rate: float = 0.1
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def serving_policy_spec(cfg: ExplorecConfig) -> PolicySpec:
-    """Return the serving policy of the config as the registry's PolicySpec."""
-    params: dict[str, Any] = {}
-    if cfg.policy.name in POLICIES_ON_ITEM_VECTORS:
-        params["feedback_weight"] = cfg.policy.feedback_weight
-    if cfg.policy.name in POLICIES_WITH_CANDIDATES:
-        params["n_candidates"] = cfg.policy.n_candidates
-    if cfg.policy.name in POLICIES_WITH_CLUSTERS:
-        params["n_clusters"] = cfg.policy.n_clusters
-    return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate, params)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explorec.serving.bundle import PolicySpec, RecommenderBundle, tower_config
+from explorec.policies.spec import PolicySpec
+from explorec.serving.bundle import RecommenderBundle, tower_config
 from explorec.serving.packaging import bundle_from_parts
 
 ML100K_SHAPE = {"n_users": 943, "n_items": 1682, "n_interactions": 100_000}

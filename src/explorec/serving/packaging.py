@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.evaluation.statistics import fit_logistic
+from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
     SERVING_HISTORY_SPLITS,
-    PolicySpec,
     RecommenderBundle,
     ScoreCalibration,
     catalogue,

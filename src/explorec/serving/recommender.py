@@ -32,14 +32,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from explorec.policies.base import Policy
+from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
-    PolicySpec,
     RecommenderBundle,
     ScoreCalibration,
     build_user_tower,
@@ -205,14 +205,9 @@ def policy_from_spec(
     rate: float | None = None,
 ) -> Policy:
     """Build the policy a spec names; vector-based policies get the item vectors or text embeddings."""
-    from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS, POLICIES_ON_TEXT_VECTORS, build_policy
-
-    params = dict(spec.params)
-    if spec.name in POLICIES_ON_ITEM_VECTORS:
-        params.setdefault("item_vectors", item_vectors)
-    if spec.name in POLICIES_ON_TEXT_VECTORS:
-        params.setdefault("text_embeddings", item_vectors if text_embeddings is None else text_embeddings)
-    return build_policy(spec.name, spec.exploration_rate if rate is None else rate, **params)
+    texts = item_vectors if text_embeddings is None else text_embeddings
+    resources = spec.vector_resources(item_vectors=item_vectors, text_embeddings=texts)
+    return (spec if rate is None else replace(spec, exploration_rate=rate)).build(**resources)
 
 
 def scores_for_policy(policy: Policy, scores: np.ndarray, calibration: ScoreCalibration | None) -> np.ndarray:

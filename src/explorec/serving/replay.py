@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS
-from explorec.serving.bundle import PolicySpec, RecommenderBundle, user_histories
+from explorec.policies.spec import PolicySpec
+from explorec.serving.bundle import RecommenderBundle, user_histories
 from explorec.serving.recommender import Recommender, Request
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def policy_grid(
     policy: PolicySpec, rates: Sequence[float], feedback_weights: Sequence[float]
 ) -> list[PolicySpec]:
     """The bundle's policy at every rate (and, for the linear policies, every feedback weight)."""
-    if policy.name not in POLICIES_ON_ITEM_VECTORS:
+    if not policy.policy_class.learns_linear_model:
         return [replace(policy, exploration_rate=float(rate)) for rate in rates]
     return [
         PolicySpec(policy.name, float(rate), {**policy.params, "feedback_weight": float(weight)})
@@ -220,7 +220,6 @@ def run_replay(cfg: ExplorecConfig) -> dict[str, Any]:
     from explorec.data.loading import load_dataset
     from explorec.errors import ConfigError
     from explorec.models.fit import resolve_model_config
-    from explorec.serving.bundle import serving_policy_spec
     from explorec.serving.packaging import bundle_from_run
     from explorec.tracking.store import config_params, configure_tracking, run_tags
 
@@ -236,7 +235,7 @@ def run_replay(cfg: ExplorecConfig) -> dict[str, Any]:
         ) from error
     dataset = load_dataset(cfg)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
-    policy = serving_policy_spec(cfg)
+    policy = PolicySpec.from_config(cfg.policy)
     bundle = bundle_from_run(settings.run_id, dataset, model_cfg, policy, tracking_uri=target.tracking_uri)
     summary = replay_comparison(
         bundle,

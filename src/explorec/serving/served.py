@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from explorec.evaluation import beyond_accuracy as ba
 from explorec.policies.base import Policy, SlateBatch
 from explorec.policies.simple import GreedyPolicy
-from explorec.serving.bundle import PolicySpec, RecommenderBundle, ScoreCalibration, user_histories
+from explorec.policies.spec import PolicySpec
+from explorec.serving.bundle import RecommenderBundle, ScoreCalibration, user_histories
 from explorec.serving.recommender import Recommender, policy_from_spec, scores_for_policy
 
 if TYPE_CHECKING:

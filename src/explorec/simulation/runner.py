@@ -23,26 +23,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from explorec.policies.base import Policy, SlateBatch
-from explorec.policies.factory import build_policy
+from explorec.policies.linear import ThompsonPolicy
 from explorec.policies.novelty import LinUCBNoveltyPolicy
 from explorec.policies.simple import top_k_rows
+from explorec.policies.spec import PolicySpec
 from explorec.simulation.ground_truth import stream
 from explorec.simulation.online import OnlineResidualModel
 
 POLICY_STREAM, CLICK_STREAM, PLATT_STREAM = 21, 22, 23
 BASELINE_LABELS = ("oracle", "static", "greedy_online", "random")
-LINEAR_POLICIES = ("linucb", "thompson", "linucb_novelty")
-"""Policies served from the prior with the shared online model's posterior as their state."""
 THOMPSON_PROPENSITY_DRAWS = 64
 
 
 @dataclass(frozen=True)
-class PolicySpec:
-    """One simulated policy configuration: label, explorec.policies name, rate, whether it learns online."""
+class SimulatedPolicy:
+    """One simulated configuration: its label, the policy it serves (None: the oracle), online or not."""
 
     label: str
-    policy_name: str
-    exploration_rate: float
+    policy: PolicySpec | None
     online: bool
 
     @property
@@ -50,22 +48,40 @@ class PolicySpec:
         """Whether this is one of the always-reported baselines."""
         return self.label in BASELINE_LABELS
 
+    @property
+    def policy_name(self) -> str:
+        """The served policy's name ('oracle' for the oracle)."""
+        return "oracle" if self.policy is None else self.policy.name
+
+    @property
+    def exploration_rate(self) -> float:
+        """The served policy's exploration rate (0 for the oracle)."""
+        return 0.0 if self.policy is None else self.policy.exploration_rate
+
+    @property
+    def learns_linear_model(self) -> bool:
+        """Whether it is served from the prior with the shared online model's posterior as its state."""
+        return self.policy is not None and self.policy.policy_class.learns_linear_model
+
 
 def policy_label(name: str, exploration_rate: float) -> str:
     """The label of an exploring policy configuration, e.g. 'epsilon_greedy@0.1'."""
     return f"{name}@{exploration_rate:g}"
 
 
-def policy_specs(policy_rates: dict[str, list[float]]) -> list[PolicySpec]:
+def policy_specs(policy_rates: dict[str, list[float]]) -> list[SimulatedPolicy]:
     """The four baselines followed by every exploring policy at every configured rate."""
     specs = [
-        PolicySpec("oracle", "oracle", 0.0, online=False),
-        PolicySpec("static", "greedy", 0.0, online=False),
-        PolicySpec("greedy_online", "greedy", 0.0, online=True),
-        PolicySpec("random", "epsilon_greedy", 1.0, online=False),
+        SimulatedPolicy("oracle", None, online=False),
+        SimulatedPolicy("static", PolicySpec("greedy", 0.0), online=False),
+        SimulatedPolicy("greedy_online", PolicySpec("greedy", 0.0), online=True),
+        SimulatedPolicy("random", PolicySpec("epsilon_greedy", 1.0), online=False),
     ]
     for name, rates in policy_rates.items():
-        specs.extend(PolicySpec(policy_label(name, rate), name, float(rate), online=True) for rate in rates)
+        specs.extend(
+            SimulatedPolicy(policy_label(name, rate), PolicySpec(name, float(rate)), online=True)
+            for rate in rates
+        )
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"duplicate policy configurations: {labels}")
@@ -88,37 +104,35 @@ class PolicyResources:
     novelty_scale: float = 0.0
 
 
-def make_policy(spec: PolicySpec, resources: PolicyResources) -> Policy | None:
-    """Build the explorec policy of a spec (None for the oracle).
-
-    linucb_novelty gets the simulator's text clusters and novelty_bonus_scale (served, it builds the same
-    k-means clusters from the bundle's text embeddings).
-    """
-    if spec.policy_name == "oracle":
+def make_policy(spec: SimulatedPolicy, resources: PolicyResources) -> Policy | None:
+    """Build the explorec policy of a spec (None for the oracle) on the resources its class declares."""
+    if spec.policy is None:
         return None
-    if spec.policy_name == LinUCBNoveltyPolicy.name:
-        return LinUCBNoveltyPolicy(
-            exploration_rate=spec.exploration_rate,
-            item_vectors=resources.augmented_vectors,
-            item_clusters=resources.item_clusters,
-            novelty_scale=resources.novelty_scale,
-            n_candidates=resources.n_candidates,
-            exploration_scale=resources.exploration_scale,
-        )
+    return spec.policy.build(**policy_resources(spec.policy.policy_class, resources))
+
+
+def policy_resources(policy_type: type[Policy], resources: PolicyResources) -> dict[str, object]:
+    """The simulator's keyword arguments for a policy class, read from what the class declares it uses.
+
+    Clustering policies get the simulator's text clusters (served, they build the same k-means clusters
+    from the bundle's text embeddings); linucb_novelty also gets novelty_bonus_scale.
+    """
     params: dict[str, object] = {}
-    if spec.policy_name in LINEAR_POLICIES:
-        params = {
-            "item_vectors": resources.augmented_vectors,
-            "n_candidates": resources.n_candidates,
-            "exploration_scale": resources.exploration_scale,
-        }
-        if spec.policy_name == "thompson":
-            params["propensity_draws"] = THOMPSON_PROPENSITY_DRAWS
-    elif spec.policy_name == "semantic_cluster":
-        params = {"item_clusters": resources.item_clusters}
-    elif spec.policy_name == "mmr":
-        params = {"text_embeddings": resources.text_embeddings, "n_candidates": resources.n_candidates}
-    return build_policy(spec.policy_name, spec.exploration_rate, **params)
+    if policy_type.uses_item_vectors:
+        params["item_vectors"] = resources.augmented_vectors
+    if policy_type.reranks_candidates:
+        params["n_candidates"] = resources.n_candidates
+    if policy_type.learns_linear_model:
+        params["exploration_scale"] = resources.exploration_scale
+    if policy_type.clusters_text:
+        params["item_clusters"] = resources.item_clusters
+    elif policy_type.uses_text_embeddings:
+        params["text_embeddings"] = resources.text_embeddings
+    if issubclass(policy_type, LinUCBNoveltyPolicy):
+        params["novelty_scale"] = resources.novelty_scale
+    if issubclass(policy_type, ThompsonPolicy):
+        params["propensity_draws"] = THOMPSON_PROPENSITY_DRAWS
+    return params
 
 
 @dataclass
@@ -161,10 +175,10 @@ def click_uniforms(
 
 
 def _policy_scores(
-    spec: PolicySpec, policy: Policy | None, prior: np.ndarray, model: OnlineResidualModel
+    spec: SimulatedPolicy, policy: Policy | None, prior: np.ndarray, model: OnlineResidualModel
 ) -> np.ndarray:
     """The scores a policy is served from this visit (see the module docstring)."""
-    if not spec.online or spec.policy_name in LINEAR_POLICIES:
+    if not spec.online or spec.learns_linear_model:
         return prior
     return model.mean_scores(prior)
 
@@ -201,7 +215,7 @@ def _serve(
 
 
 def _initial_states(
-    spec: PolicySpec, policy: Policy | None, inputs: EpisodeInputs, model: OnlineResidualModel
+    spec: SimulatedPolicy, policy: Policy | None, inputs: EpisodeInputs, model: OnlineResidualModel
 ) -> list | None:
     """Per-user policy states: the shared model's views for linear policies, the policy's own otherwise.
 
@@ -214,7 +228,7 @@ def _initial_states(
             policy.initial_state(history_items=items, linear=model.user_state(row))
             for row, items in enumerate(inputs.visible_items)
         ]
-    if spec.policy_name in LINEAR_POLICIES:
+    if spec.learns_linear_model:
         return [model.user_state(row) for row in range(inputs.prior.shape[0])]
     states = [policy.initial_state(history_items=items) for items in inputs.visible_items]
     return None if all(state is None for state in states) else states
@@ -226,7 +240,7 @@ TargetPropensities = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], 
 
 def run_episode(
     *,
-    spec: PolicySpec,
+    spec: SimulatedPolicy,
     policy: Policy | None,
     inputs: EpisodeInputs,
     targets: dict[str, TargetPropensities] | None = None,
@@ -287,7 +301,7 @@ def run_episode(
             if isinstance(policy, LinUCBNoveltyPolicy) and states is not None:
                 for row in range(n_users):  # the shared model above holds its posterior
                     policy.observe_clusters(state=states[row], items=items[row], clicks=clicks[row])
-            elif states is not None and policy is not None and spec.policy_name not in LINEAR_POLICIES:
+            elif states is not None and policy is not None and not spec.learns_linear_model:
                 for row in range(n_users):
                     policy.update(
                         state=states[row],
@@ -299,7 +313,7 @@ def run_episode(
     return episode
 
 
-EpisodeJob = tuple[PolicySpec, Policy | None, dict[str, TargetPropensities] | None]
+EpisodeJob = tuple[SimulatedPolicy, Policy | None, dict[str, TargetPropensities] | None]
 """One episode to run: the spec, its policy (None for the oracle) and its OPE targets (or None)."""
 
 
@@ -329,7 +343,7 @@ def run_episodes(
         yield from pool.map(run, jobs)
 
 
-def target_propensities_function(spec: PolicySpec, policy: Policy | None) -> TargetPropensities:
+def target_propensities_function(spec: SimulatedPolicy, policy: Policy | None) -> TargetPropensities:
     """Per-slot propensities with which `policy` would serve logged slates in the logger's context.
 
     The target sees the prior (static or linear targets) or the logger's online mean (online targets) and
@@ -341,7 +355,7 @@ def target_propensities_function(spec: PolicySpec, policy: Policy | None) -> Tar
     def propensities(
         prior: np.ndarray, mean: np.ndarray, excluded: np.ndarray, items: np.ndarray
     ) -> np.ndarray:
-        scores = mean if spec.online and spec.policy_name not in LINEAR_POLICIES else prior
+        scores = mean if spec.online and not spec.learns_linear_model else prior
         return np.stack(
             [
                 policy.slate_propensities(scores=scores[row], excluded=excluded[row], items=items[row])

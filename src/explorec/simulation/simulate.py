@@ -39,7 +39,7 @@ from explorec.simulation.runner import (
     PLATT_STREAM,
     EpisodeInputs,
     PolicyResources,
-    PolicySpec,
+    SimulatedPolicy,
     click_uniforms,
     make_policy,
     policy_specs,
@@ -55,7 +55,7 @@ COMPARED_METRICS = ("expected_clicks", "ctr_early", "ctr_late", "new_clusters_cl
 CONTROLS = ("greedy_online", "static")
 
 
-def _check_ope_labels(cfg: SimulateConfig, specs: list[PolicySpec]) -> None:
+def _check_ope_labels(cfg: SimulateConfig, specs: list[SimulatedPolicy]) -> None:
     """Raise if the OPE logging or target labels are not simulated configurations (or are the oracle)."""
     if not cfg.ope_logging_policy:
         return
@@ -93,7 +93,7 @@ def _simulate_calibration(
     recommender: RecommenderOutputs,
     click_model: ClickModel,
     index: int,
-    specs: list[PolicySpec],
+    specs: list[SimulatedPolicy],
     resources: PolicyResources,
     context_base: dict[str, Any],
     cfg: SimulateConfig,

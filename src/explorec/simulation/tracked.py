@@ -228,7 +228,7 @@ def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, st
     oracle, static, greedy_online and random that every simulation runs; the OPE cross-check is left to
     `explorec simulate`.
     """
-    from explorec.policies.factory import POLICIES_WITH_CANDIDATES, POLICIES_WITH_CLUSTERS
+    from explorec.policies.registry import policy_class
 
     policy = cfg.policy
     if not cfg.pipeline.simulate:
@@ -241,8 +241,8 @@ def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, st
         ope_logging_policy="",
         ope_target_policies=[],
     )
-    if policy.name in POLICIES_WITH_CANDIDATES:
+    if policy_class(policy.name).reranks_candidates:
         settings = replace(settings, n_candidates=policy.n_candidates)
-    if policy.name in POLICIES_WITH_CLUSTERS:
+    if policy_class(policy.name).clusters_text:
         settings = replace(settings, n_text_clusters=policy.n_clusters)
     return settings, ""

@@ -18,10 +18,11 @@ from lightning.pytorch.callbacks import Callback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from explorec.config import EncoderConfig, ExplorecConfig
-from explorec.config.tuning import ParameterSpec, PolicySettings, TuneConfig, flat_space
+from explorec.config.tuning import ParameterSpec, TuneConfig, flat_space
 from explorec.data.processed import ProcessedDataset
-from explorec.policies.factory import POLICIES_ON_TEXT_VECTORS
-from explorec.tuning.served import policy_parameters, served_metrics
+from explorec.policies.registry import policy_class, policy_names
+from explorec.policies.spec import PolicySpec
+from explorec.tuning.served import served_metrics
 from explorec.tuning.space import apply_trial
 
 ACCURACY = "accuracy"
@@ -34,7 +35,7 @@ class TrialContext:
 
     cfg: ExplorecConfig
     tune: TuneConfig
-    policy: PolicySettings
+    policy: PolicySpec
     dataset: ProcessedDataset
     tracking_uri: str
     experiment_id: str
@@ -52,11 +53,12 @@ class TrialContext:
         return self.embeddings_by_encoder[key]
 
 
-def needs_text_vectors(tune: TuneConfig, policy: PolicySettings) -> bool:
+def needs_text_vectors(tune: TuneConfig, policy: PolicySpec) -> bool:
     """Whether the study needs text vectors: ILD diversity, or a policy that explores in text space."""
     space = flat_space(tune.search_space)
     names = {policy.name, *(space["policy.name"].choices or [])} if "policy.name" in space else {policy.name}
-    return tune.diversity_objective == "ild" or bool(names & set(POLICIES_ON_TEXT_VECTORS))
+    known = set(names) & set(policy_names())
+    return tune.diversity_objective == "ild" or any(policy_class(name).uses_text_embeddings for name in known)
 
 
 def diversity_item_vectors(dataset: ProcessedDataset, cfg: ExplorecConfig) -> np.ndarray:
@@ -73,7 +75,7 @@ def diversity_item_vectors(dataset: ProcessedDataset, cfg: ExplorecConfig) -> np
 
 
 def load_context(
-    cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings, *, parent_run_id: str
+    cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySpec, *, parent_run_id: str
 ) -> TrialContext:
     """Load the data, the diversity vectors and the tracking target once for a worker."""
     from explorec.data.loading import load_dataset
@@ -194,11 +196,10 @@ def make_objective(context: TrialContext) -> Callable[[Any], float | tuple[float
 
 
 def _train_and_serve(
-    context: TrialContext, cfg: ExplorecConfig, policy: PolicySettings, run_id: str, callbacks: list[Any]
+    context: TrialContext, cfg: ExplorecConfig, policy: PolicySpec, run_id: str, callbacks: list[Any]
 ) -> tuple[tuple[float, ...], dict[str, float]]:
     """Fit and evaluate one configuration, serve the validation users; return objectives and run metrics."""
     from explorec.evaluation.targets import flat_metrics
-    from explorec.policies import factory
     from explorec.tracking.store import metric_dict
     from explorec.tuning.trial_run import fit_and_evaluate
 
@@ -210,14 +211,14 @@ def _train_and_serve(
         run_id=run_id,
         callbacks=callbacks,
     )
-    params = policy_parameters(
-        policy.name, item_vectors=trained.fit.item_vectors(), text_vectors=context.diversity_vectors
+    resources = policy.vector_resources(
+        item_vectors=trained.fit.item_vectors(), text_embeddings=context.diversity_vectors
     )
     served = served_metrics(
         trained.fit.score_users,
         targets=context.dataset.matrix("valid"),
         exclude=context.dataset.matrix("train"),
-        policy=factory.build_policy(policy.name, policy.exploration_rate, **params),
+        policy=policy.build(**resources),
         k=context.tune.slate_size,
         seed=context.tune.serving_seed,
         diversity_vectors=context.diversity_vectors,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +19,6 @@ from explorec.evaluation.beyond_accuracy import catalog_coverage, intra_list_div
 from explorec.evaluation.harness import evaluated_users
 from explorec.evaluation.ranking import hit_matrix, mean_over_users, ndcg_at_k, recall_at_k
 from explorec.policies.base import Policy
-from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS, POLICIES_ON_TEXT_VECTORS
 
 ScoreUsers = Callable[[np.ndarray], np.ndarray]
 """User indices [n] → scores [n, n_items] (higher = better; nothing masked)."""
@@ -87,20 +85,6 @@ def diversity(name: str, slates: ServedSlates, *, item_vectors: np.ndarray | Non
     if name == "coverage":
         return catalog_coverage(recommended_items=slates.items, n_items=n_items)
     raise ValueError(f"unknown diversity objective {name!r}; expected 'ild' or 'coverage'")
-
-
-def policy_parameters(
-    name: str, *, item_vectors: np.ndarray, text_vectors: np.ndarray | None
-) -> dict[str, Any]:
-    """Return the keyword arguments `build_policy(name, ...)` needs beyond the exploration rate."""
-    params: dict[str, Any] = {}
-    if name in POLICIES_ON_ITEM_VECTORS:
-        params["item_vectors"] = item_vectors
-    if name in POLICIES_ON_TEXT_VECTORS:
-        if text_vectors is None:
-            raise ValueError(f"policy {name!r} needs text embeddings")
-        params["text_embeddings"] = text_vectors
-    return params
 
 
 def served_metrics(

@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from explorec.config.tuning import PolicySettings
 from explorec.errors import ConfigError
+from explorec.policies.spec import PolicySpec
 
 Config = TypeVar("Config")
 POLICY_SECTION = "policy"
@@ -32,9 +32,7 @@ def _replace_path(node: Any, keys: list[str], value: Any, *, full_path: str) -> 
     return dataclasses.replace(node, **{head: child})
 
 
-def apply_trial(
-    cfg: Config, policy: PolicySettings, suggestions: Mapping[str, Any]
-) -> tuple[Config, PolicySettings]:
+def apply_trial(cfg: Config, policy: PolicySpec, suggestions: Mapping[str, Any]) -> tuple[Config, PolicySpec]:
     """Return the run config and the policy of one trial: `policy.*` paths set the policy, the rest cfg.
 
     When cfg has its own `policy` section, `policy.*` paths go there too and the trial's policy is read
@@ -46,13 +44,13 @@ def apply_trial(
     if has_policy_section:
         trial_cfg = apply_suggestions(cfg, suggestions)
         section = getattr(trial_cfg, POLICY_SECTION)
-        return trial_cfg, PolicySettings(section.name, section.exploration_rate)
+        return trial_cfg, PolicySpec(section.name, section.exploration_rate)
     prefix = f"{POLICY_SECTION}."
     policy_values = {k.removeprefix(prefix): v for k, v in suggestions.items() if k.startswith(prefix)}
     run_values = {k: v for k, v in suggestions.items() if not k.startswith(prefix)}
     return apply_suggestions(cfg, run_values), apply_suggestions(policy, policy_values)
 
 
-def base_policy(cfg: Any) -> PolicySettings:
+def base_policy(cfg: Any) -> PolicySpec:
     """Return the configured serving policy as the search's starting point."""
-    return PolicySettings(cfg.policy.name, cfg.policy.exploration_rate)
+    return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate)

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from explorec.config import ExplorecConfig, config_hash, from_dict, to_dict
-from explorec.config.tuning import PolicySettings, TuneConfig
+from explorec.config.tuning import TuneConfig
 from explorec.errors import ExplorecError
+from explorec.policies.spec import PolicySpec
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 MAX_ROUNDS = 3
@@ -82,7 +83,7 @@ def ensure_parent_run(
     return target.tracking_uri, run.info.run_id
 
 
-def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings) -> StudyRun:
+def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySpec) -> StudyRun:
     """Open (or resume) the study, recover stale trials, run workers until the budget is met."""
     from mlflow import MlflowClient
 
@@ -152,7 +153,7 @@ def run_in_process(context: Any, study: Any) -> int:
 
 
 def run_worker_processes(
-    cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySettings, parent_run_id: str
+    cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySpec, parent_run_id: str
 ) -> int:
     """Start `tune.n_workers` worker processes on the shared storage, wait for all; return trials they ran."""
     with tempfile.TemporaryDirectory(prefix="explorec-tune-") as scratch:
@@ -173,7 +174,7 @@ def run_worker_processes(
 def worker_spec(
     cfg: ExplorecConfig,
     tune: TuneConfig,
-    policy: PolicySettings,
+    policy: PolicySpec,
     parent_run_id: str,
     worker_index: int,
     report_path: Path,
@@ -206,7 +207,7 @@ def run_worker(spec: dict[str, Any]) -> int:
     from explorec.tuning.study import open_storage, open_study, run_until_budget
 
     cfg, tune = from_dict(spec["config"]), tune_from_dict(spec["tune"])
-    policy = PolicySettings(**spec["policy"])
+    policy = PolicySpec(**spec["policy"])
     study = open_study(
         tune, open_storage(tune), max_epochs=cfg.trainer.max_epochs, worker_index=spec["worker_index"]
     )

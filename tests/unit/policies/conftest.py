@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from explorec.policies.base import Policy
-from explorec.policies.factory import build_policy
+from explorec.policies.spec import PolicySpec
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Catalogue:
 
     def policy(self, name: str, exploration_rate: float) -> Policy:
         """Build policy `name` on this catalogue."""
-        return build_policy(name, exploration_rate, **self.params(name))
+        return PolicySpec(name, exploration_rate).build(**self.params(name))
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from explorec.policies.base import Policy, top_k_indices, top_k_rows
-from explorec.policies.factory import build_policy
 from explorec.policies.linear import ThompsonPolicy, _prefix_match_counts_rows
 from explorec.policies.semantic import argmax_probability_rows, beta_argmax_probabilities
+from explorec.policies.spec import PolicySpec
 
 EXACT_POLICIES = ("greedy", "linucb", "thompson", "semantic_cluster", "mmr")
 N_USERS, N_ITEMS, K, VISITS = 9, 64, 5, 4
@@ -50,7 +50,7 @@ def _policy(name: str, rate: float, world: dict[str, np.ndarray], **extra: objec
         "semantic_cluster": {"item_clusters": world["clusters"]},
         "mmr": {"text_embeddings": world["text"], "n_candidates": 15},
     }.get(name, {})
-    return build_policy(name, rate, **params, **extra)
+    return PolicySpec(name, rate).build(**params, **extra)
 
 
 def _assert_same(batch_value: np.ndarray, row_values: list[np.ndarray], what: str) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from explorec.policies.base import Slate, deviation_rate
-from explorec.policies.factory import POLICY_NAMES, build_policy
+from explorec.policies.registry import policy_names
+from explorec.policies.spec import PolicySpec
 
 K = 5
 RATES = (0.0, 0.3, 1.0)
@@ -26,7 +27,7 @@ def _greedy(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_every_design_policy_is_registered() -> None:
-    assert set(POLICY_NAMES) == {
+    assert set(policy_names()) == {
         "greedy",
         "epsilon_greedy",
         "boltzmann",
@@ -38,7 +39,7 @@ def test_every_design_policy_is_registered() -> None:
     }
 
 
-@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("name", policy_names())
 def test_rate_zero_serves_the_greedy_slate(name, catalogue) -> None:
     excluded = _excluded(catalogue.scores.size)
     policy = catalogue.policy(name, 0.0)
@@ -54,7 +55,7 @@ def test_rate_zero_serves_the_greedy_slate(name, catalogue) -> None:
 
 
 @pytest.mark.parametrize("rate", RATES)
-@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("name", policy_names())
 def test_slates_are_valid(name, rate, catalogue) -> None:
     excluded = _excluded(catalogue.scores.size)
     policy = catalogue.policy(name, rate)
@@ -73,7 +74,7 @@ def test_slates_are_valid(name, rate, catalogue) -> None:
         policy.update(state=state, items=slate.items, rewards=rewards, scores=catalogue.scores)
 
 
-@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("name", policy_names())
 def test_same_seed_gives_the_same_slate(name, catalogue) -> None:
     excluded = _excluded(catalogue.scores.size)
     policy = catalogue.policy(name, 0.6)
@@ -89,7 +90,7 @@ def test_same_seed_gives_the_same_slate(name, catalogue) -> None:
     np.testing.assert_array_equal(first.propensities, again.propensities)
 
 
-@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("name", policy_names())
 def test_batch_serves_valid_slates_for_every_row(name, catalogue) -> None:
     n_users = 4
     scores = np.tile(catalogue.scores, (n_users, 1))
@@ -116,11 +117,11 @@ def test_too_few_items_raise(catalogue) -> None:
         )
 
 
-def test_build_policy_rejects_unknown_names_and_rates() -> None:
+def test_spec_build_rejects_unknown_names_and_rates() -> None:
     with pytest.raises(ValueError, match="unknown policy"):
-        build_policy("softmax", 0.1)
+        PolicySpec("softmax", 0.1).build()
     with pytest.raises(ValueError, match=r"exploration_rate must lie in \[0, 1\]"):
-        build_policy("epsilon_greedy", 1.5)
+        PolicySpec("epsilon_greedy", 1.5).build()
 
 
 def test_deviation_rate_counts_positional_differences() -> None:

@@ -1,4 +1,4 @@
-"""linucb_novelty: LinUCB with a text-cluster novelty bonus (a simulator policy, not in the factory)."""
+"""linucb_novelty: LinUCB with a text-cluster novelty bonus (in the policy registry)."""
 
 from __future__ import annotations
 
@@ -210,13 +210,13 @@ def test_bad_parameters_raise() -> None:
 
 
 def test_built_by_name_from_text_embeddings_it_uses_semantic_clusters_clusters() -> None:
-    from explorec.policies.factory import build_policy
     from explorec.policies.semantic import SemanticClusterPolicy
+    from explorec.policies.spec import PolicySpec
 
     scores, vectors, clusters = _world()
     rng = np.random.default_rng(3)
     text = np.eye(N_CLUSTERS, 8)[clusters] * 4.0 + rng.normal(scale=0.2, size=(N_ITEMS, 8))
-    policy = build_policy("linucb_novelty", 0.7, item_vectors=vectors, text_embeddings=text, n_clusters=5)
+    policy = PolicySpec("linucb_novelty", 0.7).build(item_vectors=vectors, text_embeddings=text, n_clusters=5)
     semantic = SemanticClusterPolicy(exploration_rate=0.7, text_embeddings=text, n_clusters=5)
     np.testing.assert_array_equal(policy.item_clusters, semantic.item_clusters)
     # well-separated text: the k-means clusters are the planted ones, up to their numbering
@@ -229,4 +229,4 @@ def test_built_by_name_from_text_embeddings_it_uses_semantic_clusters_clusters()
     slate = policy.select(scores=scores, excluded=excluded, k=5, rng=np.random.default_rng(0), state=state)
     assert slate.items.size == 5 and not excluded[slate.items].any()
     with pytest.raises(ValueError, match="item_clusters or text_embeddings"):
-        build_policy("linucb_novelty", 0.7, item_vectors=vectors)
+        PolicySpec("linucb_novelty", 0.7).build(item_vectors=vectors)

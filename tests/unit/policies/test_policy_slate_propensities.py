@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorec.policies.factory import POLICY_NAMES
+from explorec.policies.registry import policy_names
 
 K = 4
-EXACT = [name for name in POLICY_NAMES if name != "thompson"]
+EXACT = [name for name in policy_names() if name != "thompson"]
 
 
 def _served_state(policy, catalogue):
@@ -59,7 +59,7 @@ def test_thompson_scoring_agrees_with_its_logged_estimates(catalogue) -> None:
         policy.slate_propensities(scores=catalogue.scores, excluded=excluded, items=slate.items, state=state)
 
 
-@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("name", policy_names())
 def test_slot_propensities_sum_to_one_over_every_possible_item(name, catalogue) -> None:
     policy = catalogue.policy(name, 0.4)
     state = _served_state(policy, catalogue)

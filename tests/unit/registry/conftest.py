@@ -10,7 +10,8 @@ import pytest
 
 from explorec.config import ModelConfig
 from explorec.data.processed import ProcessedDataset
-from explorec.serving.bundle import PolicySpec, RecommenderBundle, tower_config
+from explorec.policies.spec import PolicySpec
+from explorec.serving.bundle import RecommenderBundle, tower_config
 from explorec.serving.packaging import bundle_from_parts
 
 N_USERS, N_ITEMS = 12, 40

@@ -11,7 +11,7 @@ import torch
 
 from explorec.config import ModelConfig
 from explorec.data.processed import ProcessedDataset
-from explorec.serving.bundle import PolicySpec
+from explorec.policies.spec import PolicySpec
 from explorec.serving.packaging import bundle_from_fit, bundle_from_run
 from explorec.serving.recommender import Recommender, parse_request
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from explorec.data.processed import ProcessedDataset
-from explorec.serving.bundle import PolicySpec, ScoreCalibration
+from explorec.policies.spec import PolicySpec
+from explorec.serving.bundle import ScoreCalibration
 from explorec.serving.replay import (
     CONTROL,
     evaluation_sessions,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -62,7 +64,7 @@ def test_bundle_metrics_cover_every_gated_key(bundle: RecommenderBundle, dataset
 
 def test_exploration_widens_coverage(bundle: RecommenderBundle, dataset: ProcessedDataset) -> None:
     """Full exploration covers at least as much of the catalogue as greedy, with lower Gini."""
-    bundle.policy.exploration_rate = 1.0
+    bundle.policy = replace(bundle.policy, exploration_rate=1.0)
     metrics = served_metrics_for_bundle(bundle, dataset, k=5, seed=0)
     assert metrics["served/policy/catalog_coverage"] >= metrics["served/greedy/catalog_coverage"]
     assert metrics["served/policy/exposure_gini"] < metrics["served/greedy/exposure_gini"]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from explorec.data.processed import ProcessedDataset
-from explorec.policies.factory import POLICY_NAMES
-from explorec.serving.bundle import BUNDLE_FILES, PolicySpec, RecommenderBundle, load_bundle
+from explorec.policies.registry import policy_names
+from explorec.policies.spec import PolicySpec
+from explorec.serving.bundle import BUNDLE_FILES, RecommenderBundle, load_bundle
 from explorec.serving.recommender import Limits, Recommender, RequestError, parse_request, parse_requests
 
 from .conftest import tiny_bundle
@@ -89,9 +90,9 @@ def test_scores_are_user_tower_cosines(bundle: RecommenderBundle) -> None:
     assert result.scores == sorted(result.scores, reverse=True)
 
 
-@pytest.mark.parametrize("policy", POLICY_NAMES)
+@pytest.mark.parametrize("policy", policy_names())
 def test_every_policy_serves(dataset: ProcessedDataset, policy: str) -> None:
-    """Every policy of the factory serves k distinct items with propensities in (0, 1]."""
+    """Every registered policy serves k distinct items with propensities in (0, 1]."""
     params = {"n_clusters": 3} if policy in ("semantic_cluster", "linucb_novelty") else {}
     recommender = Recommender(tiny_bundle(dataset, policy=PolicySpec(policy, 0.3, params)))
     result = answer(recommender, user_id="u4", k=5, seed=0)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from explorec.data.processed import ProcessedDataset
+from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
-    PolicySpec,
     RecommenderBundle,
     ScoreCalibration,
     load_bundle,

@@ -23,6 +23,7 @@ def test_study_defaults_are_the_dataclass_defaults_and_bad_values_fail() -> None
     from explorec.config import compose
     from explorec.config.simulation import StudyConfig
     from explorec.errors import ConfigError
+    from explorec.pipeline.config import load_config
 
     study_yaml = DEFAULT_YAML.parents[1] / "study" / "default.yaml"
     assert OmegaConf.to_container(OmegaConf.load(study_yaml)) == {}
@@ -37,4 +38,4 @@ def test_study_defaults_are_the_dataclass_defaults_and_bad_values_fail() -> None
         ("+study.colour=red", "study.colour"),
     ):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            compose([override])
+            load_config([override])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from explorec.policies.factory import build_policy
+from explorec.policies.spec import PolicySpec
 from explorec.tuning.served import diversity, serve_slates, served_metrics, served_ndcg
 
 SCORES = np.array([[0.9, 0.8, 0.7, 0.1, 0.0], [0.0, 0.1, 0.2, 0.8, 0.9]])
@@ -21,7 +21,12 @@ def score_users(users: np.ndarray) -> np.ndarray:
 
 def test_greedy_slates_skip_excluded_items_and_score_by_hand() -> None:
     slates = serve_slates(
-        score_users, users=np.array([0, 1]), exclude=EXCLUDE, policy=build_policy("greedy", 0.0), k=2, seed=0
+        score_users,
+        users=np.array([0, 1]),
+        exclude=EXCLUDE,
+        policy=PolicySpec("greedy", 0.0).build(),
+        k=2,
+        seed=0,
     )
     assert slates.items.tolist() == [[1, 2], [4, 3]]
     assert slates.deviation_rate == 0.0
@@ -30,7 +35,7 @@ def test_greedy_slates_skip_excluded_items_and_score_by_hand() -> None:
 
 
 def test_full_exploration_is_seeded_and_deviates() -> None:
-    policy = build_policy("epsilon_greedy", 1.0)
+    policy = PolicySpec("epsilon_greedy", 1.0).build()
     first = serve_slates(score_users, users=np.array([0, 1]), exclude=EXCLUDE, policy=policy, k=3, seed=7)
     again = serve_slates(score_users, users=np.array([0, 1]), exclude=EXCLUDE, policy=policy, k=3, seed=7)
     assert np.array_equal(first.items, again.items)
@@ -39,7 +44,12 @@ def test_full_exploration_is_seeded_and_deviates() -> None:
 
 def test_diversity_objectives() -> None:
     slates = serve_slates(
-        score_users, users=np.array([0, 1]), exclude=EXCLUDE, policy=build_policy("greedy", 0.0), k=2, seed=0
+        score_users,
+        users=np.array([0, 1]),
+        exclude=EXCLUDE,
+        policy=PolicySpec("greedy", 0.0).build(),
+        k=2,
+        seed=0,
     )
     assert diversity("coverage", slates, item_vectors=None, n_items=5) == pytest.approx(4 / 5)
     orthogonal = np.eye(5)
@@ -54,7 +64,7 @@ def test_served_metrics_serve_only_users_with_targets() -> None:
         score_users,
         targets=targets,
         exclude=EXCLUDE,
-        policy=build_policy("greedy", 0.0),
+        policy=PolicySpec("greedy", 0.0).build(),
         k=2,
         seed=0,
         diversity_vectors=np.eye(5),

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from explorec.config import ExplorecConfig
-from explorec.config.tuning import PolicySettings
 from explorec.errors import ConfigError
+from explorec.policies.spec import PolicySpec
 from explorec.tuning.space import apply_suggestions, apply_trial
 
 
@@ -34,22 +34,22 @@ def test_unknown_paths_fail(path: str) -> None:
 def test_policy_paths_set_the_policy_and_the_rest_the_run_config() -> None:
     cfg, policy = apply_trial(
         ExplorecConfig(),
-        PolicySettings("epsilon_greedy", 0.1),
+        PolicySpec("epsilon_greedy", 0.1),
         {"model.embedding_dim": 32, "policy.exploration_rate": 0.4, "policy.name": "boltzmann"},
     )
     assert cfg.model.embedding_dim == 32
-    assert policy == PolicySettings("boltzmann", 0.4)
+    assert policy == PolicySpec("boltzmann", 0.4)
 
 
 @dataclass
 class _WithPolicy:
     """A root config that has its own policy section (the schema once `policy` is added)."""
 
-    policy: PolicySettings = field(default_factory=PolicySettings)
+    policy: PolicySpec = field(default_factory=PolicySpec)
     seed: int = 0
 
 
 def test_a_config_with_a_policy_section_takes_policy_paths_itself() -> None:
-    cfg, policy = apply_trial(_WithPolicy(), PolicySettings("greedy", 0.0), {"policy.exploration_rate": 0.3})
+    cfg, policy = apply_trial(_WithPolicy(), PolicySpec("greedy", 0.0), {"policy.exploration_rate": 0.3})
     assert cfg.policy.exploration_rate == 0.3
-    assert policy == PolicySettings("epsilon_greedy", 0.3)
+    assert policy == PolicySpec("epsilon_greedy", 0.3)
