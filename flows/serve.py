@@ -12,6 +12,7 @@ from typing import Any, Literal
 from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
+from explorec.config import conf_dir
 from explorec.policies.registry import policy_names
 from flows.benchmark import benchmark_flow
 from flows.pipeline import pipeline_flow
@@ -60,11 +61,19 @@ def form_overrides(overrides: list[str] | None = None, **fields: Any) -> list[st
     extra = list(overrides or [])
     explicit = {_override_key(override) for override in extra}
     from_form = [
-        f"{FORM_OVERRIDES[name]}={str(value).lower() if isinstance(value, bool) else value}"
+        _field_override(FORM_OVERRIDES[name], value)
         for name, value in fields.items()
         if value is not None and FORM_OVERRIDES[name] not in explicit
     ]
     return [*from_form, *extra]
+
+
+def _field_override(key: str, value: Any) -> str:
+    """Return `key=value`; a group choice without its own `conf/<group>/<value>.yaml` sets `<group>.name`."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if "." not in key and not (conf_dir() / key / f"{text}.yaml").is_file():
+        return f"{key}.name={text}"
+    return f"{key}={text}"
 
 
 @flow(name=preprocess_flow.name, log_prints=True)
