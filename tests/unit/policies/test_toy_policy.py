@@ -134,10 +134,9 @@ def test_the_serve_form_offers_a_registered_policy(toy: type[ToyPolicy]) -> None
 
 
 def test_the_form_choice_of_a_registered_policy_composes(toy: type[ToyPolicy]) -> None:
-    from explorec.pipeline.config import load_config
     from flows.serve import form_overrides
 
     overrides = form_overrides(policy="toy")
-    assert overrides == ["policy.name=toy"]  # no conf/policy/toy.yaml: the name alone, on the schema's defaults
+    assert overrides == ["policy.name=toy"]  # no conf/policy/toy.yaml: the name on the schema's defaults
     assert load_config(overrides).policy.name == "toy"
     assert form_overrides(policy="mmr") == ["policy=mmr"]  # a built-in keeps its group option
