@@ -48,36 +48,51 @@ def _register_schema() -> None:
     store.store(name="explorec_schema", node=ExplorecConfig)
 
 
+FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "model.training_objective": ("auto", "next_item", "held_out"),
+    "model.loss": ("auto", "sampled_softmax", "full_softmax"),
+    "model.user_pooling": ("auto", "attention", "mean"),
+    "replay.evaluation": ("valid", "test"),
+}
+"""Settings whose value is one of a fixed set of options (not a registry of components)."""
+
+
 def validate_values(cfg: ExplorecConfig) -> None:
     """Fail on values outside their ranges or fixed options (`explorec.pipeline.config` checks names)."""
+    for key, options in FIXED_OPTIONS.items():
+        section, field_name = key.split(".")
+        if getattr(getattr(cfg, section), field_name) not in options:
+            raise ConfigError(f"{key} must be {', '.join(options[:-1])} or {options[-1]}")
+    _validate_ratios(cfg)
+    _validate_replay_values(cfg)
+    if cfg.data.k_core < 0:
+        raise ConfigError("data.k_core must be >= 0")
+    _validate_simulation_values(cfg)
+    validate_tune_config(cfg.tune)
+
+
+def _validate_ratios(cfg: ExplorecConfig) -> None:
+    """Fail on split, held-out and exploration ratios outside their ranges."""
     if not 0.0 <= cfg.split.valid_ratio < 1.0 or not 0.0 < cfg.split.test_ratio < 1.0:
         raise ConfigError("split.valid_ratio and split.test_ratio must lie in [0, 1)")
     if cfg.split.valid_ratio + cfg.split.test_ratio >= 1.0:
         raise ConfigError("split.valid_ratio + split.test_ratio must be below 1")
-    if cfg.model.training_objective not in ("auto", "next_item", "held_out"):
-        raise ConfigError("model.training_objective must be auto, next_item or held_out")
-    if cfg.model.loss not in ("auto", "sampled_softmax", "full_softmax"):
-        raise ConfigError("model.loss must be auto, sampled_softmax or full_softmax")
-    if cfg.model.user_pooling not in ("auto", "attention", "mean"):
-        raise ConfigError("model.user_pooling must be auto, attention or mean")
     if not 0.0 < cfg.model.held_out_fraction < 1.0:
         raise ConfigError("model.held_out_fraction must lie in (0, 1)")
     if not 0.0 <= cfg.policy.exploration_rate <= 1.0:
         raise ConfigError("policy.exploration_rate must lie in [0, 1]")
     if cfg.policy.feedback_weight <= 0:
         raise ConfigError("policy.feedback_weight must be > 0")
-    if cfg.replay.evaluation not in ("valid", "test"):
-        raise ConfigError("replay.evaluation must be valid or test")
+
+
+def _validate_replay_values(cfg: ExplorecConfig) -> None:
+    """Fail on replay visits, slate sizes, rates and weights outside their ranges."""
     if cfg.replay.visits < 1 or cfg.replay.k < 1:
         raise ConfigError("replay.visits and replay.k must be >= 1")
     if any(not 0.0 <= rate <= 1.0 for rate in cfg.replay.rates):
         raise ConfigError("replay.rates must lie in [0, 1]")
     if any(weight <= 0 for weight in cfg.replay.feedback_weights):
         raise ConfigError("replay.feedback_weights must be > 0")
-    if cfg.data.k_core < 0:
-        raise ConfigError("data.k_core must be >= 0")
-    _validate_simulation_values(cfg)
-    validate_tune_config(cfg.tune)
 
 
 def _validate_simulation_values(cfg: ExplorecConfig) -> None:
