@@ -12,6 +12,8 @@ from typing import Any, Literal
 from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
+from explorec.data.sources import source_names
+from explorec.data.splits import split_names
 from flows.benchmark import benchmark_flow
 from flows.pipeline import pipeline_flow
 from flows.preprocess import preprocess_flow
@@ -23,8 +25,6 @@ from flows.tune import tune_flow
 
 DEPLOYMENT_NAME = "explorec"
 
-DatasetName = Literal["ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic"]
-SplitName = Literal["leave_last_out", "random_ratio", "temporal_ratio", "cold_items", "coat_random"]
 EncoderName = Literal["minilm", "none"]
 PolicyName = Literal[
     "greedy", "epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr", "linucb_novelty"
@@ -69,8 +69,8 @@ def form_overrides(overrides: list[str] | None = None, **fields: Any) -> list[st
 
 @flow(name=preprocess_flow.name, log_prints=True)
 def preprocess(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Read, validate and split a data set into model-ready Parquet tables (cached by fingerprint).
@@ -85,8 +85,8 @@ def preprocess(
 
 @flow(name=train_flow.name, log_prints=True)
 def train(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -104,8 +104,8 @@ def train(
 
 @flow(name=benchmark_flow.name, log_prints=True)
 def benchmark(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Compare Popularity, ItemKNN, EASE, ALS and the two-tower (minilm and none) on one split.
@@ -120,8 +120,8 @@ def benchmark(
 
 @flow(name=tune_flow.name, log_prints=True)
 def tune(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
     policy: PolicyName = "linucb",
     trial_budget: int = 20,
@@ -144,8 +144,8 @@ def tune(
 
 @flow(name=pipeline_flow.name, log_prints=True)
 def pipeline(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
     policy: PolicyName = "linucb",
     search: bool = False,
@@ -175,7 +175,7 @@ def pipeline(
 
 @flow(name=simulate_flow.name, log_prints=True)
 def simulate(
-    dataset: DatasetName = "ml100k",
+    dataset: str = "ml100k",
     pool: PoolName = "test",
     replications: int = 5,
     overrides: list[str] | None = None,
@@ -194,7 +194,7 @@ def simulate(
 
 @flow(name=study_flow.name, log_prints=True)
 def study(
-    dataset: DatasetName = "ml100k",
+    dataset: str = "ml100k",
     study_replications: int = 5,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -212,8 +212,8 @@ def study(
 @flow(name=replay_flow.name, log_prints=True)
 def replay(
     run_id: str,
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     policy: PolicyName = "linucb",
     evaluation: EvaluationName = "valid",
     overrides: list[str] | None = None,
@@ -251,15 +251,31 @@ SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
 )
 
 
+def registry_choices() -> dict[str, tuple[str, ...]]:
+    """Return the form fields whose choices are the registered names now, with those names."""
+    return {"dataset": source_names(), "split": split_names()}
+
+
+def with_registry_choices(deployment: RunnerDeployment) -> RunnerDeployment:
+    """Offer the registered names as the choices of the deployment's registry-backed form fields."""
+    properties = deployment._parameter_openapi_schema.properties
+    for field, names in registry_choices().items():
+        if field in properties:
+            properties[field]["enum"] = list(names)
+    return deployment
+
+
 def deployments() -> list[RunnerDeployment]:
     """Return one deployment per served flow, each validating its parameters against the typed form."""
     return [
-        served.to_deployment(
-            name=DEPLOYMENT_NAME,
-            description=(served.description or "").split("\n\n")[0],
-            tags=["explorec"],
-            enforce_parameter_schema=True,
-            entrypoint_type=EntrypointType.MODULE_PATH,
+        with_registry_choices(
+            served.to_deployment(
+                name=DEPLOYMENT_NAME,
+                description=(served.description or "").split("\n\n")[0],
+                tags=["explorec"],
+                enforce_parameter_schema=True,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
         )
         for served in SERVED_FLOWS
     ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from explorec.config import ExplorecConfig, compose, conf_dir, config_hash, from_dict, to_dict
+from explorec.data.sources import validate_data_choices
 from explorec.errors import ConfigError
 
 GROUPS = sorted(path.name for path in conf_dir().iterdir() if path.is_dir())
@@ -57,7 +58,7 @@ def test_unknown_group_option_lists_the_available_ones() -> None:
 
 def test_values_outside_the_known_choices_fail() -> None:
     with pytest.raises(ConfigError, match=r"data\.name"):
-        compose(["data.name=imaginary"])
+        validate_data_choices(compose(["data.name=imaginary"]))
     with pytest.raises(ConfigError, match="coat_random"):
         compose(["split=coat_random"])
 

@@ -1,5 +1,5 @@
-"""Evaluation splits (docs/design.md §3): random_ratio, leave_last_out, temporal_ratio, cold_items and
-coat_random.
+"""Evaluation splits (docs/design.md §3) and their registry, the one list of split names: random_ratio,
+leave_last_out, temporal_ratio, cold_items and coat_random built in; `register_split` adds one.
 
 Every split takes an interaction frame with dense `user_idx`, `item_idx`, `rating`, `timestamp` columns and
 returns a `Split` of three disjoint frames. Orderings are fully deterministic: chronological order breaks
@@ -8,6 +8,7 @@ timestamp ties by `item_idx`, and random choices come only from a seeded numpy G
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,6 +161,95 @@ def coat_random(
     )
 
 
+@dataclass(frozen=True)
+class SplitInputs:
+    """What a split may use beyond the interactions: cold-start candidates and a source's own test set."""
+
+    eligible_cold_items: np.ndarray | None = None
+    random_test: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class SplitMethod:
+    """A registered split: its name, whether it holds out each user's latest rows, and its function."""
+
+    name: str
+    chronological: bool
+    split: Callable[[pd.DataFrame, SplitConfig, SplitInputs], Split]
+
+
+def _split_leave_last_out(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """leave_last_out under the config."""
+    return leave_last_out(interactions)
+
+
+def _split_temporal_ratio(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """temporal_ratio under the config."""
+    return temporal_ratio(interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio)
+
+
+def _split_random_ratio(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """random_ratio under the config."""
+    return random_ratio(interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio, seed=cfg.seed)
+
+
+def _split_cold_items(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """cold_items under the config; every item is eligible unless the inputs say otherwise."""
+    eligible = inputs.eligible_cold_items
+    if eligible is None:
+        eligible = np.unique(interactions["item_idx"].to_numpy())
+    return cold_items(
+        interactions,
+        eligible_items=eligible,
+        cold_item_ratio=cfg.cold_item_ratio,
+        valid_ratio=cfg.valid_ratio,
+        test_ratio=cfg.test_ratio,
+        seed=cfg.seed,
+    )
+
+
+def _split_coat_random(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """coat_random under the config; needs the source's random-exposure test set."""
+    if inputs.random_test is None:
+        raise ValueError("coat_random needs the source's random-exposure test set")
+    return coat_random(interactions, inputs.random_test, valid_ratio=cfg.valid_ratio, seed=cfg.seed)
+
+
+BUILT_IN_SPLITS = (
+    SplitMethod("random_ratio", chronological=False, split=_split_random_ratio),
+    SplitMethod("leave_last_out", chronological=True, split=_split_leave_last_out),
+    SplitMethod("temporal_ratio", chronological=True, split=_split_temporal_ratio),
+    SplitMethod("cold_items", chronological=False, split=_split_cold_items),
+    SplitMethod("coat_random", chronological=False, split=_split_coat_random),
+)
+_SPLITS: dict[str, SplitMethod] = {method.name: method for method in BUILT_IN_SPLITS}
+
+
+def register_split(method: SplitMethod) -> SplitMethod:
+    """Add a split to the registry; its name must be new."""
+    if method.name in _SPLITS:
+        raise ValueError(f"split {method.name!r} is already registered")
+    _SPLITS[method.name] = method
+    return method
+
+
+def unregister_split(name: str) -> None:
+    """Remove a split from the registry (for extensions and tests that registered one)."""
+    del _SPLITS[name]
+
+
+def split_names() -> tuple[str, ...]:
+    """Return the registered split names, built-ins first, in registration order."""
+    return tuple(_SPLITS)
+
+
+def split_method(name: str) -> SplitMethod:
+    """Return the registered split `name`."""
+    if name not in _SPLITS:
+        raise ValueError(f"unknown split {name!r}; expected one of {', '.join(_SPLITS)}")
+    return _SPLITS[name]
+
+
 def make_split(
     interactions: pd.DataFrame,
     cfg: SplitConfig,
@@ -167,29 +257,6 @@ def make_split(
     eligible_cold_items: np.ndarray | None = None,
     random_test: pd.DataFrame | None = None,
 ) -> Split:
-    """Dispatch to the split named in the config."""
-    if cfg.name == "leave_last_out":
-        return leave_last_out(interactions)
-    if cfg.name == "temporal_ratio":
-        return temporal_ratio(interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio)
-    if cfg.name == "random_ratio":
-        return random_ratio(
-            interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio, seed=cfg.seed
-        )
-    if cfg.name == "cold_items":
-        eligible = eligible_cold_items
-        if eligible is None:
-            eligible = np.unique(interactions["item_idx"].to_numpy())
-        return cold_items(
-            interactions,
-            eligible_items=eligible,
-            cold_item_ratio=cfg.cold_item_ratio,
-            valid_ratio=cfg.valid_ratio,
-            test_ratio=cfg.test_ratio,
-            seed=cfg.seed,
-        )
-    if cfg.name == "coat_random":
-        if random_test is None:
-            raise ValueError("coat_random needs the source's random-exposure test set")
-        return coat_random(interactions, random_test, valid_ratio=cfg.valid_ratio, seed=cfg.seed)
-    raise ValueError(f"unknown split {cfg.name!r}")
+    """Split the interactions with the split named in the config."""
+    inputs = SplitInputs(eligible_cold_items=eligible_cold_items, random_test=random_test)
+    return split_method(cfg.name).split(interactions, cfg, inputs)

@@ -17,8 +17,8 @@ from lightning import pytorch as lp
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
-from explorec.config.schema import CHRONOLOGICAL_SPLITS
 from explorec.data.processed import ProcessedDataset
+from explorec.data.splits import split_method
 from explorec.models.data import (
     TwoTowerDataModule,
     UserHistories,
@@ -112,7 +112,7 @@ def resolve_model_config(model_cfg: ModelConfig, split_name: str | None = None) 
     """
     objective = model_cfg.training_objective
     if objective == "auto":
-        chronological = split_name is None or split_name in CHRONOLOGICAL_SPLITS
+        chronological = split_name is None or split_method(split_name).chronological
         objective = "next_item" if chronological else "held_out"
     set_style = objective == "held_out"
     loss = model_cfg.loss if model_cfg.loss != "auto" else "full_softmax" if set_style else "sampled_softmax"
