@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from explorec.config import SplitConfig
+from explorec.data.interactions import chronological
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,6 @@ class Split:
     valid: pd.DataFrame
     test: pd.DataFrame
     cold_items: np.ndarray
-
-
-def _chronological(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sort by user, then time, breaking timestamp ties by item index."""
-    return frame.sort_values(["user_idx", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
 
 
 def _masked_split(ordered: pd.DataFrame, *, is_valid: np.ndarray, is_test: np.ndarray) -> Split:
@@ -53,7 +49,7 @@ def leave_last_out(interactions: pd.DataFrame) -> Split:
 
     Users with two interactions give one to test and keep one in train; users with one keep it in train.
     """
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     from_end = _position_from_end(ordered)
     sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
     is_test = (from_end == 0) & (sizes >= 2)
@@ -68,7 +64,7 @@ def temporal_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio
     Like leave_last_out it asks for what comes next, but several items deep, so a model (or a session that
     learns from feedback) is judged on a user's next interests rather than on one item.
     """
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     from_end = _position_from_end(ordered)
     sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
     n_test = np.minimum(np.maximum(np.round(sizes * test_ratio), 1), sizes - 1).astype(int)
@@ -101,7 +97,7 @@ def _random_ratio_masks(
 
 def random_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio: float, seed: int) -> Split:
     """Per-user random split: round(n·test_ratio) rows to test, round(n·valid_ratio) to validation, seeded."""
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     rng = np.random.default_rng(seed)
     is_valid, is_test = _random_ratio_masks(ordered, valid_ratio=valid_ratio, test_ratio=test_ratio, rng=rng)
     return _masked_split(ordered, is_valid=is_valid, is_test=is_test)
@@ -129,13 +125,13 @@ def cold_items(
         )
     chosen = rng.permutation(np.sort(eligible_items))[:n_cold].astype(np.int32)
     valid_cold, test_cold = np.sort(chosen[: n_cold // 2]), np.sort(chosen[n_cold // 2 :])
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     item = ordered["item_idx"].to_numpy()
     in_valid_cold, in_test_cold = np.isin(item, valid_cold), np.isin(item, test_cold)
     warm = ordered[~(in_valid_cold | in_test_cold)].reset_index(drop=True)
     warm_split = random_ratio(warm, valid_ratio=valid_ratio, test_ratio=test_ratio, seed=seed)
-    valid = _chronological(pd.concat([warm_split.valid, ordered[in_valid_cold]], ignore_index=True))
-    test = _chronological(pd.concat([warm_split.test, ordered[in_test_cold]], ignore_index=True))
+    valid = chronological(pd.concat([warm_split.valid, ordered[in_valid_cold]], ignore_index=True))
+    test = chronological(pd.concat([warm_split.test, ordered[in_test_cold]], ignore_index=True))
     return Split(train=warm_split.train, valid=valid, test=test, cold_items=np.sort(chosen))
 
 
@@ -147,12 +143,12 @@ def coat_random(
     Test rows whose (user, item) is also in train or validation are dropped: a recommender never ranks items
     the user already rated, so they could not be hit.
     """
-    ordered = _chronological(train_interactions)
+    ordered = chronological(train_interactions)
     rng = np.random.default_rng(seed)
     is_valid, _ = _random_ratio_masks(ordered, valid_ratio=valid_ratio, test_ratio=0.0, rng=rng)
     seen = pd.MultiIndex.from_frame(ordered[["user_idx", "item_idx"]])
     test_keys = pd.MultiIndex.from_frame(random_test[["user_idx", "item_idx"]])
-    test = _chronological(random_test[~test_keys.isin(seen)])
+    test = chronological(random_test[~test_keys.isin(seen)])
     return Split(
         train=ordered[~is_valid].reset_index(drop=True),
         valid=ordered[is_valid].reset_index(drop=True),
