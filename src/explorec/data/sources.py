@@ -69,7 +69,9 @@ class DataSource:
 
     def __post_init__(self) -> None:
         """Require a reader with its layout, or a generator, but not both."""
-        if (self.read is None) == (self.generate is None) or (self.read is None) != (self.layout is None):
+        file_backed = self.read is not None and self.layout is not None and self.generate is None
+        generated = self.generate is not None and self.read is None and self.layout is None
+        if not (file_backed or generated):
             raise ValueError(f"data source {self.name!r} needs either read and layout, or generate")
 
 
