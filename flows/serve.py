@@ -13,6 +13,8 @@ from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
 from explorec.config import conf_dir
+from explorec.data.sources import source_names
+from explorec.data.splits import split_names
 from explorec.policies.registry import policy_names
 from flows.benchmark import benchmark_flow
 from flows.pipeline import pipeline_flow
@@ -25,8 +27,6 @@ from flows.tune import tune_flow
 
 DEPLOYMENT_NAME = "explorec"
 
-DatasetName = Literal["ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic"]
-SplitName = Literal["leave_last_out", "random_ratio", "temporal_ratio", "cold_items", "coat_random"]
 EncoderName = Literal["minilm", "none"]
 PolicyName = str
 """A registered policy: `deployments()` offers the policy registry's names as the form's choices."""
@@ -78,8 +78,8 @@ def _field_override(key: str, value: Any) -> str:
 
 @flow(name=preprocess_flow.name, log_prints=True)
 def preprocess(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Read, validate and split a data set into model-ready Parquet tables (cached by fingerprint).
@@ -94,8 +94,8 @@ def preprocess(
 
 @flow(name=train_flow.name, log_prints=True)
 def train(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -113,8 +113,8 @@ def train(
 
 @flow(name=benchmark_flow.name, log_prints=True)
 def benchmark(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Compare Popularity, ItemKNN, EASE, ALS and the two-tower (minilm and none) on one split.
@@ -129,8 +129,8 @@ def benchmark(
 
 @flow(name=tune_flow.name, log_prints=True)
 def tune(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
     policy: PolicyName = "linucb",
     trial_budget: int = 20,
@@ -153,8 +153,8 @@ def tune(
 
 @flow(name=pipeline_flow.name, log_prints=True)
 def pipeline(
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
     policy: PolicyName = "linucb",
     search: bool = False,
@@ -184,7 +184,7 @@ def pipeline(
 
 @flow(name=simulate_flow.name, log_prints=True)
 def simulate(
-    dataset: DatasetName = "ml100k",
+    dataset: str = "ml100k",
     pool: PoolName = "test",
     replications: int = 5,
     overrides: list[str] | None = None,
@@ -203,7 +203,7 @@ def simulate(
 
 @flow(name=study_flow.name, log_prints=True)
 def study(
-    dataset: DatasetName = "ml100k",
+    dataset: str = "ml100k",
     study_replications: int = 5,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -221,8 +221,8 @@ def study(
 @flow(name=replay_flow.name, log_prints=True)
 def replay(
     run_id: str,
-    dataset: DatasetName = "ml100k",
-    split: SplitName = "leave_last_out",
+    dataset: str = "ml100k",
+    split: str = "leave_last_out",
     policy: PolicyName = "linucb",
     evaluation: EvaluationName = "valid",
     overrides: list[str] | None = None,
@@ -260,10 +260,24 @@ SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
 )
 
 
+def registry_choices() -> dict[str, tuple[str, ...]]:
+    """Return the form fields whose choices are the registered names now, with those names."""
+    return {"dataset": source_names(), "split": split_names(), "policy": policy_names()}
+
+
+def with_registry_choices(deployment: RunnerDeployment) -> RunnerDeployment:
+    """Offer the registered names as the choices of the deployment's registry-backed form fields."""
+    properties = deployment._parameter_openapi_schema.properties
+    for field, names in registry_choices().items():
+        if field in properties:
+            properties[field]["enum"] = list(names)
+    return deployment
+
+
 def deployments() -> list[RunnerDeployment]:
     """Return one deployment per served flow, each validating its parameters against the typed form."""
     return [
-        _offer_registered_policies(
+        with_registry_choices(
             served.to_deployment(
                 name=DEPLOYMENT_NAME,
                 description=(served.description or "").split("\n\n")[0],
@@ -274,14 +288,6 @@ def deployments() -> list[RunnerDeployment]:
         )
         for served in SERVED_FLOWS
     ]
-
-
-def _offer_registered_policies(deployment: RunnerDeployment) -> RunnerDeployment:
-    """Make the form's `policy` field a choice among the policies registered now."""
-    policy_field = deployment._parameter_openapi_schema.properties.get("policy")
-    if policy_field is not None:
-        policy_field["enum"] = list(policy_names())
-    return deployment
 
 
 def main() -> None:

@@ -8,15 +8,15 @@ import typing
 import pytest
 
 from explorec.config import compose
-from explorec.config.schema import DATA_SOURCES, SPLITS
+from explorec.data.sources import source_names
+from explorec.data.splits import split_names
 from explorec.policies.registry import policy_names
 from flows.serve import (
     DEPLOYMENT_NAME,
-    DatasetName,
     EncoderName,
-    SplitName,
     deployments,
     form_overrides,
+    registry_choices,
 )
 from flows.serve import simulate as serve_simulate
 from flows.serve import study as serve_study
@@ -24,8 +24,7 @@ from flows.serve import tune as serve_tune
 
 
 def test_form_choices_match_what_the_config_accepts() -> None:
-    assert set(typing.get_args(DatasetName)) == set(DATA_SOURCES)
-    assert set(typing.get_args(SplitName)) == set(SPLITS)
+    assert registry_choices() == {"dataset": source_names(), "split": split_names(), "policy": policy_names()}
     assert set(typing.get_args(EncoderName)) == {"minilm", "none"}
     for deployment in deployments():
         properties = deployment._parameter_openapi_schema.model_dump()["properties"]
@@ -65,7 +64,9 @@ def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
         assert deployment.entrypoint == f"flows.serve.{name}"
         assert deployment.enforce_parameter_schema
         properties = deployment._parameter_openapi_schema.model_dump()["properties"]
-        assert properties["dataset"]["enum"] == list(typing.get_args(DatasetName))
+        assert properties["dataset"]["enum"] == list(source_names())
+        if "split" in properties:
+            assert properties["split"]["enum"] == list(split_names())
         assert properties["overrides"]["anyOf"][0] == {"type": "array", "items": {"type": "string"}}
         assert all(field.get("description") for field in properties.values()), name
 

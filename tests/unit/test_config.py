@@ -14,6 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from explorec.config import ExplorecConfig, compose, conf_dir, config_hash, from_dict, to_dict
+from explorec.data.sources import validate_data_choices
 from explorec.errors import ConfigError
 
 GROUPS = sorted(path.name for path in conf_dir().iterdir() if path.is_dir())
@@ -129,6 +130,8 @@ def test_values_outside_the_known_choices_fail() -> None:
 
     with pytest.raises(ConfigError, match=r"data\.name"):
         load_config(["data.name=imaginary"])
+    with pytest.raises(ConfigError, match=r"split\.name"):
+        validate_data_choices(compose(["split.name=imaginary"]))
     with pytest.raises(ConfigError, match="coat_random"):
         load_config(["split=coat_random"])
     with pytest.raises(ConfigError, match=r"policy\.name"):

@@ -8,11 +8,6 @@ from explorec.config.registry import GatesConfig, RegistryConfig
 from explorec.config.simulation import SimulateConfig, StudyConfig
 from explorec.config.tuning import TuneConfig
 
-DATA_SOURCES = ("ml100k", "ml_latest_small_tmdb", "coat", "ml1m", "ml20m", "ml25m", "synthetic")
-SPLITS = ("random_ratio", "leave_last_out", "temporal_ratio", "cold_items", "coat_random")
-CHRONOLOGICAL_SPLITS = ("leave_last_out", "temporal_ratio")
-"""Splits that hold out each user's latest interactions (the model's `auto` choices treat them alike)."""
-
 
 @dataclass
 class SyntheticConfig:

@@ -35,7 +35,6 @@ class DatasetLayout:
     `folder/archive_target` ("" = the data set's folder itself).
     """
 
-    source: str
     title: str
     folder: str
     required: tuple[str, ...]
@@ -43,83 +42,6 @@ class DatasetLayout:
     archive_md5: str | None = None
     archive_target: str = ""
     manual: str = ""
-
-
-LAYOUTS: dict[str, DatasetLayout] = {
-    "ml100k": DatasetLayout(
-        source="ml100k",
-        title="MovieLens 100K",
-        folder="ml-100k",
-        required=("u.data", "u.item", "u.genre"),
-        archive="ml-100k.zip",
-        archive_md5="0e33842e24a9c977be4e0107933c0723",
-    ),
-    "ml_latest_small_tmdb": DatasetLayout(
-        source="ml_latest_small_tmdb",
-        title="MovieLens latest-small + TMDB 5000",
-        folder="ml-latest-small-tmdb",
-        required=(
-            "ml-latest-small/ratings.csv",
-            "ml-latest-small/movies.csv",
-            "ml-latest-small/links.csv",
-            "ml-latest-small/tags.csv",
-            "tmdb-5000/tmdb_5000_movies.csv",
-        ),
-        archive="ml-latest-small.zip",
-        archive_target="ml-latest-small",
-        manual=(
-            "tmdb_5000_movies.csv cannot be downloaded automatically: get it from Kaggle's "
-            "'TMDB 5000 Movie Dataset' (https://www.kaggle.com/datasets/tmdb/tmdb-movie-metadata) "
-            "and put it at DIR/ml-latest-small-tmdb/tmdb-5000/tmdb_5000_movies.csv"
-        ),
-    ),
-    "coat": DatasetLayout(
-        source="coat",
-        title="Coat (Schnabel et al. 2016)",
-        folder="coat",
-        required=(
-            "train.ascii",
-            "test.ascii",
-            "user_item_features/item_features.ascii",
-            "user_item_features/item_features_map.txt",
-        ),
-        manual=(
-            "Coat cannot be downloaded automatically: get coat.zip from "
-            "https://www.cs.cornell.edu/~schnabts/mnar/"
-        ),
-    ),
-    "ml1m": DatasetLayout(
-        source="ml1m",
-        title="MovieLens 1M",
-        folder="ml-1m",
-        required=("ratings.dat", "movies.dat"),
-        archive="ml-1m.zip",
-        archive_md5="c4d9eecfca2ab87c1945afe126590906",
-    ),
-    "ml20m": DatasetLayout(
-        source="ml20m",
-        title="MovieLens 20M",
-        folder="ml-20m",
-        required=("ratings.csv", "movies.csv", "tags.csv"),
-        archive="ml-20m.zip",
-        archive_md5="cd245b17a1ae2cc31bb14903e1204af3",
-    ),
-    "ml25m": DatasetLayout(
-        source="ml25m",
-        title="MovieLens 25M",
-        folder="ml-25m",
-        required=("ratings.csv", "movies.csv", "tags.csv"),
-        archive="ml-25m.zip",
-        archive_md5="6b51fb2759a8657d3bfcbfc42b592ada",
-    ),
-}
-
-
-def layout_of(name: str) -> DatasetLayout:
-    """Return the on-disk layout of data source `name`."""
-    if name not in LAYOUTS:
-        raise DataNotFoundError(f"data source {name!r} has no files to locate; known: {', '.join(LAYOUTS)}")
-    return LAYOUTS[name]
 
 
 def missing_files(folder: Path, layout: DatasetLayout) -> list[str]:
@@ -138,10 +60,9 @@ def candidate_roots(cfg: DataConfig) -> list[tuple[str, Path | None]]:
 
 
 def locate_dataset(
-    name: str, cfg: DataConfig, *, base_url: str = GROUPLENS_BASE_URL, progress: bool = True
+    layout: DatasetLayout, cfg: DataConfig, *, base_url: str = GROUPLENS_BASE_URL, progress: bool = True
 ) -> Path:
-    """Return the folder holding data set `name`, downloading it into the cache when allowed and possible."""
-    layout = layout_of(name)
+    """Return the folder holding the data set of `layout`, downloading it into the cache when allowed."""
     roots = candidate_roots(cfg)
     for _, root in roots:
         if root is not None and not missing_files(root / layout.folder, layout):
@@ -152,7 +73,7 @@ def locate_dataset(
     if cfg.allow_download and layout.archive is not None:
         try:
             if not archive_present(cache_root, layout):
-                download_dataset(name, cache_root, base_url=base_url, progress=progress)
+                download_dataset(layout, cache_root, base_url=base_url, progress=progress)
         except (urllib.error.URLError, OSError, zipfile.BadZipFile) as error:
             reason = f"downloading {archive_url(layout, base_url)} failed ({_short_reason(error)})"
         else:
@@ -210,19 +131,18 @@ def not_found_message(
 
 
 def download_dataset(
-    name: str,
+    layout: DatasetLayout,
     root: Path,
     *,
     base_url: str = GROUPLENS_BASE_URL,
     expected_md5: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Download, verify and extract the GroupLens archive of `name` into `root`; return its folder.
+    """Download, verify and extract the GroupLens archive of `layout` into `root`; return its folder.
 
     The md5 is the published one (or `expected_md5`); without one, the `.md5` file GroupLens publishes next to
     the archive is fetched. Extraction happens in a temporary folder that is renamed into place.
     """
-    layout = layout_of(name)
     if layout.archive is None:
         raise DataNotFoundError(layout.manual)
     url = archive_url(layout, base_url)

@@ -22,8 +22,10 @@ import pandas as pd
 
 from explorec import __version__
 from explorec.config import ExplorecConfig, config_hash, project_root, to_dict
+from explorec.data.download import locate_dataset
 from explorec.data.processed import FORMAT_VERSION, SPLIT_NAMES
 from explorec.data.raw import RawDataset
+from explorec.data.sources import data_source, read_source, validate_data_choices
 from explorec.data.splits import Split, make_split
 from explorec.errors import DataValidationError
 
@@ -263,12 +265,11 @@ def read_manifest(output_dir: Path) -> dict[str, Any] | None:
 
 def input_files(cfg: ExplorecConfig) -> tuple[list[Path], Path | None]:
     """Return the source files a reader uses (the fingerprint's inputs) and the data set folder."""
-    if cfg.data.name == "synthetic":
+    layout = data_source(cfg.data.name).layout
+    if layout is None:
         return [], None
-    from explorec.data.download import LAYOUTS, locate_dataset
-
-    folder = locate_dataset(cfg.data.name, cfg.data)
-    return [folder / name for name in LAYOUTS[cfg.data.name].required], folder
+    folder = locate_dataset(layout, cfg.data)
+    return [folder / name for name in layout.required], folder
 
 
 def _manifest(
@@ -294,13 +295,7 @@ def _manifest(
 
 
 def read_raw(cfg: ExplorecConfig) -> RawDataset:
-    """Read and validate the configured source, or generate the synthetic data set."""
-    if cfg.data.name == "synthetic":
-        from explorec.data.synthetic import generate_synthetic
-
-        return generate_synthetic(cfg.data.synthetic)
-    from explorec.data.sources import read_source
-
+    """Read and validate the configured source, or generate it."""
     return read_source(cfg.data)
 
 
@@ -315,6 +310,7 @@ class PlannedOutput:
 
 def plan_output(cfg: ExplorecConfig) -> PlannedOutput:
     """Hash the inputs once and return the output folder and fingerprint they determine."""
+    validate_data_choices(cfg)
     files, folder = input_files(cfg)
     input_hashes = fingerprint_inputs(files, folder)
     fingerprint = run_fingerprint(input_hashes, cfg)

@@ -13,13 +13,15 @@ A processed folder holds:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from explorec.data.interactions import UserSequences, chronological, sequences_of_ordered
 
 FORMAT_VERSION = 1
 SPLIT_NAMES = ("train", "valid", "test")
@@ -28,7 +30,12 @@ INTERACTION_COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")
 
 @dataclass(frozen=True)
 class ProcessedDataset:
-    """The split interactions, item and user tables, and manifest of one preprocessing output."""
+    """The split interactions, item and user tables, and manifest of one preprocessing output.
+
+    What is derived from the splits (chronological interactions, user sequences, user × item matrices, last-N
+    histories) is computed once per combination of splits and cached on the instance; treat the tables
+    and what the methods return as read-only.
+    """
 
     path: Path
     train: pd.DataFrame
@@ -37,6 +44,7 @@ class ProcessedDataset:
     items: pd.DataFrame
     users: pd.DataFrame
     manifest: dict[str, Any]
+    _derived: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_users(self) -> int:
@@ -59,11 +67,54 @@ class ProcessedDataset:
             raise KeyError(f"unknown split {name!r}; expected one of {SPLIT_NAMES}")
         return getattr(self, name)
 
-    def matrix(self, *names: str) -> sp.csr_matrix:
-        """Return a binary users × items CSR matrix of the union of the named splits."""
+    def _union(self, names: tuple[str, ...]) -> pd.DataFrame:
+        """Return the rows of the named splits, concatenated in the order named."""
         frames = [self.split(name) for name in names]
-        frame = pd.concat(frames, ignore_index=True) if frames else self.train.iloc[:0]
-        return interactions_to_csr(frame, n_users=self.n_users, n_items=self.n_items)
+        return pd.concat(frames, ignore_index=True) if frames else self.train.iloc[:0]
+
+    def interactions(self, *names: str) -> pd.DataFrame:
+        """Return the named splits' rows in chronological order (user, time, item; stable), cached."""
+        key = ("interactions", *names)
+        if key not in self._derived:
+            self._derived[key] = chronological(self._union(names))
+        return self._derived[key]
+
+    def sequences(self, *names: str) -> UserSequences:
+        """Return every user's items of the named splits in chronological order, cached."""
+        key = ("sequences", *names)
+        if key not in self._derived:
+            sequences = sequences_of_ordered(self.interactions(*names), self.n_users)
+            read_only(sequences.items, sequences.offsets)
+            self._derived[key] = sequences
+        return self._derived[key]
+
+    def last_items(self, length: int, *names: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return every user's last `length` items of the named splits, right-aligned [n_users, length],
+        and the padding mask (True = padding), cached."""
+        key = ("last_items", str(length), *names)
+        if key not in self._derived:
+            self._derived[key] = read_only(*self.sequences(*names).last_items(length))
+        return self._derived[key]
+
+    def matrix(self, *names: str) -> sp.csr_matrix:
+        """Return a binary users × items CSR matrix of the union of the named splits, cached."""
+        key = ("matrix", *names)
+        if key not in self._derived:
+            matrix = interactions_to_csr(self._union(names), n_users=self.n_users, n_items=self.n_items)
+            self._derived[key] = read_only(matrix)
+        return self._derived[key]
+
+
+def read_only(*arrays: Any) -> Any:
+    """Mark numpy arrays (or a CSR matrix's arrays) read-only; return the one argument, or all as a tuple.
+
+    Cached values are shared by every caller, so none may change them.
+    """
+    for array in arrays:
+        parts = (array.data, array.indices, array.indptr) if sp.issparse(array) else (array,)
+        for part in parts:
+            part.flags.writeable = False
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def interactions_to_csr(frame: pd.DataFrame, *, n_users: int, n_items: int) -> sp.csr_matrix:

@@ -1,15 +1,23 @@
-"""Readers that turn each source's files into a validated `RawDataset` with the documented columns."""
+"""The data-source registry and the built-in sources: each a reader that turns its files into a validated
+`RawDataset` with the documented columns, and the download layout that says where those files come from.
+
+The registry is the one list of source names: the config check, preprocessing, the download lookup and the
+served forms all read it. `register_source` adds a source (an extension, a test's toy source).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from explorec.config import DataConfig
-from explorec.data.download import GROUPLENS_BASE_URL, locate_dataset
+from explorec.config import DataConfig, ExplorecConfig
+from explorec.data.download import GROUPLENS_BASE_URL, DatasetLayout, locate_dataset
 from explorec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, RawDataset
+from explorec.data.synthetic import generate_synthetic
 from explorec.data.validation import (
     Problem,
     TextTable,
@@ -28,7 +36,7 @@ from explorec.data.validation import (
     unknown_id_problem,
     validate_interactions,
 )
-from explorec.errors import DataValidationError
+from explorec.errors import ConfigError, DataValidationError
 
 ONE_TO_FIVE = (1.0, 5.0)
 HALF_TO_FIVE = (0.5, 5.0)
@@ -46,23 +54,81 @@ NO_GENRES = "(no genres listed)"
 _TITLE_YEAR = r"\(([0-9]{4})\)\s*$"
 
 
-def read_source(cfg: DataConfig, *, base_url: str = GROUPLENS_BASE_URL) -> RawDataset:
-    """Locate (or download), read and validate the data source `cfg.name`."""
-    if cfg.name == "synthetic":
-        from explorec.data.synthetic import generate_synthetic
+@dataclass(frozen=True)
+class DataSource:
+    """One data source: its name and either a folder reader with its download layout, or a generator.
 
-        return generate_synthetic(cfg.synthetic)
-    readers = {
-        "ml100k": read_ml100k,
-        "ml_latest_small_tmdb": read_ml_latest_small_tmdb,
-        "coat": read_coat,
-        "ml1m": read_ml1m,
-        "ml20m": lambda folder: read_movielens_csv(folder, name="ml20m"),
-        "ml25m": lambda folder: read_movielens_csv(folder, name="ml25m"),
-    }
-    if cfg.name not in readers:
-        raise ValueError(f"unknown data source {cfg.name!r}; expected one of {', '.join(readers)}")
-    return readers[cfg.name](locate_dataset(cfg.name, cfg, base_url=base_url))
+    `read` turns the located folder (see `layout`) into a RawDataset; `generate` builds one from the
+    config alone and needs no files (the synthetic source).
+    """
+
+    name: str
+    layout: DatasetLayout | None = None
+    read: Callable[[Path], RawDataset] | None = None
+    generate: Callable[[DataConfig], RawDataset] | None = None
+
+    def __post_init__(self) -> None:
+        """Require a reader with its layout, or a generator, but not both."""
+        file_backed = self.read is not None and self.layout is not None and self.generate is None
+        generated = self.generate is not None and self.read is None and self.layout is None
+        if not (file_backed or generated):
+            raise ValueError(f"data source {self.name!r} needs either read and layout, or generate")
+
+
+def register_source(source: DataSource) -> DataSource:
+    """Add a data source to the registry; its name must be new."""
+    if source.name in _SOURCES:
+        raise ValueError(f"data source {source.name!r} is already registered")
+    _SOURCES[source.name] = source
+    return source
+
+
+def unregister_source(name: str) -> None:
+    """Remove a data source from the registry (for extensions and tests that registered one)."""
+    del _SOURCES[name]
+
+
+def source_names() -> tuple[str, ...]:
+    """Return the registered data-source names, built-ins first, in registration order."""
+    return tuple(_SOURCES)
+
+
+def data_source(name: str) -> DataSource:
+    """Return the registered data source `name`."""
+    if name not in _SOURCES:
+        raise ValueError(f"unknown data source {name!r}; expected one of {', '.join(_SOURCES)}")
+    return _SOURCES[name]
+
+
+def layout_of(name: str) -> DatasetLayout:
+    """Return the download layout of the file-backed data source `name`."""
+    layout = data_source(name).layout
+    if layout is None:
+        raise ValueError(f"data source {name!r} is generated and has no files to locate")
+    return layout
+
+
+def validate_data_choices(cfg: ExplorecConfig) -> None:
+    """Fail with a ConfigError when `data.name` or `split.name` names no registered source or split."""
+    from explorec.data.splits import split_names
+
+    if cfg.data.name not in _SOURCES:
+        raise ConfigError(f"data.name={cfg.data.name!r} is not one of {', '.join(source_names())}")
+    if cfg.split.name not in split_names():
+        raise ConfigError(f"split.name={cfg.split.name!r} is not one of {', '.join(split_names())}")
+    if cfg.split.name == "coat_random" and cfg.data.name != "coat":
+        raise ConfigError(
+            "split.name='coat_random' needs data=coat (it uses Coat's random-exposure test set)"
+        )
+
+
+def read_source(cfg: DataConfig, *, base_url: str = GROUPLENS_BASE_URL) -> RawDataset:
+    """Locate (or download), read and validate the data source `cfg.name`, or generate it."""
+    source = data_source(cfg.name)
+    if source.generate is not None:
+        return source.generate(cfg)
+    assert source.read is not None and source.layout is not None
+    return source.read(locate_dataset(source.layout, cfg, base_url=base_url))
 
 
 def year_from_title(titles: pd.Series) -> pd.Series:
@@ -445,3 +511,95 @@ def read_coat_items(matrix_path: Path, map_path: Path, n_items: int) -> pd.DataF
     titles = pd.Series([f"coat {j + 1}" for j in range(n_items)])
     years = pd.Series([pd.NA] * n_items, dtype="Int32")
     return items_frame(ids, titles, years, pd.Series(genres))
+
+
+# --- The built-in sources ------------------------------------------------------------------------------
+
+
+def generate_synthetic_source(cfg: DataConfig) -> RawDataset:
+    """Generate the seeded synthetic data set of `cfg.synthetic`."""
+    return generate_synthetic(cfg.synthetic)
+
+
+ML100K_LAYOUT = DatasetLayout(
+    title="MovieLens 100K",
+    folder="ml-100k",
+    required=("u.data", "u.item", "u.genre"),
+    archive="ml-100k.zip",
+    archive_md5="0e33842e24a9c977be4e0107933c0723",
+)
+ML_LATEST_SMALL_TMDB_LAYOUT = DatasetLayout(
+    title="MovieLens latest-small + TMDB 5000",
+    folder="ml-latest-small-tmdb",
+    required=(
+        "ml-latest-small/ratings.csv",
+        "ml-latest-small/movies.csv",
+        "ml-latest-small/links.csv",
+        "ml-latest-small/tags.csv",
+        "tmdb-5000/tmdb_5000_movies.csv",
+    ),
+    archive="ml-latest-small.zip",
+    archive_target="ml-latest-small",
+    manual=(
+        "tmdb_5000_movies.csv cannot be downloaded automatically: get it from Kaggle's "
+        "'TMDB 5000 Movie Dataset' (https://www.kaggle.com/datasets/tmdb/tmdb-movie-metadata) "
+        "and put it at DIR/ml-latest-small-tmdb/tmdb-5000/tmdb_5000_movies.csv"
+    ),
+)
+COAT_LAYOUT = DatasetLayout(
+    title="Coat (Schnabel et al. 2016)",
+    folder="coat",
+    required=(
+        "train.ascii",
+        "test.ascii",
+        "user_item_features/item_features.ascii",
+        "user_item_features/item_features_map.txt",
+    ),
+    manual=(
+        "Coat cannot be downloaded automatically: get coat.zip from "
+        "https://www.cs.cornell.edu/~schnabts/mnar/"
+    ),
+)
+ML1M_LAYOUT = DatasetLayout(
+    title="MovieLens 1M",
+    folder="ml-1m",
+    required=("ratings.dat", "movies.dat"),
+    archive="ml-1m.zip",
+    archive_md5="c4d9eecfca2ab87c1945afe126590906",
+)
+ML20M_LAYOUT = DatasetLayout(
+    title="MovieLens 20M",
+    folder="ml-20m",
+    required=("ratings.csv", "movies.csv", "tags.csv"),
+    archive="ml-20m.zip",
+    archive_md5="cd245b17a1ae2cc31bb14903e1204af3",
+)
+ML25M_LAYOUT = DatasetLayout(
+    title="MovieLens 25M",
+    folder="ml-25m",
+    required=("ratings.csv", "movies.csv", "tags.csv"),
+    archive="ml-25m.zip",
+    archive_md5="6b51fb2759a8657d3bfcbfc42b592ada",
+)
+
+
+def read_ml20m(folder: Path) -> RawDataset:
+    """Read MovieLens 20M (the CSV release)."""
+    return read_movielens_csv(folder, name="ml20m")
+
+
+def read_ml25m(folder: Path) -> RawDataset:
+    """Read MovieLens 25M (the CSV release)."""
+    return read_movielens_csv(folder, name="ml25m")
+
+
+BUILT_IN_SOURCES = (
+    DataSource("ml100k", ML100K_LAYOUT, read_ml100k),
+    DataSource("ml_latest_small_tmdb", ML_LATEST_SMALL_TMDB_LAYOUT, read_ml_latest_small_tmdb),
+    DataSource("coat", COAT_LAYOUT, read_coat),
+    DataSource("ml1m", ML1M_LAYOUT, read_ml1m),
+    DataSource("ml20m", ML20M_LAYOUT, read_ml20m),
+    DataSource("ml25m", ML25M_LAYOUT, read_ml25m),
+    DataSource("synthetic", generate=generate_synthetic_source),
+)
+_SOURCES: dict[str, DataSource] = {source.name: source for source in BUILT_IN_SOURCES}

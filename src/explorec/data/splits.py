@@ -1,5 +1,5 @@
-"""Evaluation splits (docs/design.md §3): random_ratio, leave_last_out, temporal_ratio, cold_items and
-coat_random.
+"""Evaluation splits (docs/design.md §3) and their registry, the one list of split names: random_ratio,
+leave_last_out, temporal_ratio, cold_items and coat_random built in; `register_split` adds one.
 
 Every split takes an interaction frame with dense `user_idx`, `item_idx`, `rating`, `timestamp` columns and
 returns a `Split` of three disjoint frames. Orderings are fully deterministic: chronological order breaks
@@ -8,12 +8,14 @@ timestamp ties by `item_idx`, and random choices come only from a seeded numpy G
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from explorec.config import SplitConfig
+from explorec.data.interactions import chronological
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,6 @@ class Split:
     valid: pd.DataFrame
     test: pd.DataFrame
     cold_items: np.ndarray
-
-
-def _chronological(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sort by user, then time, breaking timestamp ties by item index."""
-    return frame.sort_values(["user_idx", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
 
 
 def _masked_split(ordered: pd.DataFrame, *, is_valid: np.ndarray, is_test: np.ndarray) -> Split:
@@ -52,7 +49,7 @@ def leave_last_out(interactions: pd.DataFrame) -> Split:
 
     Users with two interactions give one to test and keep one in train; users with one keep it in train.
     """
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     from_end = _position_from_end(ordered)
     sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
     is_test = (from_end == 0) & (sizes >= 2)
@@ -67,7 +64,7 @@ def temporal_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio
     Like leave_last_out it asks for what comes next, but several items deep, so a model (or a session that
     learns from feedback) is judged on a user's next interests rather than on one item.
     """
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     from_end = _position_from_end(ordered)
     sizes = ordered.groupby("user_idx", sort=False)["item_idx"].transform("size").to_numpy()
     n_test = np.minimum(np.maximum(np.round(sizes * test_ratio), 1), sizes - 1).astype(int)
@@ -100,7 +97,7 @@ def _random_ratio_masks(
 
 def random_ratio(interactions: pd.DataFrame, *, valid_ratio: float, test_ratio: float, seed: int) -> Split:
     """Per-user random split: round(n·test_ratio) rows to test, round(n·valid_ratio) to validation, seeded."""
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     rng = np.random.default_rng(seed)
     is_valid, is_test = _random_ratio_masks(ordered, valid_ratio=valid_ratio, test_ratio=test_ratio, rng=rng)
     return _masked_split(ordered, is_valid=is_valid, is_test=is_test)
@@ -128,13 +125,13 @@ def cold_items(
         )
     chosen = rng.permutation(np.sort(eligible_items))[:n_cold].astype(np.int32)
     valid_cold, test_cold = np.sort(chosen[: n_cold // 2]), np.sort(chosen[n_cold // 2 :])
-    ordered = _chronological(interactions)
+    ordered = chronological(interactions)
     item = ordered["item_idx"].to_numpy()
     in_valid_cold, in_test_cold = np.isin(item, valid_cold), np.isin(item, test_cold)
     warm = ordered[~(in_valid_cold | in_test_cold)].reset_index(drop=True)
     warm_split = random_ratio(warm, valid_ratio=valid_ratio, test_ratio=test_ratio, seed=seed)
-    valid = _chronological(pd.concat([warm_split.valid, ordered[in_valid_cold]], ignore_index=True))
-    test = _chronological(pd.concat([warm_split.test, ordered[in_test_cold]], ignore_index=True))
+    valid = chronological(pd.concat([warm_split.valid, ordered[in_valid_cold]], ignore_index=True))
+    test = chronological(pd.concat([warm_split.test, ordered[in_test_cold]], ignore_index=True))
     return Split(train=warm_split.train, valid=valid, test=test, cold_items=np.sort(chosen))
 
 
@@ -146,18 +143,107 @@ def coat_random(
     Test rows whose (user, item) is also in train or validation are dropped: a recommender never ranks items
     the user already rated, so they could not be hit.
     """
-    ordered = _chronological(train_interactions)
+    ordered = chronological(train_interactions)
     rng = np.random.default_rng(seed)
     is_valid, _ = _random_ratio_masks(ordered, valid_ratio=valid_ratio, test_ratio=0.0, rng=rng)
     seen = pd.MultiIndex.from_frame(ordered[["user_idx", "item_idx"]])
     test_keys = pd.MultiIndex.from_frame(random_test[["user_idx", "item_idx"]])
-    test = _chronological(random_test[~test_keys.isin(seen)])
+    test = chronological(random_test[~test_keys.isin(seen)])
     return Split(
         train=ordered[~is_valid].reset_index(drop=True),
         valid=ordered[is_valid].reset_index(drop=True),
         test=test,
         cold_items=np.array([], dtype=np.int32),
     )
+
+
+@dataclass(frozen=True)
+class SplitInputs:
+    """What a split may use beyond the interactions: cold-start candidates and a source's own test set."""
+
+    eligible_cold_items: np.ndarray | None = None
+    random_test: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class SplitMethod:
+    """A registered split: its name, whether it holds out each user's latest rows, and its function."""
+
+    name: str
+    chronological: bool
+    split: Callable[[pd.DataFrame, SplitConfig, SplitInputs], Split]
+
+
+def _split_leave_last_out(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """leave_last_out under the config."""
+    return leave_last_out(interactions)
+
+
+def _split_temporal_ratio(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """temporal_ratio under the config."""
+    return temporal_ratio(interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio)
+
+
+def _split_random_ratio(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """random_ratio under the config."""
+    return random_ratio(interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio, seed=cfg.seed)
+
+
+def _split_cold_items(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """cold_items under the config; every item is eligible unless the inputs say otherwise."""
+    eligible = inputs.eligible_cold_items
+    if eligible is None:
+        eligible = np.unique(interactions["item_idx"].to_numpy())
+    return cold_items(
+        interactions,
+        eligible_items=eligible,
+        cold_item_ratio=cfg.cold_item_ratio,
+        valid_ratio=cfg.valid_ratio,
+        test_ratio=cfg.test_ratio,
+        seed=cfg.seed,
+    )
+
+
+def _split_coat_random(interactions: pd.DataFrame, cfg: SplitConfig, inputs: SplitInputs) -> Split:
+    """coat_random under the config; needs the source's random-exposure test set."""
+    if inputs.random_test is None:
+        raise ValueError("coat_random needs the source's random-exposure test set")
+    return coat_random(interactions, inputs.random_test, valid_ratio=cfg.valid_ratio, seed=cfg.seed)
+
+
+BUILT_IN_SPLITS = (
+    SplitMethod("random_ratio", chronological=False, split=_split_random_ratio),
+    SplitMethod("leave_last_out", chronological=True, split=_split_leave_last_out),
+    SplitMethod("temporal_ratio", chronological=True, split=_split_temporal_ratio),
+    SplitMethod("cold_items", chronological=False, split=_split_cold_items),
+    SplitMethod("coat_random", chronological=False, split=_split_coat_random),
+)
+_SPLITS: dict[str, SplitMethod] = {method.name: method for method in BUILT_IN_SPLITS}
+
+
+def register_split(method: SplitMethod) -> SplitMethod:
+    """Add a split to the registry; its name must be new."""
+    if method.name in _SPLITS:
+        raise ValueError(f"split {method.name!r} is already registered")
+    _SPLITS[method.name] = method
+    return method
+
+
+def unregister_split(name: str) -> None:
+    """Remove a split from the registry (for extensions and tests that registered one)."""
+    del _SPLITS[name]
+
+
+def split_names() -> tuple[str, ...]:
+    """Return the registered split names, built-ins first, in registration order."""
+    return tuple(_SPLITS)
+
+
+def split_method(name: str) -> SplitMethod:
+    """Return the registered split `name`."""
+    if name not in _SPLITS:
+        raise ValueError(f"unknown split {name!r}; expected one of {', '.join(_SPLITS)}")
+    return _SPLITS[name]
 
 
 def make_split(
@@ -167,29 +253,6 @@ def make_split(
     eligible_cold_items: np.ndarray | None = None,
     random_test: pd.DataFrame | None = None,
 ) -> Split:
-    """Dispatch to the split named in the config."""
-    if cfg.name == "leave_last_out":
-        return leave_last_out(interactions)
-    if cfg.name == "temporal_ratio":
-        return temporal_ratio(interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio)
-    if cfg.name == "random_ratio":
-        return random_ratio(
-            interactions, valid_ratio=cfg.valid_ratio, test_ratio=cfg.test_ratio, seed=cfg.seed
-        )
-    if cfg.name == "cold_items":
-        eligible = eligible_cold_items
-        if eligible is None:
-            eligible = np.unique(interactions["item_idx"].to_numpy())
-        return cold_items(
-            interactions,
-            eligible_items=eligible,
-            cold_item_ratio=cfg.cold_item_ratio,
-            valid_ratio=cfg.valid_ratio,
-            test_ratio=cfg.test_ratio,
-            seed=cfg.seed,
-        )
-    if cfg.name == "coat_random":
-        if random_test is None:
-            raise ValueError("coat_random needs the source's random-exposure test set")
-        return coat_random(interactions, random_test, valid_ratio=cfg.valid_ratio, seed=cfg.seed)
-    raise ValueError(f"unknown split {cfg.name!r}")
+    """Split the interactions with the split named in the config."""
+    inputs = SplitInputs(eligible_cold_items=eligible_cold_items, random_test=random_test)
+    return split_method(cfg.name).split(interactions, cfg, inputs)

@@ -9,7 +9,6 @@ history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,50 +17,11 @@ import torch
 from lightning import pytorch as lp
 from torch.utils.data import DataLoader
 
+from explorec.data.interactions import UserSequences
 from explorec.data.processed import ProcessedDataset
 
 Batch = dict[str, torch.Tensor]
 TRAINING_OBJECTIVES = ("next_item", "held_out")
-
-
-@dataclass(frozen=True)
-class UserSequences:
-    """Every user's items in time order, concatenated: user u owns items[offsets[u]:offsets[u + 1]]."""
-
-    items: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def n_users(self) -> int:
-        """Number of users (including those with an empty sequence)."""
-        return len(self.offsets) - 1
-
-    def owners(self) -> np.ndarray:
-        """Return the user of every position of `items`."""
-        return np.repeat(np.arange(self.n_users), np.diff(self.offsets))
-
-
-def user_sequences(interactions: pd.DataFrame, n_users: int) -> UserSequences:
-    """Return the users' item sequences ordered by (timestamp, item) within each user."""
-    ordered = interactions.sort_values(["user_idx", "timestamp", "item_idx"], kind="stable")
-    counts = np.bincount(ordered["user_idx"].to_numpy(), minlength=n_users)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return UserSequences(items=ordered["item_idx"].to_numpy(np.int64), offsets=offsets)
-
-
-def history_windows(
-    sequences: UserSequences, users: np.ndarray, ends: np.ndarray, history_length: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return right-aligned items [B, N] before each end position, and the padding mask (True = padding).
-
-    `history_length` None keeps every earlier item: N is then the longest such history in the batch.
-    """
-    if history_length is None:
-        history_length = max(int((ends - sequences.offsets[users]).max(initial=0)), 1)
-    positions = ends[:, None] - history_length + np.arange(history_length)[None, :]
-    padding = positions < sequences.offsets[users][:, None]
-    items = np.where(padding, 0, sequences.items[np.clip(positions, 0, max(len(sequences.items) - 1, 0))])
-    return items, padding
 
 
 def genre_multi_hot(genres: pd.Series) -> np.ndarray | None:
@@ -128,7 +88,7 @@ class TrainingWindows:
         """Return user, history [B, N], padding mask, targets [B, N + 1] and target mask (True = a target)."""
         starts, ends = self.windows[np.asarray(indices, dtype=np.int64)].T
         users = self.owners[starts]
-        history, padding = history_windows(self.sequences, users, ends - 1, self.history_length)
+        history, padding = self.sequences.windows(users, ends - 1, self.history_length)
         target_positions = (
             ends[:, None] - self.history_length - 1 + np.arange(self.history_length + 1)[None, :]
         )
@@ -233,7 +193,7 @@ class UserHistories:
         """Return the users at `indices` with their right-aligned last-N histories and padding masks."""
         users = self.users[np.asarray(indices, dtype=np.int64)]
         ends = self.sequences.offsets[users + 1]
-        history, padding = history_windows(self.sequences, users, ends, self.history_length)
+        history, padding = self.sequences.windows(users, ends, self.history_length)
         return {
             "user_idx": torch.from_numpy(users),
             "history": torch.from_numpy(history),
@@ -271,7 +231,7 @@ class TwoTowerDataModule(lp.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
-        self.train_sequences = user_sequences(dataset.train, dataset.n_users)
+        self.train_sequences = dataset.sequences("train")
         self.validation_targets: sp.csr_matrix = dataset.matrix("valid")
         self.validation_exclude: sp.csr_matrix = dataset.matrix("train")
         self.validation_users = np.flatnonzero(np.diff(self.validation_targets.indptr) > 0)

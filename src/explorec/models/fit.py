@@ -11,20 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from lightning import pytorch as lp
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
-from explorec.config.schema import CHRONOLOGICAL_SPLITS
 from explorec.data.processed import ProcessedDataset
+from explorec.data.splits import split_method
 from explorec.models.data import (
     TwoTowerDataModule,
     UserHistories,
     genre_multi_hot,
     item_log_frequency,
-    user_sequences,
 )
 from explorec.models.towers import ItemTower, UserTower
 from explorec.models.two_tower import TwoTowerModule, scores_as_numpy
@@ -84,8 +82,7 @@ class FitResult:
     ) -> np.ndarray:
         """Return the L2-normalised user vectors [n, d] from the users' histories in `history_splits`."""
         users = np.arange(self.dataset.n_users) if user_idx is None else np.asarray(user_idx, dtype=np.int64)
-        interactions = pd.concat([self.dataset.split(name) for name in history_splits], ignore_index=True)
-        sequences = user_sequences(interactions, self.dataset.n_users)
+        sequences = self.dataset.sequences(*history_splits)
         histories = UserHistories(sequences, users, self.model.user_tower.max_history)
         self.model.eval()
         chunks = []
@@ -112,7 +109,7 @@ def resolve_model_config(model_cfg: ModelConfig, split_name: str | None = None) 
     """
     objective = model_cfg.training_objective
     if objective == "auto":
-        chronological = split_name is None or split_name in CHRONOLOGICAL_SPLITS
+        chronological = split_name is None or split_method(split_name).chronological
         objective = "next_item" if chronological else "held_out"
     set_style = objective == "held_out"
     loss = model_cfg.loss if model_cfg.loss != "auto" else "full_softmax" if set_style else "sampled_softmax"
@@ -346,9 +343,7 @@ def refit_two_tower(
 
 def with_validation_in_train(dataset: ProcessedDataset) -> ProcessedDataset:
     """Return the data set with the validation interactions moved into train (validation left empty)."""
-    train = pd.concat([dataset.train, dataset.valid], ignore_index=True)
-    train = train.sort_values(["user_idx", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
-    return replace(dataset, train=train, valid=dataset.valid.iloc[:0])
+    return replace(dataset, train=dataset.interactions("train", "valid"), valid=dataset.valid.iloc[:0])
 
 
 def _best_epoch(epochs: list[dict[str, float]]) -> dict[str, float]:

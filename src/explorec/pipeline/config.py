@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from explorec.config import ExplorecConfig, compose
-from explorec.config.schema import DATA_SOURCES, SPLITS
 from explorec.config.simulation import RECOMMENDERS
+from explorec.data.sources import validate_data_choices
 from explorec.errors import ConfigError
 from explorec.policies.registry import policy_names
 
@@ -24,21 +24,9 @@ def load_config(overrides: Sequence[str] = ()) -> ExplorecConfig:
 
 def validate_choices(cfg: ExplorecConfig) -> None:
     """Fail on values that type-check but name nothing explorec knows."""
-    _validate_data_choices(cfg)
+    validate_data_choices(cfg)
     _validate_policy_choices(cfg)
     _validate_simulation_choices(cfg)
-
-
-def _validate_data_choices(cfg: ExplorecConfig) -> None:
-    """Fail on a data source or split explorec does not know, or a split its data source cannot make."""
-    if cfg.data.name not in DATA_SOURCES:
-        raise ConfigError(f"data.name={cfg.data.name!r} is not one of {', '.join(DATA_SOURCES)}")
-    if cfg.split.name not in SPLITS:
-        raise ConfigError(f"split.name={cfg.split.name!r} is not one of {', '.join(SPLITS)}")
-    if cfg.split.name == "coat_random" and cfg.data.name != "coat":
-        raise ConfigError(
-            "split.name='coat_random' needs data=coat (it uses Coat's random-exposure test set)"
-        )
 
 
 def _validate_policy_choices(cfg: ExplorecConfig) -> None:

@@ -24,7 +24,6 @@ import numpy as np
 from explorec.policies.spec import PolicySpec
 
 if TYPE_CHECKING:
-
     from explorec.data.processed import ProcessedDataset
     from explorec.models.towers import UserTower
 
@@ -178,12 +177,7 @@ def user_histories(
     dataset: ProcessedDataset, splits: Sequence[str]
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Return user ids, offsets and items (time order) of every user's interactions in `splits`."""
-    import pandas as pd
-
-    frame = pd.concat([dataset.split(name) for name in splits], ignore_index=True)
-    ordered = frame.sort_values(["user_idx", "timestamp", "item_idx"], kind="stable")
-    counts = np.bincount(ordered["user_idx"].to_numpy(), minlength=dataset.n_users)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    sequences = dataset.sequences(*splits)
     users = dataset.users.sort_values("user_idx")
     ids = users["user_id"] if "user_id" in users else users["user_idx"]
-    return ids.astype(str).tolist(), offsets, ordered["item_idx"].to_numpy(np.int64)
+    return ids.astype(str).tolist(), sequences.offsets, sequences.items

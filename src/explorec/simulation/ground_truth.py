@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from explorec.baselines.ease import ease_weights
+from explorec.data.interactions import chronological
 from explorec.data.processed import ProcessedDataset, interactions_to_csr
 
 TUNE_POOL, TEST_POOL = "tune", "test"
@@ -81,7 +82,7 @@ def split_visible_hidden(
     """(visible, hidden) positives of `users`: the earliest ceil(share·n) (by time, then item) are visible."""
     if not 0.0 < visible_share < 1.0:
         raise ValueError(f"visible_share must lie in (0, 1), got {visible_share}")
-    frame = positives[positives["user_idx"].isin(users)].sort_values(["user_idx", "timestamp", "item_idx"])
+    frame = chronological(positives[positives["user_idx"].isin(users)])
     rank = frame.groupby("user_idx").cumcount()
     size = frame.groupby("user_idx")["item_idx"].transform("size")
     visible = rank < np.ceil(visible_share * size)

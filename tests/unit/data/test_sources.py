@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -16,7 +17,7 @@ import pytest
 from explorec.config import DataConfig
 from explorec.data.download import DATA_DIR_ENV, download_dataset, locate_dataset
 from explorec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, RawDataset
-from explorec.data.sources import read_source
+from explorec.data.sources import layout_of, read_source
 from explorec.errors import ChecksumError, DataNotFoundError
 
 OFFLINE_URL = "http://127.0.0.1:9/"
@@ -248,27 +249,29 @@ def three_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pa
 def test_data_dir_beats_env_and_cache(three_roots: dict[str, Path]) -> None:
     """data.data_dir is searched first."""
     cfg = DataConfig(data_dir=str(three_roots["data_dir"]), cache_dir=str(three_roots["cache"]))
-    assert locate_dataset("ml100k", cfg, base_url=OFFLINE_URL) == three_roots["data_dir"] / "ml-100k"
+    assert (
+        locate_dataset(layout_of("ml100k"), cfg, base_url=OFFLINE_URL) == three_roots["data_dir"] / "ml-100k"
+    )
 
 
 def test_env_beats_cache(three_roots: dict[str, Path]) -> None:
     """Without data.data_dir, EXPLOREC_DATA_DIR wins over the cache."""
     cfg = DataConfig(data_dir=None, cache_dir=str(three_roots["cache"]))
-    assert locate_dataset("ml100k", cfg, base_url=OFFLINE_URL) == three_roots["env"] / "ml-100k"
+    assert locate_dataset(layout_of("ml100k"), cfg, base_url=OFFLINE_URL) == three_roots["env"] / "ml-100k"
 
 
 def test_cache_is_used_last(three_roots: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """With neither data_dir nor the env variable, the cache folder is used."""
     monkeypatch.delenv(DATA_DIR_ENV)
     cfg = DataConfig(data_dir=None, cache_dir=str(three_roots["cache"]))
-    assert locate_dataset("ml100k", cfg, base_url=OFFLINE_URL) == three_roots["cache"] / "ml-100k"
+    assert locate_dataset(layout_of("ml100k"), cfg, base_url=OFFLINE_URL) == three_roots["cache"] / "ml-100k"
 
 
 def test_incomplete_folder_is_skipped(three_roots: dict[str, Path]) -> None:
     """A data_dir copy lacking u.item is passed over for the next complete one."""
     (three_roots["data_dir"] / "ml-100k" / "u.item").unlink()
     cfg = DataConfig(data_dir=str(three_roots["data_dir"]), cache_dir=str(three_roots["cache"]))
-    assert locate_dataset("ml100k", cfg, base_url=OFFLINE_URL) == three_roots["env"] / "ml-100k"
+    assert locate_dataset(layout_of("ml100k"), cfg, base_url=OFFLINE_URL) == three_roots["env"] / "ml-100k"
 
 
 def test_cache_dir_tilde_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,7 +280,7 @@ def test_cache_dir_tilde_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HOME", str(tmp_path))
     write_ml100k(tmp_path / "cachedir" / "ml-100k")
     cfg = DataConfig(data_dir=None, cache_dir="~/cachedir")
-    assert locate_dataset("ml100k", cfg, base_url=OFFLINE_URL) == tmp_path / "cachedir" / "ml-100k"
+    assert locate_dataset(layout_of("ml100k"), cfg, base_url=OFFLINE_URL) == tmp_path / "cachedir" / "ml-100k"
 
 
 # --- offline / not found -----------------------------------------------------------------------------
@@ -305,7 +308,7 @@ def test_download_disabled_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     cfg = DataConfig(name="ml1m", cache_dir=str(tmp_path), allow_download=False)
     with pytest.raises(DataNotFoundError, match=r"allow_download is false.*ml-1m\.zip"):
-        locate_dataset("ml1m", cfg, base_url=OFFLINE_URL)
+        locate_dataset(layout_of("ml1m"), cfg, base_url=OFFLINE_URL)
 
 
 def test_coat_cannot_be_downloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -313,7 +316,7 @@ def test_coat_cannot_be_downloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     cfg = DataConfig(name="coat", cache_dir=str(tmp_path))
     with pytest.raises(DataNotFoundError, match=r"cs\.cornell\.edu/~schnabts/mnar.*EXPLOREC_DATA_DIR"):
-        locate_dataset("coat", cfg, base_url=OFFLINE_URL)
+        locate_dataset(layout_of("coat"), cfg, base_url=OFFLINE_URL)
 
 
 # --- downloads from a local server / file URL ------------------------------------------------------
@@ -356,7 +359,7 @@ def test_download_over_http_with_matching_md5(local_server: tuple[str, Path], tm
     base_url, served = local_server
     md5 = ml100k_zip(served)
     folder = download_dataset(
-        "ml100k", tmp_path / "cache", base_url=base_url, expected_md5=md5, progress=False
+        layout_of("ml100k"), tmp_path / "cache", base_url=base_url, expected_md5=md5, progress=False
     )
     assert folder == tmp_path / "cache" / "ml-100k"
     assert (folder / "u.data").read_bytes() == (served / "src" / "ml-100k" / "u.data").read_bytes()
@@ -369,7 +372,7 @@ def test_download_with_wrong_md5_leaves_nothing(tmp_path: Path) -> None:
     ml100k_zip(served)
     cache = tmp_path / "cache"
     with pytest.raises(ChecksumError, match="0e33842e24a9c977be4e0107933c0723"):
-        download_dataset("ml100k", cache, base_url=served.as_uri() + "/", progress=False)
+        download_dataset(layout_of("ml100k"), cache, base_url=served.as_uri() + "/", progress=False)
     assert not (cache / "ml-100k").exists()
     assert list(cache.iterdir()) == []
 
@@ -381,24 +384,27 @@ def test_published_md5_file_is_checked(tmp_path: Path) -> None:
     md5 = build_zip(served / "ml-latest-small.zip", "ml-latest-small", {"ratings.csv": b"userId\n"})
     (served / "ml-latest-small.zip.md5").write_text(f"MD5 (ml-latest-small.zip) = {md5}\n")
     folder = download_dataset(
-        "ml_latest_small_tmdb", tmp_path / "ok", base_url=served.as_uri(), progress=False
+        layout_of("ml_latest_small_tmdb"), tmp_path / "ok", base_url=served.as_uri(), progress=False
     )
     assert (folder / "ml-latest-small" / "ratings.csv").read_bytes() == b"userId\n"
     (served / "ml-latest-small.zip.md5").write_text("0" * 32 + "  ml-latest-small.zip\n")
     with pytest.raises(ChecksumError):
-        download_dataset("ml_latest_small_tmdb", tmp_path / "bad", base_url=served.as_uri(), progress=False)
+        download_dataset(
+            layout_of("ml_latest_small_tmdb"), tmp_path / "bad", base_url=served.as_uri(), progress=False
+        )
 
 
 def test_locate_downloads_into_cache_then_reads(
     local_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With nothing local, locate_dataset downloads into the cache (md5 patched to the tiny archive's)."""
-    from explorec.data import download
+    from explorec.data import sources
 
     base_url, served = local_server
     md5 = ml100k_zip(served)
-    layout = download.LAYOUTS["ml100k"]
-    monkeypatch.setitem(download.LAYOUTS, "ml100k", type(layout)(**{**layout.__dict__, "archive_md5": md5}))
+    source = sources.data_source("ml100k")
+    patched = dataclasses.replace(source, layout=dataclasses.replace(layout_of("ml100k"), archive_md5=md5))
+    monkeypatch.setitem(sources._SOURCES, "ml100k", patched)
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     cfg = DataConfig(name="ml100k", cache_dir=str(tmp_path / "cache"))
     dataset = read_source(cfg, base_url=base_url)
@@ -422,8 +428,8 @@ def test_tmdb_part_is_asked_for_after_downloading_movielens(
         DataNotFoundError,
         match=r"(?i)is missing.*kaggle.*DIR/ml-latest-small-tmdb/tmdb-5000/tmdb_5000_movies\.csv",
     ):
-        locate_dataset("ml_latest_small_tmdb", cfg, base_url=served.as_uri(), progress=False)
+        locate_dataset(layout_of("ml_latest_small_tmdb"), cfg, base_url=served.as_uri(), progress=False)
     assert (tmp_path / "cache" / "ml-latest-small-tmdb" / "ml-latest-small" / "ratings.csv").is_file()
     (served / "ml-latest-small.zip").unlink()
     with pytest.raises(DataNotFoundError, match="is missing"):
-        locate_dataset("ml_latest_small_tmdb", cfg, base_url=served.as_uri(), progress=False)
+        locate_dataset(layout_of("ml_latest_small_tmdb"), cfg, base_url=served.as_uri(), progress=False)

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
+from explorec.data.interactions import user_sequences
 from explorec.models.data import (
     HeldOutExamples,
     TrainingWindows,
     UserHistories,
     genre_multi_hot,
-    user_sequences,
 )
 
 LENGTHS = [0, 1, 2, 4, 5, 6, 7, 13]

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from explorec.config import ExplorecConfig, ModelConfig, SplitConfig, TrainerConfig
+from explorec.data.interactions import user_sequences
 from explorec.data.processed import ProcessedDataset
 from explorec.evaluation.harness import full_ranking_evaluate
-from explorec.models.data import UserHistories, user_sequences
+from explorec.models.data import UserHistories
 from explorec.models.fit import (
     build_trainer,
     build_two_tower,
