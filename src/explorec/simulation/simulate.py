@@ -79,7 +79,7 @@ def prior_for_calibration(
     """The Platt prior fitted on a uniform exposure log of the tune pool under this click model."""
     tune = world.pools.get(TUNE_POOL)
     return fit_platt_prior(
-        recommender_scores=recommender.scores_of(tune),
+        recommender_scores=recommender.score(tune),
         click_probabilities=world.click_probabilities(tune, click_model),
         visible_mask=world.visible_mask(tune),
         rng=stream(seed, PLATT_STREAM, index),
@@ -108,7 +108,7 @@ def _simulate_calibration(
         index=index,
         with_popularity=cfg.prior_popularity,
     )
-    prior = prior_model.probabilities(recommender.scores_of(users))
+    prior = prior_model.probabilities(recommender.score(users))
     probabilities = world.click_probabilities(users, click_model)
     weights = position_weights(cfg.slate_size)
     policies = {spec.label: make_policy(spec, resources) for spec in specs}

@@ -214,7 +214,7 @@ def _train_and_serve(
         policy.name, item_vectors=trained.fit.item_vectors(), text_vectors=context.diversity_vectors
     )
     served = served_metrics(
-        trained.fit.score_users,
+        trained.fit,
         targets=context.dataset.matrix("valid"),
         exclude=context.dataset.matrix("train"),
         policy=factory.build_policy(policy.name, policy.exploration_rate, **params),

@@ -9,7 +9,7 @@ against the validation items (binary relevance, evaluation/ranking.py). Diversit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +19,9 @@ import scipy.sparse as sp
 from explorec.evaluation.beyond_accuracy import catalog_coverage, intra_list_diversity
 from explorec.evaluation.harness import evaluated_users
 from explorec.evaluation.ranking import hit_matrix, mean_over_users, ndcg_at_k, recall_at_k
+from explorec.evaluation.scoring import TRAIN_HISTORY, Scorer
 from explorec.policies.base import Policy
 from explorec.policies.factory import POLICIES_ON_ITEM_VECTORS, POLICIES_ON_TEXT_VECTORS
-
-ScoreUsers = Callable[[np.ndarray], np.ndarray]
-"""User indices [n] → scores [n, n_items] (higher = better; nothing masked)."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,9 @@ class ServedSlates:
 
 
 def serve_slates(
-    score_users: ScoreUsers,
+    scorer: Scorer,
     *,
+    history_splits: Sequence[str] = TRAIN_HISTORY,
     users: np.ndarray,
     exclude: sp.csr_matrix,
     policy: Policy,
@@ -54,7 +53,7 @@ def serve_slates(
         excluded = exclude[batch].toarray() > 0
         states = [policy.initial_state(history_items=exclude[user].indices) for user in batch]
         served = policy.select_batch(
-            scores=score_users(batch), excluded=excluded, k=k, rng=rng, states=states
+            scores=scorer.score(batch, history_splits), excluded=excluded, k=k, rng=rng, states=states
         )
         slates.append(served.items)
         greedy.append(served.greedy_items)
@@ -104,8 +103,9 @@ def policy_parameters(
 
 
 def served_metrics(
-    score_users: ScoreUsers,
+    scorer: Scorer,
     *,
+    history_splits: Sequence[str] = TRAIN_HISTORY,
     targets: sp.csr_matrix,
     exclude: sp.csr_matrix,
     policy: Policy,
@@ -115,7 +115,9 @@ def served_metrics(
 ) -> dict[str, float]:
     """Serve the users that have a target and return ndcg@k, recall@k, ild, coverage and δ of their slates."""
     users = evaluated_users(sp.csr_matrix(targets))
-    slates = serve_slates(score_users, users=users, exclude=exclude, policy=policy, k=k, seed=seed)
+    slates = serve_slates(
+        scorer, history_splits=history_splits, users=users, exclude=exclude, policy=policy, k=k, seed=seed
+    )
     n_items = sp.csr_matrix(targets).shape[1]
     metrics = {
         f"ndcg@{k}": served_ndcg(slates, targets, k=k),
