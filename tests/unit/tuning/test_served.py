@@ -7,8 +7,9 @@ import pytest
 import scipy.sparse as sp
 
 from explorec.evaluation.scoring import ScoreMatrix
+from explorec.evaluation.slates import slate_metrics
 from explorec.policies.factory import build_policy
-from explorec.tuning.served import diversity, serve_slates, served_metrics, served_ndcg
+from explorec.tuning.served import serve_slates, served_metrics, served_ndcg
 
 SCORES = np.array([[0.9, 0.8, 0.7, 0.1, 0.0], [0.0, 0.1, 0.2, 0.8, 0.9]])
 EXCLUDE = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]]))
@@ -40,11 +41,10 @@ def test_diversity_objectives() -> None:
     slates = serve_slates(
         SCORER, users=np.array([0, 1]), exclude=EXCLUDE, policy=build_policy("greedy", 0.0), k=2, seed=0
     )
-    assert diversity("coverage", slates, item_vectors=None, n_items=5) == pytest.approx(4 / 5)
-    orthogonal = np.eye(5)
-    assert diversity("ild", slates, item_vectors=orthogonal, n_items=5) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="item vectors"):
-        diversity("ild", slates, item_vectors=None, n_items=5)
+    assert "intra_list_diversity" not in slate_metrics(slates.items, n_items=5)
+    metrics = slate_metrics(slates.items, n_items=5, diversity_vectors=np.eye(5))
+    assert metrics["catalog_coverage"] == pytest.approx(4 / 5)
+    assert metrics["intra_list_diversity"] == pytest.approx(1.0)
 
 
 def test_served_metrics_serve_only_users_with_targets() -> None:
