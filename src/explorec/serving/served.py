@@ -21,12 +21,11 @@ from explorec.evaluation.slates import slate_metrics
 from explorec.policies.base import Policy, SlateBatch
 from explorec.policies.simple import GreedyPolicy
 from explorec.policies.slates import join_batches, serve_batch
-from explorec.serving.bundle import PolicySpec, RecommenderBundle, ScoreCalibration, user_histories
-from explorec.serving.recommender import Recommender, policy_from_spec, scores_for_policy
+from explorec.serving.bundle import RecommenderBundle, ScoreCalibration, user_histories
+from explorec.serving.recommender import Recommender, scores_for_policy
 
 if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
-    from explorec.models.fit import FitResult
 
 EVALUATION_HISTORY = ("train", "valid")
 
@@ -104,31 +103,6 @@ def evaluation_users(dataset: ProcessedDataset) -> np.ndarray:
 def train_user_counts(dataset: ProcessedDataset) -> np.ndarray:
     """Return, per item, the number of distinct training users who interacted with it."""
     return np.asarray(dataset.matrix("train").sum(axis=0)).ravel()
-
-
-def served_metrics_for_fit(
-    fit: FitResult,
-    policy: PolicySpec,
-    *,
-    text_embeddings: np.ndarray | None = None,
-    k: int = 10,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Return served-slate metrics of an in-memory FitResult on its data set's test users."""
-    dataset = fit.dataset
-    users = evaluation_users(dataset)
-    item_vectors = fit.item_vectors()
-    return served_slate_metrics(
-        user_vectors=fit.user_vectors(users, EVALUATION_HISTORY),
-        item_vectors=item_vectors,
-        excluded=dataset.matrix(*EVALUATION_HISTORY)[users],
-        policy=policy_from_spec(policy, item_vectors=item_vectors, text_embeddings=text_embeddings),
-        k=k,
-        seed=seed,
-        diversity_vectors=text_embeddings,
-        item_popularity=train_user_counts(dataset),
-        n_train_users=dataset.n_users,
-    )
 
 
 def served_metrics_for_bundle(

@@ -45,11 +45,6 @@ class PolicySpec:
     exploration_rate: float
     online: bool
 
-    @property
-    def is_baseline(self) -> bool:
-        """Whether this is one of the always-reported baselines."""
-        return self.label in BASELINE_LABELS
-
 
 def policy_label(name: str, exploration_rate: float) -> str:
     """The label of an exploring policy configuration, e.g. 'epsilon_greedy@0.1'."""
