@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from explorec.baselines.base import NotFittedError, Recommender
 from explorec.baselines.ease import EASE
-from explorec.baselines.factory import BASELINES, build_baseline, default_params
+from explorec.baselines.factory import BASELINES, build_baseline
 from explorec.evaluation.harness import full_ranking_evaluate
 from explorec.evaluation.scoring import ScoreMatrix
 
@@ -48,7 +48,3 @@ def test_unknown_name_and_parameter_are_rejected() -> None:
         build_baseline("slim")
     with pytest.raises(ValueError, match="unknown parameters"):
         build_baseline("ease", lambda_=3.0)
-
-
-def test_default_params_are_plain_dicts() -> None:
-    assert default_params("item_knn") == {"neighbours": 200, "shrinkage": 0.0}
