@@ -1,4 +1,4 @@
-"""Off-policy estimators of a target policy's value from logs with propensities: IPS, SNIPS and doubly robust.
+"""Off-policy estimators of a target policy's value from logs with propensities: IPS and SNIPS.
 
 Log layout: one row per logged decision. For slates, each (context, slot) is one decision (the per-position
 or independence assumption): its reward is that slot's reward (e.g. click), `logging_propensities` the
@@ -64,11 +64,6 @@ def importance_weights(*, target_propensities: np.ndarray, logging_propensities:
     if (logging <= 0).any() or (logging > 1).any() or (target < 0).any() or (target > 1).any():
         raise ValueError("logging propensities must lie in (0, 1] and target propensities in [0, 1]")
     return target / logging
-
-
-def deterministic_target_propensities(*, target_items: np.ndarray, logged_items: np.ndarray) -> np.ndarray:
-    """Propensities of a deterministic target policy: 1 where it would choose the logged item, else 0."""
-    return (np.asarray(target_items) == np.asarray(logged_items)).astype(np.float64)
 
 
 def prefix_propensities(*, slot_propensities: np.ndarray) -> np.ndarray:
@@ -207,44 +202,3 @@ def snips_estimate(
         rng=rng,
         n_bootstrap=n_bootstrap,
     )
-
-
-def dr_estimate(
-    *,
-    rewards: np.ndarray,
-    logging_propensities: np.ndarray,
-    target_propensities: np.ndarray,
-    predicted_rewards_logged: np.ndarray,
-    predicted_value_target: np.ndarray,
-    ci_method: CIMethod = "normal",
-    confidence: float = 0.95,
-    rng: np.random.Generator | None = None,
-    n_bootstrap: int = 1000,
-) -> PolicyValueEstimate:
-    """Doubly robust: V̂ = mean_i [ q̂_i(π) + w_i·(r_i − q̂_i(a_i)) ].
-
-    `predicted_rewards_logged[i]` = q̂(x_i, a_i), the reward model's prediction for the logged item;
-    `predicted_value_target[i]` = q̂_i(π) = Σ_a π(a|x_i)·q̂(x_i, a), its expected prediction under the target
-    (see `expected_model_reward`). Unbiased if either the propensities or the reward model are correct.
-    """
-    weights = importance_weights(
-        target_propensities=target_propensities, logging_propensities=logging_propensities
-    )
-    n = weights.size
-    logged = _rewards(predicted_rewards_logged, n)
-    target_value = _rewards(predicted_value_target, n)
-    terms = target_value + weights * (_rewards(rewards, n) - logged)
-    return _mean_estimate("dr", terms, ci_method, confidence, rng, n_bootstrap)
-
-
-def expected_model_reward(*, target_probabilities: np.ndarray, predicted_rewards: np.ndarray) -> np.ndarray:
-    """q̂_i(π) = Σ_a π(a|x_i)·q̂(x_i, a) per decision, from (n, n_actions) probabilities and predictions."""
-    probabilities = np.asarray(target_probabilities, dtype=np.float64)
-    predictions = np.asarray(predicted_rewards, dtype=np.float64)
-    if probabilities.shape != predictions.shape or probabilities.ndim != 2:
-        raise ValueError(
-            f"expected equal (n, n_actions) shapes, got {probabilities.shape}, {predictions.shape}"
-        )
-    if not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6):
-        raise ValueError("each row of target_probabilities must sum to 1")
-    return (probabilities * predictions).sum(axis=1)
