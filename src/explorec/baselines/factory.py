@@ -33,4 +33,3 @@ def build_baseline(name: str, **params: float | int) -> Recommender:
             f"unknown parameters {unknown} for baseline {name!r}; expected some of {sorted(known)}"
         )
     return model_class(params_class(**params))
-

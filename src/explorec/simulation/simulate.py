@@ -410,20 +410,3 @@ def simulator_recommender(
         dataset=dataset, world=world, text_embeddings=tower_text, cfg=cfg, cache_dir=cache_dir
     )
     return recommender, info.as_dict()
-
-
-def simulate_with_stand_in(
-    *, dataset: ProcessedDataset, text_embeddings: np.ndarray, cfg: SimulateConfig, output_dir: Path
-) -> SimulationResult:
-    """Build the world from a processed dataset and simulate with the PureSVD stand-in (fast; tests)."""
-    world = world_from_dataset(dataset, cfg)
-    recommender = stand_in_recommender(
-        training=world.training,
-        n_users=dataset.n_users,
-        n_items=dataset.n_items,
-        users=world.pools.simulated,
-        dimension=cfg.stand_in_dimension,
-    )
-    return run_simulation(
-        world=world, recommender=recommender, text_embeddings=text_embeddings, cfg=cfg, output_dir=output_dir
-    )
