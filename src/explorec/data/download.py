@@ -45,14 +45,22 @@ class DatasetLayout:
     manual: str = ""
 
 
+def movielens_layout(
+    source: str, title: str, folder: str, required: tuple[str, ...], md5: str
+) -> DatasetLayout:
+    """The layout of a GroupLens MovieLens archive: `<folder>.zip`, unpacked into `<folder>/`."""
+    return DatasetLayout(
+        source=source, title=title, folder=folder, required=required, archive=f"{folder}.zip", archive_md5=md5
+    )
+
+
 LAYOUTS: dict[str, DatasetLayout] = {
-    "ml100k": DatasetLayout(
-        source="ml100k",
-        title="MovieLens 100K",
-        folder="ml-100k",
-        required=("u.data", "u.item", "u.genre"),
-        archive="ml-100k.zip",
-        archive_md5="0e33842e24a9c977be4e0107933c0723",
+    "ml100k": movielens_layout(
+        "ml100k",
+        "MovieLens 100K",
+        "ml-100k",
+        ("u.data", "u.item", "u.genre"),
+        "0e33842e24a9c977be4e0107933c0723",
     ),
     "ml_latest_small_tmdb": DatasetLayout(
         source="ml_latest_small_tmdb",
@@ -88,29 +96,22 @@ LAYOUTS: dict[str, DatasetLayout] = {
             "https://www.cs.cornell.edu/~schnabts/mnar/"
         ),
     ),
-    "ml1m": DatasetLayout(
-        source="ml1m",
-        title="MovieLens 1M",
-        folder="ml-1m",
-        required=("ratings.dat", "movies.dat"),
-        archive="ml-1m.zip",
-        archive_md5="c4d9eecfca2ab87c1945afe126590906",
+    "ml1m": movielens_layout(
+        "ml1m", "MovieLens 1M", "ml-1m", ("ratings.dat", "movies.dat"), "c4d9eecfca2ab87c1945afe126590906"
     ),
-    "ml20m": DatasetLayout(
-        source="ml20m",
-        title="MovieLens 20M",
-        folder="ml-20m",
-        required=("ratings.csv", "movies.csv", "tags.csv"),
-        archive="ml-20m.zip",
-        archive_md5="cd245b17a1ae2cc31bb14903e1204af3",
+    "ml20m": movielens_layout(
+        "ml20m",
+        "MovieLens 20M",
+        "ml-20m",
+        ("ratings.csv", "movies.csv", "tags.csv"),
+        "cd245b17a1ae2cc31bb14903e1204af3",
     ),
-    "ml25m": DatasetLayout(
-        source="ml25m",
-        title="MovieLens 25M",
-        folder="ml-25m",
-        required=("ratings.csv", "movies.csv", "tags.csv"),
-        archive="ml-25m.zip",
-        archive_md5="6b51fb2759a8657d3bfcbfc42b592ada",
+    "ml25m": movielens_layout(
+        "ml25m",
+        "MovieLens 25M",
+        "ml-25m",
+        ("ratings.csv", "movies.csv", "tags.csv"),
+        "6b51fb2759a8657d3bfcbfc42b592ada",
     ),
 }
 
