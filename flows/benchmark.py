@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import from_dict, to_dict
-from explorec.pipeline.config import load_config
-from flows.train import preprocess_task
+from explorec.config import from_dict
+from flows.steps import run_step
 
 
 @task(name="run-benchmark")
@@ -23,9 +21,4 @@ def benchmark_task(config: dict[str, Any]) -> dict[str, Any]:
 @flow(name="benchmark", log_prints=True)
 def benchmark_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Compare Popularity, ItemKNN, EASE, ALS and the two-tower (minilm and none) on one split."""
-    cfg = load_config(overrides or [])
-    config = to_dict(cfg)
-    preprocess_task(config)
-    summary = benchmark_task(config)
-    create_markdown_artifact(key="benchmark", markdown=summary["markdown"], description="explorec benchmark")
-    return summary
+    return run_step(benchmark_task, overrides, artifact="benchmark")

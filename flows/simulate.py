@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
-from explorec.config import from_dict, to_dict
-from explorec.pipeline.config import load_config
-from flows.train import encode_task, preprocess_task
+from explorec.config import from_dict
+from flows.steps import run_step
 
 
 @task(name="simulate-policies")
@@ -23,10 +21,4 @@ def simulate_task(config: dict[str, Any]) -> dict[str, Any]:
 @flow(name="simulate", log_prints=True)
 def simulate_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Judge exploration policies in the seeded semi-synthetic simulator (docs/design.md §6)."""
-    cfg = load_config(overrides or [])
-    config = to_dict(cfg)
-    preprocess_task(config)
-    encode_task(config)
-    summary = simulate_task(config)
-    create_markdown_artifact(key="simulate", markdown=summary["markdown"], description="explorec simulate")
-    return summary
+    return run_step(simulate_task, overrides, artifact="simulate", encode=True)

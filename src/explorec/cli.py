@@ -31,48 +31,34 @@ class Command:
     options: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
 
 
+FLOW_COMMANDS: dict[str, str] = {
+    "preprocess": "read, validate and split a data set into model-ready Parquet tables",
+    "train": "train and evaluate the two-tower model, tracked as an MLflow run",
+    "benchmark": "compare the baselines and the two-tower (encoders minilm and none) on one split",
+    "pipeline": "the whole system: preprocess, encode, train (or tune), simulate, register, gate, promote",
+    "simulate": "judge the exploration policies in the seeded interactive simulator",
+    "study": "encoder (minilm vs none) x policy x exploration rate in the simulator: what text towers buy",
+    "replay": "replay sessions of a training run's served model with feedback (a click = a held-out item)",
+    "tune": "Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
+}
+"""Sub-command → its help; each runs `flows.<name>:<name>_flow` and shows `pipeline.report:<name>_text`."""
+
+UP_TO_DATE_CHECKS: dict[str, str] = {"preprocess": "explorec.cli:cached_preprocess_summary"}
+"""Flow commands that answer from a matching cached output, without starting Prefect, unless --force-flow."""
+
+
+def flow_command(name: str, help: str) -> Command:
+    """Return the sub-command that runs flow `name` and renders its summary with `<name>_text`."""
+    return Command(
+        help=help,
+        flow=f"flows.{name}:{name}_flow",
+        render=f"explorec.pipeline.report:{name}_text",
+        up_to_date=UP_TO_DATE_CHECKS.get(name),
+    )
+
+
 COMMANDS: dict[str, Command] = {
-    "preprocess": Command(
-        help="read, validate and split a data set into model-ready Parquet tables",
-        flow="flows.preprocess:preprocess_flow",
-        render="explorec.pipeline.report:preprocess_text",
-        up_to_date="explorec.cli:cached_preprocess_summary",
-    ),
-    "train": Command(
-        help="train and evaluate the two-tower model, tracked as an MLflow run",
-        flow="flows.train:train_flow",
-        render="explorec.pipeline.report:train_text",
-    ),
-    "benchmark": Command(
-        help="compare the baselines and the two-tower (encoders minilm and none) on one split",
-        flow="flows.benchmark:benchmark_flow",
-        render="explorec.pipeline.report:benchmark_text",
-    ),
-    "pipeline": Command(
-        help="the whole system: preprocess, encode, train (or tune), simulate, register, gate, promote",
-        flow="flows.pipeline:pipeline_flow",
-        render="explorec.pipeline.report:pipeline_text",
-    ),
-    "simulate": Command(
-        help="judge the exploration policies in the seeded interactive simulator",
-        flow="flows.simulate:simulate_flow",
-        render="explorec.pipeline.report:simulate_text",
-    ),
-    "study": Command(
-        help="encoder (minilm vs none) x policy x exploration rate in the simulator: what text towers buy",
-        flow="flows.study:study_flow",
-        render="explorec.pipeline.report:study_text",
-    ),
-    "replay": Command(
-        help="replay sessions of a training run's served model with feedback (a click = a held-out item)",
-        flow="flows.replay:replay_flow",
-        render="explorec.pipeline.report:replay_text",
-    ),
-    "tune": Command(
-        help="Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
-        flow="flows.tune:tune_flow",
-        render="explorec.pipeline.report:tune_text",
-    ),
+    **{name: flow_command(name, help) for name, help in FLOW_COMMANDS.items()},
     "register": Command(
         help="package a training run's recommender, register it and record the gate decision",
         call="explorec.cli:register_command",
@@ -138,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _servers(args: argparse.Namespace) -> int:
     """Run `explorec up` or `explorec down`."""
-    from explorec import servers
+    from explorec.pipeline import servers
 
     if args.command == "down":
         return servers.down()

@@ -25,6 +25,29 @@ class NotFittedError(RuntimeError):
     """A recommender was asked to score before `fit` was called."""
 
 
+class ItemItemRecommender:
+    """A model that scores user u as x_u · M: their training row times a fitted item × item matrix M."""
+
+    def __init__(self) -> None:
+        self._train: sp.csr_matrix | None = None
+        self._item_item: np.ndarray | sp.csr_matrix | None = None
+
+    def _fitted_item_item(self) -> np.ndarray | sp.csr_matrix:
+        """Return M, raising NotFittedError before `fit`."""
+        if self._item_item is None:
+            raise NotFittedError(f"{type(self).__name__}.fit must be called before use")
+        return self._item_item
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Return x_u · M for each user u, as a dense float32 array [len(users), n_items]."""
+        item_item = self._fitted_item_item()
+        train = self._train
+        if train is None:
+            raise NotFittedError(f"{type(self).__name__}.fit must be called before use")
+        scores = train[checked_users(users, train.shape[0])] @ item_item
+        return np.asarray(scores.todense() if sp.issparse(scores) else scores, dtype=np.float32)
+
+
 def as_interactions(train: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
     """Return a canonical float32 CSR copy of a training matrix; reject negative or non-finite values."""
     matrix = sp.csr_matrix(train, dtype=np.float32, copy=True)

@@ -9,13 +9,13 @@ catalogues up to a few tens of thousands of items.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import Self, cast
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from explorec.baselines.base import NotFittedError, as_interactions, checked_users
+from explorec.baselines.base import ItemItemRecommender, as_interactions
 
 
 @dataclass(frozen=True)
@@ -33,35 +33,23 @@ class EASEParams:
             raise ValueError(f"l2 must be positive; got {self.l2}")
 
 
-class EASE:
+class EASE(ItemItemRecommender):
     """Closed-form item-item regression with a zero diagonal; user scores are x_u · B."""
 
     def __init__(self, params: EASEParams | None = None) -> None:
+        super().__init__()
         self.params = params or EASEParams()
-        self._train: sp.csr_matrix | None = None
-        self._weights: np.ndarray | None = None
 
     def fit(self, train: sp.csr_matrix) -> Self:
         """Solve for the item-item weight matrix B from the (binary or weighted) training matrix."""
         self._train = as_interactions(train)
-        self._weights = ease_weights(self._train, l2=self.params.l2).astype(np.float32)
+        self._item_item = ease_weights(self._train, l2=self.params.l2).astype(np.float32)
         return self
 
     @property
     def weights(self) -> np.ndarray:
         """The dense item × item weight matrix B (zero diagonal)."""
-        if self._weights is None:
-            raise NotFittedError("EASE.fit must be called before use")
-        return self._weights
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        """Return x_u · B for each user u, as a dense float32 array [len(users), n_items]."""
-        weights = self.weights
-        train = self._train
-        if train is None:
-            raise NotFittedError("EASE.fit must be called before use")
-        indices = checked_users(users, train.shape[0])
-        return np.asarray(train[indices] @ weights, dtype=np.float32)
+        return cast(np.ndarray, self._fitted_item_item())
 
 
 def ease_weights(train: sp.csr_matrix, *, l2: float) -> np.ndarray:

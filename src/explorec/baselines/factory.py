@@ -33,10 +33,3 @@ def build_baseline(name: str, **params: float | int) -> Recommender:
             f"unknown parameters {unknown} for baseline {name!r}; expected some of {sorted(known)}"
         )
     return model_class(params_class(**params))
-
-
-def default_params(name: str) -> dict[str, float | int]:
-    """Return the default hyperparameters of baseline `name` as a plain dict."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
-    return dataclasses.asdict(BASELINES[name][1]())

@@ -9,12 +9,12 @@ items i. The similarity is built in column blocks, so memory is O(n_items · blo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import Self, cast
 
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.baselines.base import NotFittedError, as_interactions, checked_users
+from explorec.baselines.base import ItemItemRecommender, as_interactions
 
 _BLOCK_ENTRIES = 1 << 24  # dense similarity entries per column block (64 MiB of float32)
 
@@ -37,20 +37,19 @@ class ItemKNNParams:
             raise ValueError(f"shrinkage must be non-negative; got {self.shrinkage}")
 
 
-class ItemKNN:
+class ItemKNN(ItemItemRecommender):
     """Cosine item-item neighbourhood model; user scores are sums of similarities to the user's items."""
 
     def __init__(self, params: ItemKNNParams | None = None) -> None:
+        super().__init__()
         self.params = params or ItemKNNParams()
-        self._train: sp.csr_matrix | None = None
-        self._similarity: sp.csr_matrix | None = None
 
     def fit(self, train: sp.csr_matrix) -> Self:
         """Build the pruned item × item cosine similarity matrix from the binarised training matrix."""
         binary = as_interactions(train)
         binary.data[:] = 1.0
         self._train = binary
-        self._similarity = cosine_neighbours(
+        self._item_item = cosine_neighbours(
             binary, neighbours=self.params.neighbours, shrinkage=self.params.shrinkage
         )
         return self
@@ -58,18 +57,7 @@ class ItemKNN:
     @property
     def similarity(self) -> sp.csr_matrix:
         """The pruned item × item similarity matrix S (column j holds item j's neighbours)."""
-        if self._similarity is None:
-            raise NotFittedError("ItemKNN.fit must be called before use")
-        return self._similarity
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        """Return x_u · S for each user u, as a dense float32 array [len(users), n_items]."""
-        similarity = self.similarity
-        train = self._train
-        if train is None:
-            raise NotFittedError("ItemKNN.fit must be called before use")
-        indices = checked_users(users, train.shape[0])
-        return np.asarray((train[indices] @ similarity).todense(), dtype=np.float32)
+        return cast(sp.csr_matrix, self._fitted_item_item())
 
 
 def cosine_neighbours(binary: sp.csr_matrix, *, neighbours: int, shrinkage: float) -> sp.csr_matrix:

@@ -21,16 +21,14 @@ preprocessing should not produce such overlaps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import gammaln
 
 from explorec.evaluation.ranking import RANKING_METRICS, mean_over_users
-
-ScoreUsers = Callable[[np.ndarray], np.ndarray]
-"""Maps user indices [n] to a dense float score array [n, n_items] (higher = better)."""
+from explorec.evaluation.scoring import TRAIN_HISTORY, Scorer
 
 
 def mask_excluded(scores: np.ndarray, exclude_rows: sp.csr_matrix) -> np.ndarray:
@@ -79,8 +77,9 @@ def _fix_boundary_ties(ranked: np.ndarray, negated: np.ndarray, candidate_values
 
 
 def full_ranking_evaluate(
-    score_users: ScoreUsers,
+    scorer: Scorer,
     *,
+    history_splits: Sequence[str] = TRAIN_HISTORY,
     targets: sp.csr_matrix,
     exclude: sp.csr_matrix,
     ks: Sequence[int] = (10, 20),
@@ -89,7 +88,13 @@ def full_ranking_evaluate(
 ) -> dict[str, float]:
     """Return mean Recall/NDCG/HitRate/MRR at each K (keys like "ndcg@10") and "n_users" by full ranking."""
     evaluated, per_user = full_ranking_per_user(
-        score_users, targets=targets, exclude=exclude, ks=ks, batch_size=batch_size, users=users
+        scorer,
+        history_splits=history_splits,
+        targets=targets,
+        exclude=exclude,
+        ks=ks,
+        batch_size=batch_size,
+        users=users,
     )
     return summarise_per_user(evaluated, per_user)
 
@@ -102,8 +107,9 @@ def summarise_per_user(evaluated: np.ndarray, per_user: dict[str, np.ndarray]) -
 
 
 def full_ranking_per_user(
-    score_users: ScoreUsers,
+    scorer: Scorer,
     *,
+    history_splits: Sequence[str] = TRAIN_HISTORY,
     targets: sp.csr_matrix,
     exclude: sp.csr_matrix,
     ks: Sequence[int] = (10, 20),
@@ -119,7 +125,8 @@ def full_ranking_per_user(
     chunks: dict[str, list[np.ndarray]] = {f"{name}@{k}": [] for k in ks for name in RANKING_METRICS}
     for start in range(0, evaluated.size, batch_size):
         batch = evaluated[start : start + batch_size]
-        batch_values = _evaluate_batch(score_users, batch, targets=targets, exclude=exclude, ks=ks)
+        scores = np.asarray(scorer.score(batch, history_splits))
+        batch_values = _evaluate_batch(scores, batch, targets=targets, exclude=exclude, ks=ks)
         for key, values in batch_values.items():
             chunks[key].append(values)
     return evaluated, {key: np.concatenate(parts) for key, parts in chunks.items()}
@@ -157,18 +164,17 @@ def _check_arguments(
 
 
 def _evaluate_batch(
-    score_users: ScoreUsers,
+    scores: np.ndarray,
     batch: np.ndarray,
     *,
     targets: sp.csr_matrix,
     exclude: sp.csr_matrix,
     ks: Sequence[int],
 ) -> dict[str, np.ndarray]:
-    """Return the per-user metric values of one batch of users, keyed like "ndcg@10"."""
-    scores = np.asarray(score_users(batch))
+    """Return the per-user metric values of one batch of users from their scores, keyed like "ndcg@10"."""
     expected = (batch.size, targets.shape[1])
     if scores.shape != expected:
-        raise ValueError(f"score_users returned shape {scores.shape}; expected {expected}")
+        raise ValueError(f"the scorer returned shape {scores.shape}; expected {expected}")
     masked = mask_excluded(scores, exclude[batch])
     batch_targets = targets[batch]
     hit_probability, first_hit_probability = tie_aware_hits(masked, batch_targets.toarray() > 0, max(ks))

@@ -1,4 +1,4 @@
-"""Off-policy estimators of a target policy's value from logs with propensities: IPS, SNIPS and doubly robust.
+"""Off-policy estimators of a target policy's value from logs with propensities: IPS and SNIPS.
 
 Log layout: one row per logged decision. For slates, each (context, slot) is one decision (the per-position
 or independence assumption): its reward is that slot's reward (e.g. click), `logging_propensities` the
@@ -32,6 +32,8 @@ import numpy as np
 from scipy.stats import norm
 
 CIMethod = Literal["normal", "bootstrap"]
+Statistic = Callable[[np.ndarray], np.ndarray]
+"""Bootstrap resamples of decision indices [n_resamples, n] → the estimate on each resample."""
 BOOTSTRAP_CHUNK = 64
 """Bootstrap resamples drawn at once (bounds memory to BOOTSTRAP_CHUNK × n_decisions indices)."""
 
@@ -66,11 +68,6 @@ def importance_weights(*, target_propensities: np.ndarray, logging_propensities:
     return target / logging
 
 
-def deterministic_target_propensities(*, target_items: np.ndarray, logged_items: np.ndarray) -> np.ndarray:
-    """Propensities of a deterministic target policy: 1 where it would choose the logged item, else 0."""
-    return (np.asarray(target_items) == np.asarray(logged_items)).astype(np.float64)
-
-
 def prefix_propensities(*, slot_propensities: np.ndarray) -> np.ndarray:
     """(n_slates, k) per-slot conditional propensities → probability of each slate's first s+1 items."""
     slot_propensities = np.asarray(slot_propensities, dtype=np.float64)
@@ -92,7 +89,7 @@ def _interval(
     name: str,
     point: float,
     standard_error: float,
-    statistic: Callable[[np.ndarray], np.ndarray],
+    statistic: Statistic,
     n: int,
     ci_method: CIMethod,
     confidence: float,
@@ -121,65 +118,21 @@ def _interval(
     return PolicyValueEstimate(point, float(low), float(high), float(standard_error), n, name, ci_method)
 
 
-def _mean_estimate(
-    name: str,
-    terms: np.ndarray,
-    ci_method: CIMethod,
-    confidence: float,
-    rng: np.random.Generator | None,
-    n_boot: int,
-) -> PolicyValueEstimate:
-    """Estimate = mean of per-decision terms, SE = their sample std / sqrt(n)."""
+def _ips(weights: np.ndarray, rewards: np.ndarray) -> tuple[float, float, Statistic]:
+    """Inverse propensity scoring: V̂ = mean_i w_i·r_i (unbiased, high variance when weights are large).
+
+    SE = the sample std of the terms w_i·r_i / sqrt(n).
+    """
+    terms = weights * rewards
     n = terms.size
     if n == 0:
         raise ValueError("no logged decisions")
     standard_error = float(np.std(terms, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return _interval(
-        name=name,
-        point=float(terms.mean()),
-        standard_error=standard_error,
-        statistic=lambda rows: terms[rows].mean(axis=1),
-        n=n,
-        ci_method=ci_method,
-        confidence=confidence,
-        rng=rng,
-        n_bootstrap=n_boot,
-    )
+    return float(terms.mean()), standard_error, lambda rows: terms[rows].mean(axis=1)
 
 
-def ips_estimate(
-    *,
-    rewards: np.ndarray,
-    logging_propensities: np.ndarray,
-    target_propensities: np.ndarray,
-    ci_method: CIMethod = "normal",
-    confidence: float = 0.95,
-    rng: np.random.Generator | None = None,
-    n_bootstrap: int = 1000,
-) -> PolicyValueEstimate:
-    """Inverse propensity scoring: V̂ = mean_i w_i·r_i (unbiased, high variance when weights are large)."""
-    weights = importance_weights(
-        target_propensities=target_propensities, logging_propensities=logging_propensities
-    )
-    terms = weights * _rewards(rewards, weights.size)
-    return _mean_estimate("ips", terms, ci_method, confidence, rng, n_bootstrap)
-
-
-def snips_estimate(
-    *,
-    rewards: np.ndarray,
-    logging_propensities: np.ndarray,
-    target_propensities: np.ndarray,
-    ci_method: CIMethod = "normal",
-    confidence: float = 0.95,
-    rng: np.random.Generator | None = None,
-    n_bootstrap: int = 1000,
-) -> PolicyValueEstimate:
-    """Self-normalised IPS: V̂ = Σ w_i r_i / Σ w_i (slightly biased, lower variance; delta-method CI)."""
-    weights = importance_weights(
-        target_propensities=target_propensities, logging_propensities=logging_propensities
-    )
-    rewards = _rewards(rewards, weights.size)
+def _snips(weights: np.ndarray, rewards: np.ndarray) -> tuple[float, float, Statistic]:
+    """Self-normalised IPS: V̂ = Σ w_i r_i / Σ w_i (slightly biased, lower variance; delta-method SE)."""
     n = weights.size
     total_weight = weights.sum()
     if n == 0 or total_weight <= 0:
@@ -196,55 +149,42 @@ def snips_estimate(
             (sampled_weights * rewards[rows]).sum(axis=1), sums, out=np.zeros(len(rows)), where=sums > 0
         )
 
-    return _interval(
-        name="snips",
-        point=point,
-        standard_error=standard_error,
-        statistic=statistic,
-        n=n,
-        ci_method=ci_method,
-        confidence=confidence,
-        rng=rng,
-        n_bootstrap=n_bootstrap,
-    )
+    return point, standard_error, statistic
 
 
-def dr_estimate(
+ESTIMATORS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[float, float, Statistic]]] = {
+    "ips": _ips,
+    "snips": _snips,
+}
+"""Estimator name → (importance weights, rewards) → (point estimate, standard error, bootstrap statistic)."""
+
+
+def estimate_policy_value(
+    estimator: str,
     *,
     rewards: np.ndarray,
     logging_propensities: np.ndarray,
     target_propensities: np.ndarray,
-    predicted_rewards_logged: np.ndarray,
-    predicted_value_target: np.ndarray,
     ci_method: CIMethod = "normal",
     confidence: float = 0.95,
     rng: np.random.Generator | None = None,
     n_bootstrap: int = 1000,
 ) -> PolicyValueEstimate:
-    """Doubly robust: V̂ = mean_i [ q̂_i(π) + w_i·(r_i − q̂_i(a_i)) ].
-
-    `predicted_rewards_logged[i]` = q̂(x_i, a_i), the reward model's prediction for the logged item;
-    `predicted_value_target[i]` = q̂_i(π) = Σ_a π(a|x_i)·q̂(x_i, a), its expected prediction under the target
-    (see `expected_model_reward`). Unbiased if either the propensities or the reward model are correct.
-    """
+    """Estimate the target policy's value per decision with `estimator` (ips or snips), with an interval."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; expected one of {sorted(ESTIMATORS)}")
     weights = importance_weights(
         target_propensities=target_propensities, logging_propensities=logging_propensities
     )
-    n = weights.size
-    logged = _rewards(predicted_rewards_logged, n)
-    target_value = _rewards(predicted_value_target, n)
-    terms = target_value + weights * (_rewards(rewards, n) - logged)
-    return _mean_estimate("dr", terms, ci_method, confidence, rng, n_bootstrap)
-
-
-def expected_model_reward(*, target_probabilities: np.ndarray, predicted_rewards: np.ndarray) -> np.ndarray:
-    """q̂_i(π) = Σ_a π(a|x_i)·q̂(x_i, a) per decision, from (n, n_actions) probabilities and predictions."""
-    probabilities = np.asarray(target_probabilities, dtype=np.float64)
-    predictions = np.asarray(predicted_rewards, dtype=np.float64)
-    if probabilities.shape != predictions.shape or probabilities.ndim != 2:
-        raise ValueError(
-            f"expected equal (n, n_actions) shapes, got {probabilities.shape}, {predictions.shape}"
-        )
-    if not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6):
-        raise ValueError("each row of target_probabilities must sum to 1")
-    return (probabilities * predictions).sum(axis=1)
+    point, standard_error, statistic = ESTIMATORS[estimator](weights, _rewards(rewards, weights.size))
+    return _interval(
+        name=estimator,
+        point=point,
+        standard_error=standard_error,
+        statistic=statistic,
+        n=weights.size,
+        ci_method=ci_method,
+        confidence=confidence,
+        rng=rng,
+        n_bootstrap=n_bootstrap,
+    )

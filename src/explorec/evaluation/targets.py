@@ -3,7 +3,7 @@ full ranking over the catalogue through `harness`, with each user's selection me
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,9 +11,7 @@ import scipy.sparse as sp
 
 from explorec.data.processed import ProcessedDataset, interactions_to_csr
 from explorec.evaluation.harness import full_ranking_per_user, summarise_per_user
-
-ScoreForHistory = Callable[[np.ndarray, Sequence[str]], np.ndarray]
-"""(user indices, history splits) -> scores [n_users, n_items]."""
+from explorec.evaluation.scoring import Scorer
 
 
 @dataclass(frozen=True)
@@ -70,14 +68,14 @@ def _mask_all_but(keep_items: np.ndarray, users: np.ndarray, dataset: ProcessedD
 
 
 def evaluate(
-    score: ScoreForHistory, dataset: ProcessedDataset, *, ks: Sequence[int] = (10, 20), batch_size: int = 1024
+    scorer: Scorer, dataset: ProcessedDataset, *, ks: Sequence[int] = (10, 20), batch_size: int = 1024
 ) -> dict[str, dict[str, float]]:
     """Return {evaluation name: metrics} by exact full ranking for every evaluation target."""
-    return evaluate_per_user(score, dataset, ks=ks, batch_size=batch_size)[0]
+    return evaluate_per_user(scorer, dataset, ks=ks, batch_size=batch_size)[0]
 
 
 def evaluate_per_user(
-    score: ScoreForHistory,
+    scorer: Scorer,
     dataset: ProcessedDataset,
     *,
     ks: Sequence[int] = (10, 20),
@@ -88,7 +86,8 @@ def evaluate_per_user(
     results, per_user = {}, {}
     for target in evaluation_targets(dataset) if targets is None else targets:
         evaluated, values = full_ranking_per_user(
-            lambda users, history=target.history: score(users, history),
+            scorer,
+            history_splits=target.history,
             targets=target.targets,
             exclude=target.exclude,
             ks=ks,

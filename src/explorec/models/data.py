@@ -79,11 +79,6 @@ class TrainingWindows:
         """Return the window index; batching happens in `collate`."""
         return index
 
-    @property
-    def n_examples(self) -> int:
-        """Number of (history, target) examples in all windows: one per train interaction."""
-        return len(self.sequences.items)
-
     def collate(self, indices: Sequence[int]) -> Batch:
         """Return user, history [B, N], padding mask, targets [B, N + 1] and target mask (True = a target)."""
         starts, ends = self.windows[np.asarray(indices, dtype=np.int64)].T
@@ -134,12 +129,6 @@ class HeldOutExamples:
     def __getitem__(self, index: int) -> int:
         """Return the example index; batching happens in `collate`."""
         return index
-
-    @property
-    def n_examples(self) -> int:
-        """Number of (history, target) pairs per epoch, about one per train interaction."""
-        lengths = np.diff(self.sequences.offsets)[self.users]
-        return int(np.ceil(self.held_out_fraction * lengths).sum())
 
     def collate(self, indices: Sequence[int]) -> Batch:
         """Return user, history [B, N], padding mask, held-out targets [B, K] and their mask."""

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.data.splits import split_method
+from explorec.evaluation.scoring import TRAIN_HISTORY
 from explorec.models.data import (
     TwoTowerDataModule,
     UserHistories,
@@ -93,10 +94,10 @@ class FitResult:
                 chunks.append(self.model.user_vectors(batch).float().cpu().numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, self.model.model_cfg.embedding_dim))
 
-    def score_users(self, user_idx: np.ndarray, history_splits: Sequence[str] = ("train",)) -> np.ndarray:
-        """Return dot-product scores [n_users, n_items] (higher = better); nothing is masked."""
-        users = torch.from_numpy(self.user_vectors(user_idx, history_splits))
-        return scores_as_numpy(users, torch.from_numpy(self.item_vectors()))
+    def score(self, users: np.ndarray, history_splits: Sequence[str] = TRAIN_HISTORY) -> np.ndarray:
+        """Return dot-product scores [n_users, n_items] (higher = better); nothing is masked (a `Scorer`)."""
+        vectors = torch.from_numpy(self.user_vectors(users, history_splits))
+        return scores_as_numpy(vectors, torch.from_numpy(self.item_vectors()))
 
 
 def resolve_model_config(model_cfg: ModelConfig, split_name: str | None = None) -> ModelConfig:

@@ -86,9 +86,7 @@ def train_and_evaluate(
         )
         checkpoint_dir = resolve(cfg.paths.root) / "checkpoints" / run_id
         fit = fit_two_tower(dataset, embeddings, cfg, logger=logger, checkpoint_dir=checkpoint_dir)
-        results, per_user = evaluate_per_user(
-            fit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size
-        )
+        results, per_user = evaluate_per_user(fit, dataset, batch_size=cfg.trainer.eval_batch_size)
         timings = {
             "time/fit_s": fit.fit_time_s,
             "time/encode_s": encode_time,

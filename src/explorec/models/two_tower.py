@@ -13,6 +13,7 @@ from torch.nn import functional
 
 from explorec.config import ModelConfig
 from explorec.evaluation.harness import full_ranking_evaluate
+from explorec.evaluation.scoring import ScoreMatrix
 from explorec.models.towers import ItemTower, UserTower
 
 MIN_TEMPERATURE = 1e-3
@@ -290,7 +291,7 @@ class TwoTowerModule(lp.LightningModule):
         users = batch["user_idx"].cpu().numpy()
         datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
         metrics = full_ranking_evaluate(
-            lambda rows: scores[rows],
+            ScoreMatrix(scores),
             targets=datamodule.validation_targets[users],
             exclude=datamodule.validation_exclude[users],
             ks=VALIDATION_KS,

@@ -63,41 +63,22 @@ def baseline_grid(name: str, cfg: BenchmarkConfig) -> list[dict[str, Any]]:
     raise ValueError(f"unknown baseline {name!r}")
 
 
-class FittedBaseline:
-    """A baseline fitted once per history (train for validation, train + validation for test)."""
-
-    def __init__(self, name: str, params: dict[str, Any], dataset: ProcessedDataset) -> None:
-        self.name, self.params, self.dataset = name, params, dataset
-        self._models: dict[tuple[str, ...], Any] = {}
-        self.fit_time_s = 0.0
-
-    def score(self, users: np.ndarray, history: Sequence[str]) -> np.ndarray:
-        """Return scores of `users` from the model fitted on the interactions of `history`."""
-        key = tuple(history)
-        if key not in self._models:
-            from explorec.baselines.factory import build_baseline
-
-            started = time.perf_counter()
-            self._models[key] = build_baseline(self.name, **self.params).fit(self.dataset.matrix(*key))
-            self.fit_time_s += time.perf_counter() - started
-        return np.asarray(self._models[key].score(users), dtype=np.float32)
-
-
 def select_baseline(
     name: str, dataset: ProcessedDataset, cfg: BenchmarkConfig, *, batch_size: int
 ) -> tuple[ModelResult, list[dict[str, Any]]]:
     """Search the baseline's grid on validation, then score the best setting on every evaluation."""
+    from explorec.baselines.scorer import BaselineScorer
     from explorec.evaluation.targets import evaluate_per_user, evaluation_targets
 
     validation = [target for target in evaluation_targets(dataset) if target.name == "val"]
     trials = []
     for params in baseline_grid(name, cfg):
-        fitted = FittedBaseline(name, params, dataset)
-        metrics, _ = evaluate_per_user(fitted.score, dataset, batch_size=batch_size, targets=validation)
+        fitted = BaselineScorer(name, params, dataset)
+        metrics, _ = evaluate_per_user(fitted, dataset, batch_size=batch_size, targets=validation)
         trials.append({"params": params, "val": metrics["val"], "fit_time_s": fitted.fit_time_s})
     best = max(trials, key=lambda trial: trial["val"][SELECTION_METRIC])
-    chosen = FittedBaseline(name, best["params"], dataset)
-    metrics, per_user = evaluate_per_user(chosen.score, dataset, batch_size=batch_size)
+    chosen = BaselineScorer(name, best["params"], dataset)
+    metrics, per_user = evaluate_per_user(chosen, dataset, batch_size=batch_size)
     return ModelResult(name, best["params"], metrics, chosen.fit_time_s, per_user=per_user), trials
 
 
@@ -285,7 +266,7 @@ def refit_and_evaluate(
     refit = refit_two_tower(dataset, item_text_embeddings(dataset, cfg), cfg, epochs=epochs)
     after_validation = [target for target in evaluation_targets(dataset) if target.name != "val"]
     scored, scored_per_user = evaluate_per_user(
-        refit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size, targets=after_validation
+        refit, dataset, batch_size=cfg.trainer.eval_batch_size, targets=after_validation
     )
     client = mlflow.MlflowClient()
     logged = {**metric_dict(flat_metrics(scored), prefix="final/refit/"), "time/refit_s": refit.fit_time_s}

@@ -142,12 +142,6 @@ class ModelRegistry:
         """Return the metrics recorded on a version at registration."""
         return metrics_from_tags(self.client.get_model_version(name, version).tags)
 
-    def attempts(self, name: str) -> list[dict[str, object]]:
-        """Return every recorded promotion attempt of a model, oldest first."""
-        tags = self.client.get_registered_model(name).tags
-        records = [json.loads(value) for key, value in tags.items() if key.startswith(ATTEMPT_TAG_PREFIX)]
-        return sorted(records, key=lambda record: str(record["attempt_id"]))
-
     # -- registration and gates ---------------------------------------------------------------------------
     def register_candidate(
         self,

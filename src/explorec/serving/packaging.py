@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import torch
 
     from explorec.data.processed import ProcessedDataset
-    from explorec.models.fit import FitResult
 
 CALIBRATION_PAIRS = 2_000_000
 """The score calibration reads at most this many (user, item) pairs: the first users by index with train and
@@ -64,26 +63,6 @@ def bundle_from_parts(
     )
     bundle.score_calibration = fit_score_calibration(bundle, dataset)
     return bundle
-
-
-def bundle_from_fit(
-    fit: FitResult,
-    policy: PolicySpec,
-    *,
-    text_embeddings: np.ndarray | None = None,
-    history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
-) -> RecommenderBundle:
-    """Build a bundle from an in-memory FitResult (best checkpoint already restored)."""
-    model = fit.model.eval()
-    return bundle_from_parts(
-        dataset=fit.dataset,
-        item_vectors=fit.item_vectors(),
-        user_tower_state=model.user_tower.state_dict(),
-        tower=tower_config(model.model_cfg, fit.dataset.n_users),
-        policy=policy,
-        text_embeddings=text_embeddings,
-        history_splits=history_splits,
-    )
 
 
 def user_tower_state_from_checkpoint(checkpoint: Path) -> dict[str, Any]:

@@ -192,20 +192,3 @@ def log_recommender(
             model_config={**DEFAULT_MODEL_CONFIG, **asdict(limits or Limits())},
             tags=tags,
         )
-
-
-def log_recommender_to_run(
-    run_id: str,
-    bundle: RecommenderBundle,
-    *,
-    metrics: dict[str, float] | None = None,
-    limits: Limits | None = None,
-) -> ModelInfo:
-    """Log `metrics` (e.g. served-slate metrics) and the pyfunc model into an existing run (e.g. training's).
-
-    Uses the process's tracking URI (`tracking.store.configure_tracking`); the run is resumed and closed.
-    """
-    with mlflow.start_run(run_id=run_id):
-        if metrics:
-            mlflow.log_metrics(metrics)
-        return log_recommender(bundle, limits=limits)

@@ -17,58 +17,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.evaluation import beyond_accuracy as ba
+from explorec.evaluation.slates import slate_metrics
 from explorec.policies.base import Policy, SlateBatch
 from explorec.policies.simple import GreedyPolicy
-from explorec.policies.spec import PolicySpec
+from explorec.policies.slates import join_batches, serve_batch
 from explorec.serving.bundle import RecommenderBundle, ScoreCalibration, user_histories
-from explorec.serving.recommender import Recommender, policy_from_spec, scores_for_policy
+from explorec.serving.recommender import Recommender, scores_for_policy
 
 if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
-    from explorec.models.fit import FitResult
 
 EVALUATION_HISTORY = ("train", "valid")
-
-
-def serve_slates(
-    *,
-    scores: np.ndarray,
-    excluded: sp.csr_matrix,
-    policy: Policy,
-    k: int,
-    rng: np.random.Generator,
-) -> SlateBatch:
-    """Serve one slate per row of `scores` [n_users, n_items], excluding each row's nonzero items."""
-    mask = excluded.toarray().astype(bool)
-    states = [policy.initial_state(history_items=row.indices) for row in excluded]
-    return policy.select_batch(scores=scores, excluded=mask, k=k, rng=rng, states=states)
-
-
-def slate_metrics(
-    slates: SlateBatch,
-    *,
-    n_items: int,
-    diversity_vectors: np.ndarray,
-    item_popularity: np.ndarray | None = None,
-    n_train_users: int | None = None,
-) -> dict[str, float]:
-    """Return coverage, distributional coverage, Gini, intra-list diversity (and novelty) of slates."""
-    items = slates.items
-    metrics = {
-        "catalog_coverage": ba.catalog_coverage(recommended_items=items, n_items=n_items),
-        "distributional_coverage": ba.distributional_coverage(recommended_items=items, n_items=n_items),
-        "exposure_gini": ba.exposure_gini(recommended_items=items, n_items=n_items),
-        "intra_list_diversity": ba.intra_list_diversity(
-            recommendation_lists=list(items), item_vectors=diversity_vectors
-        ),
-        "deviation_rate": slates.deviation_rate,
-        "explored_share": float(np.mean(slates.explored)) if slates.explored.size else float("nan"),
-    }
-    if item_popularity is not None and n_train_users is not None:
-        metrics["novelty"] = ba.novelty(
-            recommended_items=items, item_popularity=item_popularity, n_users=n_train_users
-        )
-    return metrics
 
 
 def served_slate_metrics(
@@ -100,17 +59,12 @@ def served_slate_metrics(
             ("greedy", GreedyPolicy(exploration_rate=0.0), scores),
             ("policy", policy, policy_scores),
         ):
-            batches[name].append(
-                serve_slates(scores=values, excluded=excluded[rows], policy=chosen, k=k, rng=rng)
-            )
+            batches[name].append(serve_batch(chosen, scores=values, excluded=excluded[rows], k=k, rng=rng))
     vectors = item_vectors if diversity_vectors is None else diversity_vectors
     results: dict[str, float] = {}
     for name, parts in batches.items():
-        slates = SlateBatch(
-            *(np.concatenate([getattr(b, f) for b in parts]) for f in SlateBatch.__dataclass_fields__)
-        )
-        metrics = slate_metrics(
-            slates,
+        metrics = _served_metrics(
+            join_batches(parts, k=k),
             n_items=item_vectors.shape[0],
             diversity_vectors=vectors,
             item_popularity=item_popularity,
@@ -118,6 +72,27 @@ def served_slate_metrics(
         )
         results.update({f"served/{name}/{key}": value for key, value in metrics.items()})
     return results
+
+
+def _served_metrics(
+    slates: SlateBatch,
+    *,
+    n_items: int,
+    diversity_vectors: np.ndarray,
+    item_popularity: np.ndarray | None,
+    n_train_users: int | None,
+) -> dict[str, float]:
+    """Return the slates' beyond-accuracy metrics, deviation rate and explored share (and novelty)."""
+    metrics = {
+        **slate_metrics(slates.items, n_items=n_items, diversity_vectors=diversity_vectors),
+        "deviation_rate": slates.deviation_rate,
+        "explored_share": float(np.mean(slates.explored)) if slates.explored.size else float("nan"),
+    }
+    if item_popularity is not None and n_train_users is not None:
+        metrics["novelty"] = ba.novelty(
+            recommended_items=slates.items, item_popularity=item_popularity, n_users=n_train_users
+        )
+    return metrics
 
 
 def evaluation_users(dataset: ProcessedDataset) -> np.ndarray:
@@ -128,31 +103,6 @@ def evaluation_users(dataset: ProcessedDataset) -> np.ndarray:
 def train_user_counts(dataset: ProcessedDataset) -> np.ndarray:
     """Return, per item, the number of distinct training users who interacted with it."""
     return np.asarray(dataset.matrix("train").sum(axis=0)).ravel()
-
-
-def served_metrics_for_fit(
-    fit: FitResult,
-    policy: PolicySpec,
-    *,
-    text_embeddings: np.ndarray | None = None,
-    k: int = 10,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Return served-slate metrics of an in-memory FitResult on its data set's test users."""
-    dataset = fit.dataset
-    users = evaluation_users(dataset)
-    item_vectors = fit.item_vectors()
-    return served_slate_metrics(
-        user_vectors=fit.user_vectors(users, EVALUATION_HISTORY),
-        item_vectors=item_vectors,
-        excluded=dataset.matrix(*EVALUATION_HISTORY)[users],
-        policy=policy_from_spec(policy, item_vectors=item_vectors, text_embeddings=text_embeddings),
-        k=k,
-        seed=seed,
-        diversity_vectors=text_embeddings,
-        item_popularity=train_user_counts(dataset),
-        n_train_users=dataset.n_users,
-    )
 
 
 def served_metrics_for_bundle(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from explorec.evaluation.ope import ips_estimate, prefix_propensities, snips_estimate
+from explorec.evaluation.ope import ESTIMATORS, estimate_policy_value, prefix_propensities
 
 TARGET_PREFIX = "target_propensity__"
 
@@ -60,8 +60,9 @@ def ope_cross_check(
         target = prefix_propensities(
             slot_propensities=first[TARGET_PREFIX + label].to_numpy().reshape(-1, k)
         ).ravel()
-        for estimator in (ips_estimate, snips_estimate):
-            estimate = estimator(
+        for estimator in ESTIMATORS:
+            estimate = estimate_policy_value(
+                estimator,
                 rewards=first[reward].to_numpy(np.float64),
                 logging_propensities=logging,
                 target_propensities=target,

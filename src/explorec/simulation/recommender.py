@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,28 +53,17 @@ class RecommenderOutputs:
                 f"n_items={self.item_vectors.shape[0]})"
             )
 
-    def scores_of(self, users: np.ndarray) -> np.ndarray:
-        """Score rows of the given users (each must be among `users`)."""
+    def score(self, users: np.ndarray, history_splits: Sequence[str] = SPLIT_NAMES) -> np.ndarray:
+        """Score rows of the given users (each must be among `users`), from every split it was trained on."""
+        if tuple(history_splits) != SPLIT_NAMES:
+            raise ValueError(
+                f"simulator scores come from every split {SPLIT_NAMES}; asked for {history_splits}"
+            )
         position = {int(u): row for row, u in enumerate(self.users)}
         missing = [int(u) for u in users if int(u) not in position]
         if missing:
             raise KeyError(f"no recommender scores for users {missing[:5]}")
         return self.scores[[position[int(u)] for u in users]]
-
-    @classmethod
-    def from_scorer(
-        cls,
-        *,
-        item_vectors: np.ndarray,
-        users: np.ndarray,
-        score_users: Callable[[np.ndarray], np.ndarray],
-        name: str = "two_tower",
-    ) -> RecommenderOutputs:
-        """From any scorer, e.g. `lambda u: fit.score_users(u, ("train", "valid", "test"))` of a FitResult."""
-        users = np.asarray(users, dtype=np.int64)
-        return cls(
-            np.asarray(item_vectors, np.float64), users, np.asarray(score_users(users), np.float64), name
-        )
 
 
 def stand_in_recommender(
@@ -235,7 +224,7 @@ def two_tower_recommender(
         outputs = RecommenderOutputs(
             fit.item_vectors().astype(np.float64),
             users,
-            fit.score_users(users, SPLIT_NAMES).astype(np.float64),
+            fit.score(users, SPLIT_NAMES).astype(np.float64),
             name,
         )
     facts = {

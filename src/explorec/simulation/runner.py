@@ -44,11 +44,6 @@ class SimulatedPolicy:
     online: bool
 
     @property
-    def is_baseline(self) -> bool:
-        """Whether this is one of the always-reported baselines."""
-        return self.label in BASELINE_LABELS
-
-    @property
     def policy_name(self) -> str:
         """The served policy's name ('oracle' for the oracle)."""
         return "oracle" if self.policy is None else self.policy.name

@@ -79,7 +79,7 @@ def prior_for_calibration(
     """The Platt prior fitted on a uniform exposure log of the tune pool under this click model."""
     tune = world.pools.get(TUNE_POOL)
     return fit_platt_prior(
-        recommender_scores=recommender.scores_of(tune),
+        recommender_scores=recommender.score(tune),
         click_probabilities=world.click_probabilities(tune, click_model),
         visible_mask=world.visible_mask(tune),
         rng=stream(seed, PLATT_STREAM, index),
@@ -108,7 +108,7 @@ def _simulate_calibration(
         index=index,
         with_popularity=cfg.prior_popularity,
     )
-    prior = prior_model.probabilities(recommender.scores_of(users))
+    prior = prior_model.probabilities(recommender.score(users))
     probabilities = world.click_probabilities(users, click_model)
     weights = position_weights(cfg.slate_size)
     policies = {spec.label: make_policy(spec, resources) for spec in specs}
@@ -410,20 +410,3 @@ def simulator_recommender(
         dataset=dataset, world=world, text_embeddings=tower_text, cfg=cfg, cache_dir=cache_dir
     )
     return recommender, info.as_dict()
-
-
-def simulate_with_stand_in(
-    *, dataset: ProcessedDataset, text_embeddings: np.ndarray, cfg: SimulateConfig, output_dir: Path
-) -> SimulationResult:
-    """Build the world from a processed dataset and simulate with the PureSVD stand-in (fast; tests)."""
-    world = world_from_dataset(dataset, cfg)
-    recommender = stand_in_recommender(
-        training=world.training,
-        n_users=dataset.n_users,
-        n_items=dataset.n_items,
-        users=world.pools.simulated,
-        dimension=cfg.stand_in_dimension,
-    )
-    return run_simulation(
-        world=world, recommender=recommender, text_embeddings=text_embeddings, cfg=cfg, output_dir=output_dir
-    )

@@ -215,7 +215,7 @@ def _train_and_serve(
         item_vectors=trained.fit.item_vectors(), text_embeddings=context.diversity_vectors
     )
     served = served_metrics(
-        trained.fit.score_users,
+        trained.fit,
         targets=context.dataset.matrix("valid"),
         exclude=context.dataset.matrix("train"),
         policy=policy.build(**resources),

@@ -346,8 +346,3 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         ]
         lines += [f"| {key} | {value} |" for key, value in chosen["params"].items()]
     return "\n".join(lines)
-
-
-def summary_text(summary: dict[str, Any]) -> str:
-    """The CLI rendering of a tune summary (same as the Markdown)."""
-    return summary_markdown(summary)

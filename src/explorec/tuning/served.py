@@ -9,19 +9,18 @@ against the validation items (binary relevance, evaluation/ranking.py). Diversit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.evaluation.beyond_accuracy import catalog_coverage, intra_list_diversity
 from explorec.evaluation.harness import evaluated_users
 from explorec.evaluation.ranking import hit_matrix, mean_over_users, ndcg_at_k, recall_at_k
+from explorec.evaluation.scoring import TRAIN_HISTORY, Scorer
+from explorec.evaluation.slates import slate_metrics
 from explorec.policies.base import Policy
-
-ScoreUsers = Callable[[np.ndarray], np.ndarray]
-"""User indices [n] → scores [n, n_items] (higher = better; nothing masked)."""
+from explorec.policies.slates import join_batches, serve_batch
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,9 @@ class ServedSlates:
 
 
 def serve_slates(
-    score_users: ScoreUsers,
+    scorer: Scorer,
     *,
+    history_splits: Sequence[str] = TRAIN_HISTORY,
     users: np.ndarray,
     exclude: sp.csr_matrix,
     policy: Policy,
@@ -46,20 +46,15 @@ def serve_slates(
     """Serve one slate of k items to each user with `policy`, never an item of the user's `exclude` row."""
     rng = np.random.default_rng(seed)
     exclude = sp.csr_matrix(exclude)
-    slates, greedy = [], []
+    batches = []
     for start in range(0, users.size, batch_size):
         batch = users[start : start + batch_size]
-        excluded = exclude[batch].toarray() > 0
-        states = [policy.initial_state(history_items=exclude[user].indices) for user in batch]
-        served = policy.select_batch(
-            scores=score_users(batch), excluded=excluded, k=k, rng=rng, states=states
-        )
-        slates.append(served.items)
-        greedy.append(served.greedy_items)
-    items = np.concatenate(slates) if slates else np.zeros((0, k), dtype=np.int64)
-    greedy_items = np.concatenate(greedy) if greedy else items
-    deviation = float(np.mean(items != greedy_items)) if items.size else float("nan")
-    return ServedSlates(users=np.asarray(users), items=items.astype(np.int64), deviation_rate=deviation)
+        scores = scorer.score(batch, history_splits)
+        batches.append(serve_batch(policy, scores=scores, excluded=exclude[batch], k=k, rng=rng))
+    served = join_batches(batches, k=k)
+    return ServedSlates(
+        users=np.asarray(users), items=served.items.astype(np.int64), deviation_rate=served.deviation_rate
+    )
 
 
 def served_ndcg(slates: ServedSlates, targets: sp.csr_matrix, *, k: int) -> float:
@@ -76,20 +71,12 @@ def served_recall(slates: ServedSlates, targets: sp.csr_matrix, *, k: int) -> fl
     return mean_over_users(recall_at_k(hits=hits, n_relevant=np.diff(relevant.indptr), k=k))
 
 
-def diversity(name: str, slates: ServedSlates, *, item_vectors: np.ndarray | None, n_items: int) -> float:
-    """The diversity objective `name`: `ild` (needs item_vectors) or `coverage` of the served slates."""
-    if name == "ild":
-        if item_vectors is None:
-            raise ValueError("diversity 'ild' needs item vectors (the text encoder's embeddings)")
-        return intra_list_diversity(recommendation_lists=list(slates.items), item_vectors=item_vectors)
-    if name == "coverage":
-        return catalog_coverage(recommended_items=slates.items, n_items=n_items)
-    raise ValueError(f"unknown diversity objective {name!r}; expected 'ild' or 'coverage'")
 
 
 def served_metrics(
-    score_users: ScoreUsers,
+    scorer: Scorer,
     *,
+    history_splits: Sequence[str] = TRAIN_HISTORY,
     targets: sp.csr_matrix,
     exclude: sp.csr_matrix,
     policy: Policy,
@@ -99,15 +86,19 @@ def served_metrics(
 ) -> dict[str, float]:
     """Serve the users that have a target and return ndcg@k, recall@k, ild, coverage and δ of their slates."""
     users = evaluated_users(sp.csr_matrix(targets))
-    slates = serve_slates(score_users, users=users, exclude=exclude, policy=policy, k=k, seed=seed)
-    n_items = sp.csr_matrix(targets).shape[1]
+    slates = serve_slates(
+        scorer, history_splits=history_splits, users=users, exclude=exclude, policy=policy, k=k, seed=seed
+    )
+    beyond = slate_metrics(
+        slates.items, n_items=sp.csr_matrix(targets).shape[1], diversity_vectors=diversity_vectors
+    )
     metrics = {
         f"ndcg@{k}": served_ndcg(slates, targets, k=k),
         f"recall@{k}": served_recall(slates, targets, k=k),
-        "coverage": diversity("coverage", slates, item_vectors=None, n_items=n_items),
+        "coverage": beyond["catalog_coverage"],
         "deviation_rate": slates.deviation_rate,
         "n_users": float(users.size),
     }
     if diversity_vectors is not None:
-        metrics["ild"] = diversity("ild", slates, item_vectors=diversity_vectors, n_items=n_items)
+        metrics["ild"] = beyond["intra_list_diversity"]
     return metrics

@@ -72,5 +72,5 @@ def fit_and_evaluate(
         fit = fit_two_tower(
             dataset, text_embeddings, cfg, callbacks=callbacks, logger=logger, checkpoint_dir=Path(scratch)
         )
-    results = evaluate(fit.score_users, dataset, batch_size=cfg.trainer.eval_batch_size)
+    results = evaluate(fit, dataset, batch_size=cfg.trainer.eval_batch_size)
     return TrialFit(fit=fit, results=results)

@@ -8,8 +8,9 @@ import scipy.sparse as sp
 
 from explorec.baselines.base import NotFittedError, Recommender
 from explorec.baselines.ease import EASE
-from explorec.baselines.factory import BASELINES, build_baseline, default_params
+from explorec.baselines.factory import BASELINES, build_baseline
 from explorec.evaluation.harness import full_ranking_evaluate
+from explorec.evaluation.scoring import ScoreMatrix
 
 TINY_PARAMS: dict[str, dict[str, float | int]] = {"als": {"factors": 2}, "ease": {"l2": 10.0}}
 """Overrides for the 60 × 40 rank-2 plant (the defaults are sized for MovieLens)."""
@@ -27,7 +28,9 @@ def test_every_baseline_fits_and_scores_through_the_harness(
     model.fit(train)
     scores = model.score(np.array([3, 1]))
     assert scores.shape == (2, train.shape[1])
-    result = full_ranking_evaluate(model.score, targets=held_out, exclude=train, ks=(10,))
+    result = full_ranking_evaluate(
+        ScoreMatrix(model.score(np.arange(train.shape[0]))), targets=held_out, exclude=train, ks=(10,)
+    )
     assert result["n_users"] == 60.0
     # 9 unseen in-block items among 29 unseen: all but popularity rank the held-out one in the top 10.
     if name != "popularity":
@@ -45,7 +48,3 @@ def test_unknown_name_and_parameter_are_rejected() -> None:
         build_baseline("slim")
     with pytest.raises(ValueError, match="unknown parameters"):
         build_baseline("ease", lambda_=3.0)
-
-
-def test_default_params_are_plain_dicts() -> None:
-    assert default_params("item_knn") == {"neighbours": 200, "shrinkage": 0.0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from explorec.evaluation.harness import (
     top_k_items,
 )
 from explorec.evaluation.ranking import RANKING_METRICS, hit_matrix
+from explorec.evaluation.scoring import ScoreMatrix
 
 
 def _csr(rows: list[list[int]]) -> sp.csr_matrix:
@@ -24,9 +26,9 @@ def _csr(rows: list[list[int]]) -> sp.csr_matrix:
     return sp.csr_matrix(np.array(rows, dtype=np.float32))
 
 
-def _fixed_scores(scores: np.ndarray):
-    """Return a score_users callable that looks rows up in a fixed score matrix."""
-    return lambda users: scores[users]
+def _fixed_scores(scores: np.ndarray) -> ScoreMatrix:
+    """Return a scorer that looks rows up in a fixed score matrix."""
+    return ScoreMatrix(scores)
 
 
 def test_top_k_orders_by_score_then_lower_index() -> None:
@@ -139,9 +141,7 @@ def test_tied_scores_count_by_their_expectation_over_tie_orders() -> None:
     # (A tie-break by index would put it at rank 2: MRR 1/2, NDCG 1/log2 3.)
     test = _csr([[0, 1, 0, 0]])
     empty = sp.csr_matrix((1, 4), dtype=np.float32)
-    result = full_ranking_evaluate(
-        lambda users: np.zeros((len(users), 4)), targets=test, exclude=empty, ks=(3,)
-    )
+    result = full_ranking_evaluate(_fixed_scores(np.zeros((1, 4))), targets=test, exclude=empty, ks=(3,))
     assert result["mrr@3"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 4)
     assert result["ndcg@3"] == pytest.approx((1 + 1 / math.log2(3) + 1 / 2) / 4)
     assert result["recall@3"] == pytest.approx(0.75)
@@ -155,9 +155,7 @@ def test_a_constant_scorer_gets_chance_level_even_when_index_order_is_a_perfect_
     # = 1/5 + (16/90) / 2.
     test = _csr([[1, 1] + [0] * 8])
     empty = sp.csr_matrix((1, 10), dtype=np.float32)
-    result = full_ranking_evaluate(
-        lambda users: np.zeros((len(users), 10)), targets=test, exclude=empty, ks=(2,)
-    )
+    result = full_ranking_evaluate(_fixed_scores(np.zeros((1, 10))), targets=test, exclude=empty, ks=(2,))
     assert result["recall@2"] == pytest.approx(0.2)
     assert result["hit@2"] == pytest.approx(17 / 45)
     assert result["mrr@2"] == pytest.approx(1 / 5 + 8 / 90)
@@ -169,7 +167,7 @@ def test_a_tie_across_the_cut_off_shares_its_slots_among_all_tied_items() -> Non
     test = _csr([[0, 0, 0, 1]])
     empty = sp.csr_matrix((1, 4), dtype=np.float32)
     result = full_ranking_evaluate(
-        lambda users: np.array([[1.0, 0.5, 0.5, 0.5]] * len(users)), targets=test, exclude=empty, ks=(2,)
+        _fixed_scores(np.array([[1.0, 0.5, 0.5, 0.5]])), targets=test, exclude=empty, ks=(2,)
     )
     assert result["hit@2"] == pytest.approx(1 / 3)
     assert result["mrr@2"] == pytest.approx(1 / 6)
@@ -232,12 +230,13 @@ def test_only_requested_users_with_targets_are_evaluated() -> None:
     np.testing.assert_array_equal(evaluated_users(test, np.array([3, 2, 1, 3])), [1, 3])
     seen: list[int] = []
 
-    def score(users: np.ndarray) -> np.ndarray:
-        seen.extend(users.tolist())
-        return np.zeros((len(users), 2))
+    class Recording:
+        def score(self, users: np.ndarray, history_splits: Sequence[str]) -> np.ndarray:
+            seen.extend(users.tolist())
+            return np.zeros((len(users), 2))
 
     result = full_ranking_evaluate(
-        score, targets=test, exclude=sp.csr_matrix((4, 2)), ks=(1,), users=np.array([2, 3])
+        Recording(), targets=test, exclude=sp.csr_matrix((4, 2)), ks=(1,), users=np.array([2, 3])
     )
     assert seen == [3]
     assert result["n_users"] == 1.0
@@ -245,20 +244,20 @@ def test_only_requested_users_with_targets_are_evaluated() -> None:
 
 def test_wrong_score_shape_is_rejected() -> None:
     test = _csr([[1, 0, 0]])
-    with pytest.raises(ValueError, match="score_users returned shape"):
-        full_ranking_evaluate(lambda users: np.zeros((len(users), 2)), targets=test, exclude=test, ks=(1,))
+    with pytest.raises(ValueError, match="the scorer returned shape"):
+        full_ranking_evaluate(_fixed_scores(np.zeros((1, 2))), targets=test, exclude=test, ks=(1,))
 
 
 def test_no_user_with_targets_is_an_error() -> None:
     empty = sp.csr_matrix((3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="no user to evaluate"):
-        full_ranking_evaluate(lambda users: np.zeros((len(users), 4)), targets=empty, exclude=empty)
+        full_ranking_evaluate(_fixed_scores(np.zeros((3, 4))), targets=empty, exclude=empty)
 
 
 def test_mismatched_shapes_are_rejected() -> None:
     with pytest.raises(ValueError, match="same shape"):
         full_ranking_evaluate(
-            lambda users: np.zeros((len(users), 4)), targets=_csr([[1, 0, 0, 0]]), exclude=_csr([[1, 0, 0]])
+            _fixed_scores(np.zeros((1, 4))), targets=_csr([[1, 0, 0, 0]]), exclude=_csr([[1, 0, 0]])
         )
 
 
@@ -267,7 +266,7 @@ def test_k_larger_than_the_catalogue_counts_missing_slots_as_misses() -> None:
     test = _csr([[0, 0, 1]])
     empty = sp.csr_matrix((1, 3), dtype=np.float32)
     result = full_ranking_evaluate(
-        lambda users: -np.arange(3.0)[None, :], targets=test, exclude=empty, ks=(5,)
+        _fixed_scores(-np.arange(3.0)[None, :]), targets=test, exclude=empty, ks=(5,)
     )
     assert result["ndcg@5"] == pytest.approx(0.5)
     assert result["recall@5"] == pytest.approx(1.0)
@@ -276,9 +275,7 @@ def test_k_larger_than_the_catalogue_counts_missing_slots_as_misses() -> None:
 def test_an_excluded_target_is_never_a_hit_even_when_it_fills_the_list() -> None:
     # Item 0 is both excluded and a target; with K = 2 over 2 items it fills rank 2 but must not count.
     both = _csr([[1, 0]])
-    result = full_ranking_evaluate(
-        lambda users: np.ones((len(users), 2)), targets=both, exclude=both, ks=(2,)
-    )
+    result = full_ranking_evaluate(_fixed_scores(np.ones((1, 2))), targets=both, exclude=both, ks=(2,))
     assert result["hit@2"] == 0.0
 
 

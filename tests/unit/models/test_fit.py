@@ -14,6 +14,7 @@ from explorec.config import ExplorecConfig, ModelConfig, SplitConfig, TrainerCon
 from explorec.data.interactions import user_sequences
 from explorec.data.processed import ProcessedDataset
 from explorec.evaluation.harness import full_ranking_evaluate
+from explorec.evaluation.scoring import ScoreMatrix
 from explorec.models.data import UserHistories
 from explorec.models.fit import (
     build_trainer,
@@ -46,7 +47,7 @@ def _config(split: str = "leave_last_out", **trainer: object) -> ExplorecConfig:
 
 def test_fast_dev_run_smoke(tiny: ProcessedDataset, tiny_text_embeddings: np.ndarray, tmp_path: Path) -> None:
     result = fit_two_tower(tiny, tiny_text_embeddings, _config(fast_dev_run=True), checkpoint_dir=tmp_path)
-    scores = result.score_users(np.array([0, 5]))
+    scores = result.score(np.array([0, 5]))
     assert scores.shape == (2, tiny.n_items)
     assert np.isfinite(scores).all()
 
@@ -90,9 +91,7 @@ def test_scores_are_cosines_of_unit_vectors(tiny: ProcessedDataset, tmp_path: Pa
     result = fit_two_tower(tiny, None, _config(fast_dev_run=True), checkpoint_dir=tmp_path)
     items, users = result.item_vectors(), result.user_vectors(np.array([1, 2]), ("train", "valid"))
     np.testing.assert_allclose(np.linalg.norm(items, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(
-        result.score_users(np.array([1, 2]), ("train", "valid")), users @ items.T, atol=1e-5
-    )
+    np.testing.assert_allclose(result.score(np.array([1, 2]), ("train", "valid")), users @ items.T, atol=1e-5)
 
 
 def _without(metrics: dict[str, float], keys: tuple[str, ...]) -> dict[str, float]:
@@ -109,7 +108,7 @@ def test_random_split_trains_on_held_out_items(
     result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path)
     assert result.epochs_run == 3
     assert all(epoch["train/examples_per_sec"] > 0 for epoch in result.history)
-    assert np.isfinite(result.score_users(np.array([0, 1]))).all()
+    assert np.isfinite(result.score(np.array([0, 1]))).all()
 
 
 def test_auto_choices_per_split() -> None:
@@ -209,7 +208,7 @@ def test_each_loss_runs_with_each_objective(
             embedding_dim=8, history_length=4, training_objective=objective, loss=loss, user_pooling=pooling
         )
         result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path / loss / objective)
-        assert np.isfinite(result.score_users(np.array([0, 1]))).all()
+        assert np.isfinite(result.score(np.array([0, 1]))).all()
 
 
 def test_full_softmax_gives_never_trained_items_no_mass(
@@ -249,7 +248,7 @@ def test_refit_trains_on_train_and_validation_for_the_given_epochs(
     assert refit.epochs_run == 2 and len(refit.history) == 2
     known = refit.model.item_tower.known_items.numpy()
     assert known[tiny.valid["item_idx"].to_numpy()].all()
-    scores = refit.score_users(np.array([0, 5]), ("train", "valid"))
+    scores = refit.score(np.array([0, 5]), ("train", "valid"))
     assert scores.shape == (2, tiny.n_items) and np.isfinite(scores).all()
 
 
@@ -306,9 +305,9 @@ def test_ema_fit_restores_the_average_that_validation_scored(
     config = _ema_config(0.9)
     result = fit_two_tower(tiny, tiny_text_embeddings, config, checkpoint_dir=tmp_path / "ema")
     users = np.flatnonzero(np.diff(tiny.matrix("valid").indptr) > 0)
-    scores = result.score_users(np.arange(tiny.n_users))
+    scores = result.score(np.arange(tiny.n_users))
     restored = full_ranking_evaluate(
-        lambda rows: scores[rows],
+        ScoreMatrix(scores),
         targets=tiny.matrix("valid"),
         exclude=tiny.matrix("train"),
         ks=(10,),
@@ -320,4 +319,4 @@ def test_ema_fit_restores_the_average_that_validation_scored(
         epoch["val/ndcg@10"] for epoch in plain.history
     ]
     refit = refit_two_tower(tiny, tiny_text_embeddings, config, epochs=2)
-    assert refit.model._ema is None and np.isfinite(refit.score_users(np.array([0, 1]))).all()
+    assert refit.model._ema is None and np.isfinite(refit.score(np.array([0, 1]))).all()

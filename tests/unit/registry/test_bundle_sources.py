@@ -12,10 +12,26 @@ import torch
 from explorec.config import ModelConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.policies.spec import PolicySpec
-from explorec.serving.packaging import bundle_from_fit, bundle_from_run
+from explorec.serving.bundle import RecommenderBundle, tower_config
+from explorec.serving.packaging import SERVING_HISTORY_SPLITS, bundle_from_parts, bundle_from_run
 from explorec.serving.recommender import Recommender, parse_request
 
 MODEL_CFG = ModelConfig(embedding_dim=8, history_length=5, attention_heads=2, use_genres=False)
+
+
+def bundle_from_fit(
+    fit, policy: PolicySpec, *, history_splits: tuple[str, ...] = SERVING_HISTORY_SPLITS
+) -> RecommenderBundle:
+    """Build a bundle from an in-memory FitResult, as `bundle_from_run` does from its logged artifacts."""
+    model = fit.model.eval()
+    return bundle_from_parts(
+        dataset=fit.dataset,
+        item_vectors=fit.item_vectors(),
+        user_tower_state=model.user_tower.state_dict(),
+        tower=tower_config(model.model_cfg, fit.dataset.n_users),
+        policy=policy,
+        history_splits=history_splits,
+    )
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from explorec.config.registry import GatesConfig, RegistryConfig
-from explorec.registry.promotion import ModelRegistry, PromotionError
+from explorec.registry.promotion import ATTEMPT_TAG_PREFIX, ModelRegistry, PromotionError
 from explorec.serving.bundle import RecommenderBundle
-from explorec.serving.pyfunc import log_recommender, log_recommender_to_run
+from explorec.serving.pyfunc import log_recommender
 
 NAME = "explorec-test"
 GOOD = {
@@ -53,8 +53,17 @@ def log_candidate(bundle: RecommenderBundle, metrics: dict[str, float]) -> str:
     )
     run_id = client.create_run(experiment.experiment_id, tags=PROVENANCE).info.run_id
     client.set_terminated(run_id, "FINISHED")
-    log_recommender_to_run(run_id, bundle, metrics=metrics)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics)
+        log_recommender(bundle)
     return run_id
+
+
+def recorded_attempts(registry: ModelRegistry) -> list[dict[str, object]]:
+    """Return every promotion attempt the registry recorded on the model, oldest first."""
+    tags = registry.client.get_registered_model(NAME).tags
+    records = [json.loads(value) for key, value in tags.items() if key.startswith(ATTEMPT_TAG_PREFIX)]
+    return sorted(records, key=lambda record: str(record["attempt_id"]))
 
 
 def version_tags(registry: ModelRegistry, version: str) -> dict[str, str]:
@@ -136,7 +145,7 @@ def test_round_trip_refusal_force_and_load_by_alias(
     assert "promotion.promoted_at" in tags
     assert version_tags(registry, first)["promotion.replaced_by_version"] == second
     assert "promotion.replaced_at" in version_tags(registry, first)
-    outcomes = [attempt["outcome"] for attempt in registry.attempts(NAME)]
+    outcomes = [attempt["outcome"] for attempt in recorded_attempts(registry)]
     assert outcomes == ["promoted", "refused", "forced"]
 
     known_user, known_item = bundle.user_ids[0], bundle.item_ids[0]
@@ -162,7 +171,7 @@ def test_dry_run_touches_nothing(tracking: str, bundle: RecommenderBundle) -> No
     assert result.dry_run and result.decision.passed and result.outcome == "dry_run"
     assert registry.champion_version(NAME) is None
     assert version_tags(registry, version) == before
-    assert registry.attempts(NAME) == []
+    assert recorded_attempts(registry) == []
 
 
 def test_crash_before_alias_move_leaves_champion(
@@ -188,7 +197,7 @@ def test_crash_before_alias_move_leaves_champion(
     assert registry.champion_version(NAME) == first
     assert registry.alias_version(NAME, "challenger") == first
     assert "promotion.promoted_at" not in version_tags(registry, second)
-    last = registry.attempts(NAME)[-1]
+    last = recorded_attempts(registry)[-1]
     assert last["version"] == second and last["outcome"] == "error" and "injected crash" in str(last["error"])
 
 
@@ -234,7 +243,7 @@ def register_versions(registry: ModelRegistry, bundle: RecommenderBundle, count:
 
 def assert_serialised(registry: ModelRegistry, versions: list[str]) -> None:
     """Every attempt is recorded, each replaced the champion its predecessor set, and one champion is left."""
-    attempts = registry.attempts(NAME)
+    attempts = recorded_attempts(registry)
     assert sorted(str(attempt["version"]) for attempt in attempts) == sorted(versions)
     assert [attempt["outcome"] for attempt in attempts] == ["promoted"] * len(versions)
     previous = None

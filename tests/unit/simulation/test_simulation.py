@@ -18,7 +18,7 @@ from explorec.simulation.simulate import (
     SimulationResult,
     prior_for_calibration,
     run_simulation,
-    simulate_with_stand_in,
+    world_from_dataset,
 )
 from tests.unit.simulation.conftest import (
     N_ITEMS,
@@ -169,8 +169,16 @@ def test_simulate_with_stand_in_from_a_processed_dataset(
         policy_rates={"epsilon_greedy": [0.3]},
         ope_target_policies=["greedy_online"],
     )
-    result = simulate_with_stand_in(
-        dataset=dataset, text_embeddings=text_embeddings, cfg=cfg, output_dir=tmp_path
+    world = world_from_dataset(dataset, cfg)
+    recommender = stand_in_recommender(
+        training=world.training,
+        n_users=dataset.n_users,
+        n_items=dataset.n_items,
+        users=world.pools.simulated,
+        dimension=cfg.stand_in_dimension,
+    )
+    result = run_simulation(
+        world=world, recommender=recommender, text_embeddings=text_embeddings, cfg=cfg, output_dir=tmp_path
     )
     assert result.world_info["recommender"] == "pure_svd_6"
     assert set(result.summary["policy"]) == {

@@ -1,0 +1,31 @@
+"""`BaselineScorer`: a baseline by name as a `Scorer`, fitted once on each history it scores from."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from explorec.baselines.base import Recommender
+from explorec.baselines.factory import build_baseline
+from explorec.data.processed import ProcessedDataset
+
+
+class BaselineScorer:
+    """A baseline fitted once per history (train for validation, train + validation for test)."""
+
+    def __init__(self, name: str, params: dict[str, Any], dataset: ProcessedDataset) -> None:
+        self.name, self.params, self.dataset = name, params, dataset
+        self._models: dict[tuple[str, ...], Recommender] = {}
+        self.fit_time_s = 0.0
+
+    def score(self, users: np.ndarray, history_splits: Sequence[str]) -> np.ndarray:
+        """Return float32 scores of `users` from the model fitted on the interactions of `history_splits`."""
+        key = tuple(history_splits)
+        if key not in self._models:
+            started = time.perf_counter()
+            self._models[key] = build_baseline(self.name, **self.params).fit(self.dataset.matrix(*key))
+            self.fit_time_s += time.perf_counter() - started
+        return np.asarray(self._models[key].score(users), dtype=np.float32)
