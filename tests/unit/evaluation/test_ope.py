@@ -1,4 +1,4 @@
-"""IPS and SNIPS on a hand-worked log, a synthetic bandit with a known value, and Open Bandit data."""
+"""IPS, SNIPS and DR on a hand-worked log, a synthetic bandit with a known value, and Open Bandit data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from explorec.evaluation.ope import (
+    deterministic_target_propensities,
+    dr_estimate,
     estimate_policy_value,
+    expected_model_reward,
     importance_weights,
     prefix_propensities,
 )
@@ -24,20 +27,33 @@ TRUE_VALUE = 0.55
 
 
 def _logged_bandit(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """One log of n uniform-logging decisions with the (deterministic) target's propensities."""
+    """One log of n uniform-logging decisions with the target's propensities and the true reward model."""
     contexts = rng.integers(0, 2, size=n)
     actions = rng.integers(0, 3, size=n)
     rewards = (rng.random(n) < CLICK[contexts, actions]).astype(float)
+    target_probabilities = np.eye(3)[TARGET_ACTION[contexts]]
     return {
         "rewards": rewards,
         "logging_propensities": np.full(n, 1 / 3),
-        "target_propensities": (TARGET_ACTION[contexts] == actions).astype(np.float64),
+        "target_propensities": deterministic_target_propensities(
+            target_items=TARGET_ACTION[contexts], logged_items=actions
+        ),
+        "predicted_rewards_logged": CLICK[contexts, actions],
+        "predicted_value_target": expected_model_reward(
+            target_probabilities=target_probabilities, predicted_rewards=CLICK[contexts]
+        ),
     }
+
+
+def _without_model(log: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The log's arguments for IPS and SNIPS (no reward model)."""
+    return {key: log[key] for key in ("rewards", "logging_propensities", "target_propensities")}
 
 
 def test_hand_worked_log() -> None:
     # w = [1/0.5, 0/0.5, 1/0.25] = [2, 0, 4]; r = [1, 0, 1].
     # IPS = (2 + 0 + 4) / 3 = 2. SNIPS = 6 / 6 = 1.
+    # DR with q̂(logged) = 0.5 and q̂(π) = 0.6: terms 0.6 + 2·0.5, 0.6 + 0, 0.6 + 4·0.5 = 1.6, 0.6, 2.6 → 1.6.
     log = {
         "rewards": np.array([1.0, 0.0, 1.0]),
         "logging_propensities": np.array([0.5, 0.5, 0.25]),
@@ -45,6 +61,8 @@ def test_hand_worked_log() -> None:
     }
     assert estimate_policy_value("ips", **log).estimate == pytest.approx(2.0)
     assert estimate_policy_value("snips", **log).estimate == pytest.approx(1.0)
+    dr = dr_estimate(**log, predicted_rewards_logged=np.full(3, 0.5), predicted_value_target=np.full(3, 0.6))
+    assert dr.estimate == pytest.approx(1.6)
     # Normal CI of IPS: terms [2, 0, 4], sample std 2 → SE 2/√3 = 1.1547; half width 1.96·1.1547 = 2.2632.
     ips = estimate_policy_value("ips", **log)
     assert ips.standard_error == pytest.approx(2 / np.sqrt(3))
@@ -53,19 +71,27 @@ def test_hand_worked_log() -> None:
 
 def test_estimators_cover_the_true_value_on_one_log() -> None:
     log = _logged_bandit(np.random.default_rng(0), 6_000)
-    for estimate in (estimate_policy_value("ips", **log), estimate_policy_value("snips", **log)):
+    for estimate in (
+        estimate_policy_value("ips", **_without_model(log)),
+        estimate_policy_value("snips", **_without_model(log)),
+        dr_estimate(**log),
+    ):
         assert estimate.contains(TRUE_VALUE), estimate
         assert estimate.ci_high - estimate.ci_low < 0.1  # informative, not trivially wide
 
 
-def test_intervals_reach_their_coverage() -> None:
+def test_intervals_reach_their_coverage_and_dr_has_the_lowest_variance() -> None:
     rng = np.random.default_rng(1)
-    estimates: dict[str, list[float]] = {"ips": [], "snips": []}
+    estimates: dict[str, list[float]] = {"ips": [], "snips": [], "dr": []}
     covered: dict[str, int] = dict.fromkeys(estimates, 0)
     n_repetitions = 300
     for _ in range(n_repetitions):
         log = _logged_bandit(rng, 2_000)
-        for result in (estimate_policy_value("ips", **log), estimate_policy_value("snips", **log)):
+        for result in (
+            estimate_policy_value("ips", **_without_model(log)),
+            estimate_policy_value("snips", **_without_model(log)),
+            dr_estimate(**log),
+        ):
             estimates[result.estimator].append(result.estimate)
             covered[result.estimator] += result.contains(TRUE_VALUE)
     for name in estimates:
@@ -74,11 +100,22 @@ def test_intervals_reach_their_coverage() -> None:
         assert abs(values.mean() - TRUE_VALUE) < 4 * values.std() / np.sqrt(n_repetitions), name
         # 95% intervals: coverage 285/300 expected; binomial SD 3.8 → accept 270..300.
         assert covered[name] >= 270, (name, covered[name])
+    # With the true reward model DR only keeps the reward noise: its spread is well below IPS's.
+    assert np.std(estimates["dr"]) < 0.8 * np.std(estimates["ips"])
+
+
+def test_dr_with_a_zero_model_is_ips() -> None:
+    log = _logged_bandit(np.random.default_rng(2), 500)
+    zeros = np.zeros(500)
+    dr = dr_estimate(**_without_model(log), predicted_rewards_logged=zeros, predicted_value_target=zeros)
+    ips = estimate_policy_value("ips", **_without_model(log))
+    assert dr.estimate == pytest.approx(ips.estimate)
+    assert dr.standard_error == pytest.approx(ips.standard_error)
 
 
 @pytest.mark.parametrize("estimator", ["ips", "snips"])
-def test_bootstrap_interval_is_seeded_and_close_to_normal(estimator) -> None:
-    log = _logged_bandit(np.random.default_rng(3), 3_000)
+def test_bootstrap_interval_is_seeded_and_close_to_normal(estimator: str) -> None:
+    log = _without_model(_logged_bandit(np.random.default_rng(3), 3_000))
     normal = estimate_policy_value(estimator, **log)
     boot = estimate_policy_value(
         estimator, **log, ci_method="bootstrap", rng=np.random.default_rng(4), n_bootstrap=500
@@ -103,6 +140,8 @@ def test_invalid_inputs_raise() -> None:
         estimate_policy_value(
             "snips", rewards=np.ones(2), logging_propensities=np.full(2, 0.5), target_propensities=np.zeros(2)
         )
+    with pytest.raises(ValueError, match="must sum to 1"):
+        expected_model_reward(target_probabilities=np.array([[0.5, 0.4]]), predicted_rewards=np.ones((1, 2)))
 
 
 @pytest.mark.realdata
