@@ -116,6 +116,36 @@ def intra_list_diversity(*, recommendation_lists: Sequence[np.ndarray], item_vec
     return float(np.mean(values)) if values else float("nan")
 
 
+def serendipity(
+    *,
+    recommendation_lists: Sequence[np.ndarray],
+    histories: Sequence[np.ndarray],
+    relevant_items: Sequence[np.ndarray],
+    item_vectors: np.ndarray,
+) -> float:
+    """Mean over users of the mean over their recommendations of unexpectedness × relevance.
+
+    unexpectedness(i) = 1 − mean cosine between i and the items of the user's history (1 for an empty
+    history), relevance(i) = 1 if i is among the user's `relevant_items` else 0. Range [0, 2] (0 = nothing
+    relevant was recommended; 1 = every recommendation relevant and orthogonal to the history).
+    Users with an empty list are skipped.
+    """
+    unit = _unit_rows(item_vectors)
+    values = []
+    for items, history, relevant in zip(recommendation_lists, histories, relevant_items, strict=True):
+        items = np.asarray(items, dtype=np.int64)
+        if items.size == 0:
+            continue
+        history = np.asarray(history, dtype=np.int64)
+        if history.size:
+            unexpectedness = 1.0 - (unit[items] @ unit[history].T).mean(axis=1)
+        else:
+            unexpectedness = np.ones(items.size)
+        relevance = np.isin(items, np.asarray(relevant, dtype=np.int64))
+        values.append(float(np.mean(unexpectedness * relevance)))
+    return float(np.mean(values)) if values else float("nan")
+
+
 def _new_clusters(reached: np.ndarray, history: np.ndarray, item_clusters: np.ndarray) -> tuple[int, int]:
     """(clusters reached that the history lacks, clusters the history lacks), both as counts."""
     seen = np.unique(item_clusters[np.asarray(history, dtype=np.int64)])
@@ -138,6 +168,22 @@ def new_cluster_discovery(
         for reached, history in zip(reached_items, histories, strict=True)
     ]
     return float(np.mean(counts)) if counts else float("nan")
+
+
+def new_cluster_discovery_share(
+    *, reached_items: Sequence[np.ndarray], histories: Sequence[np.ndarray], item_clusters: np.ndarray
+) -> float:
+    """Mean over users of new clusters reached / clusters absent from their history (in [0, 1]).
+
+    Users whose history already covers every cluster are skipped. Arguments as in `new_cluster_discovery`.
+    """
+    item_clusters = np.asarray(item_clusters, dtype=np.int64)
+    shares = []
+    for reached, history in zip(reached_items, histories, strict=True):
+        new, unexplored = _new_clusters(reached, history, item_clusters)
+        if unexplored:
+            shares.append(new / unexplored)
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def hidden_interest_recall(

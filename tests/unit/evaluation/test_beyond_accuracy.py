@@ -13,7 +13,9 @@ from explorec.evaluation.beyond_accuracy import (
     hidden_interest_recall,
     intra_list_diversity,
     new_cluster_discovery,
+    new_cluster_discovery_share,
     novelty,
+    serendipity,
 )
 
 # Recommendations over 4 items: exposures [2, 1, 1, 0].
@@ -81,15 +83,53 @@ def test_intra_list_diversity() -> None:
     assert np.isnan(intra_list_diversity(recommendation_lists=[np.array([1])], item_vectors=VECTORS))
 
 
+def test_serendipity() -> None:
+    history, relevant = [np.array([0])], [np.array([1, 2])]
+    # Recs [1, 2, 0] vs history e1: unexpectedness 1, 1 − √½ = 0.2929, 0; relevance 1, 1, 0 → 1.2929 / 3.
+    mid = serendipity(
+        recommendation_lists=[np.array([1, 2, 0])],
+        histories=history,
+        relevant_items=relevant,
+        item_vectors=VECTORS,
+    )
+    assert mid == pytest.approx((1 + 1 - ROOT_HALF) / 3)
+    perfect = serendipity(
+        recommendation_lists=[np.array([1])], histories=history, relevant_items=relevant, item_vectors=VECTORS
+    )
+    assert perfect == pytest.approx(1.0)
+    none_relevant = serendipity(
+        recommendation_lists=[np.array([1, 2])],
+        histories=history,
+        relevant_items=[np.array([3])],
+        item_vectors=VECTORS,
+    )
+    assert none_relevant == 0.0
+    # Two users averaged: the first as above (1.0), the second has an empty history (unexpectedness 1) and
+    # one relevant item of two → 0.5; mean 0.75.
+    two_users = serendipity(
+        recommendation_lists=[np.array([1]), np.array([0, 3])],
+        histories=[np.array([0]), np.array([], dtype=np.int64)],
+        relevant_items=[np.array([1]), np.array([3])],
+        item_vectors=VECTORS,
+    )
+    assert two_users == pytest.approx(0.75)
+
+
 def test_new_cluster_discovery() -> None:
     clusters = np.array([0, 0, 1, 1, 2, 2])
     # User A: history cluster {0}, reaches clusters {0, 1, 2} → 2 new of 2 unexplored.
     # User B: history clusters {1, 2}, reaches cluster {1} → 0 new of 1 unexplored.
-    # User C: history covers all clusters → 0 new.
+    # User C: history covers all clusters → 0 new; skipped by the share (nothing left to discover).
     reached = [np.array([1, 2, 4]), np.array([3]), np.array([0])]
     histories = [np.array([0]), np.array([2, 4]), np.array([0, 2, 4])]
     count = new_cluster_discovery(reached_items=reached, histories=histories, item_clusters=clusters)
     assert count == pytest.approx(2 / 3)  # (2 + 0 + 0) / 3
+    share = new_cluster_discovery_share(reached_items=reached, histories=histories, item_clusters=clusters)
+    assert share == pytest.approx(0.5)  # (2/2 + 0/1) / 2
+    everything = new_cluster_discovery_share(
+        reached_items=[np.arange(6)], histories=[np.array([0])], item_clusters=clusters
+    )
+    assert everything == 1.0
     nothing = new_cluster_discovery(
         reached_items=[np.array([1])], histories=[np.array([0])], item_clusters=clusters
     )
