@@ -61,6 +61,7 @@ def train_and_evaluate(
 
     from explorec.models.fit import fit_two_tower
     from explorec.tracking.lightning import ExplorecMLFlowLogger
+    from explorec.tracking.runs import tracked_run
     from explorec.tracking.store import config_params, configure_tracking, metric_dict, run_tags
 
     target = configure_tracking(cfg.tracking)
@@ -72,13 +73,11 @@ def train_and_evaluate(
         config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"model": "two_tower"}
     )
     tags["encoder"] = cfg.encoder.name
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
     name = run_name or f"two_tower-{cfg.encoder.name}-{cfg.data.name}-{cfg.split.name}"
     client = mlflow.MlflowClient(target.tracking_uri)
-    run = client.create_run(target.experiment_id, run_name=name, tags=tags)
-    run_id = run.info.run_id
-    try:
+    with tracked_run(
+        client, target.experiment_id, run_name=name, tags=tags, parent_run_id=parent_run_id
+    ) as run_id:
         for key, value in config_params(to_dict(cfg)).items():
             client.log_param(run_id, key, value)
         logger = ExplorecMLFlowLogger(
@@ -103,10 +102,6 @@ def train_and_evaluate(
         for key, value in final.items():
             client.log_metric(run_id, key, value)
         _log_artifacts(client, run_id, cfg, fit, results, embeddings)
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
     summary: dict[str, Any] = {
         "run_id": run_id,
         "experiment_id": target.experiment_id,
