@@ -221,20 +221,20 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
             results.append(replace(result, run_id=run_id))
         for encoder in cfg.benchmark.encoders:
             model_cfg, overrides = two_tower_config(cfg, encoder)
-            summary = train_and_evaluate(
+            trained = train_and_evaluate(
                 model_cfg, parent_run_id=parent_id, run_name=f"two_tower-{encoder}", keep_per_user=True
             )
             params: dict[str, Any] = {"encoder": encoder, **({"overrides": overrides} if overrides else {})}
-            metrics, fit_time, per_user = summary["metrics"], summary["fit_time_s"], summary["per_user"]
+            metrics, fit_time, per_user = trained.metrics, trained.fit_time_s, trained.per_user or {}
             if cfg.split.name in cfg.benchmark.two_tower_refit:
-                epochs = int(summary["best_epoch"]) + 1
+                epochs = int(trained.best_epoch or 0) + 1
                 metrics, per_user, refit_time = refit_and_evaluate(
-                    model_cfg, metrics, per_user, epochs=epochs, run_id=summary["run_id"]
+                    model_cfg, metrics, per_user, epochs=epochs, run_id=trained.run_id
                 )
                 params["refit"] = f"train + valid, {epochs} epochs"
                 fit_time += refit_time
             model = ModelResult(
-                f"two_tower[{encoder}]", params, metrics, fit_time, summary["run_id"], per_user=per_user
+                f"two_tower[{encoder}]", params, metrics, fit_time, trained.run_id, per_user=per_user
             )
             results.append(model)
         table = comparison_table(results)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.config import EncoderConfig, ExplorecConfig, config_hash
+from explorec.simulation.results import TrackedSimulation
 
 if TYPE_CHECKING:
     from explorec.config.simulation import SimulateConfig
@@ -131,7 +132,7 @@ def _log_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> None:
         client.log_metric(run_id, key, value)
 
 
-def simulate_and_track(cfg: ExplorecConfig) -> dict[str, Any]:
+def simulate_and_track(cfg: ExplorecConfig) -> TrackedSimulation:
     """Simulate every configured policy with the configured recommender and log one MLflow run."""
     from explorec.simulation.simulate import run_simulation, world_from_dataset
     from explorec.tracking.store import config_params
@@ -164,15 +165,16 @@ def simulate_and_track(cfg: ExplorecConfig) -> dict[str, Any]:
             run_id,
             {"time/simulate_s": result.runtime_s, "time/recommender_s": recommender_s, "time/total_s": wall},
         )
-    return {
-        "run_id": run_id,
-        "tracking_uri": tracked.tracking_uri,
-        "runtime_s": round(result.runtime_s, 1),
-        "recommender_s": round(recommender_s, 1),
-        "total_s": round(wall, 1),
-        "world": result.world_info,
-        "markdown": result.markdown,
-    }
+    return TrackedSimulation(
+        run_id=run_id,
+        tracking_uri=tracked.tracking_uri,
+        runtime_s=round(result.runtime_s, 1),
+        recommender_s=round(recommender_s, 1),
+        total_s=round(wall, 1),
+        world=result.world_info,
+        markdown=result.markdown,
+        comparisons=result.comparisons,
+    )
 
 
 def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
