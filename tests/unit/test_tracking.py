@@ -81,3 +81,13 @@ def test_tracked_run_nested_under_a_parent_carries_the_parent_tag(tmp_path: Path
     assert client.get_run(child).data.tags["mlflow.parentRunId"] == parent_id
     assert client.get_run(child).info.status == "FINISHED"
     assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_tracked_run_ends_killed_on_a_stopping_exception(tmp_path: Path) -> None:
+    client, experiment_id = _store(tmp_path)
+    with (
+        pytest.raises(StopIteration),
+        tracked_run(client, experiment_id, run_name="stopped", tags={}, killed_by=(StopIteration,)) as run_id,
+    ):
+        raise StopIteration
+    assert client.get_run(run_id).info.status == "KILLED"

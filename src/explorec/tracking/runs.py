@@ -17,10 +17,12 @@ def tracked_run(
     run_name: str,
     tags: Mapping[str, str],
     parent_run_id: str | None = None,
+    killed_by: tuple[type[BaseException], ...] = (),
 ) -> Iterator[str]:
     """Create a run (nested under `parent_run_id` when given), yield its id, end it FINISHED or FAILED.
 
-    Any exception, KeyboardInterrupt included, ends the run FAILED and propagates.
+    Any exception, KeyboardInterrupt included, ends the run FAILED and propagates; one of `killed_by`
+    (a stopped run, such as a pruned trial) ends it KILLED.
     """
     all_tags = dict(tags)
     if parent_run_id:
@@ -28,7 +30,7 @@ def tracked_run(
     run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
     try:
         yield run_id
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
+    except BaseException as error:
+        client.set_terminated(run_id, "KILLED" if isinstance(error, killed_by) else "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
