@@ -76,7 +76,7 @@ def _log_fit_facts(client: Any, run_id: str, facts: dict[str, Any], prefix: str 
 
 
 @dataclass(frozen=True)
-class SimulationRun:
+class OpenSimulationRun:
     """An open simulator run: its client and id, the store, the data set and the items' cluster text."""
 
     client: Any
@@ -93,7 +93,7 @@ def _simulation_run(
     *,
     text_cfg: ExplorecConfig | None = None,
     tags: dict[str, str] | None = None,
-) -> Iterator[SimulationRun]:
+) -> Iterator[OpenSimulationRun]:
     """Load the data and cluster text, then hold the tracked MLflow run `{kind}-{data}` open."""
     import mlflow
 
@@ -112,7 +112,7 @@ def _simulation_run(
     )
     run_name = f"{kind}-{cfg.data.name}"
     with tracked_run(client, target.experiment_id, run_name=run_name, tags=all_tags) as run_id:
-        yield SimulationRun(client, run_id, target.tracking_uri, dataset, text)
+        yield OpenSimulationRun(client, run_id, target.tracking_uri, dataset, text)
 
 
 def _log_tables(
