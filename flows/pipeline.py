@@ -9,7 +9,8 @@ baselines; its lift interval is attached to the candidate, whose gate then needs
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -21,9 +22,18 @@ from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
 from flows.tune import tune_flow
 
+if TYPE_CHECKING:
+    from explorec.pipeline.steps import (
+        PackagedModel,
+        PromotionOutcome,
+        RegistrationOutcome,
+        SimulationOutcome,
+        TrainedCandidate,
+    )
+
 
 @task(name="find-training-run", **IO_RETRIES)
-def reuse_training_task(config: dict[str, Any]) -> dict[str, Any] | None:
+def reuse_training_task(config: dict[str, Any]) -> TrainedCandidate | None:
     """Return a finished training run of the same config, data and code (None: train anew)."""
     from explorec.pipeline.cache import reuse_training
 
@@ -31,15 +41,15 @@ def reuse_training_task(config: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @task(name="fit-and-evaluate")
-def train_task(config: dict[str, Any]) -> dict[str, Any]:
-    """Fit the two-tower model, evaluate it, log and tag the MLflow run; return its summary."""
+def train_task(config: dict[str, Any]) -> TrainedCandidate:
+    """Fit the two-tower model, evaluate it, log and tag the MLflow run."""
     from explorec.pipeline.registration import train_candidate
 
     return train_candidate(from_dict(config))
 
 
 @task(name="package-recommender", **IO_RETRIES)
-def package_task(config: dict[str, Any], run_id: str) -> dict[str, float]:
+def package_task(config: dict[str, Any], run_id: str) -> PackagedModel:
     """Log the pyfunc recommender into the training run and measure its served slates."""
     from explorec.pipeline.registration import package_run
 
@@ -47,7 +57,7 @@ def package_task(config: dict[str, Any], run_id: str) -> dict[str, float]:
 
 
 @task(name="find-simulation", **IO_RETRIES)
-def reuse_simulation_task(config: dict[str, Any]) -> dict[str, Any] | None:
+def reuse_simulation_task(config: dict[str, Any]) -> SimulationOutcome | None:
     """Return a finished simulation of the same candidate settings, data and code (None: simulate)."""
     from explorec.pipeline.cache import reuse_simulation
 
@@ -55,7 +65,7 @@ def reuse_simulation_task(config: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @task(name="simulate-candidate")
-def simulate_task(config: dict[str, Any], run_id: str) -> dict[str, Any]:
+def simulate_task(config: dict[str, Any], run_id: str) -> SimulationOutcome:
     """Simulate the candidate's policy against the baselines; return its lift over greedy_online."""
     from explorec.pipeline.registration import simulate_candidate
 
@@ -65,7 +75,7 @@ def simulate_task(config: dict[str, Any], run_id: str) -> dict[str, Any]:
 @task(name="find-registered-version", **IO_RETRIES)
 def reuse_registration_task(
     config: dict[str, Any], run_id: str, simulation_run_id: str | None
-) -> dict[str, Any] | None:
+) -> RegistrationOutcome | None:
     """Return the version registered from the same candidate and its decision (None: register)."""
     from explorec.pipeline.cache import reuse_registration
 
@@ -73,7 +83,7 @@ def reuse_registration_task(
 
 
 @task(name="register-and-gate", **IO_RETRIES)
-def register_task(config: dict[str, Any], run_id: str, simulation: dict[str, Any]) -> dict[str, Any]:
+def register_task(config: dict[str, Any], run_id: str, simulation: SimulationOutcome) -> RegistrationOutcome:
     """Register the packaged model with its simulator lift and record the gate decision."""
     from explorec.pipeline.cache import (
         CANDIDATE_KEY_TAG,
@@ -84,17 +94,18 @@ def register_task(config: dict[str, Any], run_id: str, simulation: dict[str, Any
     from explorec.pipeline.registration import register_and_gate
 
     cfg = from_dict(config)
-    simulation_run_id = simulation.get("run_id")
+    simulation_run_id = simulation.run_id
     newest = packaged_model(cfg, run_id)
     tags = {
         CANDIDATE_KEY_TAG: candidate_key(run_id, simulation_run_id, None if newest is None else newest[0]),
         SIMULATION_RUN_TAG: simulation_run_id or "none",
     }
-    return register_and_gate(cfg, run_id, extra_metrics=simulation.get("metrics"), tags=tags)
+    extra_metrics = None if simulation.skipped else simulation.metrics
+    return register_and_gate(cfg, run_id, extra_metrics=extra_metrics, tags=tags)
 
 
 @task(name="promote-champion", **IO_RETRIES)
-def promote_task(config: dict[str, Any], version: str) -> dict[str, Any]:
+def promote_task(config: dict[str, Any], version: str) -> PromotionOutcome:
     """Move `champion` to the version after re-checking the gates under the registry lock."""
     from explorec.pipeline.registration import promote_version
 
@@ -105,6 +116,7 @@ def promote_task(config: dict[str, Any], version: str) -> dict[str, Any]:
 def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the whole system once: data, model, simulation, registry decision and promotion."""
     from explorec.pipeline.cache import code_version
+    from explorec.pipeline.steps import SimulationOutcome
     from explorec.simulation.tracked import candidate_simulation
 
     cfg = load_config(overrides or [])
@@ -117,66 +129,71 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
         search = tune_flow(overrides=overrides)
         cfg = _chosen_config(cfg, search)
         config = to_dict(cfg)
+    new = "forced" if force else "miss"
     trained = None if force else reuse_training_task(config)
     if trained is None:
-        trained = {**train_task(config), "cache": "forced" if force else "miss"}
+        trained = replace(train_task(config), cache=new)
     else:
-        print(f"reused training run {trained['run_id']} (cache hit)")
-    run_id = trained["run_id"]
-    served = trained["served"] if trained.get("packaged") else package_task(config, run_id)
+        print(f"reused training run {trained.run_id} (cache hit)")
+    run_id = trained.run_id
+    served = trained.served if trained.packaged else package_task(config, run_id).served
 
     settings, reason = candidate_simulation(cfg)
     if settings is None:
-        simulation: dict[str, Any] = {"skipped": reason, "cache": "skipped"}
+        simulation = SimulationOutcome.skipped_because(reason)
         print(f"simulation skipped: {reason}")
     else:
-        simulation = (None if force else reuse_simulation_task(config)) or {}
-        if simulation:
-            print(f"reused simulation run {simulation['run_id']} (cache hit)")
+        reused = None if force else reuse_simulation_task(config)
+        if reused is not None:
+            simulation = reused
+            print(f"reused simulation run {simulation.run_id} (cache hit)")
         else:
-            simulation = {**simulate_task(config, run_id), "cache": "forced" if force else "miss"}
+            simulation = replace(simulate_task(config, run_id), cache=new)
 
-    registration = None if force else reuse_registration_task(config, run_id, simulation.get("run_id"))
+    registration = None if force else reuse_registration_task(config, run_id, simulation.run_id)
     if registration is None:
-        registration = {**register_task(config, run_id, simulation), "cache": "forced" if force else "miss"}
+        registration = replace(register_task(config, run_id, simulation), cache=new)
     else:
         print(
-            f"reused registered version {registration['version']} of {registration['registered_model']}"
-            f" (cache hit, no new version): gate {'passed' if registration['gate_passed'] else 'failed'}"
+            f"reused registered version {registration.version} of {registration.registered_model}"
+            f" (cache hit, no new version): gate {'passed' if registration.gate_passed else 'failed'}"
         )
     promotion = None
-    if registration["champion"] == registration["version"]:
+    if registration.champion == registration.version:
         pass  # already the champion: nothing to move
-    elif cfg.pipeline.promote and registration["gate_passed"]:
-        promotion = promote_task(config, registration["version"])
+    elif cfg.pipeline.promote and registration.gate_passed:
+        promotion = promote_task(config, registration.version)
     summary = {
         "run_id": run_id,
-        "experiment_id": trained.get("experiment_id"),
-        "metrics": trained.get("metrics"),
+        "experiment_id": trained.training.experiment_id,
+        "metrics": trained.training.metrics,
         "served": served,
-        "simulation": simulation,
-        "registration": {k: v for k, v in registration.items() if k != "decision_markdown"},
-        "promotion": None
-        if promotion is None
-        else {k: v for k, v in promotion.items() if k != "decision_markdown"},
-        "champion": (promotion or registration)["champion"],
-        "tracking_uri": trained.get("tracking_uri"),
+        "simulation": simulation.to_summary(),
+        "registration": _without_decision(registration.to_summary()),
+        "promotion": None if promotion is None else _without_decision(promotion.to_summary()),
+        "champion": (promotion or registration).champion,
+        "tracking_uri": trained.training.tracking_uri,
         "search": None
         if search is None
         else {k: search[k] for k in ("study_name", "parent_run_id", "pareto_size")},
         "cache": {
-            "training": trained["cache"],
-            "simulation": simulation["cache"],
-            "registration": registration["cache"],
+            "training": trained.cache,
+            "simulation": simulation.cache,
+            "registration": registration.cache,
         },
         "code_version": code,
     }
     create_markdown_artifact(
         key="pipeline",
-        markdown=_markdown(summary, registration["decision_markdown"]),
+        markdown=_markdown(summary, registration.decision_markdown),
         description="explorec pipeline",
     )
     return summary
+
+
+def _without_decision(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return a registration or promotion summary without its decision's Markdown (the artifact holds it)."""
+    return {key: value for key, value in summary.items() if key != "decision_markdown"}
 
 
 def _chosen_config(cfg: Any, search: dict[str, Any]) -> Any:

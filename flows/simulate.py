@@ -15,7 +15,7 @@ def simulate_task(config: dict[str, Any]) -> dict[str, Any]:
     """Simulate every configured exploration policy and its baselines; return the run's summary."""
     from explorec.simulation.tracked import simulate_and_track
 
-    return simulate_and_track(from_dict(config))
+    return simulate_and_track(from_dict(config)).to_summary()
 
 
 @flow(name="simulate", log_prints=True)

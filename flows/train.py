@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -11,6 +11,9 @@ from explorec.config import from_dict, to_dict
 from explorec.pipeline.config import load_config
 from explorec.pipeline.report import metrics_markdown
 from flows.common import IO_RETRIES
+
+if TYPE_CHECKING:
+    from explorec.models.train import TrainingResult
 
 
 @task(name="preprocess-data", **IO_RETRIES)
@@ -33,8 +36,8 @@ def encode_task(config: dict[str, Any]) -> int:
 
 
 @task(name="fit-and-evaluate")
-def fit_task(config: dict[str, Any], parent_run_id: str | None = None) -> dict[str, Any]:
-    """Fit the two-tower model, evaluate on validation and test, log the MLflow run; return its summary."""
+def fit_task(config: dict[str, Any], parent_run_id: str | None = None) -> TrainingResult:
+    """Fit the two-tower model, evaluate on validation and test, log the MLflow run; return its result."""
     from explorec.models.train import train_and_evaluate
 
     return train_and_evaluate(from_dict(config), parent_run_id=parent_run_id)
@@ -47,11 +50,10 @@ def train_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     config = to_dict(cfg)
     preprocess_task(config)
     encode_task(config)
-    summary = fit_task(config)
+    trained = fit_task(config)
     create_markdown_artifact(
         key="train-summary",
-        markdown=f"# Train run `{summary['run_id']}`\n\n"
-        + metrics_markdown({"two_tower": summary["metrics"]}),
+        markdown=f"# Train run `{trained.run_id}`\n\n" + metrics_markdown({"two_tower": trained.metrics}),
         description="explorec train",
     )
-    return summary
+    return trained.to_summary()

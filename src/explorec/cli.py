@@ -168,7 +168,7 @@ def register_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
         run_id = train_flow(overrides=list(args.overrides))["run_id"]
     package_run(cfg, run_id)
-    return register_and_gate(cfg, run_id)
+    return register_and_gate(cfg, run_id).to_summary()
 
 
 def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -178,7 +178,8 @@ def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     if args.force and not (args.reason or "").strip():
         raise ExplorecError('--force needs --reason "why"; the reason is recorded on the version')
-    return promote_version(cfg, args.version, force=args.force, reason=args.reason, dry_run=args.dry_run)
+    promotion = promote_version(cfg, args.version, force=args.force, reason=args.reason, dry_run=args.dry_run)
+    return promotion.to_summary()
 
 
 def run(

@@ -57,6 +57,8 @@ def test_a_nan_bound_is_not_skipped_and_a_missing_policy_is_an_error() -> None:
     assert math.isnan(simulator_lift(table, "mmr@0.5", "sim/lift_ci_low")["sim/lift_ci_low"])
     with pytest.raises(ExplorecError, match=r"no comparison of thompson@0\.5"):
         simulator_lift(table, "thompson@0.5", "sim/lift_ci_low")
+    with pytest.raises(ExplorecError, match=r"no comparison of mmr@0\.5"):
+        simulator_lift(pd.DataFrame(), "mmr@0.5", "sim/lift_ci_low")  # a simulation without comparisons
 
 
 def test_only_the_candidate_policy_is_simulated_with_its_own_knobs() -> None:

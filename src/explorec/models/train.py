@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,78 @@ from explorec.config import ExplorecConfig, config_hash, resolve, to_dict
 from explorec.data.loading import load_dataset
 from explorec.encoders.text import item_text_embeddings
 from explorec.evaluation.targets import evaluate_per_user, flat_metrics, metrics_markdown
+
+if TYPE_CHECKING:
+    from explorec.evaluation.targets import PerUserValues
+    from explorec.tracking.store import TrackingTarget
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A finished two-tower training run: where it is tracked, what it was trained on, how it scored.
+
+    `best_epoch` and `best_val_ndcg_at_10` are known only to the process that fitted the model (a run
+    found again for reuse has neither); `per_user` is kept only when asked for (it is not JSON).
+    """
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    encoder: str
+    dataset: str
+    split: str
+    epochs_run: int
+    fit_time_s: float
+    metrics: dict[str, dict[str, float]]
+    best_val_ndcg_at_10: float | None = None
+    best_epoch: int | None = None
+    per_user: dict[str, PerUserValues] | None = None
+
+    @classmethod
+    def of_run(
+        cls,
+        cfg: ExplorecConfig,
+        target: TrackingTarget,
+        run_id: str,
+        *,
+        epochs_run: int,
+        fit_time_s: float,
+        metrics: dict[str, dict[str, float]],
+        best_val_ndcg_at_10: float | None = None,
+        best_epoch: int | None = None,
+        per_user: dict[str, PerUserValues] | None = None,
+    ) -> TrainingResult:
+        """The result of training run `run_id` of `cfg` in the store `target` (fit time to 0.01 s)."""
+        return cls(
+            run_id=run_id,
+            experiment_id=target.experiment_id,
+            tracking_uri=target.tracking_uri,
+            encoder=cfg.encoder.name,
+            dataset=cfg.data.name,
+            split=cfg.split.name,
+            epochs_run=epochs_run,
+            fit_time_s=round(fit_time_s, 2),
+            metrics=metrics,
+            best_val_ndcg_at_10=best_val_ndcg_at_10,
+            best_epoch=best_epoch,
+            per_user=per_user,
+        )
+
+    def to_summary(self) -> dict[str, Any]:
+        """The JSON summary the train flow returns and the CLI prints (the best epoch only when known)."""
+        summary: dict[str, Any] = {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "tracking_uri": self.tracking_uri,
+            "encoder": self.encoder,
+            "dataset": self.dataset,
+            "split": self.split,
+        }
+        if self.best_epoch is not None:
+            summary["best_epoch_val_ndcg@10"] = self.best_val_ndcg_at_10
+            summary["best_epoch"] = self.best_epoch
+        summary.update(epochs_run=self.epochs_run, fit_time_s=self.fit_time_s, metrics=self.metrics)
+        return summary
 
 
 def _log_artifacts(
@@ -52,15 +125,16 @@ def train_and_evaluate(
     parent_run_id: str | None = None,
     run_name: str | None = None,
     keep_per_user: bool = False,
-) -> dict[str, Any]:
+) -> TrainingResult:
     """Fit the two-tower model, evaluate it on validation and test, and track everything in MLflow.
 
-    With `keep_per_user` the summary also holds "per_user": {evaluation: PerUserValues} (not JSON).
+    With `keep_per_user` the result also holds the per-user values of each evaluation.
     """
     import mlflow
 
     from explorec.models.fit import fit_two_tower
     from explorec.tracking.lightning import ExplorecMLFlowLogger
+    from explorec.tracking.runs import tracked_run
     from explorec.tracking.store import config_params, configure_tracking, metric_dict, run_tags
 
     target = configure_tracking(cfg.tracking)
@@ -72,13 +146,11 @@ def train_and_evaluate(
         config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"model": "two_tower"}
     )
     tags["encoder"] = cfg.encoder.name
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
     name = run_name or f"two_tower-{cfg.encoder.name}-{cfg.data.name}-{cfg.split.name}"
     client = mlflow.MlflowClient(target.tracking_uri)
-    run = client.create_run(target.experiment_id, run_name=name, tags=tags)
-    run_id = run.info.run_id
-    try:
+    with tracked_run(
+        client, target.experiment_id, run_name=name, tags=tags, parent_run_id=parent_run_id
+    ) as run_id:
         for key, value in config_params(to_dict(cfg)).items():
             client.log_param(run_id, key, value)
         logger = ExplorecMLFlowLogger(
@@ -101,23 +173,14 @@ def train_and_evaluate(
         for key, value in final.items():
             client.log_metric(run_id, key, value)
         _log_artifacts(client, run_id, cfg, fit, results, embeddings)
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    summary: dict[str, Any] = {
-        "run_id": run_id,
-        "experiment_id": target.experiment_id,
-        "tracking_uri": target.tracking_uri,
-        "encoder": cfg.encoder.name,
-        "dataset": cfg.data.name,
-        "split": cfg.split.name,
-        "best_epoch_val_ndcg@10": fit.best_score,
-        "best_epoch": int(fit.best_metrics.get("epoch", max(fit.epochs_run - 1, 0))),
-        "epochs_run": fit.epochs_run,
-        "fit_time_s": round(fit.fit_time_s, 2),
-        "metrics": results,
-    }
-    if keep_per_user:
-        summary["per_user"] = per_user
-    return summary
+    return TrainingResult.of_run(
+        cfg,
+        target,
+        run_id,
+        epochs_run=fit.epochs_run,
+        fit_time_s=fit.fit_time_s,
+        metrics=results,
+        best_val_ndcg_at_10=fit.best_score,
+        best_epoch=int(fit.best_metrics.get("epoch", max(fit.epochs_run - 1, 0))),
+        per_user=per_user if keep_per_user else None,
+    )

@@ -92,25 +92,27 @@ def _log_baseline_run(
     """Record one baseline as a nested MLflow run with its chosen params, metrics and grid."""
     import mlflow
 
+    from explorec.tracking.runs import tracked_run
     from explorec.tracking.store import metric_dict, run_tags
 
     tags = run_tags(config_hash=config_hash(cfg), data_fingerprint=fingerprint, extra={"model": result.name})
-    tags["mlflow.parentRunId"] = parent_run_id
     client = mlflow.MlflowClient()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    run = client.create_run(
-        experiment_id, run_name=f"{result.name}-{cfg.data.name}-{cfg.split.name}", tags=tags
-    )
-    for key, value in result.params.items():
-        client.log_param(run.info.run_id, key, value)
-    flat = {
-        f"{name}/{key}": value for name, metrics in result.metrics.items() for key, value in metrics.items()
-    }
-    for key, value in {**metric_dict(flat, prefix="final/"), "time/fit_s": result.fit_time_s}.items():
-        client.log_metric(run.info.run_id, key, value)
-    client.log_dict(run.info.run_id, {"grid": trials}, "validation_grid.json")
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
+    run_name = f"{result.name}-{cfg.data.name}-{cfg.split.name}"
+    with tracked_run(
+        client, experiment_id, run_name=run_name, tags=tags, parent_run_id=parent_run_id
+    ) as run_id:
+        for key, value in result.params.items():
+            client.log_param(run_id, key, value)
+        flat = {
+            f"{name}/{key}": value
+            for name, metrics in result.metrics.items()
+            for key, value in metrics.items()
+        }
+        for key, value in {**metric_dict(flat, prefix="final/"), "time/fit_s": result.fit_time_s}.items():
+            client.log_metric(run_id, key, value)
+        client.log_dict(run_id, {"grid": trials}, "validation_grid.json")
+    return run_id
 
 
 def comparison_table(results: list[ModelResult]) -> dict[str, Any]:
@@ -179,6 +181,7 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
     from explorec.data.loading import load_dataset
     from explorec.models.train import train_and_evaluate
     from explorec.pipeline.report import benchmark_markdown
+    from explorec.tracking.runs import tracked_run
     from explorec.tracking.store import configure_tracking, run_tags
 
     target = configure_tracking(cfg.tracking)
@@ -187,12 +190,9 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
     tags = run_tags(
         config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"kind": "benchmark"}
     )
-    parent = client.create_run(
-        target.experiment_id, run_name=f"benchmark-{cfg.data.name}-{cfg.split.name}", tags=tags
-    )
-    parent_id = parent.info.run_id
     started = time.perf_counter()
-    try:
+    run_name = f"benchmark-{cfg.data.name}-{cfg.split.name}"
+    with tracked_run(client, target.experiment_id, run_name=run_name, tags=tags) as parent_id:
         results = []
         for name in cfg.benchmark.baselines:
             result, trials = select_baseline(
@@ -202,20 +202,20 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
             results.append(replace(result, run_id=run_id))
         for encoder in cfg.benchmark.encoders:
             model_cfg, overrides = two_tower_config(cfg, encoder)
-            summary = train_and_evaluate(
+            trained = train_and_evaluate(
                 model_cfg, parent_run_id=parent_id, run_name=f"two_tower-{encoder}", keep_per_user=True
             )
             params: dict[str, Any] = {"encoder": encoder, **({"overrides": overrides} if overrides else {})}
-            metrics, fit_time, per_user = summary["metrics"], summary["fit_time_s"], summary["per_user"]
+            metrics, fit_time, per_user = trained.metrics, trained.fit_time_s, trained.per_user or {}
             if cfg.split.name in cfg.benchmark.two_tower_refit:
-                epochs = int(summary["best_epoch"]) + 1
+                epochs = int(trained.best_epoch or 0) + 1
                 metrics, per_user, refit_time = refit_and_evaluate(
-                    model_cfg, metrics, per_user, epochs=epochs, run_id=summary["run_id"]
+                    model_cfg, metrics, per_user, epochs=epochs, run_id=trained.run_id
                 )
                 params["refit"] = f"train + valid, {epochs} epochs"
                 fit_time += refit_time
             model = ModelResult(
-                f"two_tower[{encoder}]", params, metrics, fit_time, summary["run_id"], per_user=per_user
+                f"two_tower[{encoder}]", params, metrics, fit_time, trained.run_id, per_user=per_user
             )
             results.append(model)
         table = comparison_table(results)
@@ -232,10 +232,6 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
         client.log_metric(parent_id, "time/wall_s", table["wall_time_s"])
         for key, value in paired_metrics(table["paired"]).items():
             client.log_metric(parent_id, key, value)
-        client.set_terminated(parent_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(parent_id, "FAILED")
-        raise
     return {**table, "markdown": markdown, "output_dir": str(folder)}
 
 

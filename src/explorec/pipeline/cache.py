@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from explorec.config import ExplorecConfig, config_hash, to_dict
+from explorec.pipeline.steps import RegistrationOutcome, SimulationOutcome, TrainedCandidate
 
 CODE_VERSION_TAG = "explorec.code_version"
 TRAINING_KEY_TAG = "explorec.training_key"
@@ -213,13 +214,14 @@ def _nested_metrics(flat: dict[str, float]) -> dict[str, dict[str, float]]:
     return nested
 
 
-def reuse_training(cfg: ExplorecConfig) -> dict[str, Any] | None:
-    """Return the summary of a finished training run of the same config, data and code, or None."""
+def reuse_training(cfg: ExplorecConfig) -> TrainedCandidate | None:
+    """Return the finished training run of the same config, data and code, or None."""
     import json
 
     import mlflow
 
     from explorec.data.loading import load_dataset
+    from explorec.models.train import TrainingResult
     from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
@@ -238,24 +240,22 @@ def reuse_training(cfg: ExplorecConfig) -> dict[str, Any] | None:
     served = {key: value for key, value in run.data.metrics.items() if key.startswith("served/")}
     newest = packaged_model(cfg, run_id)
     packaged = bool(served) and newest is not None and newest[1] == policy_key(cfg)
-    return {
-        "run_id": run_id,
-        "experiment_id": target.experiment_id,
-        "tracking_uri": target.tracking_uri,
-        "encoder": cfg.encoder.name,
-        "dataset": cfg.data.name,
-        "split": cfg.split.name,
-        "epochs_run": int(run.data.metrics.get("train/epochs_run", 0)),
-        "fit_time_s": round(run.data.metrics.get("time/fit_s", float("nan")), 2),
-        "metrics": metrics,
-        "packaged": packaged,
-        "served": served,
-        "cache": "hit",
-    }
+    training = TrainingResult.of_run(
+        cfg,
+        target,
+        run_id,
+        epochs_run=int(run.data.metrics.get("train/epochs_run", 0)),
+        fit_time_s=run.data.metrics.get("time/fit_s", float("nan")),
+        metrics=metrics,
+    )
+    return TrainedCandidate(training, cache="hit", packaged=packaged, served=served)
 
 
-def reuse_simulation(cfg: ExplorecConfig) -> dict[str, Any] | None:
-    """Return the summary of a finished pipeline simulation of the same settings, data and code, or None."""
+def reuse_simulation(cfg: ExplorecConfig) -> SimulationOutcome | None:
+    """Return a finished pipeline simulation of the same settings, data and code, or None.
+
+    Its lift is read from the run's logged `sim/` metrics and the gate's metric.
+    """
     import mlflow
 
     from explorec.data.loading import load_dataset
@@ -277,22 +277,22 @@ def reuse_simulation(cfg: ExplorecConfig) -> dict[str, Any] | None:
     gate_metric = cfg.gates.simulator_lift_metric
     if run is None or gate_metric not in run.data.metrics:
         return None
-    return {
-        "run_id": run.info.run_id,
-        "policy": policy_label(cfg.policy.name, cfg.policy.exploration_rate),
-        "control": SIMULATION_CONTROL,
-        "metrics": {key: value for key, value in run.data.metrics.items() if key.startswith("sim/")}
+    return SimulationOutcome(
+        cache="hit",
+        run_id=run.info.run_id,
+        policy=policy_label(cfg.policy.name, cfg.policy.exploration_rate),
+        control=SIMULATION_CONTROL,
+        metrics={key: value for key, value in run.data.metrics.items() if key.startswith("sim/")}
         | {gate_metric: run.data.metrics[gate_metric]},
-        "gate_metric": gate_metric,
-        "recommender": None,
-        "runtime_s": run.data.metrics.get("time/simulate_s"),
-        "cache": "hit",
-    }
+        gate_metric=gate_metric,
+        recommender=None,
+        runtime_s=run.data.metrics.get("time/simulate_s"),
+    )
 
 
 def reuse_registration(
     cfg: ExplorecConfig, training_run_id: str, simulation_run_id: str | None
-) -> dict[str, Any] | None:
+) -> RegistrationOutcome | None:
     """Return the version registered from the same candidate and its decision, or None when there is none.
 
     The recorded decision is reported as it stands when it was made under the same gates and the champion
@@ -333,13 +333,13 @@ def reuse_registration(
         registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
         passed, reasons, markdown = checked.passed, list(checked.reasons), checked.to_markdown()
         cache = "hit (gates decided again)"
-    return {
-        "registered_model": name,
-        "version": version,
-        "gate_passed": passed,
-        "gate_reasons": reasons,
-        "decision_markdown": markdown,
-        "challenger": registry.alias_version(name, cfg.registry.challenger_alias),
-        "champion": registry.champion_version(name),
-        "cache": cache,
-    }
+    return RegistrationOutcome(
+        registered_model=name,
+        version=version,
+        gate_passed=passed,
+        gate_reasons=reasons,
+        decision_markdown=str(markdown),
+        challenger=registry.alias_version(name, cfg.registry.challenger_alias),
+        champion=registry.champion_version(name),
+        cache=cache,
+    )

@@ -11,18 +11,23 @@ finds earlier results of the same inputs so that a rerun skips these steps.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from explorec.config import ExplorecConfig
+from explorec.pipeline.steps import (
+    PackagedModel,
+    PromotionOutcome,
+    RegistrationOutcome,
+    SimulationOutcome,
+    TrainedCandidate,
+)
 from explorec.simulation.tracked import SIMULATION_CONTROL, SIMULATION_OUTCOME
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-
-
-def train_candidate(cfg: ExplorecConfig) -> dict[str, Any]:
+def train_candidate(cfg: ExplorecConfig) -> TrainedCandidate:
     """Fit and evaluate the two-tower (one MLflow run), then tag the run with its reuse keys."""
     import mlflow
 
@@ -30,15 +35,15 @@ def train_candidate(cfg: ExplorecConfig) -> dict[str, Any]:
     from explorec.pipeline.cache import CODE_VERSION_TAG, TRAINING_KEY_TAG, code_version, training_key
 
     code = code_version()
-    summary = train_and_evaluate(cfg)
-    client = mlflow.MlflowClient(summary["tracking_uri"])
-    client.set_tag(summary["run_id"], CODE_VERSION_TAG, code)
-    client.set_tag(summary["run_id"], TRAINING_KEY_TAG, training_key(cfg))
-    return {**summary, "cache": "miss"}
+    training = train_and_evaluate(cfg)
+    client = mlflow.MlflowClient(training.tracking_uri)
+    client.set_tag(training.run_id, CODE_VERSION_TAG, code)
+    client.set_tag(training.run_id, TRAINING_KEY_TAG, training_key(cfg))
+    return TrainedCandidate(training, cache="miss")
 
 
-def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
-    """Log the run's recommender as a pyfunc model and its served-slate metrics; return those metrics."""
+def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
+    """Log the run's recommender as a pyfunc model and its served-slate metrics beside it."""
     import mlflow
 
     from explorec.data.loading import load_dataset
@@ -60,7 +65,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> dict[str, float]:
     with mlflow.start_run(run_id=run_id):
         log_recommender(bundle, name=cfg.registry.model_artifact, tags={POLICY_KEY_TAG: policy_key(cfg)})
         mlflow.log_metrics(metric_dict(served))
-    return metric_dict(served)
+    return PackagedModel(run_id, metric_dict(served))
 
 
 def register_and_gate(
@@ -69,7 +74,7 @@ def register_and_gate(
     *,
     extra_metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
-) -> dict:
+) -> RegistrationOutcome:
     """Register the run's packaged model, decide the gates against the champion, tag the version."""
     from explorec.pipeline.cache import GATES_HASH_TAG, gates_hash
     from explorec.registry.promotion import ModelRegistry
@@ -81,16 +86,16 @@ def register_and_gate(
     version = registry.register_candidate(run_id, name, metrics=extra_metrics, tags=tags)
     decision = registry.evaluate_gates(name, version, cfg.gates)
     registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
-    return {
-        "registered_model": name,
-        "version": version,
-        "gate_passed": decision.passed,
-        "gate_reasons": list(decision.reasons),
-        "decision_markdown": decision.to_markdown(),
-        "challenger": registry.alias_version(name, cfg.registry.challenger_alias),
-        "champion": registry.champion_version(name),
-        "cache": "miss",
-    }
+    return RegistrationOutcome(
+        registered_model=name,
+        version=version,
+        gate_passed=decision.passed,
+        gate_reasons=list(decision.reasons),
+        decision_markdown=decision.to_markdown(),
+        challenger=registry.alias_version(name, cfg.registry.challenger_alias),
+        champion=registry.champion_version(name),
+        cache="miss",
+    )
 
 
 def promote_version(
@@ -101,7 +106,7 @@ def promote_version(
     reason: str | None = None,
     dry_run: bool = False,
     actor: str | None = None,
-) -> dict[str, Any]:
+) -> PromotionOutcome:
     """Move `champion` to a version (default: the current challenger), re-checking the gates unless forced."""
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking.store import configure_tracking
@@ -117,15 +122,15 @@ def promote_version(
     result = registry.promote(
         name, chosen, cfg.gates, force=force, reason=reason, dry_run=dry_run, actor=actor
     )
-    return {
-        "registered_model": name,
-        "version": chosen,
-        "outcome": result.outcome,
-        "promoted": result.promoted,
-        "champion": registry.champion_version(name),
-        "gate_reasons": list(result.decision.reasons) if result.decision is not None else [],
-        "decision_markdown": result.decision.to_markdown() if result.decision is not None else "",
-    }
+    return PromotionOutcome(
+        registered_model=name,
+        version=chosen,
+        outcome=result.outcome,
+        promoted=result.promoted,
+        champion=registry.champion_version(name),
+        gate_reasons=list(result.decision.reasons) if result.decision is not None else [],
+        decision_markdown=result.decision.to_markdown() if result.decision is not None else "",
+    )
 
 
 def simulator_lift(comparisons: pd.DataFrame, label: str, gate_metric: str) -> dict[str, float]:
@@ -136,13 +141,16 @@ def simulator_lift(comparisons: pd.DataFrame, label: str, gate_metric: str) -> d
     """
     from explorec.errors import ExplorecError
 
+    missing = ExplorecError(f"the simulation holds no comparison of {label} with {SIMULATION_CONTROL}")
+    if comparisons.empty:
+        raise missing
     rows = comparisons[
         (comparisons["metric"] == SIMULATION_OUTCOME)
         & (comparisons["control"] == SIMULATION_CONTROL)
         & (comparisons["policy"] == label)
     ]
     if rows.empty:
-        raise ExplorecError(f"the simulation holds no comparison of {label} with {SIMULATION_CONTROL}")
+        raise missing
     metrics: dict[str, float] = {}
     for row in rows.itertuples(index=False):
         prefix = f"sim/{row.calibration}/"
@@ -154,15 +162,17 @@ def simulator_lift(comparisons: pd.DataFrame, label: str, gate_metric: str) -> d
     return metrics
 
 
-def simulate_candidate(cfg: ExplorecConfig, training_run_id: str) -> dict[str, Any]:
-    """Simulate the candidate's policy against the baselines (its own MLflow run) and log its lift there."""
+def simulate_candidate(cfg: ExplorecConfig, training_run_id: str) -> SimulationOutcome:
+    """Simulate the candidate's policy against the baselines (its own MLflow run) and log its lift there.
+
+    The lift is read from the simulation's comparisons table in memory (the run keeps it as a CSV artifact).
+    """
     import mlflow
 
     from explorec.pipeline.cache import (
         CANDIDATE_RUN_TAG,
         CODE_VERSION_TAG,
         SIMULATION_KEY_TAG,
-        artifact_text,
         code_version,
         simulation_key,
     )
@@ -171,36 +181,25 @@ def simulate_candidate(cfg: ExplorecConfig, training_run_id: str) -> dict[str, A
 
     settings, reason = candidate_simulation(cfg)
     if settings is None:
-        return {"skipped": reason, "cache": "skipped"}
+        return SimulationOutcome.skipped_because(reason)
     code = code_version()
     tracked = simulate_and_track(replace(cfg, simulate=settings))
-    run_id = tracked["run_id"]
-    client = mlflow.MlflowClient(tracked["tracking_uri"])
+    run_id = tracked.run_id
+    client = mlflow.MlflowClient(tracked.tracking_uri)
     label = policy_label(cfg.policy.name, cfg.policy.exploration_rate)
-    metrics = simulator_lift(
-        _read_csv(artifact_text(client, run_id, "comparisons.csv")), label, cfg.gates.simulator_lift_metric
-    )
+    metrics = simulator_lift(tracked.comparisons, label, cfg.gates.simulator_lift_metric)
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     client.set_tag(run_id, CANDIDATE_RUN_TAG, training_run_id)
     client.set_tag(run_id, CODE_VERSION_TAG, code)
     client.set_tag(run_id, SIMULATION_KEY_TAG, simulation_key(cfg, settings))  # last: marks it complete
-    return {
-        "run_id": run_id,
-        "policy": label,
-        "control": SIMULATION_CONTROL,
-        "metrics": metrics,
-        "gate_metric": cfg.gates.simulator_lift_metric,
-        "recommender": tracked.get("world", {}).get("recommender"),
-        "runtime_s": tracked.get("runtime_s"),
-        "cache": "miss",
-    }
-
-
-def _read_csv(text: str | None) -> pd.DataFrame:
-    """Return a CSV artifact's text as a DataFrame (an empty one when the artifact is missing)."""
-    import io
-
-    import pandas as pd
-
-    return pd.read_csv(io.StringIO(text)) if text else pd.DataFrame(columns=["metric", "control", "policy"])
+    return SimulationOutcome(
+        cache="miss",
+        run_id=run_id,
+        policy=label,
+        control=SIMULATION_CONTROL,
+        metrics=metrics,
+        gate_metric=cfg.gates.simulator_lift_metric,
+        recommender=tracked.world.get("recommender"),
+        runtime_s=tracked.runtime_s,
+    )

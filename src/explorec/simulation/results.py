@@ -39,3 +39,29 @@ class StudyResult:
     markdown: str = ""
     plots: dict[str, Path] = field(default_factory=dict)
     runtime_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrackedSimulation:
+    """A simulation recorded as an MLflow run: the run, its timings (s, to 0.1), world facts and tables."""
+
+    run_id: str
+    tracking_uri: str
+    runtime_s: float
+    recommender_s: float
+    total_s: float
+    world: dict[str, Any]
+    markdown: str
+    comparisons: pd.DataFrame
+
+    def to_summary(self) -> dict[str, Any]:
+        """The JSON summary the simulate flow returns and the CLI prints (no tables)."""
+        return {
+            "run_id": self.run_id,
+            "tracking_uri": self.tracking_uri,
+            "runtime_s": self.runtime_s,
+            "recommender_s": self.recommender_s,
+            "total_s": self.total_s,
+            "world": self.world,
+            "markdown": self.markdown,
+        }

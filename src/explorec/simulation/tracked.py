@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
-from dataclasses import asdict, replace
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from explorec.config import EncoderConfig, ExplorecConfig, config_hash
+from explorec.simulation.results import TrackedSimulation
 
 if TYPE_CHECKING:
     from explorec.config.simulation import SimulateConfig
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from explorec.simulation.recommender import RecommenderOutputs
 
 TABLES = ("summary", "comparisons", "per_replication", "ope")
+STUDY_TABLES = ("summary", "per_replication", "comparisons", "equal_cost", "matched_rate")
 SIMULATION_CONTROL = "greedy_online"
 """What a candidate's policy is compared with in the pipeline's simulation."""
 SIMULATION_OUTCOME = "expected_clicks"
@@ -71,32 +75,77 @@ def _log_fit_facts(client: Any, run_id: str, facts: dict[str, Any], prefix: str 
     client.log_metric(run_id, f"{prefix}/epochs_run", float(facts["epochs_run"]))
 
 
-def simulate_and_track(cfg: ExplorecConfig) -> dict[str, Any]:
-    """Simulate every configured policy with the configured recommender and log one MLflow run."""
+@dataclass(frozen=True)
+class OpenSimulationRun:
+    """An open simulator run: its client and id, the store, the data set and the items' cluster text."""
+
+    client: Any
+    run_id: str
+    tracking_uri: str
+    dataset: ProcessedDataset
+    text: np.ndarray
+
+
+@contextlib.contextmanager
+def _simulation_run(
+    cfg: ExplorecConfig,
+    kind: str,
+    *,
+    text_cfg: ExplorecConfig | None = None,
+    tags: dict[str, str] | None = None,
+) -> Iterator[OpenSimulationRun]:
+    """Load the data and cluster text, then hold the tracked MLflow run `{kind}-{data}` open."""
     import mlflow
 
     from explorec.data.loading import load_dataset
-    from explorec.simulation.simulate import run_simulation, world_from_dataset
-    from explorec.tracking.store import config_params, configure_tracking, run_tags
+    from explorec.tracking.runs import tracked_run
+    from explorec.tracking.store import configure_tracking, run_tags
 
-    started = time.perf_counter()
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
-    text = cluster_text_embeddings(dataset, cfg)
+    text = cluster_text_embeddings(dataset, text_cfg or cfg)
     client = mlflow.MlflowClient(target.tracking_uri)
-    tags = run_tags(
-        config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"kind": "simulate"}
+    all_tags = run_tags(
+        config_hash=config_hash(cfg),
+        data_fingerprint=dataset.fingerprint,
+        extra={"kind": kind, **(tags or {})},
     )
-    tags["encoder"] = cfg.encoder.name
-    run = client.create_run(target.experiment_id, run_name=f"simulate-{cfg.data.name}", tags=tags)
-    run_id = run.info.run_id
-    try:
+    run_name = f"{kind}-{cfg.data.name}"
+    with tracked_run(client, target.experiment_id, run_name=run_name, tags=all_tags) as run_id:
+        yield OpenSimulationRun(client, run_id, target.tracking_uri, dataset, text)
+
+
+def _log_tables(
+    client: Any, run_id: str, folder: Path, result: Any, tables: tuple[str, ...], texts: dict[str, str]
+) -> None:
+    """Write the result's tables as CSV and the named texts into `folder`, then log it as run artifacts."""
+    for name in tables:
+        getattr(result, name).to_csv(folder / f"{name}.csv", index=False)
+    for filename, text in texts.items():
+        (folder / filename).write_text(text)
+    client.log_artifacts(run_id, str(folder))
+
+
+def _log_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> None:
+    """Log each metric into the run."""
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+
+
+def simulate_and_track(cfg: ExplorecConfig) -> TrackedSimulation:
+    """Simulate every configured policy with the configured recommender and log one MLflow run."""
+    from explorec.simulation.simulate import run_simulation, world_from_dataset
+    from explorec.tracking.store import config_params
+
+    started = time.perf_counter()
+    with _simulation_run(cfg, "simulate", tags={"encoder": cfg.encoder.name}) as tracked:
+        client, run_id = tracked.client, tracked.run_id
         for key, value in config_params({"simulate": asdict(cfg.simulate)}).items():
             client.log_param(run_id, key, value)
         client.log_param(run_id, "encoder.name", cfg.encoder.name)
-        world = world_from_dataset(dataset, cfg.simulate)
+        world = world_from_dataset(tracked.dataset, cfg.simulate)
         fit_started = time.perf_counter()
-        recommender, facts = recommender_for(dataset, world, cfg)
+        recommender, facts = recommender_for(tracked.dataset, world, cfg)
         recommender_s = time.perf_counter() - fit_started
         _log_fit_facts(client, run_id, facts)
         with tempfile.TemporaryDirectory() as scratch:
@@ -104,45 +153,35 @@ def simulate_and_track(cfg: ExplorecConfig) -> dict[str, Any]:
             result = run_simulation(
                 world=world,
                 recommender=recommender,
-                text_embeddings=text,
+                text_embeddings=tracked.text,
                 cfg=cfg.simulate,
                 output_dir=folder,
                 recommender_facts=facts,
             )
-            for name in TABLES:
-                getattr(result, name).to_csv(folder / f"{name}.csv", index=False)
-            (folder / "summary.md").write_text(result.markdown)
-            client.log_artifacts(run_id, str(folder))
+            _log_tables(client, run_id, folder, result, TABLES, {"summary.md": result.markdown})
         wall = time.perf_counter() - started
-        for key, value in {
-            "time/simulate_s": result.runtime_s,
-            "time/recommender_s": recommender_s,
-            "time/total_s": wall,
-        }.items():
-            client.log_metric(run_id, key, value)
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    return {
-        "run_id": run_id,
-        "tracking_uri": target.tracking_uri,
-        "runtime_s": round(result.runtime_s, 1),
-        "recommender_s": round(recommender_s, 1),
-        "total_s": round(wall, 1),
-        "world": result.world_info,
-        "markdown": result.markdown,
-    }
+        _log_metrics(
+            client,
+            run_id,
+            {"time/simulate_s": result.runtime_s, "time/recommender_s": recommender_s, "time/total_s": wall},
+        )
+    return TrackedSimulation(
+        run_id=run_id,
+        tracking_uri=tracked.tracking_uri,
+        runtime_s=round(result.runtime_s, 1),
+        recommender_s=round(recommender_s, 1),
+        total_s=round(wall, 1),
+        world=result.world_info,
+        markdown=result.markdown,
+        comparisons=result.comparisons,
+    )
 
 
 def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
     """Run `explorec study` (one configuration per encoder, in study.encoders order); log one MLflow run."""
-    import mlflow
-
-    from explorec.data.loading import load_dataset
     from explorec.simulation.simulate import world_from_dataset
     from explorec.simulation.study import run_study, study_simulate_config
-    from explorec.tracking.store import config_params, configure_tracking, run_tags
+    from explorec.tracking.store import config_params
 
     started = time.perf_counter()
     base = next(iter(configs.values()))
@@ -150,25 +189,17 @@ def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
         raise ValueError(
             f"one configuration per study encoder {base.study.encoders} is needed, got {list(configs)}"
         )
-    target = configure_tracking(base.tracking)
-    dataset = load_dataset(base)
     text_cfg = next((cfg for cfg in configs.values() if cfg.encoder.name != "none"), base)
-    text = cluster_text_embeddings(dataset, text_cfg)
     simulate = study_simulate_config(base.simulate, base.study)
-    client = mlflow.MlflowClient(target.tracking_uri)
-    tags = run_tags(
-        config_hash=config_hash(base), data_fingerprint=dataset.fingerprint, extra={"kind": "study"}
-    )
-    run = client.create_run(target.experiment_id, run_name=f"study-{base.data.name}", tags=tags)
-    run_id = run.info.run_id
-    try:
+    with _simulation_run(base, "study", text_cfg=text_cfg) as tracked:
+        client, run_id = tracked.client, tracked.run_id
         for key, value in config_params({"study": asdict(base.study), "simulate": asdict(simulate)}).items():
             client.log_param(run_id, key, value)
-        world = world_from_dataset(dataset, simulate)
+        world = world_from_dataset(tracked.dataset, simulate)
         recommenders, facts = {}, {}
         fit_started = time.perf_counter()
         for encoder, cfg in configs.items():
-            recommenders[encoder], facts[encoder] = recommender_for(dataset, world, cfg)
+            recommenders[encoder], facts[encoder] = recommender_for(tracked.dataset, world, cfg)
             _log_fit_facts(client, run_id, facts[encoder], prefix=f"recommender_{encoder}")
         recommenders_s = time.perf_counter() - fit_started
         with tempfile.TemporaryDirectory() as scratch:
@@ -176,17 +207,17 @@ def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
             result = run_study(
                 world=world,
                 recommenders=recommenders,
-                text_embeddings=text,
+                text_embeddings=tracked.text,
                 simulate=base.simulate,
                 study=base.study,
                 output_dir=folder,
                 recommender_facts=facts,
             )
-            for name in ("summary", "per_replication", "comparisons", "equal_cost", "matched_rate"):
-                getattr(result, name).to_csv(folder / f"{name}.csv", index=False)
-            (folder / "answer.json").write_text(json.dumps(result.answer, indent=2, default=str))
-            (folder / "study.md").write_text(result.markdown)
-            client.log_artifacts(run_id, str(folder))
+            texts = {
+                "answer.json": json.dumps(result.answer, indent=2, default=str),
+                "study.md": result.markdown,
+            }
+            _log_tables(client, run_id, folder, result, STUDY_TABLES, texts)
         for calibration, facts_of in result.answer["calibrations"].items():
             best = facts_of["uses_it_best"]
             if best is not None:
@@ -199,19 +230,14 @@ def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
                     run_id, f"{calibration}/best_gain_new_clusters", gains["mean_gain_new_clusters_clicked"]
                 )
         wall = time.perf_counter() - started
-        for key, value in {
-            "time/study_s": result.runtime_s,
-            "time/recommenders_s": recommenders_s,
-            "time/total_s": wall,
-        }.items():
-            client.log_metric(run_id, key, value)
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
+        _log_metrics(
+            client,
+            run_id,
+            {"time/study_s": result.runtime_s, "time/recommenders_s": recommenders_s, "time/total_s": wall},
+        )
     return {
         "run_id": run_id,
-        "tracking_uri": target.tracking_uri,
+        "tracking_uri": tracked.tracking_uri,
         "runtime_s": round(result.runtime_s, 1),
         "recommenders_s": round(recommenders_s, 1),
         "total_s": round(wall, 1),

@@ -153,8 +153,9 @@ def make_objective(context: TrialContext) -> Callable[[Any], float | tuple[float
     from mlflow import MlflowClient
 
     from explorec.models.fit import MONITOR
+    from explorec.tracking.runs import tracked_run
     from explorec.tuning.study import mark_worker
-    from explorec.tuning.trial_run import open_trial_run
+    from explorec.tuning.trial_run import log_trial_params, trial_run_tags
 
     tune, client = context.tune, MlflowClient(context.tracking_uri)
 
@@ -162,34 +163,41 @@ def make_objective(context: TrialContext) -> Callable[[Any], float | tuple[float
         mark_worker(trial)
         suggestions = suggest_parameters(trial, flat_space(tune.search_space))
         cfg, policy = apply_trial(context.cfg, context.policy, suggestions)
-        run_id = open_trial_run(
-            client,
-            context.experiment_id,
+        tags = trial_run_tags(
             cfg,
             data_fingerprint=context.dataset.fingerprint,
-            parent_run_id=context.parent_run_id,
-            run_name=f"trial-{trial.number:03d}",
             tags={"optuna.study": tune.study_name, "optuna.trial": str(trial.number), "policy": policy.name},
         )
-        trial.set_user_attr("mlflow_run_id", run_id)
-        client.log_param(run_id, "policy.name", policy.name)
-        client.log_param(run_id, "policy.exploration_rate", policy.exploration_rate)
-        counter = EpochCounter()
-        callbacks: list[Any] = [counter]
-        if tune.mode == "single":
-            callbacks.append(PruningBeforeTheLastEpoch(trial, monitor=MONITOR))
-        try:
-            values, metrics = _train_and_serve(context, cfg, policy, run_id, callbacks)
-        except optuna.TrialPruned:
-            _close_run(client, run_id, {"train/epochs_run": counter.epochs}, state="PRUNED")
+        with tracked_run(
+            client,
+            context.experiment_id,
+            run_name=f"trial-{trial.number:03d}",
+            tags=tags,
+            parent_run_id=context.parent_run_id,
+            killed_by=(optuna.TrialPruned,),
+        ) as run_id:
+            log_trial_params(client, run_id, cfg)
+            trial.set_user_attr("mlflow_run_id", run_id)
+            client.log_param(run_id, "policy.name", policy.name)
+            client.log_param(run_id, "policy.exploration_rate", policy.exploration_rate)
+            counter = EpochCounter()
+            callbacks: list[Any] = [counter]
+            if tune.mode == "single":
+                callbacks.append(PruningBeforeTheLastEpoch(trial, monitor=MONITOR))
+            try:
+                values, metrics = _train_and_serve(context, cfg, policy, run_id, callbacks)
+            except optuna.TrialPruned:
+                _record_trial(client, run_id, {"train/epochs_run": counter.epochs}, state="PRUNED")
+                trial.set_user_attr("epochs_run", counter.epochs)
+                raise
+            except BaseException:
+                _record_trial(client, run_id, {"train/epochs_run": counter.epochs}, state="FAIL")
+                raise
             trial.set_user_attr("epochs_run", counter.epochs)
-            raise
-        except BaseException:
-            _close_run(client, run_id, {"train/epochs_run": counter.epochs}, state="FAIL")
-            raise
-        trial.set_user_attr("epochs_run", counter.epochs)
-        trial.set_user_attr("metrics", {key: value for key, value in metrics.items() if math.isfinite(value)})
-        _close_run(client, run_id, {**metrics, "train/epochs_run": counter.epochs}, state="COMPLETE")
+            trial.set_user_attr(
+                "metrics", {key: value for key, value in metrics.items() if math.isfinite(value)}
+            )
+            _record_trial(client, run_id, {**metrics, "train/epochs_run": counter.epochs}, state="COMPLETE")
         return values if len(values) > 1 else values[0]
 
     return objective
@@ -230,12 +238,9 @@ def _train_and_serve(
     return objective_values(context.tune, served), metrics
 
 
-def _close_run(client: Any, run_id: str, metrics: Mapping[str, float], *, state: str) -> None:
-    """Log the final metrics, tag the Optuna state and end the trial's MLflow run."""
+def _record_trial(client: Any, run_id: str, metrics: Mapping[str, float], *, state: str) -> None:
+    """Log the trial's final metrics (finite ones) and tag its Optuna state into its MLflow run."""
     for key, value in metrics.items():
         if math.isfinite(float(value)):
             client.log_metric(run_id, key, float(value))
     client.set_tag(run_id, "optuna.state", state)
-    client.set_terminated(
-        run_id, "FINISHED" if state == "COMPLETE" else "KILLED" if state == "PRUNED" else "FAILED"
-    )

@@ -27,28 +27,21 @@ class TrialFit:
     results: dict[str, dict[str, float]]
 
 
-def open_trial_run(
-    client: Any,
-    experiment_id: str,
-    cfg: ExplorecConfig,
-    *,
-    data_fingerprint: str,
-    parent_run_id: str,
-    run_name: str,
-    tags: Mapping[str, str],
-) -> str:
-    """Create the trial's MLflow run nested under the study's parent run; log the config as params."""
-    from explorec.tracking.store import config_params, run_tags
+def trial_run_tags(cfg: ExplorecConfig, *, data_fingerprint: str, tags: Mapping[str, str]) -> dict[str, str]:
+    """Return the tags of a trial's MLflow run: the standard ones, the model and the trial's own."""
+    from explorec.tracking.store import run_tags
 
-    all_tags = run_tags(
-        config_hash=config_hash(cfg),
-        data_fingerprint=data_fingerprint,
-        extra={"model": "two_tower", "mlflow.parentRunId": parent_run_id, **tags},
+    return run_tags(
+        config_hash=config_hash(cfg), data_fingerprint=data_fingerprint, extra={"model": "two_tower", **tags}
     )
-    run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+
+
+def log_trial_params(client: Any, run_id: str, cfg: ExplorecConfig) -> None:
+    """Log the trial's resolved config as the run's params."""
+    from explorec.tracking.store import config_params
+
     for key, value in config_params(to_dict(cfg)).items():
         client.log_param(run_id, key, value)
-    return run_id
 
 
 def fit_and_evaluate(
