@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from explorec.config import DataConfig, ExplorecConfig
+from explorec.config.choices import Registry
 from explorec.data.download import GROUPLENS_BASE_URL, DatasetLayout, locate_dataset
 from explorec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, RawDataset
 from explorec.data.synthetic import generate_synthetic
@@ -77,27 +78,22 @@ class DataSource:
 
 def register_source(source: DataSource) -> DataSource:
     """Add a data source to the registry; its name must be new."""
-    if source.name in _SOURCES:
-        raise ValueError(f"data source {source.name!r} is already registered")
-    _SOURCES[source.name] = source
-    return source
+    return SOURCES.register(source.name, source)
 
 
 def unregister_source(name: str) -> None:
     """Remove a data source from the registry (for extensions and tests that registered one)."""
-    del _SOURCES[name]
+    SOURCES.unregister(name)
 
 
 def source_names() -> tuple[str, ...]:
     """Return the registered data-source names, built-ins first, in registration order."""
-    return tuple(_SOURCES)
+    return SOURCES.names()
 
 
 def data_source(name: str) -> DataSource:
     """Return the registered data source `name`."""
-    if name not in _SOURCES:
-        raise ValueError(f"unknown data source {name!r}; expected one of {', '.join(_SOURCES)}")
-    return _SOURCES[name]
+    return SOURCES.get(name)
 
 
 def layout_of(name: str) -> DatasetLayout:
@@ -112,7 +108,7 @@ def validate_data_choices(cfg: ExplorecConfig) -> None:
     """Fail with a ConfigError when `data.name` or `split.name` names no registered source or split."""
     from explorec.data.splits import split_names
 
-    if cfg.data.name not in _SOURCES:
+    if cfg.data.name not in SOURCES:
         raise ConfigError(f"data.name={cfg.data.name!r} is not one of {', '.join(source_names())}")
     if cfg.split.name not in split_names():
         raise ConfigError(f"split.name={cfg.split.name!r} is not one of {', '.join(split_names())}")
@@ -602,4 +598,5 @@ BUILT_IN_SOURCES = (
     DataSource("ml25m", ML25M_LAYOUT, read_ml25m),
     DataSource("synthetic", generate=generate_synthetic_source),
 )
-_SOURCES: dict[str, DataSource] = {source.name: source for source in BUILT_IN_SOURCES}
+SOURCES: Registry[DataSource] = Registry("data source", ((src.name, src) for src in BUILT_IN_SOURCES))
+"""Every data source by name: the one list of data-source names."""

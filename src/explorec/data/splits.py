@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from explorec.config import SplitConfig
+from explorec.config.choices import Registry
 from explorec.data.interactions import chronological
 
 
@@ -218,32 +219,28 @@ BUILT_IN_SPLITS = (
     SplitMethod("cold_items", chronological=False, split=_split_cold_items),
     SplitMethod("coat_random", chronological=False, split=_split_coat_random),
 )
-_SPLITS: dict[str, SplitMethod] = {method.name: method for method in BUILT_IN_SPLITS}
+SPLITS: Registry[SplitMethod] = Registry("split", ((method.name, method) for method in BUILT_IN_SPLITS))
+"""Every split method by name: the one list of split names."""
 
 
 def register_split(method: SplitMethod) -> SplitMethod:
     """Add a split to the registry; its name must be new."""
-    if method.name in _SPLITS:
-        raise ValueError(f"split {method.name!r} is already registered")
-    _SPLITS[method.name] = method
-    return method
+    return SPLITS.register(method.name, method)
 
 
 def unregister_split(name: str) -> None:
     """Remove a split from the registry (for extensions and tests that registered one)."""
-    del _SPLITS[name]
+    SPLITS.unregister(name)
 
 
 def split_names() -> tuple[str, ...]:
     """Return the registered split names, built-ins first, in registration order."""
-    return tuple(_SPLITS)
+    return SPLITS.names()
 
 
 def split_method(name: str) -> SplitMethod:
     """Return the registered split `name`."""
-    if name not in _SPLITS:
-        raise ValueError(f"unknown split {name!r}; expected one of {', '.join(_SPLITS)}")
-    return _SPLITS[name]
+    return SPLITS.get(name)
 
 
 def make_split(

@@ -8,6 +8,7 @@ declared by the class attributes of `Policy`.
 
 from __future__ import annotations
 
+from explorec.config.choices import Registry
 from explorec.policies.base import Policy
 from explorec.policies.linear import LinUCBPolicy, ThompsonPolicy
 from explorec.policies.mmr import MMRPolicy
@@ -25,32 +26,25 @@ BUILT_IN_POLICIES: tuple[type[Policy], ...] = (
     MMRPolicy,
     LinUCBNoveltyPolicy,
 )
-_POLICY_CLASSES: dict[str, type[Policy]] = {cls.name: cls for cls in BUILT_IN_POLICIES}
+POLICIES: Registry[type[Policy]] = Registry("policy", ((cls.name, cls) for cls in BUILT_IN_POLICIES))
+"""Every policy class by its `name`: the one list of policy names."""
 
 
 def register_policy(cls: type[Policy]) -> type[Policy]:
     """Register a policy class under its `name`; returns it (usable as a decorator)."""
-    registered = _POLICY_CLASSES.get(cls.name)
-    if registered is not None and registered is not cls:
-        raise ValueError(f"policy name {cls.name!r} is already taken by {registered.__name__}")
-    _POLICY_CLASSES[cls.name] = cls
-    return cls
+    return POLICIES.register(cls.name, cls)
 
 
 def unregister_policy(name: str) -> None:
     """Remove a registered extension policy; the built-in policies stay."""
-    if any(cls.name == name for cls in BUILT_IN_POLICIES):
-        raise ValueError(f"policy {name!r} is built in and cannot be unregistered")
-    _POLICY_CLASSES.pop(name, None)
+    POLICIES.unregister(name)
 
 
 def policy_names() -> tuple[str, ...]:
     """The names of every registered policy, built-in ones first."""
-    return tuple(_POLICY_CLASSES)
+    return POLICIES.names()
 
 
 def policy_class(name: str) -> type[Policy]:
     """The policy class registered under `name`; an unknown name raises ValueError."""
-    if name not in _POLICY_CLASSES:
-        raise ValueError(f"unknown policy {name!r}; expected one of {policy_names()}")
-    return _POLICY_CLASSES[name]
+    return POLICIES.get(name)

@@ -404,7 +404,7 @@ def test_locate_downloads_into_cache_then_reads(
     md5 = ml100k_zip(served)
     source = sources.data_source("ml100k")
     patched = dataclasses.replace(source, layout=dataclasses.replace(layout_of("ml100k"), archive_md5=md5))
-    monkeypatch.setitem(sources._SOURCES, "ml100k", patched)
+    monkeypatch.setitem(sources.SOURCES._entries, "ml100k", patched)
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     cfg = DataConfig(name="ml100k", cache_dir=str(tmp_path / "cache"))
     dataset = read_source(cfg, base_url=base_url)
