@@ -213,8 +213,8 @@ def _split_coat_random(interactions: pd.DataFrame, cfg: SplitConfig, inputs: Spl
 
 
 BUILT_IN_SPLITS = (
-    SplitMethod("random_ratio", chronological=False, split=_split_random_ratio),
     SplitMethod("leave_last_out", chronological=True, split=_split_leave_last_out),
+    SplitMethod("random_ratio", chronological=False, split=_split_random_ratio),
     SplitMethod("temporal_ratio", chronological=True, split=_split_temporal_ratio),
     SplitMethod("cold_items", chronological=False, split=_split_cold_items),
     SplitMethod("coat_random", chronological=False, split=_split_coat_random),
