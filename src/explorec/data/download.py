@@ -44,6 +44,12 @@ class DatasetLayout:
     manual: str = ""
 
 
+def movielens_layout(title: str, folder: str, required: tuple[str, ...], md5: str) -> DatasetLayout:
+    """The layout of a GroupLens MovieLens archive: `<folder>.zip`, unpacked into `<folder>/`."""
+    archive = f"{folder}.zip"
+    return DatasetLayout(title=title, folder=folder, required=required, archive=archive, archive_md5=md5)
+
+
 def missing_files(folder: Path, layout: DatasetLayout) -> list[str]:
     """Return the required files of `layout` that `folder` lacks."""
     return [name for name in layout.required if not (folder / name).is_file()]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from explorec.config import DataConfig, ExplorecConfig
 from explorec.config.choices import Registry
-from explorec.data.download import GROUPLENS_BASE_URL, DatasetLayout, locate_dataset
+from explorec.data.download import GROUPLENS_BASE_URL, DatasetLayout, locate_dataset, movielens_layout
 from explorec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, RawDataset
 from explorec.data.synthetic import generate_synthetic
 from explorec.data.validation import (
@@ -517,12 +517,8 @@ def generate_synthetic_source(cfg: DataConfig) -> RawDataset:
     return generate_synthetic(cfg.synthetic)
 
 
-ML100K_LAYOUT = DatasetLayout(
-    title="MovieLens 100K",
-    folder="ml-100k",
-    required=("u.data", "u.item", "u.genre"),
-    archive="ml-100k.zip",
-    archive_md5="0e33842e24a9c977be4e0107933c0723",
+ML100K_LAYOUT = movielens_layout(
+    "MovieLens 100K", "ml-100k", ("u.data", "u.item", "u.genre"), "0e33842e24a9c977be4e0107933c0723"
 )
 ML_LATEST_SMALL_TMDB_LAYOUT = DatasetLayout(
     title="MovieLens latest-small + TMDB 5000",
@@ -556,26 +552,14 @@ COAT_LAYOUT = DatasetLayout(
         "https://www.cs.cornell.edu/~schnabts/mnar/"
     ),
 )
-ML1M_LAYOUT = DatasetLayout(
-    title="MovieLens 1M",
-    folder="ml-1m",
-    required=("ratings.dat", "movies.dat"),
-    archive="ml-1m.zip",
-    archive_md5="c4d9eecfca2ab87c1945afe126590906",
+ML1M_LAYOUT = movielens_layout(
+    "MovieLens 1M", "ml-1m", ("ratings.dat", "movies.dat"), "c4d9eecfca2ab87c1945afe126590906"
 )
-ML20M_LAYOUT = DatasetLayout(
-    title="MovieLens 20M",
-    folder="ml-20m",
-    required=("ratings.csv", "movies.csv", "tags.csv"),
-    archive="ml-20m.zip",
-    archive_md5="cd245b17a1ae2cc31bb14903e1204af3",
+ML20M_LAYOUT = movielens_layout(
+    "MovieLens 20M", "ml-20m", ("ratings.csv", "movies.csv", "tags.csv"), "cd245b17a1ae2cc31bb14903e1204af3"
 )
-ML25M_LAYOUT = DatasetLayout(
-    title="MovieLens 25M",
-    folder="ml-25m",
-    required=("ratings.csv", "movies.csv", "tags.csv"),
-    archive="ml-25m.zip",
-    archive_md5="6b51fb2759a8657d3bfcbfc42b592ada",
+ML25M_LAYOUT = movielens_layout(
+    "MovieLens 25M", "ml-25m", ("ratings.csv", "movies.csv", "tags.csv"), "6b51fb2759a8657d3bfcbfc42b592ada"
 )
 
 
