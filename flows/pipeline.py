@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from explorec.config import from_dict, to_dict
 from explorec.pipeline.config import load_config
-from explorec.pipeline.report import lift_lines
+from explorec.pipeline.report import pipeline_markdown, without_decision
 from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
 from flows.tune import tune_flow
@@ -118,6 +118,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     from explorec.pipeline.cache import code_version
     from explorec.pipeline.steps import SimulationOutcome
     from explorec.simulation.tracked import candidate_simulation
+    from explorec.tuning.space import chosen_config
 
     cfg = load_config(overrides or [])
     config = to_dict(cfg)
@@ -127,7 +128,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     search = None
     if cfg.pipeline.search:
         search = tune_flow(overrides=overrides)
-        cfg = _chosen_config(cfg, search)
+        cfg = chosen_config(cfg, search)
         config = to_dict(cfg)
     new = "forced" if force else "miss"
     trained = None if force else reuse_training_task(config)
@@ -169,8 +170,8 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
         "metrics": trained.training.metrics,
         "served": served,
         "simulation": simulation.to_summary(),
-        "registration": _without_decision(registration.to_summary()),
-        "promotion": None if promotion is None else _without_decision(promotion.to_summary()),
+        "registration": without_decision(registration.to_summary()),
+        "promotion": None if promotion is None else without_decision(promotion.to_summary()),
         "champion": (promotion or registration).champion,
         "tracking_uri": trained.training.tracking_uri,
         "search": None
@@ -185,75 +186,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     }
     create_markdown_artifact(
         key="pipeline",
-        markdown=_markdown(summary, registration.decision_markdown),
+        markdown=pipeline_markdown(summary, registration.decision_markdown),
         description="explorec pipeline",
     )
     return summary
-
-
-def _without_decision(summary: dict[str, Any]) -> dict[str, Any]:
-    """Return a registration or promotion summary without its decision's Markdown (the artifact holds it)."""
-    return {key: value for key, value in summary.items() if key != "decision_markdown"}
-
-
-def _chosen_config(cfg: Any, search: dict[str, Any]) -> Any:
-    """Return the config with the chosen trial's settings (the search's selection rule picked them)."""
-    from explorec.errors import ExplorecError
-    from explorec.tuning.space import apply_suggestions
-
-    chosen = search.get("chosen_trial")
-    if chosen is None:
-        raise ExplorecError(f"the search chose no trial: {search.get('selection')}")
-    return apply_suggestions(cfg, chosen["params"])
-
-
-def _run_link(summary: dict[str, Any], run_id: str) -> str:
-    """Return a Markdown link to an MLflow run (a server URI) or the run id and its store."""
-    uri = str(summary["tracking_uri"])
-    if uri.startswith("http"):
-        return f"[`{run_id}`]({uri.rstrip('/')}/#/experiments/{summary['experiment_id']}/runs/{run_id})"
-    return f"`{run_id}` (store `{uri}`; `mlflow ui --backend-store-uri {uri}`)"
-
-
-def _reuse(state: str) -> str:
-    """Say in words whether a step's result is new or reused (a cache state of the summary)."""
-    if state.startswith("hit"):
-        detail = state.removeprefix("hit").strip(" ()")
-        return f"reused (cache hit; {detail})" if detail else "reused (cache hit)"
-    return {"miss": "new (cache miss)", "forced": "new (pipeline.force=true)"}.get(state, state)
-
-
-def _markdown(summary: dict[str, Any], decision_markdown: str) -> str:
-    """Return the pipeline's Prefect artifact: the MLflow runs, the gate decision, the champion, reuse."""
-    reg, simulation, cache = summary["registration"], summary["simulation"], summary["cache"]
-    uri = str(summary["tracking_uri"])
-    version = f"`{reg['registered_model']}` version {reg['version']}"
-    if uri.startswith("http"):
-        version = (
-            f"[{version}]({uri.rstrip('/')}/#/models/{reg['registered_model']}/versions/{reg['version']})"
-        )
-    lines = [
-        "# explorec pipeline",
-        "",
-        f"- training run: {_run_link(summary, summary['run_id'])} — {_reuse(cache['training'])}",
-    ]
-    if simulation.get("run_id"):
-        gate_value = simulation["metrics"][simulation["gate_metric"]]
-        lines.append(
-            f"- simulation run: {_run_link(summary, simulation['run_id'])} — {_reuse(cache['simulation'])}; "
-            f"`{simulation['policy']}` vs `{simulation['control']}`, "
-            f"smallest lower 95% bound of the expected-click lift: {gate_value:.4g}"
-        )
-        lines += [f"  - {line}" for line in lift_lines(simulation["metrics"])]
-    else:
-        lines.append(f"- simulation: skipped — {simulation['skipped']}")
-    lines += [
-        f"- registered: {version} — {_reuse(cache['registration'])}",
-        f"- gate passed: **{reg['gate_passed']}**",
-        f"- champion: version {summary['champion']}" if summary["champion"] else "- champion: none",
-        f"- code version: `{summary['code_version']}`",
-    ]
-    if summary["search"]:
-        lines.append(f"- search: parent run {_run_link(summary, summary['search']['parent_run_id'])}")
-    lines += ["", "## Gate decision", "", decision_markdown]
-    return "\n".join(lines)

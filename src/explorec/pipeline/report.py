@@ -185,3 +185,61 @@ def tune_text(summary: dict[str, Any]) -> str:
     from explorec.tuning.report import summary_markdown
 
     return summary_markdown(summary)
+
+
+def without_decision(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return a registration or promotion summary without its decision's Markdown (the artifact holds it)."""
+    return {key: value for key, value in summary.items() if key != "decision_markdown"}
+
+
+def run_link(summary: dict[str, Any], run_id: str) -> str:
+    """Return a Markdown link to an MLflow run (a server URI) or the run id and its store."""
+    uri = str(summary["tracking_uri"])
+    if uri.startswith("http"):
+        return f"[`{run_id}`]({uri.rstrip('/')}/#/experiments/{summary['experiment_id']}/runs/{run_id})"
+    return f"`{run_id}` (store `{uri}`; `mlflow ui --backend-store-uri {uri}`)"
+
+
+def reuse_text(state: str) -> str:
+    """Say in words whether a step's result is new or reused (a cache state of the summary)."""
+    if state.startswith("hit"):
+        detail = state.removeprefix("hit").strip(" ()")
+        return f"reused (cache hit; {detail})" if detail else "reused (cache hit)"
+    return {"miss": "new (cache miss)", "forced": "new (pipeline.force=true)"}.get(state, state)
+
+
+def pipeline_markdown(summary: dict[str, Any], decision_markdown: str) -> str:
+    """Return the pipeline's Prefect artifact: the MLflow runs, the gate decision, the champion, reuse."""
+    reg, simulation, cache = summary["registration"], summary["simulation"], summary["cache"]
+    uri = str(summary["tracking_uri"])
+    version = f"`{reg['registered_model']}` version {reg['version']}"
+    if uri.startswith("http"):
+        version = (
+            f"[{version}]({uri.rstrip('/')}/#/models/{reg['registered_model']}/versions/{reg['version']})"
+        )
+    lines = [
+        "# explorec pipeline",
+        "",
+        f"- training run: {run_link(summary, summary['run_id'])} — {reuse_text(cache['training'])}",
+    ]
+    if simulation.get("run_id"):
+        gate_value = simulation["metrics"][simulation["gate_metric"]]
+        link = run_link(summary, simulation["run_id"])
+        lines.append(
+            f"- simulation run: {link} — {reuse_text(cache['simulation'])}; "
+            f"`{simulation['policy']}` vs `{simulation['control']}`, "
+            f"smallest lower 95% bound of the expected-click lift: {gate_value:.4g}"
+        )
+        lines += [f"  - {line}" for line in lift_lines(simulation["metrics"])]
+    else:
+        lines.append(f"- simulation: skipped — {simulation['skipped']}")
+    lines += [
+        f"- registered: {version} — {reuse_text(cache['registration'])}",
+        f"- gate passed: **{reg['gate_passed']}**",
+        f"- champion: version {summary['champion']}" if summary["champion"] else "- champion: none",
+        f"- code version: `{summary['code_version']}`",
+    ]
+    if summary["search"]:
+        lines.append(f"- search: parent run {run_link(summary, summary['search']['parent_run_id'])}")
+    lines += ["", "## Gate decision", "", decision_markdown]
+    return "\n".join(lines)

@@ -54,3 +54,13 @@ def apply_trial(cfg: Config, policy: PolicySpec, suggestions: Mapping[str, Any])
 def base_policy(cfg: Any) -> PolicySpec:
     """Return the configured serving policy as the search's starting point."""
     return PolicySpec(cfg.policy.name, cfg.policy.exploration_rate)
+
+
+def chosen_config(cfg: Any, search: dict[str, Any]) -> Any:
+    """Return the config with the chosen trial's settings (the search's selection rule picked them)."""
+    from explorec.errors import ExplorecError
+
+    chosen = search.get("chosen_trial")
+    if chosen is None:
+        raise ExplorecError(f"the search chose no trial: {search.get('selection')}")
+    return apply_suggestions(cfg, chosen["params"])
