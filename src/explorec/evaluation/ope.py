@@ -90,11 +90,11 @@ def _rewards(rewards: np.ndarray, n: int) -> np.ndarray:
 
 
 def _interval(
-    *,
     name: str,
     point: float,
     standard_error: float,
     statistic: Statistic,
+    *,
     n: int,
     ci_method: CIMethod,
     confidence: float,
@@ -182,18 +182,9 @@ def estimate_policy_value(
     weights = importance_weights(
         target_propensities=target_propensities, logging_propensities=logging_propensities
     )
-    point, standard_error, statistic = ESTIMATORS[estimator](weights, _rewards(rewards, weights.size))
-    return _interval(
-        name=estimator,
-        point=point,
-        standard_error=standard_error,
-        statistic=statistic,
-        n=weights.size,
-        ci_method=ci_method,
-        confidence=confidence,
-        rng=rng,
-        n_bootstrap=n_bootstrap,
-    )
+    estimate = ESTIMATORS[estimator](weights, _rewards(rewards, weights.size))
+    interval = {"ci_method": ci_method, "confidence": confidence, "rng": rng, "n_bootstrap": n_bootstrap}
+    return _interval(estimator, *estimate, n=weights.size, **interval)
 
 
 def dr_estimate(
@@ -221,18 +212,8 @@ def dr_estimate(
     logged = _rewards(predicted_rewards_logged, n)
     target_value = _rewards(predicted_value_target, n)
     terms = target_value + weights * (_rewards(rewards, n) - logged)
-    point, standard_error, statistic = _mean_of_terms(terms)
-    return _interval(
-        name="dr",
-        point=point,
-        standard_error=standard_error,
-        statistic=statistic,
-        n=n,
-        ci_method=ci_method,
-        confidence=confidence,
-        rng=rng,
-        n_bootstrap=n_bootstrap,
-    )
+    interval = {"ci_method": ci_method, "confidence": confidence, "rng": rng, "n_bootstrap": n_bootstrap}
+    return _interval("dr", *_mean_of_terms(terms), n=n, **interval)
 
 
 def expected_model_reward(*, target_probabilities: np.ndarray, predicted_rewards: np.ndarray) -> np.ndarray:
