@@ -148,3 +148,29 @@ def test_dict_round_trip_and_hash_are_stable() -> None:
 def test_conf_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EXPLOREC_CONF_DIR", str(tmp_path))
     assert conf_dir() == tmp_path.resolve()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.embedding_dim=0", r"model\.embedding_dim=0 must be >= 1"),
+        ("model.embedding_dim=-5", r"model\.embedding_dim=-5 must be >= 1"),
+        ("trainer.batch_size=0", r"trainer\.batch_size=0 must be >= 1"),
+        ("trainer.max_epochs=-1", r"trainer\.max_epochs=-1 must be >= 1"),
+        ("trainer.max_epochs=0", r"trainer\.max_epochs=0 must be >= 1"),
+        ("trainer.num_workers=-1", r"trainer\.num_workers=-1 must be >= 0"),
+        ("model.learning_rate=0", r"model\.learning_rate=0\.0 must be > 0"),
+        ("model.dropout=1.0", r"model\.dropout=1\.0 must lie in \[0, 1\)"),
+        ("gates.ndcg_at_10.threshold=nan", r"gates\.ndcg_at_10\.threshold=nan must be a finite number"),
+        ("simulate.noise_std=inf", r"simulate\.noise_std=inf must be a finite number"),
+        ("benchmark.ease_l2=[100,nan]", r"benchmark\.ease_l2\[1\]=nan must be a finite number"),
+    ],
+)
+def test_numbers_outside_their_domain_fail_with_the_key_named(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        compose([override])
+
+
+def test_zero_is_allowed_where_it_means_none() -> None:
+    cfg = compose(["model.mlp_layers=0", "trainer.early_stopping_patience=0", "model.dropout=0"])
+    assert (cfg.model.mlp_layers, cfg.trainer.early_stopping_patience, cfg.model.dropout) == (0, 0, 0.0)

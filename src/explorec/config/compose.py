@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from dataclasses import asdict, is_dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +59,100 @@ FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
 """Settings whose value is one of a fixed set of options (not a registry of components)."""
 
 
+AT_LEAST_ONE = (
+    "data.synthetic.n_users",
+    "data.synthetic.n_items",
+    "data.synthetic.n_interactions",
+    "data.synthetic.n_clusters",
+    "encoder.batch_size",
+    "encoder.num_threads",
+    "model.embedding_dim",
+    "model.history_length",
+    "model.attention_heads",
+    "model.attention_layers",
+    "trainer.max_epochs",
+    "trainer.batch_size",
+    "trainer.num_threads",
+    "trainer.check_val_every_n_epoch",
+    "trainer.eval_batch_size",
+    "policy.slate_size",
+    "policy.n_candidates",
+    "policy.n_clusters",
+    "benchmark.als_iterations",
+    "tune.n_trials",
+    "tune.n_workers",
+    "tune.slate_size",
+    "simulate.n_visits",
+    "simulate.slate_size",
+    "simulate.n_candidates",
+    "simulate.n_text_clusters",
+    "simulate.stand_in_dimension",
+    "simulate.blas_threads",
+    "simulate.tune_users",
+    "simulate.test_users",
+    "registry.max_k",
+)
+"""Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
+AT_LEAST_ZERO = (
+    "model.mlp_layers",
+    "model.extra_uniform_negatives",
+    "model.weight_decay",
+    "trainer.num_workers",
+    "trainer.early_stopping_patience",
+    "tune.max_retry",
+    "tune.pruner.n_startup_trials",
+    "tune.pruner.n_warmup_steps",
+)
+"""Counts and penalties that may be zero (no layer, no extra negative, no patience, no retry)."""
+ABOVE_ZERO = ("model.learning_rate", "model.initial_temperature", "registry.lock_timeout_s")
+"""Step sizes, temperatures and timeouts."""
+FRACTIONS = ("model.dropout", "model.id_dropout", "model.ema_decay", "split.cold_item_ratio")
+"""Shares in [0, 1)."""
+
+
+def _value(cfg: ExplorecConfig, key: str) -> Any:
+    """Return the config value at a dotted key (`simulate.calibrations[0].top10_mean_p` included)."""
+    node: Any = cfg
+    for part in key.replace("]", "").replace("[", ".").split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return node
+
+
+def _non_finite(node: Any, prefix: str = "") -> Iterator[str]:
+    """Yield the dotted key of every NaN or infinite number in a config section, lists included."""
+    if is_dataclass(node):
+        for item in fields(node):
+            yield from _non_finite(getattr(node, item.name), f"{prefix}{item.name}.")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _non_finite(item, f"{prefix.rstrip('.')}[{index}].")
+    elif isinstance(node, float) and not math.isfinite(node):
+        yield prefix.rstrip(".")
+
+
+def validate_bounds(cfg: ExplorecConfig) -> None:
+    """Fail on a NaN or infinite number anywhere, and on counts, sizes, rates and shares out of range."""
+    for key in _non_finite(cfg):
+        raise ConfigError(f"{key}={_value(cfg, key)} must be a finite number")
+    checks = (
+        (AT_LEAST_ONE, lambda value: value >= 1, "must be >= 1"),
+        (AT_LEAST_ZERO, lambda value: value >= 0, "must be >= 0"),
+        (ABOVE_ZERO, lambda value: value > 0, "must be > 0"),
+        (FRACTIONS, lambda value: 0 <= value < 1, "must lie in [0, 1)"),
+    )
+    for keys, holds, rule in checks:
+        for key in keys:
+            if not holds(_value(cfg, key)):
+                raise ConfigError(f"{key}={_value(cfg, key)} {rule}")
+
+
 def validate_values(cfg: ExplorecConfig) -> None:
     """Fail on values outside their ranges or fixed options (`explorec.pipeline.config` checks names)."""
     for key, options in FIXED_OPTIONS.items():
         section, field_name = key.split(".")
         if getattr(getattr(cfg, section), field_name) not in options:
             raise ConfigError(f"{key} must be {', '.join(options[:-1])} or {options[-1]}")
+    validate_bounds(cfg)
     _validate_ratios(cfg)
     _validate_replay_values(cfg)
     if cfg.data.k_core < 0:
