@@ -234,12 +234,39 @@ def split_counts(split: Split, items: pd.DataFrame, users: pd.DataFrame) -> dict
     }
 
 
+def remove_stale_staging(output_dir: Path) -> list[Path]:
+    """Remove the staging folders of `output_dir` left by a writer that died (its process is gone).
+
+    A staging folder is named `.staging-<output>-<pid>-<random>`; one whose process still runs belongs to
+    a concurrent writer and stays. Returns the folders removed.
+    """
+    removed = []
+    for folder in output_dir.parent.glob(f".staging-{output_dir.name}-*"):
+        pid = folder.name.removeprefix(f".staging-{output_dir.name}-").split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_atomically(
     output_dir: Path, split: Split, items: pd.DataFrame, users: pd.DataFrame, manifest: dict[str, Any]
 ) -> None:
     """Write every table and the manifest into a temporary sibling folder, then rename it into place."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".staging-{output_dir.name}-{uuid.uuid4().hex[:8]}"
+    remove_stale_staging(output_dir)
+    staging = output_dir.parent / f".staging-{output_dir.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         for name in SPLIT_NAMES:

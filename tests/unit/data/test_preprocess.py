@@ -126,3 +126,23 @@ def test_write_atomically_leaves_nothing_when_a_write_fails(tmp_path: Path) -> N
         write_atomically(target, split, items, users, unserialisable)
     assert not target.exists()
     assert list(target.parent.iterdir()) == []
+
+
+def test_staging_left_by_a_dead_writer_is_removed_and_a_live_one_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from explorec.data.preprocess import remove_stale_staging
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid now names no process (reaped)
+    output_dir = tmp_path / "ml100k-leave_last_out-abc"
+    dead = tmp_path / f".staging-{output_dir.name}-{finished.pid}-0123abcd"
+    live = tmp_path / f".staging-{output_dir.name}-{os.getpid()}-4567cdef"
+    other = tmp_path / f".staging-another-output-{finished.pid}-89abcdef"
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "train.parquet").write_bytes(b"partial")
+    assert remove_stale_staging(output_dir) == [dead]
+    assert not dead.exists() and live.exists() and other.exists()
