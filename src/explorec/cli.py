@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (127.0.0.1)")
     up.add_argument("--no-serve", action="store_true", help="start the servers without serving the flows")
     up.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    serve = sub.add_parser(
+        "serve", help="serve the registry's champion over HTTP, logging every slate it serves (Ctrl-C stops)"
+    )
+    serve.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. service.port=8001")
+    serve.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     down = sub.add_parser("down", help="stop what `explorec up --detach` started")
     down.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return parser
@@ -134,6 +139,14 @@ def _servers(args: argparse.Namespace) -> int:
         serve=not args.no_serve,
         detach=args.detach,
     )
+
+
+def _serve(overrides: Sequence[str]) -> int:
+    """Run `explorec serve` until interrupted."""
+    from explorec.pipeline.config import load_config
+    from explorec.pipeline.service import serve
+
+    return serve(load_config(overrides))
 
 
 def _quiet_prefect_tracebacks() -> None:
@@ -218,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("up", "down"):
             return _servers(args)
+        if args.command == "serve":
+            return _serve(args.overrides)
         force = getattr(args, "force_flow", False)
         summary = run(args.command, args.overrides, as_json=args.json, force=force, args=args)
     except ExplorecError as error:

@@ -91,6 +91,10 @@ AT_LEAST_ONE = (
     "simulate.tune_users",
     "simulate.test_users",
     "registry.max_k",
+    "service.port",
+    "service.max_body_bytes",
+    "service.max_feedback_items",
+    "service.torch_threads",
 )
 """Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
 AT_LEAST_ZERO = (
@@ -104,7 +108,12 @@ AT_LEAST_ZERO = (
     "tune.pruner.n_warmup_steps",
 )
 """Counts and penalties that may be zero (no layer, no extra negative, no patience, no retry)."""
-ABOVE_ZERO = ("model.learning_rate", "model.initial_temperature", "registry.lock_timeout_s")
+ABOVE_ZERO = (
+    "model.learning_rate",
+    "model.initial_temperature",
+    "registry.lock_timeout_s",
+    "service.poll_seconds",
+)
 """Step sizes, temperatures and timeouts."""
 FRACTIONS = ("model.dropout", "model.id_dropout", "model.ema_decay", "split.cold_item_ratio")
 """Shares in [0, 1)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from explorec.config.registry import GatesConfig, RegistryConfig
+from explorec.config.service import ServiceConfig
 from explorec.config.simulation import SimulateConfig, StudyConfig
 from explorec.config.tuning import TuneConfig
 
@@ -277,5 +278,6 @@ class ExplorecConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42

@@ -1,0 +1,164 @@
+"""The recommendation service in-process (FastAPI's test client over the real app and a real SQLite log):
+answers are logged slot by slot before they leave, feedback joins by impression id, bad requests get a 4xx
+naming the field and log nothing; a registry source follows its alias but never to an ungated version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from explorec.pipeline.service import RegistrySource
+from explorec.serving.bundle import RecommenderBundle
+from explorec.serving.impressions import ImpressionLog
+from explorec.serving.pyfunc import log_recommender
+from explorec.serving.recommender import Limits, Recommender
+from explorec.serving.service import FixedSource, RecommendationService, ServingRefusedError, create_app
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> ImpressionLog:
+    """A fresh SQLite impression log."""
+    return ImpressionLog(f"sqlite:///{tmp_path / 'impressions.db'}")
+
+
+@pytest.fixture
+def client(bundle: RecommenderBundle, log: ImpressionLog) -> TestClient:
+    """The app over the tiny bundle, with a 20 kB body limit."""
+    service = RecommendationService(FixedSource(Recommender(bundle, Limits(max_k=20))), log)
+    return TestClient(create_app(service, max_body_bytes=20_000))
+
+
+def test_recommend_logs_every_slot_and_feedback_joins(client: TestClient, log: ImpressionLog) -> None:
+    """A served slate is in the log with its propensities; a click on it is joined to its slot."""
+    answer = client.post("/recommend", json={"user_id": "u1", "k": 5, "seed": 3, "exploration_rate": 0.5})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert len(body["items"]) == 5 and body["exploration_rate"] == 0.5
+    assert all(0.0 < item["propensity"] <= 1.0 and item["explanation"] for item in body["items"])
+    assert log.counts() == {"impressions": 1, "slots": 5, "feedback": 0}
+    clicked = body["items"][1]["item_id"]
+    reply = client.post(
+        "/feedback", json={"impression_id": body["impression_id"], "clicked_item_ids": [clicked]}
+    )
+    assert reply.status_code == 200 and reply.json()["recorded"] == 1
+    rows = [row for batch in log.logged_slots() for row in batch]
+    assert [row["item_id"] for row in rows] == [item["item_id"] for item in body["items"]]
+    assert [row["clicked"] for row in rows] == [False, True, False, False, False]
+    assert [row["propensity"] for row in rows] == pytest.approx([i["propensity"] for i in body["items"]])
+
+
+def test_explanations_name_a_history_item_or_the_exploration(client: TestClient) -> None:
+    """Exploiting slots of a known user cite a liked title; explored slots say they explored."""
+    body = client.post(
+        "/recommend", json={"user_id": "u2", "k": 10, "seed": 1, "exploration_rate": 0.5}
+    ).json()
+    for item in body["items"]:
+        expected = "explored (uncertain)" if item["explored"] else "because you liked 'Movie"
+        assert item["explanation"].startswith(expected), item
+    cold = client.post("/recommend", json={"k": 3, "exploration_rate": 0.0}).json()
+    assert cold["cold_start"] and all(i["explanation"] == "popular (no history yet)" for i in cold["items"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ({"user_ids": "u1"}, 400, "unknown field 'user_ids'"),
+        ({"user_id": "u1", "shown_items": ["m1"]}, 400, "unknown field 'shown_items'"),
+        ({"k": "ten"}, 400, "k:"),
+        ({"k": 0}, 400, "k must be >= 1"),
+        ({"k": 10_000}, 400, "k must be >= 1 and <= 20"),
+        ({"exploration_rate": 2.0}, 400, "exploration_rate must lie in [0, 1]"),
+        ({"user_id": "u" * 300}, 400, "user_id is longer than 256"),
+        ({"recent_item_ids": [f"m{i}" for i in range(1500)]}, 400, "recent_item_ids has 1500 ids"),
+        ({"clicked_item_ids": ["m1"]}, 400, "clicked_item_ids must also be in shown_item_ids"),
+        ({"recent_item_ids": [f"m{i}" for i in range(5000)]}, 413, "request body of"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field_and_log_nothing(
+    client: TestClient, log: ImpressionLog, body: dict[str, object], status: int, reason: str
+) -> None:
+    """Each bad request is refused with a one-line reason; the log stays empty."""
+    answer = client.post("/recommend", json=body)
+    assert answer.status_code == status, answer.text
+    assert reason in answer.json()["detail"] and "\n" not in answer.json()["detail"]
+    assert log.counts()["impressions"] == 0
+
+
+def test_invalid_json_and_bad_feedback(client: TestClient) -> None:
+    """Invalid JSON is a 400; feedback on an unknown impression a 404, on an item not shown a 400."""
+    answer = client.post("/recommend", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
+    unknown = client.post("/feedback", json={"impression_id": "nope", "clicked_item_ids": ["m1"]})
+    assert unknown.status_code == 404 and "not in the impression log" in unknown.json()["detail"]
+    served = client.post("/recommend", json={"user_id": "u1", "k": 2, "exploration_rate": 0.0}).json()
+    not_shown = {"m39", "m38", "m37"} - {item["item_id"] for item in served["items"]}
+    wrong = client.post(
+        "/feedback",
+        json={"impression_id": served["impression_id"], "clicked_item_ids": [sorted(not_shown)[0]]},
+    )
+    assert wrong.status_code == 400 and "were not in impression" in wrong.json()["detail"]
+    empty = client.post("/feedback", json={"impression_id": served["impression_id"]})
+    assert empty.status_code == 400 and "names no" in empty.json()["detail"]
+
+
+def test_metrics_count_requests_slots_and_exploration(client: TestClient) -> None:
+    """GET /metrics reports request counts, the latency histogram and the share of explored slots."""
+    explored = 0
+    for seed in range(4):
+        body = client.post(
+            "/recommend", json={"user_id": "u3", "k": 5, "seed": seed, "exploration_rate": 0.5}
+        )
+        explored += sum(item["explored"] for item in body.json()["items"])
+    client.post("/recommend", json={"k": 0})
+    text = client.get("/metrics").text
+    assert 'explorec_requests_total{endpoint="/recommend",status="200"} 4.0' in text
+    assert 'explorec_requests_total{endpoint="/recommend",status="400"} 1.0' in text
+    assert "explorec_slots_served_total 20.0" in text
+    assert f"explorec_slots_explored_total {float(explored)}" in text
+    assert 'explorec_request_seconds_bucket{endpoint="/recommend",le="+Inf"} 5.0' in text
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model"]["version"] == "0"
+
+
+def _register(client: MlflowClient, bundle: RecommenderBundle, name: str, tags: dict[str, str]) -> str:
+    """Log the bundle as a pyfunc in a new run and register it with `tags`; return the version."""
+    with mlflow.start_run():
+        info = log_recommender(bundle)
+    version = client.create_model_version(name, info.model_uri, tags=tags).version
+    return str(version)
+
+
+def test_registry_source_follows_the_alias_but_not_to_an_ungated_version(
+    tracking_uri: str, bundle: RecommenderBundle, dataset
+) -> None:
+    """The alias' move to a passed version is served; a move to a failed-gate version is refused."""
+    from tests.unit.registry.conftest import tiny_bundle
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.create_registered_model("svc")
+    first = _register(client, bundle, "svc", {"gate.status": "passed"})
+    second = _register(client, tiny_bundle(dataset, seed=1), "svc", {"gate.status": "passed"})
+    failed = _register(client, bundle, "svc", {"gate.status": "failed"})
+    client.set_registered_model_alias("svc", "champion", first)
+    source = RegistrySource(client, "svc", "champion")
+    assert source.current().version == first and source.refresh() is None
+    client.set_registered_model_alias("svc", "champion", second)
+    assert "now serving svc v2" in (source.refresh() or "")
+    assert source.current().version == second
+    client.set_registered_model_alias("svc", "champion", failed)
+    refusal = source.refresh() or ""
+    assert "gate status is 'failed'" in refusal and "still serving v2" in refusal
+    assert source.current().version == second
+    forced = RegistrySource(client, "svc", "champion")
+    with pytest.raises(ServingRefusedError, match="not served"):
+        forced.current()
+    client.set_model_version_tag("svc", failed, "promotion.forced", "true")
+    client.set_model_version_tag("svc", failed, "promotion.reason", "incident 42")
+    assert forced.current().version == failed
+    assert json.dumps(RegistrySource(client, "svc", "champion").current().version) == f'"{failed}"'
