@@ -172,7 +172,10 @@ class ImpressionLog:
         """Write served slates; each slate and all its slots in one transaction with the others."""
         if not records:
             return
-        heads = [{name: getattr(record, name) for name in self.impressions.columns} for record in records]
+        heads = [
+            {column.name: getattr(record, column.name) for column in self.impressions.columns}
+            for record in records
+        ]
         slots = [
             {
                 "impression_id": record.impression_id,
