@@ -59,7 +59,12 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
     dataset = load_dataset(cfg)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
     bundle = bundle_from_run(
-        run_id, dataset, model_cfg, PolicySpec.from_config(cfg.policy), tracking_uri=target.tracking_uri
+        run_id,
+        dataset,
+        model_cfg,
+        PolicySpec.from_config(cfg.policy),
+        tracking_uri=target.tracking_uri,
+        encoder=cfg.encoder,
     )
     served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
     with mlflow.start_run(run_id=run_id):

@@ -10,6 +10,8 @@ Tables:
   policy, exploration_rate, k, history_source, cold_start, propensity_kind ('policy' or 'deterministic').
 - `impression_slots`: impression_id, slot, item_id, score, propensity, explored, new_item, explanation.
 - `feedback`: impression_id, item_id, event ('click', 'skip' or 'dwell'), dwell_seconds, received_at.
+- `catalogue_additions`: items added through the service (item_id, title, text, genres, added_at), so a
+  restarted service, or the next champion, serves them too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 
 from explorec.config import project_root
 from explorec.errors import ExplorecError
+from explorec.serving.new_items import NewItem
 
 FEEDBACK_EVENTS = ("click", "skip", "dwell")
 SQLITE_PREFIX = "sqlite:///"
@@ -75,8 +78,21 @@ class FeedbackEvent:
     dwell_seconds: float | None = None
 
 
+def _additions_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the table of items added through the service."""
+    return sa.Table(
+        "catalogue_additions",
+        metadata,
+        sa.Column("item_id", sa.String(256), primary_key=True),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("genres", sa.Text, nullable=False),
+        sa.Column("added_at", sa.Float, nullable=False),
+    )
+
+
 def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
-    """Declare the three tables of the log on `metadata`."""
+    """Declare the impression, slot and feedback tables of the log on `metadata`."""
     impressions = sa.Table(
         "impressions",
         metadata,
@@ -152,6 +168,7 @@ class ImpressionLog:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.metadata = sa.MetaData()
         self.impressions, self.slots, self.feedback = _tables(self.metadata)
+        self.additions = _additions_table(self.metadata)
         self._write_lock = threading.Lock()
         try:
             self.metadata.create_all(self.engine)
@@ -235,6 +252,33 @@ class ImpressionLog:
         with self._write_lock, self.engine.begin() as connection:
             connection.execute(self.feedback.insert(), rows)
         return len(rows)
+
+    def record_additions(self, items: Sequence[NewItem]) -> None:
+        """Store added items (a known id is replaced), in one transaction."""
+        now = time.time()
+        rows = [
+            {
+                "item_id": item.item_id,
+                "title": item.title,
+                "text": item.text,
+                "genres": "|".join(item.genres),
+                "added_at": now,
+            }
+            for item in items
+        ]
+        ids = [item.item_id for item in items]
+        with self._write_lock, self.engine.begin() as connection:
+            connection.execute(self.additions.delete().where(self.additions.c.item_id.in_(ids)))
+            connection.execute(self.additions.insert(), rows)
+
+    def catalogue_additions(self) -> list[NewItem]:
+        """Every item added through the service, oldest first."""
+        query = sa.select(self.additions).order_by(self.additions.c.added_at, self.additions.c.item_id)
+        with self.engine.connect() as connection:
+            return [
+                NewItem(row.item_id, row.title, row.text, tuple(g for g in row.genres.split("|") if g))
+                for row in connection.execute(query)
+            ]
 
     def counts(self) -> dict[str, int]:
         """Return the number of impressions, slots and feedback events in the log."""

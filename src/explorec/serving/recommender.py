@@ -234,6 +234,44 @@ class Recommender:
         self._policies: OrderedDict[float, Policy] = OrderedDict()
         self._stored_vectors: dict[int, np.ndarray] = {}
 
+    def add_items(
+        self,
+        item_ids: Sequence[str],
+        titles: Sequence[str],
+        vectors: np.ndarray,
+        text_embeddings: np.ndarray | None = None,
+    ) -> tuple[int, int]:
+        """Add items to the catalogue (a known id gets a new vector and title); return (added, updated).
+
+        New items have no train popularity (cold start ranks them last) and no stored history; they are
+        servable by the next request. Policies are rebuilt, as they hold the item vectors.
+        """
+        bundle = self.bundle
+        if bundle.text_embeddings is not None and text_embeddings is None:
+            raise ValueError("this catalogue has text embeddings; new items need theirs too")
+        known = [(row, self.item_index[item]) for row, item in enumerate(item_ids) if item in self.item_index]
+        fresh = [row for row, item in enumerate(item_ids) if item not in self.item_index]
+        vectors = np.asarray(vectors, dtype=np.float32)
+        texts = bundle.text_embeddings
+        for row, index in known:
+            self.item_vectors[index] = vectors[row]
+            bundle.titles[index] = titles[row]
+            if texts is not None and text_embeddings is not None:
+                texts[index] = text_embeddings[row]
+        if fresh:
+            start = len(bundle.item_ids)
+            self.item_vectors = np.concatenate([self.item_vectors, vectors[fresh]])
+            bundle.item_vectors = self.item_vectors
+            bundle.item_ids.extend(item_ids[row] for row in fresh)
+            bundle.titles.extend(titles[row] for row in fresh)
+            bundle.item_popularity = np.concatenate([bundle.item_popularity, np.zeros(len(fresh))])
+            if texts is not None and text_embeddings is not None:
+                bundle.text_embeddings = np.concatenate([texts, np.asarray(text_embeddings)[fresh]])
+            self.item_index.update({item_ids[row]: start + offset for offset, row in enumerate(fresh)})
+            self.cold_start_scores = np.concatenate([self.cold_start_scores, np.zeros(len(fresh))])
+        self._policies.clear()
+        return len(fresh), len(known)
+
     def policy(self, exploration_rate: float | None) -> Policy:
         """Return the bundle's policy at `exploration_rate` (its default when None), cached per rate."""
         spec = self.bundle.policy

@@ -6,6 +6,9 @@ Endpoints:
   explored flag and explanation, plus an `impression_id` for feedback. The slate is in the impression log
   before the answer leaves.
 - `POST /feedback`: clicks, skips and dwell times on one impression's items.
+- `POST /items`: add or update items from their text: the bundle's own encoder and item tower (without an
+  ID embedding) give each a vector, servable by the next request; kept in the log's `catalogue_additions`, so
+  a restart or the next champion serves them too (409 when the model has no text tower).
 - `GET /health`: the model version served and since when; `GET /metrics`: Prometheus text.
 Unknown fields, wrong types, out-of-range values and oversized bodies get a 4xx with a one-line reason
 naming the field; nothing is logged for a refused request.
@@ -28,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from explorec.serving.impressions import FeedbackEvent, ImpressionLog, ImpressionRecord, SlotRecord
+from explorec.serving.new_items import NewItem, NewItemEmbedder, NewItemsUnsupportedError
 from explorec.serving.recommender import Recommendation, Recommender, RequestError, parse_request
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -102,6 +106,25 @@ class FeedbackBody(BaseModel):
     dwell_seconds: dict[str, float] = Field(default_factory=dict)
 
 
+class NewItemBody(BaseModel):
+    """An item to add: its id, title, the text the encoder reads, and optional genres."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    title: str = Field(default="", max_length=1000)
+    text: str = Field(min_length=1, max_length=20_000)
+    genres: list[str] = Field(default_factory=list, max_length=50)
+
+
+class ItemsBody(BaseModel):
+    """Items to add to (or update in) the served catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[NewItemBody] = Field(min_length=1, max_length=1000)
+
+
 class ServiceMetrics:
     """The service's Prometheus metrics, in a registry of its own (no process-wide state)."""
 
@@ -158,30 +181,33 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-def explain_slots(recommender: Recommender, history: np.ndarray, answer: Recommendation) -> list[str]:
-    """One reason per slot: the liked item it is closest to, or why an explored slot is there."""
-    indices = [recommender.item_index[item] for item in answer.item_ids]
+def explain_slots(
+    recommender: Recommender, history: np.ndarray, answer: Recommendation, new: Sequence[bool]
+) -> list[str]:
+    """One reason per slot: a new item, the liked item it is closest to, or why an explored slot is there."""
     if answer.cold_start or history.size == 0:
-        return [
-            "explored: a popular item picked at random (no history yet)"
-            if explored
-            else "popular (no history yet)"
+        reasons = [
+            "explored: picked at random (no history yet)" if explored else "popular (no history yet)"
             for explored in answer.explored
         ]
-    window = history[-EXPLANATION_WINDOW:]
-    similarity = recommender.item_vectors[indices] @ recommender.item_vectors[window].T
-    nearest = similarity.argmax(axis=1)
-    reasons = []
-    for slot, explored in enumerate(answer.explored):
-        liked = recommender.bundle.titles[int(window[nearest[slot]])]
-        closeness = float(similarity[slot, nearest[slot]])
-        if explored:
+    else:
+        indices = [recommender.item_index[item] for item in answer.item_ids]
+        window = history[-EXPLANATION_WINDOW:]
+        similarity = recommender.item_vectors[indices] @ recommender.item_vectors[window].T
+        nearest = similarity.argmax(axis=1)
+        reasons = []
+        for slot, explored in enumerate(answer.explored):
+            liked = recommender.bundle.titles[int(window[nearest[slot]])]
+            closeness = float(similarity[slot, nearest[slot]])
             reasons.append(
                 f"explored (uncertain): closest to {liked!r} you liked, similarity {closeness:.2f}"
+                if explored
+                else f"because you liked {liked!r}"
             )
-        else:
-            reasons.append(f"because you liked {liked!r}")
-    return reasons
+    return [
+        f"new item (from its text); {reason}" if is_new else reason
+        for reason, is_new in zip(reasons, new, strict=True)
+    ]
 
 
 def _body_limit(app: Any, max_bytes: int) -> Callable[..., Any]:
@@ -261,10 +287,66 @@ class RecommendationService:
         self.max_feedback_items = max_feedback_items
         self._lock = threading.Lock()  # the recommender's policy caches are not thread-safe
         self.new_item_ids: set[str] = set()
+        self._embedder: tuple[str, NewItemEmbedder] | None = None
+        self._catalogue_version: str | None = None
+
+    def model(self) -> ServedModel:
+        """The source's current model, with every item added through the service in its catalogue."""
+        model = self.source.current()
+        if model.version != self._catalogue_version:
+            with self._lock:
+                if model.version != self._catalogue_version:
+                    additions = self.log.catalogue_additions()
+                    if additions:
+                        self._add(model, additions)
+                    self._catalogue_version = model.version
+        return model
+
+    def embedder(self, model: ServedModel) -> NewItemEmbedder:
+        """The new-item embedder of `model` (NewItemsUnsupportedError when it has no text tower)."""
+        if self._embedder is None or self._embedder[0] != model.version:
+            self._embedder = (model.version, NewItemEmbedder(model.recommender.bundle))
+        return self._embedder[1]
+
+    def warm_up(self) -> bool:
+        """Load the model, apply earlier additions and load the text encoder; False when new items are off."""
+        model = self.model()
+        try:
+            self.embedder(model).warm_up()
+        except NewItemsUnsupportedError:
+            return False
+        return True
+
+    def _add(self, model: ServedModel, items: Sequence[NewItem]) -> tuple[int, int]:
+        """Embed `items` and add them to `model`'s catalogue (caller holds the lock)."""
+        vectors, texts = self.embedder(model).embed(items)
+        counts = model.recommender.add_items(
+            [item.item_id for item in items], [item.title or item.item_id for item in items], vectors, texts
+        )
+        self.new_item_ids.update(item.item_id for item in items)
+        return counts
+
+    def add_items(self, body: ItemsBody) -> dict[str, Any]:
+        """Add or update items from their text; they are served from the next request on."""
+        items = [NewItem(i.item_id, i.title, i.text, tuple(i.genres)) for i in body.items]
+        if len({item.item_id for item in items}) != len(items):
+            raise RequestError("items holds the same item_id twice")
+        started = time.perf_counter()
+        model = self.model()
+        with self._lock:
+            self.log.record_additions(items)
+            added, updated = self._add(model, items)
+        return {
+            "added": added,
+            "updated": updated,
+            "n_items": model.recommender.bundle.n_items,
+            "model": {"name": model.name, "version": model.version},
+            "seconds": round(time.perf_counter() - started, 4),
+        }
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         """Serve one request, write it to the impression log, and return the answer."""
-        model = self.source.current()
+        model = self.model()
         limits = model.recommender.limits
         fields = body.model_dump(exclude_none=True)
         if fields.get("user_id") is not None and len(str(fields["user_id"])) > MAX_ID_LENGTH:
@@ -275,11 +357,11 @@ class RecommendationService:
         with self._lock:
             history, _, _ = model.recommender.resolve_history(request)
             answer = model.recommender.recommend([request])[0]
-            explanations = explain_slots(model.recommender, history, answer)
+            new = [item in self.new_item_ids for item in answer.item_ids]
+            explanations = explain_slots(model.recommender, history, answer, new)
             policy = model.recommender.policy(request.exploration_rate)
         rate = float(policy.exploration_rate)
         deterministic = rate == 0.0 or all(p == 1.0 for p in answer.propensities)
-        new = [item in self.new_item_ids for item in answer.item_ids]
         record = ImpressionRecord(
             impression_id=uuid.uuid4().hex,
             request_id=uuid.uuid4().hex,
@@ -374,42 +456,67 @@ class RecommendationService:
 
     def health(self) -> dict[str, Any]:
         """What is served and since when."""
-        model = self.source.current()
+        model = self.model()
         return {
             "status": "ok",
             "model": {"name": model.name, "version": model.version, "loaded_at": model.loaded_at},
             "policy": model.recommender.bundle.policy.name,
             "n_items": model.recommender.bundle.n_items,
+            "n_new_items": len(self.new_item_ids),
             "impression_log": self.log.location,
         }
 
 
-def create_app(service: RecommendationService, *, max_body_bytes: int = 1_000_000, poll_seconds: float = 0.0):
-    """Return the ASGI app: the FastAPI routes behind the body-size limit; polls the source when asked."""
+def _lifespan(service: RecommendationService, poll_seconds: float) -> Callable[..., Any]:
+    """The app's lifespan: a thread that re-reads the model source every `poll_seconds` (0: none)."""
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: Any) -> Any:
         stop = threading.Event()
-        follower = None
+        follower = threading.Thread(
+            target=_follow, args=(service, poll_seconds, stop), name="explorec-alias-follower", daemon=True
+        )
         if poll_seconds > 0:
-            follower = threading.Thread(
-                target=_follow,
-                args=(service, poll_seconds, stop),
-                name="explorec-alias-follower",
-                daemon=True,
-            )
             follower.start()
         yield
         stop.set()
-        if follower is not None:
+        if follower.is_alive():
             follower.join(timeout=poll_seconds + 5)
 
-    app = FastAPI(title="explorec", lifespan=lifespan)
+    return lifespan
+
+
+def _error_answers(app: Any) -> None:
+    """Answer the service's errors with a 4xx and a one-line `detail`."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    answers: dict[type[Exception], tuple[int, Callable[[Any], str]]] = {
+        RequestValidationError: (400, lambda error: _validation_reason(error.errors())),
+        RequestError: (400, str),
+        NewItemsUnsupportedError: (409, str),
+        LookupError: (404, lambda error: str(error.args[0])),
+    }
+    for kind, (status, reason) in answers.items():
+
+        async def answer(
+            _request: Any, error: Any, status: int = status, reason: Any = reason
+        ) -> JSONResponse:
+            return JSONResponse({"detail": reason(error)}, status_code=status)
+
+        app.add_exception_handler(kind, answer)
+
+
+def create_app(
+    service: RecommendationService, *, max_body_bytes: int = 1_000_000, poll_seconds: float = 0.0
+) -> Callable[..., Any]:
+    """Return the ASGI app: the FastAPI routes behind the body-size limit; polls the source when asked."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    app = FastAPI(title="explorec", lifespan=_lifespan(service, poll_seconds))
+    _error_answers(app)
 
     @app.middleware("http")
     async def count(request: Request, call_next: Callable[..., Any]) -> Any:
@@ -420,18 +527,6 @@ def create_app(service: RecommendationService, *, max_body_bytes: int = 1_000_00
         service.metrics.requests.labels(endpoint, str(response.status_code)).inc()
         return response
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_reason(error.errors())}, status_code=400)
-
-    @app.exception_handler(RequestError)
-    async def refused(_request: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=400)
-
-    @app.exception_handler(LookupError)
-    async def missing(_request: Request, error: LookupError) -> JSONResponse:
-        return JSONResponse({"detail": str(error.args[0])}, status_code=404)
-
     @app.post("/recommend")
     def recommend(body: RecommendBody) -> dict[str, Any]:
         return service.recommend(body)
@@ -439,6 +534,10 @@ def create_app(service: RecommendationService, *, max_body_bytes: int = 1_000_00
     @app.post("/feedback")
     def feedback(body: FeedbackBody) -> dict[str, Any]:
         return service.feedback(body)
+
+    @app.post("/items")
+    def items(body: ItemsBody) -> dict[str, Any]:
+        return service.add_items(body)
 
     @app.get("/health")
     def health() -> dict[str, Any]:

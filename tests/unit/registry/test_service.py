@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
@@ -18,6 +19,7 @@ from explorec.serving.impressions import ImpressionLog
 from explorec.serving.pyfunc import log_recommender
 from explorec.serving.recommender import Limits, Recommender
 from explorec.serving.service import FixedSource, RecommendationService, ServingRefusedError, create_app
+from tests.unit.registry.conftest import tiny_bundle
 
 
 @pytest.fixture
@@ -137,8 +139,6 @@ def test_registry_source_follows_the_alias_but_not_to_an_ungated_version(
     tracking_uri: str, bundle: RecommenderBundle, dataset
 ) -> None:
     """The alias' move to a passed version is served; a move to a failed-gate version is refused."""
-    from tests.unit.registry.conftest import tiny_bundle
-
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     client.create_registered_model("svc")
@@ -162,3 +162,80 @@ def test_registry_source_follows_the_alias_but_not_to_an_ungated_version(
     client.set_model_version_tag("svc", failed, "promotion.reason", "incident 42")
     assert forced.current().version == failed
     assert json.dumps(RegistrySource(client, "svc", "champion").current().version) == f'"{failed}"'
+
+
+@pytest.fixture(scope="module")
+def minilm_texts() -> np.ndarray:
+    """The packaged MiniLM's embeddings of the tiny catalogue's texts ('movie 0' … 'movie 39')."""
+    from explorec.config import EncoderConfig
+    from explorec.encoders.text import encode_in_batches, load_sentence_transformer
+
+    cfg = EncoderConfig(show_progress=False, num_threads=1)
+    return encode_in_batches(load_sentence_transformer(cfg), [f"movie {i}" for i in range(40)], cfg)
+
+
+def text_tower_bundle(dataset, texts: np.ndarray) -> RecommenderBundle:
+    """A bundle whose item tower reads MiniLM text (item m39 unknown: its vector comes from text alone)."""
+    import torch
+
+    from explorec.config import EncoderConfig, ModelConfig
+    from explorec.models.towers import ItemTower
+    from explorec.serving.packaging import attach_item_tower
+
+    torch.manual_seed(0)
+    model_cfg = ModelConfig(embedding_dim=8, history_length=5, attention_heads=2, use_genres=False)
+    known = torch.ones(dataset.n_items, dtype=torch.bool)
+    known[39] = False
+    tower = ItemTower(
+        n_items=dataset.n_items, embedding_dim=8, known_items=known, text_embeddings=torch.from_numpy(texts)
+    ).eval()
+    base = tiny_bundle(dataset)
+    with torch.no_grad():
+        base.item_vectors = tower(torch.arange(dataset.n_items)).numpy()
+    base.text_embeddings = texts
+    attach_item_tower(base, tower.state_dict(), model_cfg, EncoderConfig(), dataset)
+    return base
+
+
+def test_new_items_get_the_towers_text_vector_and_serve_at_once(
+    dataset, minilm_texts: np.ndarray, log: ImpressionLog
+) -> None:
+    """POST /items embeds with the bundle's encoder and item tower: an item with m39's text gets m39's
+    (text-only) vector, is served by the next request flagged as new, and survives a service restart."""
+    bundle = text_tower_bundle(dataset, minilm_texts)
+    expected = bundle.item_vectors[39].copy()
+    service = RecommendationService(FixedSource(Recommender(bundle, Limits(max_k=50))), log)
+    client = TestClient(create_app(service))
+    added = client.post("/items", json={"items": [{"item_id": "new-1", "title": "New", "text": "movie 39"}]})
+    assert added.status_code == 200, added.text
+    assert added.json()["added"] == 1 and added.json()["n_items"] == 41
+    recommender = service.model().recommender
+    np.testing.assert_allclose(recommender.item_vectors[40], expected, atol=1e-5)
+    slate = client.post("/recommend", json={"user_id": "u0", "k": 30, "exploration_rate": 0.0}).json()
+    served = {item["item_id"]: item for item in slate["items"]}
+    assert "new-1" in served and served["new-1"]["new_item"]
+    assert served["new-1"]["explanation"].startswith("new item (from its text)")
+    again = client.post(
+        "/items", json={"items": [{"item_id": "new-1", "title": "Renamed", "text": "movie 2"}]}
+    )
+    assert again.json()["added"] == 0 and again.json()["updated"] == 1
+    restarted = RecommendationService(FixedSource(Recommender(text_tower_bundle(dataset, minilm_texts))), log)
+    assert restarted.model().recommender.bundle.titles[40] == "Renamed"
+    unsupported = RecommendationService(FixedSource(Recommender(tiny_bundle(dataset))), log)
+    refused = TestClient(create_app(unsupported)).post(
+        "/items", json={"items": [{"item_id": "x", "text": "movie"}]}
+    )
+    assert refused.status_code == 409 and "without its item tower" in refused.json()["detail"]
+
+
+def test_item_tower_survives_the_bundle_files(dataset, minilm_texts: np.ndarray, tmp_path: Path) -> None:
+    """A saved and reloaded bundle embeds a new item exactly as the in-memory one."""
+    from explorec.serving.bundle import load_bundle
+    from explorec.serving.new_items import NewItem, NewItemEmbedder
+
+    bundle = text_tower_bundle(dataset, minilm_texts)
+    loaded = load_bundle(bundle.save(tmp_path / "bundle"))
+    assert loaded.item_tower_spec == bundle.item_tower_spec
+    vectors, texts = NewItemEmbedder(loaded).embed([NewItem("n", "N", "movie 39")])
+    np.testing.assert_allclose(vectors[0], bundle.item_vectors[39], atol=1e-5)
+    np.testing.assert_allclose(texts[0], minilm_texts[39], atol=1e-5)
