@@ -88,6 +88,29 @@ class Request:
 
 
 @dataclass(frozen=True)
+class DecisionContext:
+    """What the policy sees for one request: scores (raw and as served from), exclusions and its state."""
+
+    policy: Policy
+    values: np.ndarray
+    served_from: np.ndarray
+    excluded: np.ndarray
+    state: Any
+    cold_start: bool
+    n_unknown_shown: int
+    n_shown: int
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    """A recommender's view of one logged slate: its per-slot propensities and reward predictions."""
+
+    propensities: np.ndarray
+    logged_predictions: np.ndarray | None
+    own_predictions: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """The answer to one request: the slate by slot and how it was made."""
 
@@ -382,38 +405,94 @@ class Recommender:
         clicks = np.asarray([item in clicked for item in known], dtype=np.float64)
         return shown, clicks, len(request.shown_item_ids) - len(known)
 
-    def _slate(
-        self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None
-    ) -> Recommendation:
-        """Serve one request's slate through the policy, after replaying the request's feedback."""
+    def _context(self, request: Request, history: np.ndarray, scores: np.ndarray | None) -> DecisionContext:
+        """The policy's view of one request: its scores, exclusions and state after the request's feedback."""
         cold_start = scores is None
         values = self.cold_start_scores if scores is None else scores
         shown, clicks, n_unknown_shown = self.resolve_feedback(request)
         excluded = np.zeros(self.bundle.n_items, dtype=bool)
         excluded[history] = True
         excluded[shown] = True
-        available = int(self.bundle.n_items - excluded.sum())
+        policy = self.policy(request.exploration_rate)
+        served_from = self.policy_scores(policy, values, cold_start=cold_start)
+        state = policy.initial_state(history_items=history)
+        if shown.size:
+            policy.update(state=state, items=shown, rewards=clicks, scores=served_from)
+        return DecisionContext(
+            policy, values, served_from, excluded, state, cold_start, n_unknown_shown, int(shown.size)
+        )
+
+    def _slate(
+        self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None
+    ) -> Recommendation:
+        """Serve one request's slate through the policy, after replaying the request's feedback."""
+        context = self._context(request, history, scores)
+        available = int(self.bundle.n_items - context.excluded.sum())
         if request.k > available:
             raise RequestError(
                 f"k={request.k} but only {available} items are left after the history and shown items"
             )
-        policy = self.policy(request.exploration_rate)
-        served_from = self.policy_scores(policy, values, cold_start=cold_start)
         rng = np.random.default_rng(request.seed)
-        state = policy.initial_state(history_items=history)
-        if shown.size:
-            policy.update(state=state, items=shown, rewards=clicks, scores=served_from)
-        slate = policy.select(scores=served_from, excluded=excluded, k=request.k, rng=rng, state=state)
+        slate = context.policy.select(
+            scores=context.served_from, excluded=context.excluded, k=request.k, rng=rng, state=context.state
+        )
         items = [int(item) for item in slate.items]
         return Recommendation(
             user_id=request.user_id,
             item_ids=[self.bundle.item_ids[item] for item in items],
             titles=[self.bundle.titles[item] for item in items],
-            scores=[float(values[item]) for item in items],
+            scores=[float(context.values[item]) for item in items],
             propensities=[float(p) for p in slate.propensities],
             explored=[bool(flag) for flag in slate.explored],
-            n_unknown_items=n_unknown + n_unknown_shown,
+            n_unknown_items=n_unknown + context.n_unknown_shown,
             history_source=source,
-            cold_start=cold_start,
-            n_feedback=int(shown.size),
+            cold_start=context.cold_start,
+            n_feedback=context.n_shown,
         )
+
+    def logged_decisions(
+        self, requests: Sequence[Request], slates: Sequence[Sequence[str]], rng: np.random.Generator
+    ) -> list[LoggedDecision]:
+        """How this recommender would have answered logged requests, for off-policy evaluation.
+
+        Per logged slate: the probability this policy puts each logged item in its slot after the logged
+        earlier slots (0 for an item it does not know or may not show), its reward model's prediction for
+        each logged item (calibrated scores; None without a calibration), and that prediction for the item
+        its own sampled slate puts in each slot (the direct-method term of doubly robust).
+        """
+        resolved = [self.resolve_history(request) for request in requests]
+        rows = [self.user_index.get(r.user_id) if r.user_id is not None else None for r in requests]
+        personal = [
+            index
+            for index, (history, _, _) in enumerate(resolved)
+            if history.size and (not self.uses_user_ids or rows[index] is not None)
+        ]
+        vectors = self._personal_vectors([resolved[i] for i in personal], [rows[i] for i in personal])
+        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
+        calibration = self.bundle.score_calibration
+        decisions = []
+        for index, (request, logged) in enumerate(zip(requests, slates, strict=True)):
+            context = self._context(request, resolved[index][0], scores.get(index))
+            known = np.asarray([item in self.item_index for item in logged])
+            items = np.asarray(
+                [self.item_index[item] for item in logged if item in self.item_index], np.int64
+            )
+            propensities = np.zeros(len(logged))
+            if items.size:
+                propensities[known] = context.policy.slate_propensities(
+                    scores=context.served_from, excluded=context.excluded, items=items, state=context.state
+                )
+            predicted = None if calibration is None else calibration.probabilities(context.values)
+            logged_predictions = None
+            own_predictions = None
+            if predicted is not None:
+                logged_predictions = np.zeros(len(logged))
+                logged_predictions[known] = predicted[items]
+                k = min(len(logged), int((~context.excluded).sum()))
+                own = context.policy.select(
+                    scores=context.served_from, excluded=context.excluded, k=k, rng=rng, state=context.state
+                )
+                own_predictions = np.zeros(len(logged))
+                own_predictions[:k] = predicted[own.items]
+            decisions.append(LoggedDecision(propensities, logged_predictions, own_predictions))
+        return decisions
