@@ -7,7 +7,8 @@ or none. Feedback rows refer to an impression by id and to a slot by item id.
 
 Tables:
 - `impressions`: impression_id, request_id, served_at (unix seconds), user_id, model_name, model_version,
-  policy, exploration_rate, k, history_source, cold_start, propensity_kind ('policy' or 'deterministic').
+  policy, exploration_rate, k, history_source, cold_start, propensity_kind ('policy' or 'deterministic'),
+  request (the validated request as JSON: what an off-policy evaluation replays).
 - `impression_slots`: impression_id, slot, item_id, score, propensity, explored, new_item, explanation.
 - `feedback`: impression_id, item_id, event ('click', 'skip' or 'dwell'), dwell_seconds, received_at.
 - `catalogue_additions`: items added through the service (item_id, title, text, genres, added_at), so a
@@ -65,6 +66,7 @@ class ImpressionRecord:
     history_source: str
     cold_start: bool
     propensity_kind: str
+    request: str
     slots: tuple[SlotRecord, ...]
 
 
@@ -108,6 +110,7 @@ def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
         sa.Column("history_source", sa.String(16), nullable=False),
         sa.Column("cold_start", sa.Boolean, nullable=False),
         sa.Column("propensity_kind", sa.String(16), nullable=False),
+        sa.Column("request", sa.Text, nullable=False),
     )
     slots = sa.Table(
         "impression_slots",
@@ -308,6 +311,7 @@ class ImpressionLog:
                 self.impressions.c.policy,
                 self.impressions.c.exploration_rate,
                 self.impressions.c.propensity_kind,
+                self.impressions.c.request,
                 self.slots.c.slot,
                 self.slots.c.item_id,
                 self.slots.c.score,

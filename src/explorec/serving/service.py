@@ -20,6 +20,8 @@ a restart, and a version without a passed gate or an audited forced promotion is
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 import uuid
@@ -247,8 +249,6 @@ class _BodyTooLargeError(Exception):
 
 async def _reject(send: Callable[..., Any], status: int, reason: str) -> None:
     """Send a JSON error answer from ASGI middleware."""
-    import json
-
     body = json.dumps({"detail": reason}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -375,6 +375,7 @@ class RecommendationService:
             history_source=answer.history_source,
             cold_start=answer.cold_start,
             propensity_kind="deterministic" if deterministic else "policy",
+            request=json.dumps(dataclasses.asdict(request)),
             slots=tuple(
                 SlotRecord(item, score, propensity, explored, is_new, reason)
                 for item, score, propensity, explored, is_new, reason in zip(
