@@ -98,6 +98,8 @@ AT_LEAST_ONE = (
 )
 """Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
 AT_LEAST_ZERO = (
+    "gates.ope_lift_tolerance",
+    "gates.ope_min_effective_samples",
     "model.mlp_layers",
     "model.extra_uniform_negatives",
     "model.weight_decay",

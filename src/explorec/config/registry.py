@@ -61,6 +61,12 @@ class GatesConfig:
     """Lower bound of the simulator's lift interval; when the candidate has it, it must be > 0."""
     require_simulator_lift: bool = False
     """Fail a candidate that has no simulator result at all."""
+    ope_lift_metric: str = "ope/lift_ci_low"
+    """Lower bound of the lift over logged traffic (`explorec evaluate-logs`), when the candidate has one."""
+    ope_lift_tolerance: float = 0.0
+    """How far below 0 that lower bound may be (clicks per slot)."""
+    ope_min_effective_samples: float = 200.0
+    """Fewest effective samples (Σw)²/Σw² for the off-policy estimate to count; fewer fails the gate."""
 
     def metric_gates(self) -> dict[str, MetricGate]:
         """Return the metric gates by rule name, in table order."""
