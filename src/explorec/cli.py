@@ -65,6 +65,12 @@ COMMANDS: dict[str, Command] = {
         render="explorec.pipeline.report:registration_text",
         options=((("--run-id",), {"help": "training run to register (default: train a new one now)"}),),
     ),
+    "evaluate-logs": Command(
+        help="estimate a registered version's clicks per slot on the service's logged traffic (IPS/SNIPS/DR)",
+        call="explorec.cli:evaluate_logs_command",
+        render="explorec.pipeline.report:log_evaluation_text",
+        options=((("--candidate",), {"required": True, "help": "registered version to evaluate"}),),
+    ),
     "promote": Command(
         help="move the champion alias to a version (default: the challenger), re-checking the gates",
         call="explorec.cli:promote_command",
@@ -182,6 +188,13 @@ def register_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
         run_id = train_flow(overrides=list(args.overrides))["run_id"]
     package_run(cfg, run_id)
     return register_and_gate(cfg, run_id).to_summary()
+
+
+def evaluate_logs_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate --candidate on the impression log and tag the version with the estimates."""
+    from explorec.pipeline.service import evaluate_logs
+
+    return evaluate_logs(cfg, str(args.candidate))
 
 
 def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:

@@ -160,6 +160,36 @@ def promotion_text(summary: dict[str, Any]) -> str:
     )
 
 
+def log_evaluation_text(summary: dict[str, Any]) -> str:
+    """Return what `evaluate-logs` prints: clicks per slot of the logged traffic and of the candidate."""
+    metrics = summary["metrics"]
+    lines = [
+        f"explorec evaluate-logs: {summary['registered_model']} v{summary['version']} on "
+        f"{metrics['ope/n_impressions']:.0f} logged slates ({metrics['ope/n_slots']:.0f} slots) of "
+        f"{summary['impression_log']}",
+        "",
+        "| estimate | clicks per slot | 95% interval |",
+        "|---|---|---|",
+        f"| logged traffic | {metrics['ope/logged_ctr']:.4f} | |",
+    ]
+    for name in ("ips", "snips", "dr", "lift"):
+        if f"ope/{name}" in metrics:
+            lines.append(
+                f"| candidate {name} | {metrics[f'ope/{name}']:+.4f} | "
+                f"[{metrics[f'ope/{name}_ci_low']:+.4f}, {metrics[f'ope/{name}_ci_high']:+.4f}] |"
+                if name == "lift"
+                else f"| candidate {name} | {metrics[f'ope/{name}']:.4f} | "
+                f"[{metrics[f'ope/{name}_ci_low']:.4f}, {metrics[f'ope/{name}_ci_high']:.4f}] |"
+            )
+    lines += [
+        "",
+        f"effective samples {metrics['ope/effective_sample_size']:.0f}; support "
+        f"{metrics['ope/support']:.1%} of logged slots; ope_lift gate: {summary['ope_gate']}",
+        f"MLflow run {summary['run_id']}; metrics tagged on the version as metric.ope/*",
+    ]
+    return "\n".join(lines)
+
+
 def simulate_text(summary: dict[str, Any]) -> str:
     """Return what `simulate` prints: the Markdown summary and the MLflow run."""
     return f"{summary['markdown']}\n\nMLflow run {summary['run_id']} ({summary['runtime_s']} s)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from explorec.errors import ExplorecError
 from explorec.registry.servable import refusal_reason
@@ -125,3 +125,55 @@ def serve(cfg: ExplorecConfig) -> int:
     finally:
         log.close()
     return 0
+
+
+def evaluate_logs(cfg: ExplorecConfig, version: str) -> dict[str, Any]:
+    """Evaluate registered `version` on the impression log; record it as an MLflow run and on the version.
+
+    The version gets the evaluation's metrics as `metric.ope/*` tags, which the `ope_lift` gate reads when
+    it is next decided (`explorec promote`).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from explorec.registry.gates import decide
+    from explorec.registry.promotion import metric_tags, metrics_from_tags
+    from explorec.serving.impressions import ImpressionLog
+    from explorec.serving.log_evaluation import evaluate_on_logs
+    from explorec.tracking.store import configure_tracking, metric_dict
+
+    target = configure_tracking(cfg.tracking)
+    client, name = MlflowClient(tracking_uri=target.tracking_uri), cfg.tracking.registered_model
+    try:
+        tags = client.get_model_version(name, version).tags
+    except MlflowException:
+        raise ServiceError(f"{name} has no version {version!r}; see `explorec promote --dry-run`") from None
+    log = ImpressionLog(cfg.service.impression_log)
+    try:
+        evaluation = evaluate_on_logs(
+            load_recommender(name, version, cfg.service.torch_threads), log, seed=cfg.seed
+        )
+    except ValueError as error:
+        raise ServiceError(str(error)) from None
+    finally:
+        log.close()
+    metrics = evaluation.metrics()
+    with mlflow.start_run(
+        run_name=f"evaluate-logs v{version}", tags={"registered_model": name, "version": version}
+    ) as run:
+        mlflow.log_metrics(metric_dict(metrics))
+    for key, value in metric_tags(metrics).items():
+        client.set_model_version_tag(name, version, key, value)
+    decision = decide({**metrics_from_tags(tags), **metrics}, None, cfg.gates)
+    ope_rows = [row for row in decision.table if row.rule == "ope_lift"]
+    return {
+        "registered_model": name,
+        "version": version,
+        "run_id": run.info.run_id,
+        "impression_log": log.location,
+        "metrics": metrics,
+        "ope_gate": "passed"
+        if ope_rows and ope_rows[0].passed
+        else (ope_rows[0].reason if ope_rows else "n/a"),
+    }

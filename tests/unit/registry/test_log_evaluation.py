@@ -84,3 +84,37 @@ def test_deterministic_logs_support_only_the_same_choices(dataset, tmp_path: Pat
     other = Recommender(tiny_bundle(dataset, seed=5, policy=PolicySpec("greedy", 0.0)))
     with pytest.raises(ValueError, match="no support"):
         evaluate_on_logs(other, log)
+
+
+def test_evaluate_logs_command_records_a_run_and_tags_the_version(
+    dataset, isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`explorec evaluate-logs --candidate 2` reads the home's log, prints the table, tags v2's metrics."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from explorec.cli import main
+    from explorec.registry.promotion import metrics_from_tags
+    from explorec.serving.pyfunc import log_recommender
+
+    uri = f"sqlite:///{isolated_home / 'mlruns' / 'mlflow.db'}"
+    (isolated_home / "mlruns").mkdir()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    client.create_registered_model("explorec-two-tower")
+    for rate in (0.5, 0.1):
+        with mlflow.start_run():
+            info = log_recommender(tiny_bundle(dataset, policy=PolicySpec("epsilon_greedy", rate)))
+        client.create_model_version("explorec-two-tower", info.model_uri)
+    log = ImpressionLog("sqlite:///mlruns/impressions.db")
+    logging = Recommender(tiny_bundle(dataset, policy=PolicySpec("epsilon_greedy", 0.5)))
+    serve_and_click(RecommendationService(FixedSource(logging), log), 400, np.random.default_rng(0))
+    assert main(["evaluate-logs", "--candidate", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "on 400 logged slates (1600 slots)" in printed and "| candidate snips |" in printed
+    tags = metrics_from_tags(client.get_model_version("explorec-two-tower", "2").tags)
+    assert tags["ope/n_slots"] == 1600 and tags["ope/lift_ci_low"] < tags["ope/lift_ci_high"]
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.version = '2'")
+    assert len(runs) == 1 and runs["metrics.ope/n_impressions"].iloc[0] == 400
+    assert main(["evaluate-logs", "--candidate", "9"]) == 1
+    assert "has no version '9'" in capsys.readouterr().err
