@@ -239,3 +239,32 @@ def test_item_tower_survives_the_bundle_files(dataset, minilm_texts: np.ndarray,
     vectors, texts = NewItemEmbedder(loaded).embed([NewItem("n", "N", "movie 39")])
     np.testing.assert_allclose(vectors[0], bundle.item_vectors[39], atol=1e-5)
     np.testing.assert_allclose(texts[0], minilm_texts[39], atol=1e-5)
+
+
+@pytest.mark.e2e
+def test_two_servers_share_one_postgresql_log(bundle: RecommenderBundle, postgres_url: str) -> None:
+    """Two services writing one PostgreSQL log at once lose nothing, and feedback joins across them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from explorec.serving.service import FeedbackBody, RecommendBody
+
+    logs = [ImpressionLog(postgres_url) for _ in range(2)]
+    services = [RecommendationService(FixedSource(Recommender(bundle)), log) for log in logs]
+    before = logs[0].counts()
+
+    def serve(service: RecommendationService) -> list[str]:
+        return [
+            service.recommend(RecommendBody(user_id=f"u{i % 12}", k=3))["impression_id"] for i in range(60)
+        ]
+
+    with ThreadPoolExecutor(4) as pool:
+        served = list(pool.map(serve, services * 2))
+    after = logs[1].counts()
+    assert after["impressions"] - before["impressions"] == 240
+    assert after["slots"] - before["slots"] == 720
+    first = served[0][0]
+    item = logs[1].slot_items(first)[0]
+    assert services[1].feedback(FeedbackBody(impression_id=first, clicked_item_ids=[item]))["recorded"] == 1
+    assert "postgres@127.0.0.1" in logs[0].location and "***" not in logs[0].location
+    for log in logs:
+        log.close()
