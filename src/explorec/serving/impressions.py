@@ -17,6 +17,7 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -173,6 +174,7 @@ class ImpressionLog:
         self.impressions, self.slots, self.feedback = _tables(self.metadata)
         self.additions = _additions_table(self.metadata)
         self._write_lock = threading.Lock()
+        self._writer: sa.Connection | None = None
         try:
             self.metadata.create_all(self.engine)
         except sa.exc.DatabaseError as error:
@@ -180,6 +182,19 @@ class ImpressionLog:
                 f"impression log {self.location} is not a usable database ({error.orig}); move it aside "
                 "or point service.impression_log at another store"
             ) from None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        """One transaction on the log's single writing connection (kept open: no pool checkout per slate)."""
+        with self._write_lock:
+            if self._writer is None or self._writer.closed:
+                self._writer = self.engine.connect()
+            try:
+                with self._writer.begin():
+                    yield self._writer
+            except sa.exc.DBAPIError:
+                self._writer.close()  # a broken connection is replaced on the next write
+                raise
 
     @property
     def location(self) -> str:
@@ -210,7 +225,7 @@ class ImpressionLog:
             for record in records
             for position, slot in enumerate(record.slots)
         ]
-        with self._write_lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(self.impressions.insert(), heads)
             if slots:
                 connection.execute(self.slots.insert(), slots)
@@ -252,7 +267,7 @@ class ImpressionLog:
             }
             for event in events
         ]
-        with self._write_lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(self.feedback.insert(), rows)
         return len(rows)
 
@@ -270,7 +285,7 @@ class ImpressionLog:
             for item in items
         ]
         ids = [item.item_id for item in items]
-        with self._write_lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(self.additions.delete().where(self.additions.c.item_id.in_(ids)))
             connection.execute(self.additions.insert(), rows)
 
@@ -334,4 +349,7 @@ class ImpressionLog:
 
     def close(self) -> None:
         """Release the store's connections."""
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
         self.engine.dispose()
