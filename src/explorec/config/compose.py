@@ -117,7 +117,13 @@ ABOVE_ZERO = (
     "service.poll_seconds",
 )
 """Step sizes, temperatures and timeouts."""
-FRACTIONS = ("model.dropout", "model.id_dropout", "model.ema_decay", "split.cold_item_ratio")
+FRACTIONS = (
+    "model.dropout",
+    "model.id_dropout",
+    "model.ema_decay",
+    "split.cold_item_ratio",
+    "service.exploration_floor",
+)
 """Shares in [0, 1)."""
 
 

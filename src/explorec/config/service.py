@@ -21,5 +21,8 @@ class ServiceConfig:
     """Largest request body accepted (a bigger one gets 413)."""
     max_feedback_items: int = 1000
     """Most events one POST /feedback may carry."""
+    exploration_floor: float = 0.0
+    """Share of slates served uniformly at random, so that logs of any policy (a deterministic one too)
+    support off-policy evaluation of other candidates; propensities are those of the mixture."""
     torch_threads: int = 1
     """Intra-op threads of the user tower (one request's tensors are tiny; more threads only contend)."""

@@ -37,8 +37,17 @@ def load_recommender(name: str, version: str, torch_threads: int) -> Recommender
 class RegistrySource:
     """Follows a registry alias: serves the version it points at, once that version may be served."""
 
-    def __init__(self, client: MlflowClient, name: str, alias: str, *, torch_threads: int = 1) -> None:
+    def __init__(
+        self,
+        client: MlflowClient,
+        name: str,
+        alias: str,
+        *,
+        torch_threads: int = 1,
+        exploration_floor: float = 0.0,
+    ) -> None:
         self.client, self.name, self.alias, self.torch_threads = client, name, alias, torch_threads
+        self.exploration_floor = exploration_floor
         self._model: ServedModel | None = None
         self._refused: str | None = None
         self._lock = threading.Lock()
@@ -61,6 +70,7 @@ class RegistrySource:
         if reason is not None:
             raise ServingRefusedError(f"{self.name} v{version} (@{self.alias}) is not served: {reason}")
         recommender = load_recommender(self.name, version, self.torch_threads)
+        recommender.exploration_floor = self.exploration_floor
         return ServedModel(self.name, version, recommender, time.time())
 
     def current(self) -> ServedModel:
@@ -102,6 +112,7 @@ def serve(cfg: ExplorecConfig) -> int:
         cfg.tracking.registered_model,
         settings.alias,
         torch_threads=settings.torch_threads,
+        exploration_floor=settings.exploration_floor,
     )
     try:
         model = source.current()

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.policies.base import Policy
+from explorec.policies.slates import with_exploration_floor
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
     RecommenderBundle,
@@ -243,9 +244,13 @@ def scores_for_policy(policy: Policy, scores: np.ndarray, calibration: ScoreCali
 class Recommender:
     """Answers requests from a bundle: user tower for users with a history, popularity for cold start."""
 
-    def __init__(self, bundle: RecommenderBundle, limits: Limits | None = None) -> None:
+    def __init__(
+        self, bundle: RecommenderBundle, limits: Limits | None = None, *, exploration_floor: float = 0.0
+    ) -> None:
         self.bundle = bundle
         self.limits = limits or Limits()
+        self.exploration_floor = exploration_floor
+        """Share of slates served uniformly at random (see `with_exploration_floor`); 0 serves the policy."""
         self.user_tower = build_user_tower(bundle)
         self.read_length = self.user_tower.max_history  # None: a set-style tower reads the whole history
         self.uses_user_ids = bundle.tower_config.get("n_users") is not None
@@ -435,6 +440,15 @@ class Recommender:
         rng = np.random.default_rng(request.seed)
         slate = context.policy.select(
             scores=context.served_from, excluded=context.excluded, k=request.k, rng=rng, state=context.state
+        )
+        slate = with_exploration_floor(
+            context.policy,
+            slate,
+            scores=context.served_from,
+            excluded=context.excluded,
+            state=context.state,
+            rng=rng,
+            floor=self.exploration_floor,
         )
         items = [int(item) for item in slate.items]
         return Recommendation(

@@ -361,7 +361,7 @@ class RecommendationService:
             explanations = explain_slots(model.recommender, history, answer, new)
             policy = model.recommender.policy(request.exploration_rate)
         rate = float(policy.exploration_rate)
-        deterministic = rate == 0.0 or all(p == 1.0 for p in answer.propensities)
+        deterministic = all(p == 1.0 for p in answer.propensities)
         record = ImpressionRecord(
             impression_id=uuid.uuid4().hex,
             request_id=uuid.uuid4().hex,

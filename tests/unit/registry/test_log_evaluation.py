@@ -118,3 +118,18 @@ def test_evaluate_logs_command_records_a_run_and_tags_the_version(
     assert len(runs) == 1 and runs["metrics.ope/n_impressions"].iloc[0] == 400
     assert main(["evaluate-logs", "--candidate", "9"]) == 1
     assert "has no version '9'" in capsys.readouterr().err
+
+
+def test_an_exploration_floor_lets_greedy_traffic_judge_another_policy(dataset, tmp_path: Path) -> None:
+    """Greedy traffic with a 0.3 floor supports an ε-greedy candidate; its intervals cover the truth."""
+    log = ImpressionLog(f"sqlite:///{tmp_path / 'impressions.db'}")
+    greedy = Recommender(tiny_bundle(dataset, policy=PolicySpec("greedy", 0.0)), exploration_floor=0.3)
+    serve_and_click(RecommendationService(FixedSource(greedy), log), 3000, np.random.default_rng(0))
+    kinds = {row["propensity_kind"] for batch in log.logged_slots() for row in batch}
+    assert kinds == {"policy"}
+    candidate = Recommender(tiny_bundle(dataset, policy=PolicySpec("epsilon_greedy", 0.2)))
+    evaluation = evaluate_on_logs(candidate, log, seed=1)
+    truth = true_value(candidate, [f"u{u}" for u in range(12)], np.random.default_rng(2))
+    assert evaluation.support == pytest.approx(1.0)
+    for name in ("ips", "snips"):
+        assert evaluation.estimates[name].contains(truth), (name, evaluation.estimates[name], truth)
