@@ -43,6 +43,9 @@ FLOW_COMMANDS: dict[str, str] = {
 }
 """Sub-command → its help; each runs `flows.<name>:<name>_flow` and shows `pipeline.report:<name>_text`."""
 
+GUARDED_COMMANDS = ("pipeline", "register", "promote", "evaluate-logs", "serve")
+"""Commands that read or move the champion: the champion guard runs first (`explorec.registry.guard`)."""
+
 UP_TO_DATE_CHECKS: dict[str, str] = {"preprocess": "explorec.cli:cached_preprocess_summary"}
 """Flow commands that answer from a matching cached output, without starting Prefect, unless --force-flow."""
 
@@ -147,12 +150,23 @@ def _servers(args: argparse.Namespace) -> int:
     )
 
 
+def _guard(cfg: Any) -> None:
+    """Run the champion guard; say on stderr when it restored or recorded a move made around the gates."""
+    from explorec.pipeline.guard import guard_registry
+
+    outcome = guard_registry(cfg)
+    if outcome is not None and outcome.message:
+        print(f"explorec: warning: {outcome.message}", file=sys.stderr)
+
+
 def _serve(overrides: Sequence[str]) -> int:
     """Run `explorec serve` until interrupted."""
     from explorec.pipeline.config import load_config
     from explorec.pipeline.service import serve
 
-    return serve(load_config(overrides))
+    cfg = load_config(overrides)
+    _guard(cfg)
+    return serve(cfg)
 
 
 def _quiet_prefect_tracebacks() -> None:
@@ -221,6 +235,8 @@ def run(
 
     spec = COMMANDS[command]
     cfg = load_config(overrides)  # fail fast on a bad override, before Prefect starts; the flow loads its own
+    if command in GUARDED_COMMANDS:
+        _guard(cfg)
     summary = _load(spec.up_to_date)(cfg) if spec.up_to_date and not force else None
     if summary is None and spec.call is not None:
         summary = _load(spec.call)(cfg, args)

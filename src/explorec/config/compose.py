@@ -55,6 +55,7 @@ FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
     "model.loss": ("auto", "sampled_softmax", "full_softmax"),
     "model.user_pooling": ("auto", "attention", "mean"),
     "replay.evaluation": ("valid", "test"),
+    "registry.unaudited_champion": ("restore", "record"),
 }
 """Settings whose value is one of a fixed set of options (not a registry of components)."""
 

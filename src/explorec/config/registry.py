@@ -88,6 +88,9 @@ class RegistryConfig:
     lock_dir: str = "mlruns/registry"
     """Folder of the promotion lock files (relative paths resolve under the project root)."""
     lock_timeout_s: float = 120.0
+    unaudited_champion: str = "restore"
+    """A champion moved around the gates (MLflow UI, API): `restore` the last gated one, or `record` the move
+    as a forced promotion with a warning on the version page (`explorec.registry.guard`)."""
     model_artifact: str = "recommender"
     max_k: int = 100
     """Largest slate a serving request may ask for (bigger requests are rejected with a 4xx)."""

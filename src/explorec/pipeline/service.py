@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from explorec.errors import ExplorecError
+from explorec.registry.guard import guard_champion
 from explorec.registry.servable import refusal_reason
 from explorec.serving.service import ServedModel, ServingRefusedError
 
@@ -45,9 +46,12 @@ class RegistrySource:
         *,
         torch_threads: int = 1,
         exploration_floor: float = 0.0,
+        guard_action: str | None = None,
     ) -> None:
         self.client, self.name, self.alias, self.torch_threads = client, name, alias, torch_threads
         self.exploration_floor = exploration_floor
+        self.guard_action = guard_action
+        """With an action (`restore` or `record`), an un-gated alias move is handed to the champion guard."""
         self._model: ServedModel | None = None
         self._refused: str | None = None
         self._lock = threading.Lock()
@@ -90,7 +94,12 @@ class RegistrySource:
             loaded = self._load(version)
         except ServingRefusedError as refusal:
             self._refused = version
-            return f"{refusal}; still serving v{current.version}"
+            if self.guard_action is None:
+                return f"{refusal}; still serving v{current.version}"
+            outcome = guard_champion(self.client, self.name, alias=self.alias, action=self.guard_action)
+            if outcome.action == "recorded":
+                self._refused = None  # now an audited forced promotion: served from the next check
+            return f"{outcome.message}; still serving v{current.version}"
         with self._lock:
             self._model, self._refused = loaded, None
         return f"@{self.alias} moved: now serving {self.name} v{version} (was v{current.version})"
@@ -113,6 +122,7 @@ def serve(cfg: ExplorecConfig) -> int:
         settings.alias,
         torch_threads=settings.torch_threads,
         exploration_floor=settings.exploration_floor,
+        guard_action=cfg.registry.unaudited_champion,
     )
     try:
         model = source.current()
