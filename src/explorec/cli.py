@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorec.errors import ExplorecError
+from explorec.progress import quiet_libraries
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    quiet_libraries()  # no deprecation notices, CloudPickle cautions or artifact bars of other libraries
     debug = args.debug or os.environ.get("EXPLOREC_DEBUG") == "1"
     if not debug:
         _quiet_prefect_tracebacks()
