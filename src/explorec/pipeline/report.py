@@ -243,3 +243,27 @@ def pipeline_markdown(summary: dict[str, Any], decision_markdown: str) -> str:
         lines.append(f"- search: parent run {run_link(summary, summary['search']['parent_run_id'])}")
     lines += ["", "## Gate decision", "", decision_markdown]
     return "\n".join(lines)
+
+
+NOT_PROMOTED = "Not promoted"
+"""The name of the pipeline flow run's final (Completed) state when its candidate did not become champion."""
+
+
+def not_promoted_reason(summary: dict[str, Any], *, promote: bool) -> str | None:
+    """Say why the pipeline's candidate did not become champion (None: it is the champion now).
+
+    A failed gate, a promotion refused when the gates were re-checked under the lock, or promotion
+    switched off (`pipeline.promote=false`) each leave the champion where it was.
+    """
+    registration, promotion = summary["registration"], summary.get("promotion")
+    version = f"{registration['registered_model']} v{registration['version']}"
+    champion = f"v{summary['champion']}" if summary.get("champion") else "none"
+    if not registration["gate_passed"]:
+        reasons = "; ".join(registration["gate_reasons"]) or "no reason recorded"
+        return f"gate failed, {version} not promoted (champion: {champion}): {reasons}"
+    if promotion is not None and not promotion["promoted"]:
+        reasons = "; ".join(promotion["gate_reasons"]) or promotion["outcome"]
+        return f"promotion {promotion['outcome']}, {version} not promoted (champion: {champion}): {reasons}"
+    if promotion is None and summary.get("champion") != registration["version"] and not promote:
+        return f"gates passed but pipeline.promote=false: {version} is the challenger, not promoted"
+    return None
