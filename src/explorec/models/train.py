@@ -103,14 +103,18 @@ def _log_artifacts(
     results: dict[str, dict[str, float]],
     embeddings: np.ndarray | None,
 ) -> None:
-    """Log the resolved config, metrics table, item vectors and best weights as run artifacts."""
+    """Log the resolved config, metrics table, training curves, item vectors and best weights as artifacts."""
     from omegaconf import OmegaConf
+
+    from explorec.tracking.plots import training_curves
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         (folder / "metrics.json").write_text(json.dumps(results, indent=2))
         (folder / "metrics.md").write_text(metrics_markdown({"two_tower": results}))
+        title = f"two-tower, encoder {cfg.encoder.name}, {cfg.data.name} / {cfg.split.name}"
+        training_curves(fit.history, folder / "plots" / "training_curves.png", title=title)
         np.save(folder / "item_vectors.npy", fit.item_vectors())
         if embeddings is not None:
             np.save(folder / "item_text_embeddings.npy", embeddings)
