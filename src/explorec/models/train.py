@@ -138,8 +138,9 @@ def train_and_evaluate(
 
     from explorec.models.fit import fit_two_tower
     from explorec.tracking.lightning import ExplorecMLFlowLogger
+    from explorec.tracking.params import log_active_params
     from explorec.tracking.runs import tracked_run
-    from explorec.tracking.store import config_params, configure_tracking, metric_dict, run_tags
+    from explorec.tracking.store import configure_tracking, metric_dict, run_tags
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
@@ -155,8 +156,7 @@ def train_and_evaluate(
     with tracked_run(
         client, target.experiment_id, run_name=name, tags=tags, parent_run_id=parent_run_id
     ) as run_id:
-        for key, value in config_params(to_dict(cfg)).items():
-            client.log_param(run_id, key, value)
+        log_active_params(client, run_id, to_dict(cfg))  # data, split, encoder, model, trainer, seed
         logger = ExplorecMLFlowLogger(
             tracking_uri=target.tracking_uri, run_id=run_id, experiment_name=cfg.tracking.experiment
         )

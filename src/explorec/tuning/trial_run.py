@@ -37,11 +37,10 @@ def trial_run_tags(cfg: ExplorecConfig, *, data_fingerprint: str, tags: Mapping[
 
 
 def log_trial_params(client: Any, run_id: str, cfg: ExplorecConfig) -> None:
-    """Log the trial's resolved config as the run's params."""
-    from explorec.tracking.store import config_params
+    """Log the sections of the trial's config that shape its training run as the run's params."""
+    from explorec.tracking.params import log_active_params
 
-    for key, value in config_params(to_dict(cfg)).items():
-        client.log_param(run_id, key, value)
+    log_active_params(client, run_id, to_dict(cfg))
 
 
 def fit_and_evaluate(
