@@ -18,7 +18,13 @@ from prefect.states import Completed, State
 
 from explorec.config import from_dict, to_dict
 from explorec.pipeline.config import load_config
-from explorec.pipeline.report import NOT_PROMOTED, not_promoted_reason, pipeline_markdown, without_decision
+from explorec.pipeline.report import (
+    NOT_PROMOTED,
+    not_promoted_reason,
+    pipeline_markdown,
+    serving_policy,
+    without_decision,
+)
 from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
 from flows.tune import tune_flow
@@ -174,6 +180,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any] | State:
         "experiment_id": trained.training.experiment_id,
         "metrics": trained.training.metrics,
         "served": served,
+        "policy": serving_policy(cfg.policy.name, cfg.policy.exploration_rate, served, search),
         "simulation": simulation.to_summary(),
         "registration": without_decision(registration.to_summary()),
         "promotion": None if promotion is None else without_decision(promotion.to_summary()),
