@@ -43,9 +43,9 @@ def test_a_promoted_or_already_champion_candidate_has_no_reason() -> None:
 def test_the_served_policy_says_its_rate_where_it_came_from_and_how_much_it_explored() -> None:
     served = {"served/policy/explored_share": 0.25, "served/policy/deviation_rate": 0.4}
     policy = serving_policy("linucb", 0.5, served, {"chosen_trial": {"number": 7}})
-    assert policy["rate_from"] == "search trial 7"
+    assert policy["rate_from"] == "chosen by search trial 7"
     assert policy_line(policy) == (
-        "policy linucb at exploration rate 0.5 (search trial 7); "
+        "policy linucb at exploration rate 0.5, chosen by search trial 7; "
         "served to test users: explored slots 0.250, slots unlike greedy 0.400"
     )
-    assert serving_policy("greedy", 0.0, {})["rate_from"] == "config (policy.exploration_rate)"
+    assert serving_policy("greedy", 0.0, {})["rate_from"] == "set in the config"

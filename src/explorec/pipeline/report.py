@@ -119,7 +119,7 @@ def serving_policy(
     return {
         "name": name,
         "exploration_rate": float(rate),
-        "rate_from": f"search trial {chosen['number']}" if chosen else "config (policy.exploration_rate)",
+        "rate_from": f"chosen by search trial {chosen['number']}" if chosen else "set in the config",
         "explored_share": served.get("served/policy/explored_share"),
         "deviation_rate": served.get("served/policy/deviation_rate"),
     }
