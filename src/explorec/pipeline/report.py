@@ -130,7 +130,7 @@ def policy_line(policy: dict[str, Any] | None) -> str:
     if not policy:
         return ""
     line = (
-        f"policy {policy['name']} at exploration rate {policy['exploration_rate']:g} ({policy['rate_from']})"
+        f"policy {policy['name']} at exploration rate {policy['exploration_rate']:g}, {policy['rate_from']}"
     )
     measured = [
         f"{label} {policy[key]:.3f}"
