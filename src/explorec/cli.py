@@ -84,6 +84,8 @@ OFFLINE_ENVIRONMENT = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     # seconds Prefect waits for its ephemeral API to start; its 20 s default is too short on a busy machine
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # progress lines (explorec.progress) also go to the flow run's log in the Prefect UI
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "explorec.progress",
 }
 
 
