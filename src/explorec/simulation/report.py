@@ -93,10 +93,15 @@ def write_plots(result: SimulationResult, output_dir: Path) -> dict[str, Path]:
 
 
 def lift_rows(comparisons: pd.DataFrame) -> list[dict]:
-    """Return the expected-click lift rows over greedy_online (every exploring policy and baseline)."""
+    """Return each exploring policy's expected-click lift over greedy_online (the baselines are in the
+    tables: static and random would set the chart's scale and squash the policies' intervals)."""
     if comparisons.empty:
         return []
-    chosen = comparisons[(comparisons["metric"] == LIFT_OUTCOME) & (comparisons["control"] == LIFT_CONTROL)]
+    chosen = comparisons[
+        (comparisons["metric"] == LIFT_OUTCOME)
+        & (comparisons["control"] == LIFT_CONTROL)
+        & ~comparisons["policy"].isin(BASELINE_LABELS)
+    ]
     return chosen.to_dict("records")
 
 

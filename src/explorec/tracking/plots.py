@@ -129,36 +129,37 @@ def lift_intervals_figure(rows: Sequence[Mapping[str, Any]], *, control: str, ou
     plt = pyplot()
     calibrations = list(dict.fromkeys(str(row["calibration"]) for row in rows)) or ["none"]
     policies = list(dict.fromkeys(str(row["policy"]) for row in rows))
-    height = 1.2 + 0.45 * max(len(policies), 1)
+    height = 1.4 + 0.55 * max(len(policies), 1)
     figure, axes = plt.subplots(
-        1, len(calibrations), figsize=(5.5 * len(calibrations), height), squeeze=False, sharey=True
+        1, len(calibrations), figsize=(6.5 * len(calibrations), height), squeeze=False
     )
     for axis, calibration in zip(axes[0], calibrations, strict=True):
-        chosen = [row for row in rows if str(row["calibration"]) == calibration]
+        chosen = {str(row["policy"]): row for row in rows if str(row["calibration"]) == calibration}
+        labels, edges = [], [0.0]
         for position, policy in enumerate(policies):
-            row = next((row for row in chosen if str(row["policy"]) == policy), None)
+            row = chosen.get(policy)
             if row is None:
+                labels.append(f"{policy}\n(not simulated)")
                 continue
             mean, low, high = (float(row[key]) for key in ("mean_difference", "ci_low", "ci_high"))
             colour = PASS_COLOUR if low > 0 else FAIL_COLOUR if high < 0 else "#555555"
             axis.errorbar(
-                [mean], [position], xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=4
+                [mean], [position], xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=5
             )
-            axis.annotate(
-                f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]",
-                (mean, position),
-                xytext=(0, 7),
-                textcoords="offset points",
-                ha="center",
-                fontsize=8,
-            )
+            labels.append(
+                f"{policy}\n{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
+            )  # numbers beside, not on, the bar
+            edges += [low, high]
+        span = max(max(edges) - min(edges), 1e-9)
+        axis.set_xlim(min(edges) - 0.1 * span, max(edges) + 0.1 * span)
         axis.axvline(0.0, color="black", linewidth=1)
-        axis.set_yticks(range(len(policies)), policies)
-        axis.set_ylim(-0.7, len(policies) - 0.3)
+        axis.set_yticks(range(len(policies)), labels, fontsize=8)
+        axis.set_ylim(-0.6, len(policies) - 0.4)
+        axis.invert_yaxis()  # the first policy on top
         axis.set(title=f"calibration {calibration}", xlabel=f"lift in {outcome} vs {control} (95% CI)")
         axis.grid(axis="x", alpha=0.3)
     figure.suptitle(
-        "green: lower bound above 0; red: upper bound below 0; grey: interval holds 0", fontsize=9
+        "green: lower bound above 0; red: upper bound below 0; grey: the interval holds 0", fontsize=9
     )
     return figure
 

@@ -52,8 +52,10 @@ def test_lift_intervals_draw_one_interval_per_policy_and_calibration_and_the_zer
     for axis in figure.axes:
         assert len(axis.containers) == 2  # one error bar per policy
         assert any(list(line.get_xdata()) == [0.0, 0.0] for line in axis.lines)  # the zero line
-    labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
-    assert labels == ["linucb@1", "mmr@0.5"]  # the panels share the policy axis
+        low, high = axis.get_xlim()
+        assert low < -0.12 and high > 0.4  # every interval and 0 inside the axis
+        labels = [label.get_text() for label in axis.get_yticklabels()]
+        assert labels == ["linucb@1\n+0.3 [+0.2, +0.4]", "mmr@0.5\n-0.02 [-0.12, +0.08]"]
     assert _is_png(plots.lift_intervals(rows, tmp_path / "lift.png", control="g", outcome="clicks"))
 
 
