@@ -84,8 +84,10 @@ OFFLINE_ENVIRONMENT = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     # seconds Prefect waits for its ephemeral API to start; its 20 s default is too short on a busy machine
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    # progress lines (explorec.progress) also go to the flow run's log in the Prefect UI
+    # progress lines (explorec.progress) also go to the flow run's log in the Prefect UI; outside a flow
+    # run (a worker process, a command without a flow) they stay on stderr without a warning
     "PREFECT_LOGGING_EXTRA_LOGGERS": "explorec.progress",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 
 
