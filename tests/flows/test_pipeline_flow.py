@@ -84,6 +84,13 @@ def test_a_failed_gate_ends_the_run_in_a_named_state_with_a_warning_line(open_ga
     summary = state.result()
     assert summary["registration"]["gate_passed"] is False
     assert "catalog_coverage" in state.message and "not promoted" in state.message
+    version = summary["registration"]["version"]
+    gates_folder = f"gates/v{version}"
+    logged = {
+        item.path
+        for item in MlflowClient(summary["tracking_uri"]).list_artifacts(summary["run_id"], gates_folder)
+    }
+    assert f"{gates_folder}/comparison.png" in logged  # candidate vs champion, the bounds drawn
     APILogHandler().flush()  # the run's log lines are sent to the API in batches
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
