@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorec.errors import ExplorecError
+from explorec.progress import quiet_libraries
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ OFFLINE_ENVIRONMENT = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     # seconds Prefect waits for its ephemeral API to start; its 20 s default is too short on a busy machine
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # progress lines (explorec.progress) also go to the flow run's log in the Prefect UI; outside a flow
+    # run (a worker process, a command without a flow) they stay on stderr without a warning
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "explorec.progress",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 
 
@@ -254,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    quiet_libraries()  # no deprecation notices, CloudPickle cautions or artifact bars of other libraries
     debug = args.debug or os.environ.get("EXPLOREC_DEBUG") == "1"
     if not debug:
         _quiet_prefect_tracebacks()

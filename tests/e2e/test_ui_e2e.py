@@ -14,12 +14,13 @@ import httpx
 import pytest
 
 from explorec.pipeline.servers import Stack, log_tail
+from flows.serve import DEPLOYMENT_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 FLOW = "pipeline"  # the flow whose deployment is triggered
 REGISTERED_MODEL = "explorec-two-tower"
-DEPLOYMENT = "explorec"
+DEPLOYMENT = DEPLOYMENT_NAMES[FLOW]
 EXPERIMENT = "explorec"
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 TINY_OVERRIDES = [
@@ -47,8 +48,7 @@ def form_parameters(mlflow_url: str) -> dict[str, Any]:
         "dataset": "synthetic",
         "split": "leave_last_out",
         "encoder": "none",
-        "search": True,
-        "trial_budget": 2,
+        "search": {"run": True, "trial_budget": 2},
         # the simulator needs a bigger world than these 60 users (tests/flows/test_pipeline_simulate.py
         # runs the pipeline's simulate step on its own tiny world)
         "simulate": False,

@@ -132,6 +132,8 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     deterministic: bool = True
     fast_dev_run: bool = False
+    # progress: Lightning's bar on an interactive terminal, plain progress lines on stderr in a log
+    # (explorec.progress; EXPLOREC_PROGRESS=lines|bar|off chooses); false shows neither
     enable_progress_bar: bool = True
     eval_batch_size: int = 1024
 
