@@ -23,6 +23,22 @@ class SyntheticConfig:
 
 
 @dataclass
+class FileColumnsConfig:
+    """`data=files`: which column of your files holds what (CSV header names or Parquet field names)."""
+
+    user: str = "user_id"
+    item: str = "item_id"  # the interactions file's item column, and the items file's unless items_item
+    timestamp: str = "timestamp"  # unix seconds, or ISO 8601 dates / times (no zone = UTC)
+    rating: str | None = None  # a rating or weight; None: every interaction counts 1.0
+    items_item: str | None = None  # the items file's item id column when it is not named like `item`
+    users_user: str | None = None  # the users file's user id column when it is not named like `user`
+    title: str | None = None  # items file: the title; None (or an empty title): "item <id>"
+    year: str | None = None  # items file: a year (integer), added to the title as "(year)"
+    text: list[str] = field(default_factory=list)  # items file: free-text columns, joined as the overview
+    categories: list[str] = field(default_factory=list)  # items file: categorical columns ("A|B"), as genres
+
+
+@dataclass
 class DataConfig:
     """Which data set to read and how to turn ratings into implicit interactions."""
 
@@ -33,6 +49,11 @@ class DataConfig:
     rating_threshold: float | None = None  # None keeps every rating as an interaction; 4.0 keeps ratings >= 4
     k_core: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # data=files (your own data; relative paths resolve under the project root): CSV (.csv, .tsv) or Parquet
+    interactions: str | None = None  # required: one row per interaction
+    items: str | None = None  # optional: item metadata; then every interaction's item must be listed there
+    users: str | None = None  # optional: the user list; then every interaction's user must be listed there
+    columns: FileColumnsConfig = field(default_factory=FileColumnsConfig)
 
 
 @dataclass
