@@ -237,7 +237,7 @@ def parse_seconds(values: pa.Array, column: str) -> tuple[np.ndarray, Finding | 
     stamps = pd.to_datetime(text[~integer], format="ISO8601", utc=True, errors="coerce")
     parsed = stamps.notna().to_numpy()
     seconds[~integer] = np.where(
-        parsed, stamps.to_numpy(dtype="datetime64[s]", na_value=0).astype(np.int64), 0
+        parsed, stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64), 0
     )
     readable = integer.copy()
     readable[~integer] = parsed
