@@ -117,15 +117,9 @@ def test_parquet_with_typed_columns_reads_like_the_csv(shop: list[str], tmp_path
         frame["when"].where(~frame["when"].str.isdigit(), None), format="ISO8601", utc=True
     )
     stamps = stamps.fillna(pd.to_datetime(pd.to_numeric(frame["when"], errors="coerce"), unit="s", utc=True))
-    table = pa.table(
-        {
-            "customer_id": frame["customer_id"],
-            "article": frame["article"],
-            "when": pa.array(stamps.dt.as_unit("ms")),
-            "stars": frame["stars"].astype("int64"),
-        }
-    )
-    pq.write_table(table, tmp_path / "clicks.parquet")
+    typed = frame.assign(when=stamps.dt.as_unit("ms"), stars=frame["stars"].astype("int64"))
+    typed.to_parquet(tmp_path / "clicks.parquet", index=False)
+    assert pq.read_schema(tmp_path / "clicks.parquet").field("when").type == pa.timestamp("ms", tz="UTC")
     from_csv = read(files_config(tmp_path, *shop))
     from_parquet = read(files_config(tmp_path, *shop, f"data.interactions={tmp_path / 'clicks.parquet'}"))
     pd.testing.assert_frame_equal(from_csv.interactions, from_parquet.interactions)
