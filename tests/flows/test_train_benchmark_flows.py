@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
+from explorec.cli import main
 from flows.benchmark import benchmark_flow
 from flows.train import train_flow
 
@@ -95,3 +97,22 @@ def test_benchmark_refits_the_two_tower_on_train_and_validation_when_asked() -> 
     (paired,) = summary["paired"]["rows"]  # the refit's test figures are the ones paired
     popularity = summary["rows"][0]["metrics"]["test"]["ndcg@10"]
     assert abs(paired["mean_difference"] - (row["metrics"]["test"]["ndcg@10"] - popularity)) < 1e-9
+
+
+def test_benchmark_refuses_a_catalogue_above_the_item_item_limit_in_one_line(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    code = main(["benchmark", *TINY, "benchmark.item_item_max_items=39"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in error
+    assert error.strip().splitlines()[-1] == (
+        "explorec benchmark: error: item_knn refuses a catalogue of 40 items: the limit is 39 "
+        "(benchmark.item_item_max_items); raise it if the memory allows, or leave item_knn out of "
+        "benchmark.baselines"
+    )
+    store = isolated_home / "mlruns" / "mlflow.db"
+    if store.exists():  # the refusal comes before the benchmark's parent run is started
+        client = MlflowClient(f"sqlite:///{store}")
+        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+        assert not client.search_runs(experiments)

@@ -79,6 +79,7 @@ AT_LEAST_ONE = (
     "policy.n_candidates",
     "policy.n_clusters",
     "benchmark.als_iterations",
+    "benchmark.item_item_max_items",
     "tune.n_trials",
     "tune.n_workers",
     "tune.slate_size",

@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,16 @@ def baseline_grid(name: str, cfg: BenchmarkConfig) -> list[dict[str, Any]]:
     raise ValueError(f"unknown baseline {name!r}")
 
 
+def check_baseline_sizes(cfg: BenchmarkConfig, n_items: int) -> None:
+    """Refuse, before any run starts, a catalogue too large for a configured item × item baseline."""
+    from explorec.baselines.base import check_catalogue_size
+    from explorec.baselines.factory import BASELINES
+
+    for name in cfg.baselines:
+        if name in BASELINES and "max_items" in {field.name for field in fields(BASELINES[name][1])}:
+            check_catalogue_size(name, n_items, cfg.item_item_max_items)
+
+
 def select_baseline(
     name: str, dataset: ProcessedDataset, cfg: BenchmarkConfig, *, batch_size: int
 ) -> tuple[ModelResult, list[dict[str, Any]]]:
@@ -73,11 +83,11 @@ def select_baseline(
     validation = [target for target in evaluation_targets(dataset) if target.name == "val"]
     trials = []
     for params in baseline_grid(name, cfg):
-        fitted = BaselineScorer(name, params, dataset)
+        fitted = BaselineScorer(name, params, dataset, max_items=cfg.item_item_max_items)
         metrics, _ = evaluate_per_user(fitted, dataset, batch_size=batch_size, targets=validation)
         trials.append({"params": params, "val": metrics["val"], "fit_time_s": fitted.fit_time_s})
     best = max(trials, key=lambda trial: trial["val"][SELECTION_METRIC])
-    chosen = BaselineScorer(name, best["params"], dataset)
+    chosen = BaselineScorer(name, best["params"], dataset, max_items=cfg.item_item_max_items)
     metrics, per_user = evaluate_per_user(chosen, dataset, batch_size=batch_size)
     return ModelResult(name, best["params"], metrics, chosen.fit_time_s, per_user=per_user), trials
 
@@ -186,6 +196,7 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
+    check_baseline_sizes(cfg.benchmark, dataset.n_items)
     client = mlflow.MlflowClient(target.tracking_uri)
     tags = run_tags(
         config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"kind": "benchmark"}
