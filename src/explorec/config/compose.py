@@ -158,6 +158,8 @@ def validate_values(cfg: ExplorecConfig) -> None:
     _validate_replay_values(cfg)
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
+    if cfg.evaluation.max_users is not None and cfg.evaluation.max_users < 1:
+        raise ConfigError(f"evaluation.max_users={cfg.evaluation.max_users} must be >= 1 (null: every user)")
     _validate_simulation_values(cfg)
     validate_tune_config(cfg.tune)
 

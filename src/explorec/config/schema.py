@@ -157,6 +157,16 @@ class TrainerConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """Which users the exact full-ranking evaluation scores (every item of the catalogue for each of them)."""
+
+    # None: every user with a target. n: a seeded sample of n of them per evaluation (val, test, ...), the
+    # same users for every model, so paired comparisons hold; outputs then say that a sample stands in
+    max_users: int | None = None
+    seed: int = 0
+
+
+@dataclass
 class PolicyConfig:
     """The exploration policy that serves slates; `exploration_rate` in [0, 1] is its one knob."""
 
@@ -291,6 +301,7 @@ class ExplorecConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
