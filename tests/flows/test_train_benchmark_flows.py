@@ -116,3 +116,30 @@ def test_benchmark_refuses_a_catalogue_above_the_item_item_limit_in_one_line(
         client = MlflowClient(f"sqlite:///{store}")
         experiments = [experiment.experiment_id for experiment in client.search_experiments()]
         assert not client.search_runs(experiments)
+
+
+def test_benchmark_on_a_sample_of_users_says_so_in_summary_runs_and_report() -> None:
+    overrides = [
+        *TINY,
+        "trainer.max_epochs=1",
+        "benchmark.baselines=[popularity]",
+        "benchmark.encoders=[none]",
+    ]
+    summary = benchmark_flow(overrides=[*overrides, "evaluation.max_users=25", "evaluation.seed=3"])
+    note = (
+        "A seeded sample of users stands in for the whole: val 25 of 60 users, test 25 of 60 users "
+        "(evaluation.max_users=25, evaluation.seed=3)."
+    )
+    assert summary["evaluation_sample"] == note
+    assert note in summary["markdown"]
+    assert note in (Path(summary["output_dir"]) / "benchmark.md").read_text()
+    client = MlflowClient()
+    assert client.get_run(summary["parent_run_id"]).data.tags["evaluation.sample"] == note
+    for row in summary["rows"]:
+        assert (
+            row["metrics"]["test"]["n_users"] == 25 and row["metrics"]["test"]["n_users_sampled_from"] == 60
+        )
+        run = client.get_run(row["run_id"])
+        assert run.data.tags["evaluation.sample"] == note
+        assert run.data.params["evaluation.max_users"] == "25"
+    assert summary["paired"]["rows"][0]["n_users"] == 25  # both models scored on the same 25 users
