@@ -81,6 +81,13 @@ def test_files_is_a_registered_source_and_needs_an_interactions_file(tmp_path: P
         validate_data_choices(files_config(tmp_path))
 
 
+def test_files_is_offered_in_the_serve_forms() -> None:
+    from flows.serve import deployments
+
+    for deployment in deployments():
+        assert "files" in deployment._parameter_openapi_schema.properties["dataset"]["enum"]
+
+
 def test_mapped_columns_are_read_timestamps_parsed_and_item_text_built(
     shop: list[str], tmp_path: Path
 ) -> None:
