@@ -251,3 +251,15 @@ def test_ml100k_exported_to_csv_preprocesses_exactly_like_ml100k(
     assert first.manifest["counts"]["interactions"] == 600
     for name in (*SPLIT_NAMES, "items", "users"):
         pd.testing.assert_frame_equal(getattr(first, name), getattr(second, name), obj=name)
+
+
+def test_the_files_settings_leave_other_sources_fingerprints_alone() -> None:
+    from explorec.data.preprocess import run_fingerprint
+
+    inputs = {"u.data": "0" * 64}
+    plain = run_fingerprint(inputs, compose(["data=ml100k"]))
+    extra = compose(["data=ml100k", "data.interactions=x.csv", "data.columns.user=u"])
+    assert plain == run_fingerprint(inputs, extra)
+    files = ["data=files", "data.interactions=x.csv"]
+    mapped = compose([*files, "data.columns.user=u"])
+    assert run_fingerprint(inputs, compose(files)) != run_fingerprint(inputs, mapped)
