@@ -39,6 +39,10 @@ class DataValidationError(ExplorecError):
         super().__init__(f"{where}: {problem}")
 
 
+class CatalogueTooLargeError(ConfigError):
+    """A model whose memory grows with the square of the catalogue was given more items than allowed."""
+
+
 class ChecksumError(ExplorecError):
     """A downloaded archive does not have the published checksum."""
 

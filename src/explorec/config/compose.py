@@ -80,6 +80,7 @@ AT_LEAST_ONE = (
     "policy.n_candidates",
     "policy.n_clusters",
     "benchmark.als_iterations",
+    "benchmark.item_item_max_items",
     "tune.n_trials",
     "tune.n_workers",
     "tune.slate_size",
@@ -175,6 +176,8 @@ def validate_values(cfg: ExplorecConfig) -> None:
     _validate_replay_values(cfg)
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
+    if cfg.evaluation.max_users is not None and cfg.evaluation.max_users < 1:
+        raise ConfigError(f"evaluation.max_users={cfg.evaluation.max_users} must be >= 1 (null: every user)")
     _validate_simulation_values(cfg)
     validate_tune_config(cfg.tune)
 

@@ -23,6 +23,7 @@ import pandas as pd
 from explorec import __version__
 from explorec.config import ExplorecConfig, config_hash, project_root, to_dict
 from explorec.data.download import locate_dataset
+from explorec.data.files import FILES, inputs_root
 from explorec.data.processed import FORMAT_VERSION, SPLIT_NAMES
 from explorec.data.raw import RawDataset
 from explorec.data.sources import data_source, read_source, validate_data_choices
@@ -30,6 +31,8 @@ from explorec.data.splits import Split, make_split
 from explorec.errors import DataValidationError
 
 MAX_TAGS_IN_TEXT = 5
+FILES_SETTINGS = ("interactions", "items", "users", "columns")
+"""The settings only `data=files` reads: left out of other sources' fingerprints, which stay as they were."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ def run_fingerprint(input_hashes: dict[str, str], cfg: ExplorecConfig) -> str:
     }
     if cfg.data.name != "synthetic":
         relevant["data"].pop("synthetic")
+    if cfg.data.name != FILES:
+        for key in FILES_SETTINGS:
+            relevant["data"].pop(key)
     return config_hash(relevant) + config_hash({"v": __version__})[:4]
 
 
@@ -292,7 +298,11 @@ def read_manifest(output_dir: Path) -> dict[str, Any] | None:
 
 def input_files(cfg: ExplorecConfig) -> tuple[list[Path], Path | None]:
     """Return the source files a reader uses (the fingerprint's inputs) and the data set folder."""
-    layout = data_source(cfg.data.name).layout
+    source = data_source(cfg.data.name)
+    layout = source.layout
+    if layout is None and source.inputs is not None:
+        files = list(source.inputs(cfg.data))
+        return files, inputs_root(files)
     if layout is None:
         return [], None
     folder = locate_dataset(layout, cfg.data)

@@ -43,7 +43,9 @@ def train_text(summary: dict[str, Any]) -> str:
         f"explorec train: {summary['dataset']} / {summary['split']} / encoder {summary['encoder']}"
         f" - run {summary['run_id']}, {summary['epochs_run']} epochs in {summary['fit_time_s']:.1f}s"
     )
-    return heading + "\n" + metrics_markdown({"two_tower": summary["metrics"]})
+    table = metrics_markdown({"two_tower": summary["metrics"]})
+    note = summary.get("evaluation_sample")
+    return heading + "\n" + table + (f"\n{note}\n" if note else "")
 
 
 def benchmark_markdown(table: dict[str, Any]) -> str:
@@ -65,6 +67,8 @@ def benchmark_markdown(table: dict[str, Any]) -> str:
     lines.append("|---|---|---:|")
     lines += [f"| {row['model']} | `{row['params']}` | {row['fit_time_s']:.1f} |" for row in table["rows"]]
     lines += paired_markdown(table.get("paired"))
+    if table.get("evaluation_sample"):
+        lines += ["", str(table["evaluation_sample"])]
     lines += [
         "",
         f"Wall time: {table.get('wall_time_s', float('nan')):.0f} s; parent run `{table['parent_run_id']}`.",
