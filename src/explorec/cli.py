@@ -7,6 +7,7 @@ Errors that explorec understands (bad config, missing or invalid data) print one
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -74,6 +75,15 @@ COMMANDS: dict[str, Command] = {
         call="explorec.cli:evaluate_logs_command",
         render="explorec.pipeline.report:log_evaluation_text",
         options=((("--candidate",), {"required": True, "help": "registered version to evaluate"}),),
+    ),
+    "export-logs": Command(
+        help="write a base data set plus the service's logged clicks and added items as files to train on",
+        call="explorec.cli:export_logs_command",
+        render="explorec.pipeline.report:export_logs_text",
+        options=(
+            (("--base",), {"default": "ml100k", "help": "the data set the served model was trained on"}),
+            (("--out",), {"default": "mlruns/logged-data", "help": "output folder"}),
+        ),
     ),
     "promote": Command(
         help="move the champion alias to a version (default: the challenger), re-checking the gates",
@@ -214,6 +224,17 @@ def evaluate_logs_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     from explorec.pipeline.service import evaluate_logs
 
     return evaluate_logs(cfg, str(args.candidate))
+
+
+def export_logs_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Export the base data set with the logged clicks; the summary names the overrides to train on it."""
+    from pathlib import Path
+
+    from explorec.config import resolve
+    from explorec.pipeline.log_data import export_logged_data
+
+    exported = export_logged_data(cfg, base=args.base, out=Path(resolve(args.out)))
+    return {**dataclasses.asdict(exported), "overrides": exported.overrides()}
 
 
 def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:

@@ -226,6 +226,18 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def export_logs_text(summary: dict[str, Any]) -> str:
+    """Return what `export-logs` prints: what was written and the command that trains on it."""
+    overrides = " ".join(f"'{item}'" if "[" in item else item for item in summary["overrides"])
+    return (
+        f"explorec export-logs: {summary['n_base_interactions']} {summary['base']} interactions + "
+        f"{summary['n_clicks']} logged clicks → {summary['interactions']}\n"
+        f"{summary['n_added_items']} added items in {summary['items']}; "
+        f"{summary['n_exposures']} shown but not clicked (exposures, not written)\n"
+        f"train on it: explorec pipeline {overrides}"
+    )
+
+
 def simulate_text(summary: dict[str, Any]) -> str:
     """Return what `simulate` prints: the Markdown summary and the MLflow run."""
     return f"{summary['markdown']}\n\nMLflow run {summary['run_id']} ({summary['runtime_s']} s)"
