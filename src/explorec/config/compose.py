@@ -94,6 +94,7 @@ AT_LEAST_ONE = (
 )
 """Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
 AT_LEAST_ZERO = (
+    "data.timestamp_slack_s",
     "model.mlp_layers",
     "model.extra_uniform_negatives",
     "model.weight_decay",
@@ -103,7 +104,7 @@ AT_LEAST_ZERO = (
     "tune.pruner.n_startup_trials",
     "tune.pruner.n_warmup_steps",
 )
-"""Counts and penalties that may be zero (no layer, no extra negative, no patience, no retry)."""
+"""Counts, penalties and slack that may be zero (no layer, no extra negative, no patience, no retry)."""
 ABOVE_ZERO = ("model.learning_rate", "model.initial_temperature", "registry.lock_timeout_s")
 """Step sizes, temperatures and timeouts."""
 FRACTIONS = ("model.dropout", "model.id_dropout", "model.ema_decay", "split.cold_item_ratio")

@@ -32,6 +32,8 @@ class DataConfig:
     allow_download: bool = True
     rating_threshold: float | None = None  # None keeps every rating as an interaction; 4.0 keeps ratings >= 4
     k_core: int = 0
+    # a timestamp later than now + this many seconds is a data error (allows for clock skew between machines)
+    timestamp_slack_s: float = 86400.0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
