@@ -83,7 +83,12 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        mlflow.set_experiment("bad-requests")
+        # artifacts in the test's folder too, not in ./mlruns of the working directory
+        mlflow.set_experiment(
+            experiment_id=mlflow.create_experiment(
+                "bad-requests", artifact_location=(folder / "artifacts").as_uri()
+            )
+        )
         with mlflow.start_run():
             info = log_recommender(tiny_bundle(tiny_catalogue_dataset()), limits=LIMITS)
         version = mlflow.register_model(info.model_uri, NAME).version
