@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from explorec.pipeline.failures import ExternalError, describe_failure
+from explorec.errors import ExternalError
+from explorec.pipeline.failures import describe_failure
 from tests.flows.conftest import write_tiny_ml100k
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,16 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from explorec.errors import ExplorecError
+from explorec.errors import ExternalError
 
 MAX_DETAIL_CHARACTERS = 300
 DEBUG_HINT = "rerun with --debug for the traceback"
-
-
-class ExternalError(ExplorecError):
-    """A library explorec relies on failed on a user-reachable path; the message says what to do."""
-
-    exit_code = 6
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
