@@ -139,7 +139,7 @@ def test_a_damaged_mlflow_store_is_one_line_with_what_to_do(tmp_path: Path) -> N
 
 
 def test_describe_failure_on_real_library_errors() -> None:
-    """MLflow's 'not found', SQLAlchemy's damaged file and an OS error each get one line with what to do."""
+    """MLflow's 'not found', SQLAlchemy's damaged file, torch's size mismatch, an OS error: one line each."""
     import sqlite3
 
     import sqlalchemy.exc
@@ -152,7 +152,14 @@ def test_describe_failure_on_real_library_errors() -> None:
         raise RuntimeError("while logging") from damaged
     except RuntimeError as wrapped:
         chained = wrapped
+    import torch
+
+    try:  # a checkpoint of another size: torch raises a plain RuntimeError from its own code
+        torch.nn.Linear(2, 2).load_state_dict({"weight": torch.zeros(3, 3), "bias": torch.zeros(3)})
+    except RuntimeError as error:
+        mismatch = error
     lines = {
+        "torch": describe_failure(mismatch),
         "mlflow": describe_failure(missing),
         "sqlalchemy": describe_failure(chained),
         "os": describe_failure(PermissionError(13, "Permission denied", "/data/x")),
@@ -162,5 +169,7 @@ def test_describe_failure_on_real_library_errors() -> None:
     assert str(lines["mlflow"]).startswith("MLflow: Run with id=abc not found; check the run id")
     assert "file is not a database; check tracking.tracking_uri" in str(lines["sqlalchemy"])
     assert "Permission denied" in str(lines["os"]) and "writable" in str(lines["os"])
+    assert str(lines["torch"]).startswith("torch failed: Error(s) in loading state_dict for Linear")
+    assert "model.* settings it was trained with" in str(lines["torch"])
     assert str(lines["other"]).startswith("unexpected ZeroDivisionError: division by zero")
     assert all("--debug" in str(line) for line in lines.values())

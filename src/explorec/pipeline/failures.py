@@ -28,12 +28,30 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+LIBRARIES = ("mlflow", "sqlalchemy", "lightning", "pytorch_lightning", "torch", "optuna")
+
+
+def _raised_in(error: BaseException) -> str:
+    """Return the top-level package of the code that raised `error` (its innermost traceback frame)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return "" if frame is None else str(frame.tb_frame.f_globals.get("__name__", "")).split(".")[0]
+
+
 def _family(error: BaseException) -> str:
-    """Return the top-level package that defines the error's type (or a base type): 'mlflow', 'torch', ..."""
+    """Return the library an error comes from: the package defining its type, else the one raising it.
+
+    torch and Lightning raise plain RuntimeErrors (a checkpoint that does not fit the model, a metric
+    that was never logged), so where it was raised counts too. An OSError from anywhere is 'builtins'.
+    """
     for cls in type(error).__mro__:
         package = cls.__module__.split(".")[0]
-        if package in ("mlflow", "sqlalchemy", "lightning", "pytorch_lightning", "torch", "optuna"):
+        if package in LIBRARIES:
             return package
+    raised = _raised_in(error)
+    if raised in LIBRARIES:
+        return raised
     return "builtins" if isinstance(error, OSError) else ""
 
 
@@ -72,7 +90,8 @@ ADVICE = {
     ),
     "torch": (
         "torch failed",
-        "for out-of-memory lower trainer.batch_size or model.embedding_dim; check trainer.accelerator",
+        "a checkpoint needs the model.* settings it was trained with (pass the run's overrides); on "
+        "out-of-memory lower trainer.batch_size or model.embedding_dim; check trainer.accelerator",
     ),
     "optuna": ("Optuna failed", "check tune.storage and tune.study_name"),
     "builtins": ("a file or folder could not be used", "check the path exists, is writable and has space"),
