@@ -49,6 +49,11 @@ BAD_REQUESTS: list[tuple[str, list[dict[str, Any]], str]] = [
         [{"user_id": "u1", "shown_item_ids": ["m1"], "clicked_items": ["m1"]}],
         "['clicked_items'] (did you mean 'clicked_item_ids'?)",
     ),
+    (
+        "two misspellings",
+        [{"user_ids": "u1", "shown_items": ["m1"]}],
+        "(did you mean 'shown_item_ids' for 'shown_items', 'user_id' for 'user_ids'?)",
+    ),
     ("unrelated field", [{"user_id": "u1", "colour": "red"}], "unknown request fields ['colour']; expected"),
     (
         "unknown on row 1",

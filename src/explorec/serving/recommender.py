@@ -120,20 +120,30 @@ def _shown(value: Any) -> str:
     return f"{text[:SHOWN_CHARACTERS]}... ({len(text)} characters)"
 
 
-def _did_you_mean(name: str) -> str:
-    """Return ` (did you mean 'x'?)` for the request field closest to a misspelled `name`, else ''."""
+def _closest_field(name: str) -> str | None:
+    """Return the request field a misspelled `name` most likely meant, or None."""
     if len(name) > SHOWN_CHARACTERS:
-        return ""  # not a misspelling, and comparing a huge name would be slow
+        return None  # not a misspelling, and comparing a huge name would be slow
     close = difflib.get_close_matches(name, REQUEST_FIELDS, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return close[0] if close else None
+
+
+def _did_you_mean(names: Sequence[str]) -> str:
+    """Return ` (did you mean 'x'?)` for one misspelled name, ` (did you mean 'x' for 'y', ...?)` for more."""
+    guesses = [(name, field) for name in names if (field := _closest_field(name)) is not None]
+    if not guesses:
+        return ""
+    if len(names) == 1:
+        return f" (did you mean {guesses[0][1]!r}?)"
+    return " (did you mean " + ", ".join(f"{field!r} for {name!r}" for name, field in guesses) + "?)"
 
 
 def unknown_field_error(names: Sequence[str]) -> RequestError:
-    """Return the error for request fields that are not in REQUEST_FIELDS, suggesting the closest match."""
+    """Return the error for request fields that are not in REQUEST_FIELDS, suggesting the closest ones."""
     shown = [name if len(name) <= SHOWN_CHARACTERS else _shown(name) for name in names[:5]]
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
     return RequestError(
-        f"unknown request fields {shown}{more}{_did_you_mean(str(names[0]))}; "
+        f"unknown request fields {shown}{more}{_did_you_mean(names[:5])}; "
         f"expected some of {list(REQUEST_FIELDS)}"
     )
 
