@@ -12,12 +12,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, State
 
 from explorec.config import from_dict, to_dict
 from explorec.pipeline.config import load_config
-from explorec.pipeline.report import pipeline_markdown, without_decision
+from explorec.pipeline.report import (
+    NOT_PROMOTED,
+    not_promoted_reason,
+    pipeline_markdown,
+    serving_policy,
+    without_decision,
+)
 from flows.common import IO_RETRIES
 from flows.train import encode_task, preprocess_task
 from flows.tune import tune_flow
@@ -113,8 +120,12 @@ def promote_task(config: dict[str, Any], version: str) -> PromotionOutcome:
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run the whole system once: data, model, simulation, registry decision and promotion."""
+def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any] | State:
+    """Run the whole system once: data, model, simulation, registry decision and promotion.
+
+    Returns the summary; when the candidate did not become champion, inside a Completed state named
+    "Not promoted" (calling the flow still returns the summary; the UI shows the name).
+    """
     from explorec.pipeline.cache import code_version
     from explorec.pipeline.steps import SimulationOutcome
     from explorec.simulation.tracked import candidate_simulation
@@ -169,6 +180,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
         "experiment_id": trained.training.experiment_id,
         "metrics": trained.training.metrics,
         "served": served,
+        "policy": serving_policy(cfg.policy.name, cfg.policy.exploration_rate, served, search),
         "simulation": simulation.to_summary(),
         "registration": without_decision(registration.to_summary()),
         "promotion": None if promotion is None else without_decision(promotion.to_summary()),
@@ -189,4 +201,17 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any]:
         markdown=pipeline_markdown(summary, registration.decision_markdown),
         description="explorec pipeline",
     )
-    return summary
+    return outcome_state(summary, promote=cfg.pipeline.promote)
+
+
+def outcome_state(summary: dict[str, Any], *, promote: bool) -> dict[str, Any] | State:
+    """Return the summary, or a Completed state named "Not promoted" holding it, with a WARNING line why.
+
+    A gate that failed is no error of the run (it Completed), but it must not look like a promotion:
+    the run list and the run page show the state's name, the log the reasons.
+    """
+    reason = not_promoted_reason(summary, promote=promote)
+    if reason is None:
+        return summary
+    get_run_logger().warning(reason)
+    return Completed(name=NOT_PROMOTED, message=reason, data=summary)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.states import State
+from pydantic import BaseModel, ConfigDict, Field
 
 from explorec.config import conf_dir
 from explorec.data.sources import source_names
@@ -25,7 +27,19 @@ from flows.study import study_flow
 from flows.train import train_flow
 from flows.tune import tune_flow
 
-DEPLOYMENT_NAME = "explorec"
+DEPLOYMENT_NAMES: dict[str, str] = {
+    "preprocess": "read-validate-split",
+    "train": "train-two-tower",
+    "benchmark": "baselines-vs-two-tower",
+    "tune": "optuna-search",
+    "pipeline": "train-simulate-gate-promote",
+    "simulate": "simulate-policies",
+    "study": "encoder-policy-rate-study",
+    "replay": "replay-sessions",
+}
+"""Flow name → its deployment's name, which says what a run of it does (the UI lists `flow / deployment`)."""
+DEFAULT_EPOCHS = 30
+"""The form's epoch budget: `TrainerConfig.max_epochs` (a test keeps them equal)."""
 
 EncoderName = Literal["minilm", "none"]
 PolicyName = str
@@ -39,6 +53,7 @@ FORM_OVERRIDES: dict[str, str] = {
     "split": "split",
     "encoder": "encoder",
     "trial_budget": "tune.n_trials",
+    "epochs": "trainer.max_epochs",
     "policy": "policy",
     "search": "pipeline.search",
     "simulate": "pipeline.simulate",
@@ -49,6 +64,21 @@ FORM_OVERRIDES: dict[str, str] = {
     "run_id": "replay.run_id",
     "evaluation": "replay.evaluation",
 }
+
+
+class SearchSettings(BaseModel):
+    """The Optuna search the pipeline may run before training (its fields matter only when `run` is on)."""
+
+    model_config = ConfigDict(frozen=True, title="Search (optional)")
+
+    run: bool = Field(
+        default=False,
+        description="run the Optuna study first and refit its chosen trial (else train the config as is)",
+    )
+    trial_budget: int = Field(default=20, ge=1, description="how many Optuna trials the study runs")
+
+
+NO_SEARCH = SearchSettings()
 
 
 def _override_key(override: str) -> str:
@@ -97,6 +127,7 @@ def train(
     dataset: str = "ml100k",
     split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
+    epochs: int = DEFAULT_EPOCHS,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate the two-tower recommender on one configuration, tracked in MLflow.
@@ -105,9 +136,11 @@ def train(
         dataset: the data set to train on (Hydra group `data`)
         split: the evaluation protocol (Hydra group `split`)
         encoder: the frozen text encoder of the item tower; `none` is the ID-only ablation
-        overrides: extra Hydra overrides, e.g. `trainer.max_epochs=5` or `tracking=server`; they win
+        epochs: the most training epochs (early stopping on validation NDCG@10 may stop sooner); 1-3 for
+            a quick look
+        overrides: extra Hydra overrides, e.g. `model.embedding_dim=128` or `tracking=server`; they win
     """
-    fields = {"dataset": dataset, "split": split, "encoder": encoder}
+    fields = {"dataset": dataset, "split": split, "encoder": encoder, "epochs": epochs}
     return train_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
@@ -115,6 +148,7 @@ def train(
 def benchmark(
     dataset: str = "ml100k",
     split: str = "leave_last_out",
+    epochs: int = DEFAULT_EPOCHS,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Compare Popularity, ItemKNN, EASE, ALS and the two-tower (minilm and none) on one split.
@@ -122,9 +156,11 @@ def benchmark(
     Args:
         dataset: the data set to compare on (Hydra group `data`)
         split: the evaluation protocol (Hydra group `split`)
+        epochs: the two-tower's most training epochs (early stopping may stop sooner)
         overrides: extra Hydra overrides, e.g. `benchmark.encoders=[none]`; they win over the fields above
     """
-    return benchmark_flow.fn(overrides=form_overrides(overrides, dataset=dataset, split=split))
+    fields = {"dataset": dataset, "split": split, "epochs": epochs}
+    return benchmark_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
 @flow(name=tune_flow.name, log_prints=True)
@@ -134,6 +170,7 @@ def tune(
     encoder: EncoderName = "minilm",
     policy: PolicyName = "linucb",
     trial_budget: int = 20,
+    epochs: int = DEFAULT_EPOCHS,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Search embedding size and exploration rate with Optuna; every trial a nested MLflow run.
@@ -144,10 +181,11 @@ def tune(
         encoder: the frozen text encoder of the item tower; `none` is the ID-only ablation
         policy: the exploration policy whose exploration rate is searched (Hydra group `policy`)
         trial_budget: how many Optuna trials (completed + pruned) the study runs; a rerun runs only the rest
+        epochs: each trial's most training epochs (the pruner's budget in `tune=pruned`)
         overrides: extra Hydra overrides, e.g. `tune=wide` or `tune.n_workers=2`; they win over the fields
     """
     fields = {"dataset": dataset, "split": split, "encoder": encoder}
-    fields |= {"policy": policy, "trial_budget": trial_budget}
+    fields |= {"policy": policy, "trial_budget": trial_budget, "epochs": epochs}
     return tune_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
@@ -157,12 +195,12 @@ def pipeline(
     split: str = "leave_last_out",
     encoder: EncoderName = "minilm",
     policy: PolicyName = "linucb",
-    search: bool = False,
-    trial_budget: int = 20,
+    epochs: int = DEFAULT_EPOCHS,
     simulate: bool = True,
     force: bool = False,
+    search: SearchSettings = NO_SEARCH,
     overrides: list[str] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """The whole system: preprocess, encode, train (or tune), simulate, register, gate and promote.
 
     Args:
@@ -170,16 +208,26 @@ def pipeline(
         split: the evaluation protocol (Hydra group `split`)
         encoder: the frozen text encoder of the item tower; `none` is the ID-only ablation
         policy: the exploration policy the registered recommender serves with (Hydra group `policy`)
-        search: run the Optuna study first and refit its chosen trial (otherwise train the config as is)
-        trial_budget: how many Optuna trials the study runs when `search` is on
+        epochs: the most training epochs (early stopping on validation NDCG@10 may stop sooner); 1-3 for
+            a quick look
         simulate: simulate the candidate's policy against greedy_online and the other baselines; the gate
             then needs the lower bound of its lift interval above 0
         force: train, simulate and register anew even when a finished run of the same inputs exists
+        search: the Optuna search run before training, and its trial budget (off by default)
         overrides: extra Hydra overrides, e.g. `gates.ndcg_at_10.threshold=0.02`; they win over the fields
     """
-    fields = {"dataset": dataset, "split": split, "encoder": encoder, "policy": policy}
-    fields |= {"trial_budget": trial_budget, "search": search, "simulate": simulate, "force": force}
-    return pipeline_flow.fn(overrides=form_overrides(overrides, **fields))
+    fields = {"dataset": dataset, "split": split, "encoder": encoder, "policy": policy, "epochs": epochs}
+    fields |= {"simulate": simulate, "force": force}
+    return pipeline_flow.fn(overrides=pipeline_overrides(search, overrides, **fields))
+
+
+def pipeline_overrides(
+    search: SearchSettings | dict[str, Any], overrides: list[str] | None, **fields: Any
+) -> list[str]:
+    """Return the pipeline form's Hydra overrides; the trial budget only when the search runs."""
+    settings = SearchSettings.model_validate(search)
+    budget = settings.trial_budget if settings.run else None
+    return form_overrides(overrides, search=settings.run, trial_budget=budget, **fields)
 
 
 @flow(name=simulate_flow.name, log_prints=True)
@@ -279,7 +327,7 @@ def deployments() -> list[RunnerDeployment]:
     return [
         with_registry_choices(
             served.to_deployment(
-                name=DEPLOYMENT_NAME,
+                name=DEPLOYMENT_NAMES[served.name],
                 description=(served.description or "").split("\n\n")[0],
                 tags=["explorec"],
                 enforce_parameter_schema=True,

@@ -48,3 +48,55 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("EXPLOREC_HOME", str(home))
     return home
+
+
+def _postgres_binaries() -> Path | None:
+    """Return the folder of Debian's PostgreSQL server binaries (initdb, pg_ctl), or None."""
+    import shutil
+
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return candidates[-1].parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Start a real PostgreSQL server on a free 127.0.0.1 port for the session; yield its SQLAlchemy URL.
+
+    As root the server runs as the `postgres` user (PostgreSQL refuses root). Skipped when Debian's
+    PostgreSQL is not installed, unless EXPLOREC_REQUIRE_POSTGRES=1 (CI installs it and sets that).
+    """
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    binaries = _postgres_binaries()
+    if binaries is None:
+        if os.environ.get("EXPLOREC_REQUIRE_POSTGRES") == "1":
+            pytest.fail("EXPLOREC_REQUIRE_POSTGRES=1 but PostgreSQL's initdb is not installed")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); CI installs it")
+    folder = Path(tempfile.mkdtemp(prefix="explorec-postgres-"))  # outside pytest's root-only tmp tree
+    data = folder / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_user, *command], check=True, capture_output=True, text=True, timeout=120)
+
+    run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+    try:
+        run(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "explorec")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/explorec"
+    finally:
+        run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorec.errors import ExplorecError
+from explorec.progress import quiet_libraries
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ FLOW_COMMANDS: dict[str, str] = {
 }
 """Sub-command → its help; each runs `flows.<name>:<name>_flow` and shows `pipeline.report:<name>_text`."""
 
+GUARDED_COMMANDS = ("pipeline", "register", "promote", "evaluate-logs", "serve")
+"""Commands that read or move the champion: the champion guard runs first (`explorec.registry.guard`)."""
+
 UP_TO_DATE_CHECKS: dict[str, str] = {"preprocess": "explorec.cli:cached_preprocess_summary"}
 """Flow commands that answer from a matching cached output, without starting Prefect, unless --force-flow."""
 
@@ -66,6 +70,12 @@ COMMANDS: dict[str, Command] = {
         render="explorec.pipeline.report:registration_text",
         options=((("--run-id",), {"help": "training run to register (default: train a new one now)"}),),
     ),
+    "evaluate-logs": Command(
+        help="estimate a registered version's clicks per slot on the service's logged traffic (IPS/SNIPS/DR)",
+        call="explorec.cli:evaluate_logs_command",
+        render="explorec.pipeline.report:log_evaluation_text",
+        options=((("--candidate",), {"required": True, "help": "registered version to evaluate"}),),
+    ),
     "promote": Command(
         help="move the champion alias to a version (default: the challenger), re-checking the gates",
         call="explorec.cli:promote_command",
@@ -84,6 +94,10 @@ OFFLINE_ENVIRONMENT = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     # seconds Prefect waits for its ephemeral API to start; its 20 s default is too short on a busy machine
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # progress lines (explorec.progress) also go to the flow run's log in the Prefect UI; outside a flow
+    # run (a worker process, a command without a flow) they stay on stderr without a warning
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "explorec.progress",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 
 
@@ -118,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (127.0.0.1)")
     up.add_argument("--no-serve", action="store_true", help="start the servers without serving the flows")
     up.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    serve = sub.add_parser(
+        "serve", help="serve the registry's champion over HTTP, logging every slate it serves (Ctrl-C stops)"
+    )
+    serve.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. service.port=8001")
+    serve.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     down = sub.add_parser("down", help="stop what `explorec up --detach` started")
     down.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return parser
@@ -135,6 +154,25 @@ def _servers(args: argparse.Namespace) -> int:
         serve=not args.no_serve,
         detach=args.detach,
     )
+
+
+def _guard(cfg: Any) -> None:
+    """Run the champion guard; say on stderr when it restored or recorded a move made around the gates."""
+    from explorec.pipeline.guard import guard_registry
+
+    outcome = guard_registry(cfg)
+    if outcome is not None and outcome.message:
+        print(f"explorec: warning: {outcome.message}", file=sys.stderr)
+
+
+def _serve(overrides: Sequence[str]) -> int:
+    """Run `explorec serve` until interrupted."""
+    from explorec.pipeline.config import load_config
+    from explorec.pipeline.service import serve
+
+    cfg = load_config(overrides)
+    _guard(cfg)
+    return serve(cfg)
 
 
 class DropFailureReports(logging.Filter):
@@ -182,6 +220,13 @@ def register_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     return register_and_gate(cfg, run_id).to_summary()
 
 
+def evaluate_logs_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate --candidate on the impression log and tag the version with the estimates."""
+    from explorec.pipeline.service import evaluate_logs
+
+    return evaluate_logs(cfg, str(args.candidate))
+
+
 def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Promote a version to champion (gates re-checked unless --force with --reason)."""
     from explorec.errors import ExplorecError
@@ -206,6 +251,8 @@ def run(
 
     spec = COMMANDS[command]
     cfg = load_config(overrides)  # fail fast on a bad override, before Prefect starts; the flow loads its own
+    if command in GUARDED_COMMANDS:
+        _guard(cfg)
     summary = _load(spec.up_to_date)(cfg) if spec.up_to_date and not force else None
     if summary is None and spec.call is not None:
         summary = _load(spec.call)(cfg, args)
@@ -223,12 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    quiet_libraries()  # no deprecation notices, CloudPickle cautions or artifact bars of other libraries
     debug = args.debug or os.environ.get("EXPLOREC_DEBUG") == "1"
     if not debug:
         _quiet_prefect_tracebacks()
     try:
         if args.command in ("up", "down"):
             return _servers(args)
+        if args.command == "serve":
+            return _serve(args.overrides)
         force = getattr(args, "force_flow", False)
         summary = run(args.command, args.overrides, as_json=args.json, force=force, args=args)
     except ExplorecError as error:

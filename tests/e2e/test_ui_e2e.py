@@ -14,12 +14,13 @@ import httpx
 import pytest
 
 from explorec.pipeline.servers import Stack, log_tail
+from flows.serve import DEPLOYMENT_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 FLOW = "pipeline"  # the flow whose deployment is triggered
 REGISTERED_MODEL = "explorec-two-tower"
-DEPLOYMENT = "explorec"
+DEPLOYMENT = DEPLOYMENT_NAMES[FLOW]
 EXPERIMENT = "explorec"
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 TINY_OVERRIDES = [
@@ -47,8 +48,7 @@ def form_parameters(mlflow_url: str) -> dict[str, Any]:
         "dataset": "synthetic",
         "split": "leave_last_out",
         "encoder": "none",
-        "search": True,
-        "trial_budget": 2,
+        "search": {"run": True, "trial_budget": 2},
         # the simulator needs a bigger world than these 60 users (tests/flows/test_pipeline_simulate.py
         # runs the pipeline's simulate step on its own tiny world)
         "simulate": False,
@@ -238,3 +238,57 @@ def test_a_person_sees_the_form_and_the_run(
     shots = sorted(path.name for path in screenshot_dir.glob("*.png"))
     print(f"\nscreenshots in {screenshot_dir}: {shots}")
     assert {"prefect-deployment-form.png", "mlflow-run.png", "mlflow-registered-model.png"} <= set(shots)
+
+
+def test_a_champion_moved_around_the_gates_is_put_back_and_shown_on_its_page(
+    stack: Stack,
+    browser: Any,
+    mlflow: httpx.Client,
+    mlflow_run: dict[str, Any],
+    screenshot_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """Through the REST API (the calls the UI's alias editor makes): champion moved to a failed-gate
+    version; the next explorec command puts the gated champion back, and the version page says why."""
+    import os
+    import subprocess
+    import sys
+
+    alias = {"name": REGISTERED_MODEL, "alias": "champion"}
+    gated = mlflow.get("/registered-models/alias", params=alias).json()["model_version"]
+    created = mlflow.post(
+        "/model-versions/create",
+        json={
+            "name": REGISTERED_MODEL,
+            "source": gated["source"],
+            "run_id": gated["run_id"],
+            "model_id": gated.get("model_id") or gated["source"].removeprefix("models:/"),
+            "tags": [{"key": "gate.status", "value": "failed"}],
+        },
+    )
+    assert created.status_code == 200, created.text
+    moved = created.json()["model_version"]["version"]
+    assert mlflow.post("/registered-models/alias", json={**alias, "version": moved}).status_code == 200
+
+    command = [sys.executable, "-m", "explorec.cli", "promote", "--dry-run"]
+    env = {**os.environ, "EXPLOREC_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [*command, f"tracking.tracking_uri={stack.mlflow_url}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (
+        f"@champion was moved to v{moved} (gate status 'failed') outside `explorec promote`" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    back = mlflow.get("/registered-models/alias", params=alias).json()["model_version"]
+    assert back["version"] == gated["version"]
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    open_mlflow(page, f"{stack.mlflow_url}/#/models/{REGISTERED_MODEL}/versions/{moved}", "outside")
+    page.get_by_text(f"moved back to v{gated['version']}").first.wait_for()
+    page.screenshot(path=screenshot_dir / "mlflow-version-moved-around-the-gates.png", full_page=True)
+    page.close()

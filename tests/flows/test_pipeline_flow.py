@@ -71,3 +71,33 @@ def test_a_new_policy_alone_repackages_the_trained_run_instead_of_retraining(ope
     third = pipeline_flow(overrides=[*TINY, *open_gates, "policy=thompson", "policy.exploration_rate=0.5"])
     assert third["cache"] == {"training": "hit", "simulation": "skipped", "registration": "hit"}
     assert third["registration"]["version"] == "2"
+
+
+def test_a_failed_gate_ends_the_run_in_a_named_state_with_a_warning_line(open_gates: list[str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    strict = [*open_gates, "gates.catalog_coverage.threshold=1.01"]
+    state = pipeline_flow(overrides=[*TINY, *strict, "pipeline.force=true"], return_state=True)
+    assert state.is_completed() and state.name == "Not promoted"
+    summary = state.result()
+    assert summary["registration"]["gate_passed"] is False
+    assert "catalog_coverage" in state.message and "not promoted" in state.message
+    version = summary["registration"]["version"]
+    gates_folder = f"gates/v{version}"
+    logged = {
+        item.path
+        for item in MlflowClient(summary["tracking_uri"]).list_artifacts(summary["run_id"], gates_folder)
+    }
+    assert f"{gates_folder}/comparison.png" in logged  # candidate vs champion, the bounds drawn
+    APILogHandler().flush()  # the run's log lines are sent to the API in batches
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+    assert flow_run.state.name == "Not promoted"  # what the UI's run list shows
+    warnings = [log.message for log in logs if log.level == 30]
+    assert any(m.startswith("gate failed") and "catalog_coverage" in m for m in warnings), warnings
+    # a passing candidate keeps the plain Completed state and the CLI's call still gets the summary
+    passed = pipeline_flow(overrides=[*TINY, *open_gates], return_state=True)
+    assert passed.name == "Completed" and passed.result()["champion"] is not None

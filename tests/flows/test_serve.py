@@ -12,10 +12,13 @@ from explorec.data.sources import source_names
 from explorec.data.splits import split_names
 from explorec.policies.registry import policy_names
 from flows.serve import (
-    DEPLOYMENT_NAME,
+    DEFAULT_EPOCHS,
+    DEPLOYMENT_NAMES,
+    NO_SEARCH,
     EncoderName,
     deployments,
     form_overrides,
+    pipeline_overrides,
     registry_choices,
 )
 from flows.serve import simulate as serve_simulate
@@ -60,7 +63,7 @@ def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
         "replay",
     }
     for name, deployment in served.items():
-        assert deployment.name == DEPLOYMENT_NAME
+        assert deployment.name == DEPLOYMENT_NAMES[name] != name  # says what it runs, not "explorec"
         assert deployment.entrypoint == f"flows.serve.{name}"
         assert deployment.enforce_parameter_schema
         properties = deployment._parameter_openapi_schema.model_dump()["properties"]
@@ -88,3 +91,25 @@ def test_form_defaults_are_the_config_defaults() -> None:
     assert simulate_defaults["replications"] == cfg.simulate.n_replications
     study_defaults = inspect.signature(serve_study.fn).parameters["study_replications"].default
     assert study_defaults == compose().study.n_replications
+    assert cfg.trainer.max_epochs == DEFAULT_EPOCHS
+    assert NO_SEARCH.trial_budget == cfg.tune.n_trials and NO_SEARCH.run is cfg.pipeline.search
+
+
+def test_the_pipeline_form_has_an_epoch_field_and_groups_the_search_fields() -> None:
+    (deployment,) = [d for d in deployments() if d.flow_name == "pipeline"]
+    schema = deployment._parameter_openapi_schema.model_dump()
+    properties = schema["properties"]
+    assert properties["epochs"]["default"] == DEFAULT_EPOCHS and properties["epochs"]["type"] == "integer"
+    assert "trial_budget" not in properties  # only inside the search group
+    group = schema["definitions"]["SearchSettings"]
+    assert group["title"] == "Search (optional)"
+    assert set(group["properties"]) == {"run", "trial_budget"}
+    assert properties["search"]["default"] == {"run": False, "trial_budget": 20}
+    assert list(properties).index("search") > list(properties).index("force")  # the group comes last
+
+
+def test_the_pipeline_form_turns_epochs_and_search_into_overrides() -> None:
+    with_search = pipeline_overrides({"run": True, "trial_budget": 3}, ["seed=1"], epochs=2)
+    assert with_search == ["pipeline.search=true", "tune.n_trials=3", "trainer.max_epochs=2", "seed=1"]
+    without = pipeline_overrides(NO_SEARCH, None, epochs=2, dataset="synthetic")
+    assert without == ["pipeline.search=false", "trainer.max_epochs=2", "data=synthetic"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.image
 from mlflow.tracking import MlflowClient
 
 from flows.benchmark import benchmark_flow
@@ -30,6 +31,13 @@ def test_train_flow_logs_a_complete_mlflow_run(isolated_home: Path) -> None:
     artifacts = {item.path for item in client.list_artifacts(summary["run_id"])}
     assert {"config.yaml", "metrics.json", "metrics.md", "item_vectors.npy", "checkpoint"} <= artifacts
     assert summary["tracking_uri"] == f"sqlite:///{isolated_home}/mlruns/mlflow.db"
+    # only the sections that shaped the run are params (the whole config is config.yaml)
+    sections = {key.split(".")[0] for key in run.data.params}
+    assert sections == {"data", "split", "encoder", "model", "trainer", "seed"}
+    # the training curves are a figure among the run's artifacts: a PNG of both curves over 2 epochs
+    figure = Path(client.download_artifacts(summary["run_id"], "plots/training_curves.png"))
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(figure).shape[1] > 800  # two panels side by side
 
 
 def test_benchmark_flow_compares_every_model_under_one_parent_run() -> None:

@@ -44,7 +44,12 @@ def test_a_three_trial_study_writes_nested_runs_under_one_parent() -> None:
     assert all(run.info.status == "FINISHED" for run in children)
     assert all("served/val/ndcg_at_10" in run.data.metrics for run in children)
     assert {run.data.params["model.embedding_dim"] for run in children} <= {"8", "16"}
+    assert not any(key.startswith(("tune.", "simulate.", "gates.")) for key in children[0].data.params)
     client = MlflowClient(summary["tracking_uri"])
+    for child in children:  # every trial's training curves are a figure among its artifacts
+        assert [item.path for item in client.list_artifacts(child.info.run_id, "plots")] == [
+            "plots/training_curves.png"
+        ]
     parent = client.get_run(summary["parent_run_id"])
     artifacts = {item.path for item in client.list_artifacts(summary["parent_run_id"])}
     assert {

@@ -55,6 +55,7 @@ FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
     "model.loss": ("auto", "sampled_softmax", "full_softmax"),
     "model.user_pooling": ("auto", "attention", "mean"),
     "replay.evaluation": ("valid", "test"),
+    "registry.unaudited_champion": ("restore", "record"),
 }
 """Settings whose value is one of a fixed set of options (not a registry of components)."""
 
@@ -91,10 +92,16 @@ AT_LEAST_ONE = (
     "simulate.tune_users",
     "simulate.test_users",
     "registry.max_k",
+    "service.port",
+    "service.max_body_bytes",
+    "service.max_feedback_items",
+    "service.torch_threads",
 )
 """Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
 AT_LEAST_ZERO = (
     "data.timestamp_slack_s",
+    "gates.ope_lift_tolerance",
+    "gates.ope_min_effective_samples",
     "model.mlp_layers",
     "model.extra_uniform_negatives",
     "model.weight_decay",
@@ -105,9 +112,20 @@ AT_LEAST_ZERO = (
     "tune.pruner.n_warmup_steps",
 )
 """Counts, penalties and slack that may be zero (no layer, no extra negative, no patience, no retry)."""
-ABOVE_ZERO = ("model.learning_rate", "model.initial_temperature", "registry.lock_timeout_s")
+ABOVE_ZERO = (
+    "model.learning_rate",
+    "model.initial_temperature",
+    "registry.lock_timeout_s",
+    "service.poll_seconds",
+)
 """Step sizes, temperatures and timeouts."""
-FRACTIONS = ("model.dropout", "model.id_dropout", "model.ema_decay", "split.cold_item_ratio")
+FRACTIONS = (
+    "model.dropout",
+    "model.id_dropout",
+    "model.ema_decay",
+    "split.cold_item_ratio",
+    "service.exploration_floor",
+)
 """Shares in [0, 1)."""
 
 

@@ -61,6 +61,12 @@ class GatesConfig:
     """Lower bound of the simulator's lift interval; when the candidate has it, it must be > 0."""
     require_simulator_lift: bool = False
     """Fail a candidate that has no simulator result at all."""
+    ope_lift_metric: str = "ope/lift_ci_low"
+    """Lower bound of the lift over logged traffic (`explorec evaluate-logs`), when the candidate has one."""
+    ope_lift_tolerance: float = 0.0
+    """How far below 0 that lower bound may be (clicks per slot)."""
+    ope_min_effective_samples: float = 200.0
+    """Fewest effective samples (Σw)²/Σw² for the off-policy estimate to count; fewer fails the gate."""
 
     def metric_gates(self) -> dict[str, MetricGate]:
         """Return the metric gates by rule name, in table order."""
@@ -82,6 +88,9 @@ class RegistryConfig:
     lock_dir: str = "mlruns/registry"
     """Folder of the promotion lock files (relative paths resolve under the project root)."""
     lock_timeout_s: float = 120.0
+    unaudited_champion: str = "restore"
+    """A champion moved around the gates (MLflow UI, API): `restore` the last gated one, or `record` the move
+    as a forced promotion with a warning on the version page (`explorec.registry.guard`)."""
     model_artifact: str = "recommender"
     max_k: int = 100
     """Largest slate a serving request may ask for (bigger requests are rejected with a 4xx)."""

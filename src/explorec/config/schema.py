@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from explorec.config.registry import GatesConfig, RegistryConfig
+from explorec.config.service import ServiceConfig
 from explorec.config.simulation import SimulateConfig, StudyConfig
 from explorec.config.tuning import TuneConfig
 
@@ -133,6 +134,8 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     deterministic: bool = True
     fast_dev_run: bool = False
+    # progress: Lightning's bar on an interactive terminal, plain progress lines on stderr in a log
+    # (explorec.progress; EXPLOREC_PROGRESS=lines|bar|off chooses); false shows neither
     enable_progress_bar: bool = True
     eval_batch_size: int = 1024
 
@@ -279,5 +282,6 @@ class ExplorecConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from explorec.config import EncoderConfig, ExplorecConfig, resolve
+from explorec.progress import Progress, quiet_libraries
 
 if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
@@ -88,23 +89,22 @@ def write_cache(path: Path, cached: dict[str, np.ndarray]) -> None:
 
 
 def encode_in_batches(encoder: SentenceEncoder, texts: list[str], cfg: EncoderConfig) -> np.ndarray:
-    """Encode `texts` batch by batch with a progress bar; return float32 [len(texts), dim]."""
-    from tqdm.auto import tqdm
-
-    batches = range(0, len(texts), cfg.batch_size)
-    chunks = [
-        np.asarray(
-            encoder.encode(
-                texts[start : start + cfg.batch_size],
-                batch_size=cfg.batch_size,
-                show_progress_bar=False,
-                convert_to_numpy=True,
-                normalize_embeddings=cfg.normalize,
-            ),
-            dtype=np.float32,
+    """Encode `texts` batch by batch with progress lines on stderr; return float32 [len(texts), dim]."""
+    progress = Progress("encoding item text", len(texts), unit="texts", enabled=cfg.show_progress)
+    progress.start(f"model {cfg.model}, batches of {cfg.batch_size}")
+    chunks = []
+    for start in range(0, len(texts), cfg.batch_size):
+        batch = texts[start : start + cfg.batch_size]
+        vectors = encoder.encode(
+            batch,
+            batch_size=cfg.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=cfg.normalize,
         )
-        for start in tqdm(batches, desc=f"encoding {len(texts)} texts", disable=not cfg.show_progress)
-    ]
+        chunks.append(np.asarray(vectors, dtype=np.float32))
+        progress.advance(len(batch))
+    progress.finish()
     return np.concatenate(chunks, axis=0)
 
 
@@ -127,6 +127,8 @@ def encode_texts(
     missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in cached}
     if missing:
         import torch
+
+        quiet_libraries()  # before transformers is imported: no weight-loading bar
 
         torch.set_num_threads(cfg.num_threads)
         encoder = encoder_factory(cfg)

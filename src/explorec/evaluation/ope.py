@@ -216,6 +216,20 @@ def dr_estimate(
     return _interval("dr", *_mean_of_terms(terms), n=n, **interval)
 
 
+def estimate_mean(name: str, terms: np.ndarray, *, confidence: float = 0.95) -> PolicyValueEstimate:
+    """The mean of per-decision terms (e.g. paired differences) with a normal interval."""
+    terms = np.asarray(terms, dtype=np.float64)
+    return _interval(
+        name,
+        *_mean_of_terms(terms),
+        n=terms.size,
+        ci_method="normal",
+        confidence=confidence,
+        rng=None,
+        n_bootstrap=0,
+    )
+
+
 def expected_model_reward(*, target_probabilities: np.ndarray, predicted_rewards: np.ndarray) -> np.ndarray:
     """q̂_i(π) = Σ_a π(a|x_i)·q̂(x_i, a) per decision, from (n, n_actions) probabilities and predictions."""
     probabilities = np.asarray(target_probabilities, dtype=np.float64)

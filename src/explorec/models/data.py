@@ -24,10 +24,20 @@ Batch = dict[str, torch.Tensor]
 TRAINING_OBJECTIVES = ("next_item", "held_out")
 
 
+def genre_lists(genres: pd.Series) -> pd.Series:
+    """Return each item's genres as a list, from "A|B" strings."""
+    return genres.fillna("").astype(str).map(lambda value: [g for g in value.split("|") if g])
+
+
+def genre_vocabulary(genres: pd.Series) -> list[str]:
+    """Return the sorted genres of "A|B" genre strings: the columns of `genre_multi_hot`."""
+    return sorted({genre for names in genre_lists(genres) for genre in names})
+
+
 def genre_multi_hot(genres: pd.Series) -> np.ndarray | None:
     """Return a float32 multi-hot [n_items, n_genres] of "A|B" genre strings (None when no item has one)."""
-    lists = genres.fillna("").astype(str).map(lambda value: [g for g in value.split("|") if g])
-    vocabulary = sorted({genre for names in lists for genre in names})
+    lists = genre_lists(genres)
+    vocabulary = genre_vocabulary(genres)
     if not vocabulary:
         return None
     column = {genre: index for index, genre in enumerate(vocabulary)}

@@ -25,8 +25,10 @@ from explorec.models.data import (
     genre_multi_hot,
     item_log_frequency,
 )
+from explorec.models.progress_lines import ProgressLines
 from explorec.models.towers import ItemTower, UserTower
 from explorec.models.two_tower import TwoTowerModule, scores_as_numpy
+from explorec.progress import progress_style, quiet_libraries, single_lightning_output
 
 MONITOR = "val/ndcg@10"
 
@@ -215,9 +217,24 @@ def _hide_lightning_tips() -> None:
         rank_zero.addFilter(_NoAdvertisement())
 
 
+def progress_settings(enable_progress_bar: bool, phase: str = "training") -> tuple[bool, list[Callback]]:
+    """Return (show Lightning's bar, extra callbacks): the bar on a terminal, progress lines in a log.
+
+    Also quiets the libraries and makes each Lightning log line print once (see `explorec.progress`).
+    """
+    quiet_libraries()
+    single_lightning_output()
+    _hide_lightning_tips()
+    if not enable_progress_bar or progress_style() == "off":
+        return False, []
+    if progress_style() == "bar":
+        return True, []
+    return False, [ProgressLines(phase)]
+
+
 def build_trainer(trainer_cfg: TrainerConfig, *, callbacks: Sequence[Callback], logger: Any) -> lp.Trainer:
     """Return a Lightning Trainer from TrainerConfig (CPU, GPU or DDP) with early stopping on val/ndcg@10."""
-    _hide_lightning_tips()
+    show_bar, progress = progress_settings(trainer_cfg.enable_progress_bar)
     stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=trainer_cfg.early_stopping_patience)
     return lp.Trainer(
         max_epochs=trainer_cfg.max_epochs,
@@ -228,8 +245,8 @@ def build_trainer(trainer_cfg: TrainerConfig, *, callbacks: Sequence[Callback], 
         deterministic=trainer_cfg.deterministic,
         fast_dev_run=trainer_cfg.fast_dev_run,
         check_val_every_n_epoch=trainer_cfg.check_val_every_n_epoch,
-        enable_progress_bar=trainer_cfg.enable_progress_bar,
-        callbacks=[*callbacks, stopping],
+        enable_progress_bar=show_bar,
+        callbacks=[*callbacks, *progress, stopping],
         logger=logger if logger is not None else False,
         num_sanity_val_steps=0,
         enable_model_summary=False,
@@ -246,6 +263,7 @@ def fit_two_tower(
     checkpoint_dir: Path,
 ) -> FitResult:
     """Train the two-tower model with early stopping on val/ndcg@10 and return the best checkpoint's model."""
+    single_lightning_output()  # before the first Lightning line (the seed's)
     lp.seed_everything(cfg.seed, workers=True)
     torch.set_num_threads(cfg.trainer.num_threads)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
@@ -306,6 +324,7 @@ def refit_two_tower(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1; got {epochs}")
+    single_lightning_output()  # before the first Lightning line (the seed's)
     lp.seed_everything(cfg.seed, workers=True)
     torch.set_num_threads(cfg.trainer.num_threads)
     merged = with_validation_in_train(dataset)
@@ -313,6 +332,7 @@ def refit_two_tower(
     model = build_two_tower(merged, text_embeddings, model_cfg)
     datamodule = _datamodule(merged, cfg, model_cfg, model)
     monitor = TrainingMonitor()
+    show_bar, progress = progress_settings(cfg.trainer.enable_progress_bar, phase="refit on train + valid")
     trainer = lp.Trainer(
         max_epochs=epochs,
         accelerator=cfg.trainer.accelerator,
@@ -323,9 +343,9 @@ def refit_two_tower(
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_checkpointing=False,
-        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        enable_progress_bar=show_bar,
         enable_model_summary=False,
-        callbacks=[monitor],
+        callbacks=[monitor, *progress],
         logger=False,
     )
     started = time.perf_counter()

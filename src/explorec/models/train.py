@@ -103,14 +103,18 @@ def _log_artifacts(
     results: dict[str, dict[str, float]],
     embeddings: np.ndarray | None,
 ) -> None:
-    """Log the resolved config, metrics table, item vectors and best weights as run artifacts."""
+    """Log the resolved config, metrics table, training curves, item vectors and best weights as artifacts."""
     from omegaconf import OmegaConf
+
+    from explorec.tracking.plots import training_curves
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         (folder / "metrics.json").write_text(json.dumps(results, indent=2))
         (folder / "metrics.md").write_text(metrics_markdown({"two_tower": results}))
+        title = f"two-tower, encoder {cfg.encoder.name}, {cfg.data.name} / {cfg.split.name}"
+        training_curves(fit.history, folder / "plots" / "training_curves.png", title=title)
         np.save(folder / "item_vectors.npy", fit.item_vectors())
         if embeddings is not None:
             np.save(folder / "item_text_embeddings.npy", embeddings)
@@ -134,8 +138,9 @@ def train_and_evaluate(
 
     from explorec.models.fit import fit_two_tower
     from explorec.tracking.lightning import ExplorecMLFlowLogger
+    from explorec.tracking.params import log_active_params
     from explorec.tracking.runs import tracked_run
-    from explorec.tracking.store import config_params, configure_tracking, metric_dict, run_tags
+    from explorec.tracking.store import configure_tracking, metric_dict, run_tags
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
@@ -151,8 +156,7 @@ def train_and_evaluate(
     with tracked_run(
         client, target.experiment_id, run_name=name, tags=tags, parent_run_id=parent_run_id
     ) as run_id:
-        for key, value in config_params(to_dict(cfg)).items():
-            client.log_param(run_id, key, value)
+        log_active_params(client, run_id, to_dict(cfg))  # data, split, encoder, model, trainer, seed
         logger = ExplorecMLFlowLogger(
             tracking_uri=target.tracking_uri, run_id=run_id, experiment_name=cfg.tracking.experiment
         )

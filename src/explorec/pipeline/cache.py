@@ -301,6 +301,7 @@ def reuse_registration(
     """
     import json
 
+    from explorec.registry.comparison import log_gate_comparison
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking.store import configure_tracking
 
@@ -330,6 +331,7 @@ def reuse_registration(
         passed, reasons, cache = bool(decision["passed"]), list(decision["reasons"]), "hit"
     else:
         checked = registry.evaluate_gates(name, version, cfg.gates)
+        log_gate_comparison(registry.client, name, version, checked, registry.champion_version(name))
         registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
         passed, reasons, markdown = checked.passed, list(checked.reasons), checked.to_markdown()
         cache = "hit (gates decided again)"

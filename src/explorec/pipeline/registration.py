@@ -59,7 +59,12 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
     dataset = load_dataset(cfg)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
     bundle = bundle_from_run(
-        run_id, dataset, model_cfg, PolicySpec.from_config(cfg.policy), tracking_uri=target.tracking_uri
+        run_id,
+        dataset,
+        model_cfg,
+        PolicySpec.from_config(cfg.policy),
+        tracking_uri=target.tracking_uri,
+        encoder=cfg.encoder,
     )
     served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
     with mlflow.start_run(run_id=run_id):
@@ -77,6 +82,7 @@ def register_and_gate(
 ) -> RegistrationOutcome:
     """Register the run's packaged model, decide the gates against the champion, tag the version."""
     from explorec.pipeline.cache import GATES_HASH_TAG, gates_hash
+    from explorec.registry.comparison import log_gate_comparison
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking.store import configure_tracking
 
@@ -85,6 +91,7 @@ def register_and_gate(
     name = cfg.tracking.registered_model
     version = registry.register_candidate(run_id, name, metrics=extra_metrics, tags=tags)
     decision = registry.evaluate_gates(name, version, cfg.gates)
+    log_gate_comparison(registry.client, name, version, decision, registry.champion_version(name))
     registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
     return RegistrationOutcome(
         registered_model=name,

@@ -110,6 +110,36 @@ def lift_lines(metrics: dict[str, float]) -> list[str]:
     ]
 
 
+def serving_policy(
+    name: str, rate: float, served: dict[str, float], search: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The policy the registered model serves: its exploration rate, where the rate came from, and the
+    share of served slots that explored and that differ from greedy (measured on the test users' slates)."""
+    chosen = (search or {}).get("chosen_trial")
+    return {
+        "name": name,
+        "exploration_rate": float(rate),
+        "rate_from": f"chosen by search trial {chosen['number']}" if chosen else "set in the config",
+        "explored_share": served.get("served/policy/explored_share"),
+        "deviation_rate": served.get("served/policy/deviation_rate"),
+    }
+
+
+def policy_line(policy: dict[str, Any] | None) -> str:
+    """Say which policy is served at which exploration rate, and how much it actually explored."""
+    if not policy:
+        return ""
+    line = (
+        f"policy {policy['name']} at exploration rate {policy['exploration_rate']:g}, {policy['rate_from']}"
+    )
+    measured = [
+        f"{label} {policy[key]:.3f}"
+        for key, label in (("explored_share", "explored slots"), ("deviation_rate", "slots unlike greedy"))
+        if policy.get(key) is not None
+    ]
+    return line + (f"; served to test users: {', '.join(measured)}" if measured else "")
+
+
 def pipeline_text(summary: dict[str, Any]) -> str:
     """Return what `pipeline` prints: the runs (reused or new), the gate decision and the champion."""
     registration, simulation = summary["registration"], summary.get("simulation") or {}
@@ -119,6 +149,8 @@ def pipeline_text(summary: dict[str, Any]) -> str:
     else:
         training = f"trained run {summary['run_id']} (cache {cache.get('training', 'miss')})"
     lines = [f"explorec pipeline: MLflow run {summary['run_id']}", f"  {training}"]
+    if summary.get("policy"):
+        lines.append(f"  {policy_line(summary['policy'])}")
     if simulation.get("run_id"):
         verb = "reused simulation run" if simulation["cache"] == "hit" else "simulation run"
         lines.append(
@@ -158,6 +190,36 @@ def promotion_text(summary: dict[str, Any]) -> str:
         f"{summary['decision_markdown']}\n"
         f"champion: v{summary['champion']}"
     )
+
+
+def log_evaluation_text(summary: dict[str, Any]) -> str:
+    """Return what `evaluate-logs` prints: clicks per slot of the logged traffic and of the candidate."""
+    metrics = summary["metrics"]
+    lines = [
+        f"explorec evaluate-logs: {summary['registered_model']} v{summary['version']} on "
+        f"{metrics['ope/n_impressions']:.0f} logged slates ({metrics['ope/n_slots']:.0f} slots) of "
+        f"{summary['impression_log']}",
+        "",
+        "| estimate | clicks per slot | 95% interval |",
+        "|---|---|---|",
+        f"| logged traffic | {metrics['ope/logged_ctr']:.4f} | |",
+    ]
+    for name in ("ips", "snips", "dr", "lift"):
+        if f"ope/{name}" in metrics:
+            lines.append(
+                f"| candidate {name} | {metrics[f'ope/{name}']:+.4f} | "
+                f"[{metrics[f'ope/{name}_ci_low']:+.4f}, {metrics[f'ope/{name}_ci_high']:+.4f}] |"
+                if name == "lift"
+                else f"| candidate {name} | {metrics[f'ope/{name}']:.4f} | "
+                f"[{metrics[f'ope/{name}_ci_low']:.4f}, {metrics[f'ope/{name}_ci_high']:.4f}] |"
+            )
+    lines += [
+        "",
+        f"effective samples {metrics['ope/effective_sample_size']:.0f}; support "
+        f"{metrics['ope/support']:.1%} of logged slots; ope_lift gate: {summary['ope_gate']}",
+        f"MLflow run {summary['run_id']}; metrics tagged on the version as metric.ope/*",
+    ]
+    return "\n".join(lines)
 
 
 def simulate_text(summary: dict[str, Any]) -> str:
@@ -222,6 +284,8 @@ def pipeline_markdown(summary: dict[str, Any], decision_markdown: str) -> str:
         "",
         f"- training run: {run_link(summary, summary['run_id'])} — {reuse_text(cache['training'])}",
     ]
+    if summary.get("policy"):
+        lines.append(f"- {policy_line(summary['policy'])}")
     if simulation.get("run_id"):
         gate_value = simulation["metrics"][simulation["gate_metric"]]
         link = run_link(summary, simulation["run_id"])
@@ -243,3 +307,27 @@ def pipeline_markdown(summary: dict[str, Any], decision_markdown: str) -> str:
         lines.append(f"- search: parent run {run_link(summary, summary['search']['parent_run_id'])}")
     lines += ["", "## Gate decision", "", decision_markdown]
     return "\n".join(lines)
+
+
+NOT_PROMOTED = "Not promoted"
+"""The name of the pipeline flow run's final (Completed) state when its candidate did not become champion."""
+
+
+def not_promoted_reason(summary: dict[str, Any], *, promote: bool) -> str | None:
+    """Say why the pipeline's candidate did not become champion (None: it is the champion now).
+
+    A failed gate, a promotion refused when the gates were re-checked under the lock, or promotion
+    switched off (`pipeline.promote=false`) each leave the champion where it was.
+    """
+    registration, promotion = summary["registration"], summary.get("promotion")
+    version = f"{registration['registered_model']} v{registration['version']}"
+    champion = f"v{summary['champion']}" if summary.get("champion") else "none"
+    if not registration["gate_passed"]:
+        reasons = "; ".join(registration["gate_reasons"]) or "no reason recorded"
+        return f"gate failed, {version} not promoted (champion: {champion}): {reasons}"
+    if promotion is not None and not promotion["promoted"]:
+        reasons = "; ".join(promotion["gate_reasons"]) or promotion["outcome"]
+        return f"promotion {promotion['outcome']}, {version} not promoted (champion: {champion}): {reasons}"
+    if promotion is None and summary.get("champion") != registration["version"] and not promote:
+        return f"gates passed but pipeline.promote=false: {version} is the challenger, not promoted"
+    return None

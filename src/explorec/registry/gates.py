@@ -4,7 +4,9 @@ Rules, per gated metric (see `GatesConfig`): the value must exist and not be NaN
 threshold; with a champion, it must be no worse than the champion's by more than the tolerance (a champion
 without the metric cannot be compared, which fails the rule too). When the candidate carries a simulator
 result (the lower bound of its lift interval), that bound must be > 0; `require_simulator_lift` makes the
-result mandatory.
+result mandatory. When it carries an off-policy evaluation on logged traffic (`explorec evaluate-logs`), the
+lower bound of its lift over that traffic must be above −`ope_lift_tolerance`, on at least
+`ope_min_effective_samples` effective samples.
 """
 
 from __future__ import annotations
@@ -158,6 +160,30 @@ def _simulator_row(candidate: Mapping[str, float], gates: GatesConfig) -> GateRo
     return GateRow(rule, key, value, None, 0.0, "> 0", passed, reason)
 
 
+def _ope_row(candidate: Mapping[str, float], gates: GatesConfig) -> GateRow | None:
+    """Check the lift over logged traffic when the candidate has an off-policy evaluation; None otherwise."""
+    key, rule = gates.ope_lift_metric, "ope_lift"
+    value = _read(candidate, key)
+    if value is None:
+        return None
+    samples = _read(candidate, "ope/effective_sample_size")
+    bound = -gates.ope_lift_tolerance
+    comparison = f"> {bound:g}, ESS >= {gates.ope_min_effective_samples:g}"
+    if _is_missing(value) or _is_missing(samples):
+        return GateRow(rule, key, value, None, bound, comparison, False, f"{rule}: '{key}' or its ESS is NaN")
+    assert value is not None and samples is not None
+    if samples < gates.ope_min_effective_samples:
+        reason = f"{rule}: {samples:.0f} effective samples, fewer than {gates.ope_min_effective_samples:g}"
+        return GateRow(rule, key, value, None, bound, comparison, False, reason)
+    passed = value > bound
+    reason = (
+        ""
+        if passed
+        else f"{rule}: lower bound of the lift on logged traffic {value:.4g} is not above {bound:g}"
+    )
+    return GateRow(rule, key, value, None, bound, comparison, passed, reason)
+
+
 def decide(
     candidate: Mapping[str, float], champion: Mapping[str, float] | None, gates: GatesConfig
 ) -> Decision:
@@ -168,8 +194,6 @@ def decide(
         rows.append(_threshold_row(rule, gate, value))
         if champion is not None:
             rows.append(_champion_row(rule, gate, value, _read(champion, gate.metric)))
-    simulator = _simulator_row(candidate, gates)
-    if simulator is not None:
-        rows.append(simulator)
+    rows.extend(row for row in (_simulator_row(candidate, gates), _ope_row(candidate, gates)) if row)
     reasons = [row.reason for row in rows if not row.passed]
     return Decision(passed=not reasons, reasons=reasons, table=rows)

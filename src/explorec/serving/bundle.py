@@ -8,7 +8,10 @@ score to the probability that the item is among the user's next interactions (th
 Thompson and linucb_novelty model; see `explorec.serving.recommender`).
 Files in a bundle folder (`BUNDLE_FILES`): item_vectors.npy, user_tower.pt (a state dict, read back with
 `torch.load(weights_only=True)`), model.json (tower shape, policy, format version), items.json,
-histories.npz and optionally text_embeddings.npy. Only numpy, torch and json are needed to load one.
+histories.npz and optionally text_embeddings.npy and item_tower.pt: the item tower's weights without its ID
+embeddings, which with `model.json`'s `item_tower` spec (shape, genre vocabulary, text encoder) turns the text
+of an item added after training into a vector (`explorec.serving.new_items`). Only numpy, torch and json are
+needed to load one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 BUNDLE_FILES = ("item_vectors.npy", "user_tower.pt", "model.json", "items.json", "histories.npz")
 TEXT_EMBEDDINGS_FILE = "text_embeddings.npy"
+ITEM_TOWER_FILE = "item_tower.pt"
 TOWER_FIELDS = (
     "embedding_dim",
     "history_length",
@@ -71,6 +75,9 @@ class RecommenderBundle:
     policy: PolicySpec = field(default_factory=PolicySpec)
     text_embeddings: np.ndarray | None = None
     score_calibration: ScoreCalibration | None = None
+    item_tower_state: dict[str, Any] | None = None
+    item_tower_spec: dict[str, Any] | None = None
+    """How new items get vectors: embedding_dim, mlp_layers, dropout, normalize, text_dim, genres, encoder."""
 
     @property
     def n_items(self) -> int:
@@ -91,6 +98,8 @@ class RecommenderBundle:
         model = {"format_version": FORMAT_VERSION, "tower": self.tower_config, "policy": asdict(self.policy)}
         if self.score_calibration is not None:
             model["score_calibration"] = asdict(self.score_calibration)
+        if self.item_tower_spec is not None:
+            model["item_tower"] = self.item_tower_spec
         (folder / "model.json").write_text(json.dumps(model, indent=2))
         items = {"item_id": self.item_ids, "title": self.titles, "popularity": self.item_popularity.tolist()}
         (folder / "items.json").write_text(json.dumps(items))
@@ -104,6 +113,9 @@ class RecommenderBundle:
         if self.text_embeddings is not None:
             np.save(folder / TEXT_EMBEDDINGS_FILE, np.asarray(self.text_embeddings, dtype=np.float32))
             files[TEXT_EMBEDDINGS_FILE] = folder / TEXT_EMBEDDINGS_FILE
+        if self.item_tower_state is not None:
+            torch.save(self.item_tower_state, folder / ITEM_TOWER_FILE)
+            files[ITEM_TOWER_FILE] = folder / ITEM_TOWER_FILE
         return files
 
 
@@ -117,6 +129,7 @@ def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
     items = json.loads(Path(files["items.json"]).read_text())
     histories = np.load(files["histories.npz"], allow_pickle=False)
     text = files.get(TEXT_EMBEDDINGS_FILE)
+    item_tower = files.get(ITEM_TOWER_FILE)
     calibration = model.get("score_calibration")  # absent in bundles written before it existed
     return RecommenderBundle(
         item_vectors=np.load(files["item_vectors.npy"], allow_pickle=False),
@@ -131,6 +144,10 @@ def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
         policy=PolicySpec(**model["policy"]),
         text_embeddings=None if text is None else np.load(text, allow_pickle=False),
         score_calibration=None if calibration is None else ScoreCalibration(**calibration),
+        item_tower_state=None
+        if item_tower is None
+        else torch.load(item_tower, map_location="cpu", weights_only=True),
+        item_tower_spec=model.get("item_tower"),
     )
 
 

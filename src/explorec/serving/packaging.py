@@ -24,6 +24,7 @@ from explorec.serving.recommender import Recommender
 if TYPE_CHECKING:
     import torch
 
+    from explorec.config import EncoderConfig
     from explorec.data.processed import ProcessedDataset
 
 CALIBRATION_PAIRS = 2_000_000
@@ -65,13 +66,31 @@ def bundle_from_parts(
     return bundle
 
 
-def user_tower_state_from_checkpoint(checkpoint: Path) -> dict[str, Any]:
-    """Return the user tower's weights from a Lightning checkpoint, read weights-only."""
+def tower_state_from_checkpoint(checkpoint: Path, tower: str = "user_tower") -> dict[str, Any]:
+    """Return one tower's weights (`user_tower` or `item_tower`) from a Lightning checkpoint, weights-only."""
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    prefix = "user_tower."
+    prefix = f"{tower}."
     return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+
+
+def attach_item_tower(
+    bundle: RecommenderBundle,
+    item_tower_state: Mapping[str, torch.Tensor],
+    model_cfg: Any,
+    encoder: EncoderConfig,
+    dataset: ProcessedDataset,
+) -> None:
+    """Give a bundle what embeds items added after training: the item tower's text path and its spec."""
+    from explorec.models.data import genre_vocabulary
+    from explorec.serving.new_items import item_tower_spec, text_path_state
+
+    items = dataset.items
+    genres = genre_vocabulary(items["genres"]) if model_cfg.use_genres and "genres" in items else None
+    text_dim = None if bundle.text_embeddings is None else int(bundle.text_embeddings.shape[1])
+    bundle.item_tower_spec = item_tower_spec(model_cfg, encoder, text_dim, genres or None)
+    bundle.item_tower_state = text_path_state(item_tower_state)
 
 
 def bundle_from_run(
@@ -82,8 +101,12 @@ def bundle_from_run(
     *,
     tracking_uri: str | None = None,
     history_splits: Sequence[str] = SERVING_HISTORY_SPLITS,
+    encoder: EncoderConfig | None = None,
 ) -> RecommenderBundle:
-    """Build a bundle from a training run's logged artifacts (item_vectors.npy, checkpoint/best.ckpt)."""
+    """Build a bundle from a training run's logged artifacts (item_vectors.npy, checkpoint/best.ckpt).
+
+    With `encoder` (the one the run was trained with), the bundle can also embed items added later.
+    """
     import tempfile
 
     import mlflow
@@ -96,15 +119,20 @@ def bundle_from_run(
     with tempfile.TemporaryDirectory() as scratch:
         local = {path: Path(client.download_artifacts(run_id, path, scratch)) for path in wanted}
         text_path = local.get("item_text_embeddings.npy")
-        return bundle_from_parts(
+        checkpoint = local["checkpoint/best.ckpt"]
+        bundle = bundle_from_parts(
             dataset=dataset,
             item_vectors=np.load(local["item_vectors.npy"]),
-            user_tower_state=user_tower_state_from_checkpoint(local["checkpoint/best.ckpt"]),
+            user_tower_state=tower_state_from_checkpoint(checkpoint),
             tower=tower_config(model_cfg, dataset.n_users),
             policy=policy,
             text_embeddings=None if text_path is None else np.load(text_path),
             history_splits=history_splits,
         )
+        if encoder is not None and not model_cfg.separate_input_items:
+            item_state = tower_state_from_checkpoint(checkpoint, "item_tower")
+            attach_item_tower(bundle, item_state, model_cfg, encoder, dataset)
+        return bundle
 
 
 def fit_score_calibration(

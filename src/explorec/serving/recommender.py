@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.policies.base import Policy
+from explorec.policies.slates import with_exploration_floor
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
     RecommenderBundle,
@@ -89,6 +90,29 @@ class Request:
     seed: int | None
     shown_item_ids: tuple[str, ...] = ()
     clicked_item_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """What the policy sees for one request: scores (raw and as served from), exclusions and its state."""
+
+    policy: Policy
+    values: np.ndarray
+    served_from: np.ndarray
+    excluded: np.ndarray
+    state: Any
+    cold_start: bool
+    n_unknown_shown: int
+    n_shown: int
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    """A recommender's view of one logged slate: its per-slot propensities and reward predictions."""
+
+    propensities: np.ndarray
+    logged_predictions: np.ndarray | None
+    own_predictions: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -304,9 +328,13 @@ def scores_for_policy(policy: Policy, scores: np.ndarray, calibration: ScoreCali
 class Recommender:
     """Answers requests from a bundle: user tower for users with a history, popularity for cold start."""
 
-    def __init__(self, bundle: RecommenderBundle, limits: Limits | None = None) -> None:
+    def __init__(
+        self, bundle: RecommenderBundle, limits: Limits | None = None, *, exploration_floor: float = 0.0
+    ) -> None:
         self.bundle = bundle
         self.limits = limits or Limits()
+        self.exploration_floor = exploration_floor
+        """Share of slates served uniformly at random (see `with_exploration_floor`); 0 serves the policy."""
         self.user_tower = build_user_tower(bundle)
         self.read_length = self.user_tower.max_history  # None: a set-style tower reads the whole history
         self.uses_user_ids = bundle.tower_config.get("n_users") is not None
@@ -317,6 +345,44 @@ class Recommender:
         self.cold_start_scores = popularity / max(float(popularity.max()), 1e-12)
         self._policies: OrderedDict[float, Policy] = OrderedDict()
         self._stored_vectors: dict[int, np.ndarray] = {}
+
+    def add_items(
+        self,
+        item_ids: Sequence[str],
+        titles: Sequence[str],
+        vectors: np.ndarray,
+        text_embeddings: np.ndarray | None = None,
+    ) -> tuple[int, int]:
+        """Add items to the catalogue (a known id gets a new vector and title); return (added, updated).
+
+        New items have no train popularity (cold start ranks them last) and no stored history; they are
+        servable by the next request. Policies are rebuilt, as they hold the item vectors.
+        """
+        bundle = self.bundle
+        if bundle.text_embeddings is not None and text_embeddings is None:
+            raise ValueError("this catalogue has text embeddings; new items need theirs too")
+        known = [(row, self.item_index[item]) for row, item in enumerate(item_ids) if item in self.item_index]
+        fresh = [row for row, item in enumerate(item_ids) if item not in self.item_index]
+        vectors = np.asarray(vectors, dtype=np.float32)
+        texts = bundle.text_embeddings
+        for row, index in known:
+            self.item_vectors[index] = vectors[row]
+            bundle.titles[index] = titles[row]
+            if texts is not None and text_embeddings is not None:
+                texts[index] = text_embeddings[row]
+        if fresh:
+            start = len(bundle.item_ids)
+            self.item_vectors = np.concatenate([self.item_vectors, vectors[fresh]])
+            bundle.item_vectors = self.item_vectors
+            bundle.item_ids.extend(item_ids[row] for row in fresh)
+            bundle.titles.extend(titles[row] for row in fresh)
+            bundle.item_popularity = np.concatenate([bundle.item_popularity, np.zeros(len(fresh))])
+            if texts is not None and text_embeddings is not None:
+                bundle.text_embeddings = np.concatenate([texts, np.asarray(text_embeddings)[fresh]])
+            self.item_index.update({item_ids[row]: start + offset for offset, row in enumerate(fresh)})
+            self.cold_start_scores = np.concatenate([self.cold_start_scores, np.zeros(len(fresh))])
+        self._policies.clear()
+        return len(fresh), len(known)
 
     def policy(self, exploration_rate: float | None) -> Policy:
         """Return the bundle's policy at `exploration_rate` (its default when None), cached per rate."""
@@ -428,38 +494,103 @@ class Recommender:
         clicks = np.asarray([item in clicked for item in known], dtype=np.float64)
         return shown, clicks, len(request.shown_item_ids) - len(known)
 
-    def _slate(
-        self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None
-    ) -> Recommendation:
-        """Serve one request's slate through the policy, after replaying the request's feedback."""
+    def _context(self, request: Request, history: np.ndarray, scores: np.ndarray | None) -> DecisionContext:
+        """The policy's view of one request: its scores, exclusions and state after the request's feedback."""
         cold_start = scores is None
         values = self.cold_start_scores if scores is None else scores
         shown, clicks, n_unknown_shown = self.resolve_feedback(request)
         excluded = np.zeros(self.bundle.n_items, dtype=bool)
         excluded[history] = True
         excluded[shown] = True
-        available = int(self.bundle.n_items - excluded.sum())
+        policy = self.policy(request.exploration_rate)
+        served_from = self.policy_scores(policy, values, cold_start=cold_start)
+        state = policy.initial_state(history_items=history)
+        if shown.size:
+            policy.update(state=state, items=shown, rewards=clicks, scores=served_from)
+        return DecisionContext(
+            policy, values, served_from, excluded, state, cold_start, n_unknown_shown, int(shown.size)
+        )
+
+    def _slate(
+        self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None
+    ) -> Recommendation:
+        """Serve one request's slate through the policy, after replaying the request's feedback."""
+        context = self._context(request, history, scores)
+        available = int(self.bundle.n_items - context.excluded.sum())
         if request.k > available:
             raise RequestError(
                 f"k={request.k} but only {available} items are left after the history and shown items"
             )
-        policy = self.policy(request.exploration_rate)
-        served_from = self.policy_scores(policy, values, cold_start=cold_start)
         rng = np.random.default_rng(request.seed)
-        state = policy.initial_state(history_items=history)
-        if shown.size:
-            policy.update(state=state, items=shown, rewards=clicks, scores=served_from)
-        slate = policy.select(scores=served_from, excluded=excluded, k=request.k, rng=rng, state=state)
+        slate = context.policy.select(
+            scores=context.served_from, excluded=context.excluded, k=request.k, rng=rng, state=context.state
+        )
+        slate = with_exploration_floor(
+            context.policy,
+            slate,
+            scores=context.served_from,
+            excluded=context.excluded,
+            state=context.state,
+            rng=rng,
+            floor=self.exploration_floor,
+        )
         items = [int(item) for item in slate.items]
         return Recommendation(
             user_id=request.user_id,
             item_ids=[self.bundle.item_ids[item] for item in items],
             titles=[self.bundle.titles[item] for item in items],
-            scores=[float(values[item]) for item in items],
+            scores=[float(context.values[item]) for item in items],
             propensities=[float(p) for p in slate.propensities],
             explored=[bool(flag) for flag in slate.explored],
-            n_unknown_items=n_unknown + n_unknown_shown,
+            n_unknown_items=n_unknown + context.n_unknown_shown,
             history_source=source,
-            cold_start=cold_start,
-            n_feedback=int(shown.size),
+            cold_start=context.cold_start,
+            n_feedback=context.n_shown,
         )
+
+    def logged_decisions(
+        self, requests: Sequence[Request], slates: Sequence[Sequence[str]], rng: np.random.Generator
+    ) -> list[LoggedDecision]:
+        """How this recommender would have answered logged requests, for off-policy evaluation.
+
+        Per logged slate: the probability this policy puts each logged item in its slot after the logged
+        earlier slots (0 for an item it does not know or may not show), its reward model's prediction for
+        each logged item (calibrated scores; None without a calibration), and that prediction for the item
+        its own sampled slate puts in each slot (the direct-method term of doubly robust).
+        """
+        resolved = [self.resolve_history(request) for request in requests]
+        rows = [self.user_index.get(r.user_id) if r.user_id is not None else None for r in requests]
+        personal = [
+            index
+            for index, (history, _, _) in enumerate(resolved)
+            if history.size and (not self.uses_user_ids or rows[index] is not None)
+        ]
+        vectors = self._personal_vectors([resolved[i] for i in personal], [rows[i] for i in personal])
+        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
+        calibration = self.bundle.score_calibration
+        decisions = []
+        for index, (request, logged) in enumerate(zip(requests, slates, strict=True)):
+            context = self._context(request, resolved[index][0], scores.get(index))
+            known = np.asarray([item in self.item_index for item in logged])
+            items = np.asarray(
+                [self.item_index[item] for item in logged if item in self.item_index], np.int64
+            )
+            propensities = np.zeros(len(logged))
+            if items.size:
+                propensities[known] = context.policy.slate_propensities(
+                    scores=context.served_from, excluded=context.excluded, items=items, state=context.state
+                )
+            predicted = None if calibration is None else calibration.probabilities(context.values)
+            logged_predictions = None
+            own_predictions = None
+            if predicted is not None:
+                logged_predictions = np.zeros(len(logged))
+                logged_predictions[known] = predicted[items]
+                k = min(len(logged), int((~context.excluded).sum()))
+                own = context.policy.select(
+                    scores=context.served_from, excluded=context.excluded, k=k, rng=rng, state=context.state
+                )
+                own_predictions = np.zeros(len(logged))
+                own_predictions[:k] = predicted[own.items]
+            decisions.append(LoggedDecision(propensities, logged_predictions, own_predictions))
+        return decisions

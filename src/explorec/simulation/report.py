@@ -10,6 +10,10 @@ import pandas as pd
 
 from explorec.config.simulation import SimulateConfig
 from explorec.simulation.runner import BASELINE_LABELS
+from explorec.tracking import plots
+
+LIFT_CONTROL, LIFT_OUTCOME = "greedy_online", "expected_clicks"
+"""The lift interval chart: each policy's expected clicks minus greedy_online's, 95% paired interval."""
 
 if TYPE_CHECKING:
     from explorec.simulation.results import SimulationResult
@@ -73,31 +77,32 @@ def write_plots(result: SimulationResult, output_dir: Path) -> dict[str, Path]:
         axis.set_title(f"early vs late CTR ({calibration})")
         axis.legend()
         paths[f"ctr_{calibration}"] = _save(figure, output_dir / f"ctr_early_late_{calibration}.png")
-        paths[f"tradeoff_{calibration}"] = _tradeoff_plot(plt, frame, calibration, output_dir)
+        paths[f"tradeoff_{calibration}"] = plots.tradeoff(
+            frame,
+            output_dir / f"tradeoff_{calibration}.png",
+            calibration=calibration,
+            not_exploring=BASELINE_LABELS,
+        )
+    paths["lift_intervals"] = plots.lift_intervals(
+        lift_rows(result.comparisons),
+        output_dir / "lift_intervals.png",
+        control=LIFT_CONTROL,
+        outcome=LIFT_OUTCOME,
+    )
     return paths
 
 
-def _tradeoff_plot(plt, frame: pd.DataFrame, calibration: str, output_dir: Path) -> Path:
-    """Accuracy (expected clicks), diversity (ILD) and discovery per exploration rate, one line per policy."""
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    exploring = frame[~frame["policy"].isin(BASELINE_LABELS)].copy()
-    exploring["name"] = exploring["policy"].str.split("@").str[0]
-    for axis, column in zip(axes, ("expected_clicks", "ild", "new_clusters_clicked"), strict=True):
-        for name, group in exploring.groupby("name", sort=False):
-            group = group.sort_values("exploration_rate")
-            axis.plot(group["exploration_rate"], group[column], "o-", label=name)
-        for baseline in ("greedy_online", "static", "random"):
-            value = frame.loc[frame["policy"] == baseline, column]
-            if len(value):
-                axis.axhline(float(value.iloc[0]), linestyle=":", color="grey")
-                axis.text(
-                    0.01, float(value.iloc[0]), baseline, fontsize=7, transform=axis.get_yaxis_transform()
-                )
-        axis.set_xlabel("exploration rate")
-        axis.set_title(column)
-    axes[0].legend(fontsize=7)
-    figure.suptitle(f"accuracy, diversity and discovery per exploration rate ({calibration})")
-    return _save(figure, output_dir / f"tradeoff_{calibration}.png")
+def lift_rows(comparisons: pd.DataFrame) -> list[dict]:
+    """Return each exploring policy's expected-click lift over greedy_online (the baselines are in the
+    tables: static and random would set the chart's scale and squash the policies' intervals)."""
+    if comparisons.empty:
+        return []
+    chosen = comparisons[
+        (comparisons["metric"] == LIFT_OUTCOME)
+        & (comparisons["control"] == LIFT_CONTROL)
+        & ~comparisons["policy"].isin(BASELINE_LABELS)
+    ]
+    return chosen.to_dict("records")
 
 
 def _save(figure, path: Path) -> Path:

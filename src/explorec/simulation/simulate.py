@@ -27,6 +27,7 @@ from explorec.config.simulation import SimulateConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.evaluation.statistics import holm_adjust, paired_difference
 from explorec.policies.semantic import text_clusters
+from explorec.progress import Progress
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
 from explorec.simulation.environment import SimulationWorld, build_world, position_weights
 from explorec.simulation.ground_truth import TUNE_POOL, positives_from_dataset, stream
@@ -97,8 +98,12 @@ def _simulate_calibration(
     resources: PolicyResources,
     context_base: dict[str, Any],
     cfg: SimulateConfig,
+    progress: Progress,
 ) -> tuple[list[dict], list[dict], list[pd.DataFrame], dict[str, Any]]:
-    """Run all policies and replications under one click model: metric rows, curve rows, logs, facts."""
+    """Run all policies and replications under one click model: metric rows, curve rows, logs, facts.
+
+    `progress` counts one step per episode (a policy's T visits for every pool user, the oracle's included).
+    """
     users = world.pools.get(cfg.pool)
     prior_model = prior_for_calibration(
         world=world,
@@ -136,6 +141,8 @@ def _simulate_calibration(
             features=resources.augmented_vectors,
         )
         oracle_expected = run_episode(spec=specs[0], policy=None, inputs=inputs).expected_rewards
+        where = f"calibration {click_model.name}, replication {replication + 1}/{cfg.n_replications}"
+        progress.advance(1, f"{where}, oracle")
         context = MetricContext(**context_base, oracle_expected_per_user=oracle_expected.sum(axis=(1, 2)))
         jobs = []
         for spec in specs:
@@ -151,6 +158,7 @@ def _simulate_calibration(
             jobs.append((spec, policies[spec.label], targets))
         episodes = run_episodes(jobs, inputs=inputs, workers=cfg.episode_workers)
         for (spec, _, targets), (episode, episode_seconds) in zip(jobs, episodes, strict=True):
+            progress.advance(1, f"{where}, {spec.label}")
             started = time.perf_counter() - episode_seconds
             metrics = episode_metrics(episode=episode, context=context)
             metric_rows.append(
@@ -314,6 +322,12 @@ def run_simulation(
             "n_training_users": n_training_users,
         }
         metric_rows, curve_rows, log_frames, facts = [], [], [], {}
+        episodes = len(world.click_models) * cfg.n_replications * (len(specs) + 1)  # + the oracle's
+        progress = Progress("simulating", episodes, unit="episodes")
+        progress.start(
+            f"{len(specs)} policies (oracle and baselines included) x {cfg.n_replications} replications x "
+            f"{len(world.click_models)} calibrations, {users.size} users x {cfg.n_visits} visits each"
+        )
         for index, click_model in enumerate(world.click_models):
             rows, curves, logs, facts[click_model.name] = _simulate_calibration(
                 world=world,
@@ -324,10 +338,12 @@ def run_simulation(
                 resources=resources,
                 context_base=context_base,
                 cfg=cfg,
+                progress=progress,
             )
             metric_rows += rows
             curve_rows += curves
             log_frames += logs
+        progress.finish()
     per_replication = pd.DataFrame(metric_rows)
     curves = pd.DataFrame(curve_rows)
     logs = pd.concat(log_frames, ignore_index=True) if log_frames else pd.DataFrame()

@@ -213,10 +213,33 @@ def run_until_budget(study: Any, objective: Any, n_trials: int) -> int:
     """Run trials one at a time (queued retries first) until the budget is met or started; return how many.
 
     Counting RUNNING trials of other workers keeps N workers from overshooting the budget; an objective
-    error stops this worker (the trial is FAIL and the error propagates).
+    error stops this worker (the trial is FAIL and the error propagates). A progress line on stderr follows
+    every trial (finished trials of all workers against the budget, with an ETA).
     """
-    ran = 0
-    while budget_of(study, n_trials).remaining > 0:
-        study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
+    from explorec.progress import Progress
+
+    budget = budget_of(study, n_trials)
+    progress = Progress(f"tuning {study.study_name}", n_trials, unit="trials", interval=0.0)
+    progress.done = budget.finished
+    progress.start(f"{budget.finished} finished before, {budget.remaining} to run in this worker at most")
+    ran, finished = 0, []
+    while budget.remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=1,
+            catch=(),
+            gc_after_trial=True,
+            callbacks=[lambda _, trial: finished.append(trial)],
+        )
         ran += 1
+        budget = budget_of(study, n_trials)
+        progress.update(budget.finished, trial_line(finished[-1]) if finished else "")
+    progress.finish(f"{ran} run by this worker")
     return ran
+
+
+def trial_line(trial: Any) -> str:
+    """Say how a finished trial ended: its number, state, values and parameters."""
+    values = "" if trial.values is None else " values " + ", ".join(f"{value:.4g}" for value in trial.values)
+    params = ", ".join(f"{key}={value}" for key, value in trial.params.items())
+    return f"trial {trial.number} {trial.state.name.lower()}{values} ({params})"

@@ -37,11 +37,10 @@ def trial_run_tags(cfg: ExplorecConfig, *, data_fingerprint: str, tags: Mapping[
 
 
 def log_trial_params(client: Any, run_id: str, cfg: ExplorecConfig) -> None:
-    """Log the trial's resolved config as the run's params."""
-    from explorec.tracking.store import config_params
+    """Log the sections of the trial's config that shape its training run as the run's params."""
+    from explorec.tracking.params import log_active_params
 
-    for key, value in config_params(to_dict(cfg)).items():
-        client.log_param(run_id, key, value)
+    log_active_params(client, run_id, to_dict(cfg))
 
 
 def fit_and_evaluate(
@@ -53,10 +52,13 @@ def fit_and_evaluate(
     run_id: str,
     callbacks: Sequence[Any] = (),
 ) -> TrialFit:
-    """Fit the two-tower model (per-epoch curves into the run) and evaluate it like the train flow does."""
+    """Fit the two-tower model (per-epoch curves into the run, and as a figure) and evaluate it."""
+    from mlflow import MlflowClient
+
     from explorec.evaluation.targets import evaluate
     from explorec.models.fit import fit_two_tower
     from explorec.tracking.lightning import ExplorecMLFlowLogger
+    from explorec.tracking.plots import log_figure, training_curves
 
     logger = ExplorecMLFlowLogger(
         tracking_uri=tracking_uri, run_id=run_id, experiment_name=cfg.tracking.experiment
@@ -65,5 +67,12 @@ def fit_and_evaluate(
         fit = fit_two_tower(
             dataset, text_embeddings, cfg, callbacks=callbacks, logger=logger, checkpoint_dir=Path(scratch)
         )
+    title = f"trial run, embedding_dim {cfg.model.embedding_dim}, encoder {cfg.encoder.name}"
+    log_figure(
+        MlflowClient(tracking_uri),
+        run_id,
+        lambda folder: training_curves(fit.history, folder / "training_curves.png", title=title),
+        "plots",
+    )
     results = evaluate(fit, dataset, batch_size=cfg.trainer.eval_batch_size)
     return TrialFit(fit=fit, results=results)

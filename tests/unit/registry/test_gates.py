@@ -118,3 +118,27 @@ def test_markdown_and_json() -> None:
     assert payload["reasons"] == decision.reasons
     recall_row = next(row for row in payload["table"] if row["rule"] == "recall_at_20 (absolute)")
     assert recall_row["candidate"] is None
+
+
+@pytest.mark.parametrize(
+    ("low", "samples", "passed", "words"),
+    [
+        (0.002, 1000.0, True, None),
+        (-0.004, 1000.0, True, None),
+        (-0.006, 1000.0, False, "lower bound of the lift on logged traffic -0.006 is not above -0.005"),
+        (0.010, 150.0, False, "150 effective samples, fewer than 200"),
+        (math.nan, 1000.0, False, "is NaN"),
+    ],
+)
+def test_ope_lift_gate_reads_the_logged_traffic_evaluation(
+    low: float, samples: float, passed: bool, words: str | None
+) -> None:
+    """With an off-policy evaluation attached, its lift's lower bound and effective samples are gated."""
+    gates = GatesConfig(**{**GATES.__dict__, "ope_lift_tolerance": 0.005})
+    candidate = with_values(**{"ope/lift_ci_low": low, "ope/effective_sample_size": samples})
+    decision = decide(candidate, None, gates)
+    assert decision.passed is passed
+    assert [row.rule for row in decision.table][-1] == "ope_lift"
+    if words:
+        assert len(decision.reasons) == 1 and words in decision.reasons[0]
+    assert "ope_lift" not in [row.rule for row in decide(GOOD, None, gates).table]

@@ -1,0 +1,23 @@
+"""Whether a registered version may be served: it passed its gates, or its forced promotion is on record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+GATE_STATUS_TAG = "gate.status"
+PROMOTION_GATE_TAG = "promotion.gate_status"
+FORCED_TAG = "promotion.forced"
+FORCE_REASON_TAG = "promotion.reason"
+
+
+def refusal_reason(tags: Mapping[str, str]) -> str | None:
+    """None when a version with these tags may serve, else the one-line reason it may not."""
+    if tags.get(GATE_STATUS_TAG) == "passed" or tags.get(PROMOTION_GATE_TAG) == "passed":
+        return None
+    if tags.get(FORCED_TAG) == "true" and tags.get(FORCE_REASON_TAG, "").strip():
+        return None
+    status = tags.get(GATE_STATUS_TAG, "missing")
+    return (
+        f"its gate status is {status!r} and no forced promotion is recorded; "
+        "promote a gated version with `explorec promote` (or force one with --force --reason)"
+    )

@@ -1,0 +1,355 @@
+"""The impression log: every slate the service serves, slot by slot, and the feedback on it.
+
+One SQL store behind SQLAlchemy Core: SQLite in WAL mode under `mlruns/` by default (one server), or a
+PostgreSQL URL (several servers writing to one log). An impression (one served slate) and its slots are
+written in one transaction, so a killed server leaves no torn slate: either every slot of a slate is there
+or none. Feedback rows refer to an impression by id and to a slot by item id.
+
+Tables:
+- `impressions`: impression_id, request_id, served_at (unix seconds), user_id, model_name, model_version,
+  policy, exploration_rate, k, history_source, cold_start, propensity_kind ('policy' or 'deterministic'),
+  request (the validated request as JSON: what an off-policy evaluation replays).
+- `impression_slots`: impression_id, slot, item_id, score, propensity, explored, new_item, explanation.
+- `feedback`: impression_id, item_id, event ('click', 'skip' or 'dwell'), dwell_seconds, received_at.
+- `catalogue_additions`: items added through the service (item_id, title, text, genres, added_at), so a
+  restarted service, or the next champion, serves them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from explorec.config import project_root
+from explorec.errors import ExplorecError
+from explorec.serving.new_items import NewItem
+
+FEEDBACK_EVENTS = ("click", "skip", "dwell")
+SQLITE_PREFIX = "sqlite:///"
+
+
+class ImpressionLogError(ExplorecError):
+    """The impression log cannot be opened or does not hold what was asked for."""
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """One slot of a served slate."""
+
+    item_id: str
+    score: float
+    propensity: float
+    explored: bool
+    new_item: bool = False
+    explanation: str = ""
+
+
+@dataclass(frozen=True)
+class ImpressionRecord:
+    """One served slate and how it was made."""
+
+    impression_id: str
+    request_id: str
+    served_at: float
+    user_id: str | None
+    model_name: str
+    model_version: str
+    policy: str
+    exploration_rate: float
+    k: int
+    history_source: str
+    cold_start: bool
+    propensity_kind: str
+    request: str
+    slots: tuple[SlotRecord, ...]
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    """A client's feedback on one slot of an impression."""
+
+    impression_id: str
+    item_id: str
+    event: str
+    dwell_seconds: float | None = None
+
+
+def _additions_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the table of items added through the service."""
+    return sa.Table(
+        "catalogue_additions",
+        metadata,
+        sa.Column("item_id", sa.String(256), primary_key=True),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("genres", sa.Text, nullable=False),
+        sa.Column("added_at", sa.Float, nullable=False),
+    )
+
+
+def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """Declare the impression, slot and feedback tables of the log on `metadata`."""
+    impressions = sa.Table(
+        "impressions",
+        metadata,
+        sa.Column("impression_id", sa.String(64), primary_key=True),
+        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("served_at", sa.Float, nullable=False, index=True),
+        sa.Column("user_id", sa.String(256)),
+        sa.Column("model_name", sa.String(256), nullable=False),
+        sa.Column("model_version", sa.String(32), nullable=False),
+        sa.Column("policy", sa.String(64), nullable=False),
+        sa.Column("exploration_rate", sa.Float, nullable=False),
+        sa.Column("k", sa.Integer, nullable=False),
+        sa.Column("history_source", sa.String(16), nullable=False),
+        sa.Column("cold_start", sa.Boolean, nullable=False),
+        sa.Column("propensity_kind", sa.String(16), nullable=False),
+        sa.Column("request", sa.Text, nullable=False),
+    )
+    slots = sa.Table(
+        "impression_slots",
+        metadata,
+        sa.Column(
+            "impression_id", sa.String(64), sa.ForeignKey("impressions.impression_id"), primary_key=True
+        ),
+        sa.Column("slot", sa.Integer, primary_key=True),
+        sa.Column("item_id", sa.String(256), nullable=False),
+        sa.Column("score", sa.Float, nullable=False),
+        sa.Column("propensity", sa.Float, nullable=False),
+        sa.Column("explored", sa.Boolean, nullable=False),
+        sa.Column("new_item", sa.Boolean, nullable=False),
+        sa.Column("explanation", sa.Text, nullable=False),
+    )
+    feedback = sa.Table(
+        "feedback",
+        metadata,
+        sa.Column("feedback_id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("impression_id", sa.String(64), sa.ForeignKey("impressions.impression_id"), index=True),
+        sa.Column("item_id", sa.String(256), nullable=False),
+        sa.Column("event", sa.String(8), nullable=False),
+        sa.Column("dwell_seconds", sa.Float),
+        sa.Column("received_at", sa.Float, nullable=False),
+    )
+    return impressions, slots, feedback
+
+
+def resolve_log_url(url: str) -> str:
+    """Make a relative `sqlite:///path` absolute against the project root (other URLs pass unchanged)."""
+    if not url.startswith(SQLITE_PREFIX) or url.startswith(SQLITE_PREFIX + "/"):
+        return url
+    path = project_root() / url.removeprefix(SQLITE_PREFIX)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"{SQLITE_PREFIX}{path}"
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL (readers never block the writer), durable commits and a busy wait instead of 'locked' errors."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class ImpressionLog:
+    """Append-only log of served slates and their feedback, in one SQL store."""
+
+    def __init__(self, url: str) -> None:
+        self.url = resolve_log_url(url)
+        try:
+            self.engine = sa.create_engine(self.url, future=True)
+        except (sa.exc.ArgumentError, ImportError) as error:
+            raise ImpressionLogError(f"impression log {url!r} cannot be opened: {error}") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.metadata = sa.MetaData()
+        self.impressions, self.slots, self.feedback = _tables(self.metadata)
+        self.additions = _additions_table(self.metadata)
+        self._write_lock = threading.Lock()
+        self._writer: sa.Connection | None = None
+        try:
+            self.metadata.create_all(self.engine)
+        except sa.exc.DatabaseError as error:
+            raise ImpressionLogError(
+                f"impression log {self.location} is not a usable database ({error.orig}); move it aside "
+                "or point service.impression_log at another store"
+            ) from None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        """One transaction on the log's single writing connection (kept open: no pool checkout per slate)."""
+        with self._write_lock:
+            if self._writer is None or self._writer.closed:
+                self._writer = self.engine.connect()
+            try:
+                with self._writer.begin():
+                    yield self._writer
+            except sa.exc.DBAPIError:
+                self._writer.close()  # a broken connection is replaced on the next write
+                raise
+
+    @property
+    def location(self) -> str:
+        """The store, as a person would name it: the SQLite file, or the URL without its password."""
+        if self.url.startswith(SQLITE_PREFIX):
+            return str(Path(self.url.removeprefix(SQLITE_PREFIX)))
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def append(self, records: Sequence[ImpressionRecord]) -> None:
+        """Write served slates; each slate and all its slots in one transaction with the others."""
+        if not records:
+            return
+        heads = [
+            {column.name: getattr(record, column.name) for column in self.impressions.columns}
+            for record in records
+        ]
+        slots = [
+            {
+                "impression_id": record.impression_id,
+                "slot": position,
+                "item_id": slot.item_id,
+                "score": slot.score,
+                "propensity": slot.propensity,
+                "explored": slot.explored,
+                "new_item": slot.new_item,
+                "explanation": slot.explanation,
+            }
+            for record in records
+            for position, slot in enumerate(record.slots)
+        ]
+        with self._writing() as connection:
+            connection.execute(self.impressions.insert(), heads)
+            if slots:
+                connection.execute(self.slots.insert(), slots)
+
+    def unknown_impressions(self, impression_ids: Sequence[str]) -> list[str]:
+        """Return the ids among `impression_ids` that the log does not hold."""
+        wanted = sorted(set(impression_ids))
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(self.impressions.c.impression_id).where(
+                    self.impressions.c.impression_id.in_(wanted)
+                )
+            )
+            known = {row[0] for row in found}
+        return [name for name in wanted if name not in known]
+
+    def slot_items(self, impression_id: str) -> list[str]:
+        """Return the item ids of an impression's slots, in slot order."""
+        query = (
+            sa.select(self.slots.c.item_id)
+            .where(self.slots.c.impression_id == impression_id)
+            .order_by(self.slots.c.slot)
+        )
+        with self.engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
+
+    def record_feedback(self, events: Sequence[FeedbackEvent]) -> int:
+        """Append feedback events (their impressions must exist); return how many were written."""
+        if not events:
+            return 0
+        now = time.time()
+        rows = [
+            {
+                "impression_id": event.impression_id,
+                "item_id": event.item_id,
+                "event": event.event,
+                "dwell_seconds": event.dwell_seconds,
+                "received_at": now,
+            }
+            for event in events
+        ]
+        with self._writing() as connection:
+            connection.execute(self.feedback.insert(), rows)
+        return len(rows)
+
+    def record_additions(self, items: Sequence[NewItem]) -> None:
+        """Store added items (a known id is replaced), in one transaction."""
+        now = time.time()
+        rows = [
+            {
+                "item_id": item.item_id,
+                "title": item.title,
+                "text": item.text,
+                "genres": "|".join(item.genres),
+                "added_at": now,
+            }
+            for item in items
+        ]
+        ids = [item.item_id for item in items]
+        with self._writing() as connection:
+            connection.execute(self.additions.delete().where(self.additions.c.item_id.in_(ids)))
+            connection.execute(self.additions.insert(), rows)
+
+    def catalogue_additions(self) -> list[NewItem]:
+        """Every item added through the service, oldest first."""
+        query = sa.select(self.additions).order_by(self.additions.c.added_at, self.additions.c.item_id)
+        with self.engine.connect() as connection:
+            return [
+                NewItem(row.item_id, row.title, row.text, tuple(g for g in row.genres.split("|") if g))
+                for row in connection.execute(query)
+            ]
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of impressions, slots and feedback events in the log."""
+        with self.engine.connect() as connection:
+            return {
+                name: int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+                for name, table in (
+                    ("impressions", self.impressions),
+                    ("slots", self.slots),
+                    ("feedback", self.feedback),
+                )
+            }
+
+    def logged_slots(self, batch_size: int = 10_000) -> Iterator[list[dict[str, Any]]]:
+        """Yield the slots joined with their impression and clicks, in batches (streamed, not loaded)."""
+        clicks = (
+            sa.select(self.feedback.c.impression_id, self.feedback.c.item_id)
+            .where(self.feedback.c.event == "click")
+            .distinct()
+            .subquery()
+        )
+        query = (
+            sa.select(
+                self.impressions.c.impression_id,
+                self.impressions.c.user_id,
+                self.impressions.c.model_version,
+                self.impressions.c.policy,
+                self.impressions.c.exploration_rate,
+                self.impressions.c.propensity_kind,
+                self.impressions.c.request,
+                self.slots.c.slot,
+                self.slots.c.item_id,
+                self.slots.c.score,
+                self.slots.c.propensity,
+                self.slots.c.explored,
+                clicks.c.item_id.is_not(None).label("clicked"),
+            )
+            .join(self.slots, self.slots.c.impression_id == self.impressions.c.impression_id)
+            .outerjoin(
+                clicks,
+                (clicks.c.impression_id == self.slots.c.impression_id)
+                & (clicks.c.item_id == self.slots.c.item_id),
+            )
+            .order_by(self.impressions.c.served_at, self.slots.c.impression_id, self.slots.c.slot)
+        )
+        with self.engine.connect() as connection:
+            result = connection.execution_options(stream_results=True).execute(query)
+            while rows := result.mappings().fetchmany(batch_size):
+                yield [dict(row) for row in rows]
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+        self.engine.dispose()
