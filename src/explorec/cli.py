@@ -1,7 +1,8 @@
 """The `explorec` command: runs a Prefect flow with Hydra overrides and prints a summary.
 
-Errors that explorec understands (bad config, missing or invalid data) print one line and exit non-zero;
-`--debug` (or EXPLOREC_DEBUG=1) shows the full traceback instead.
+Errors that explorec understands (bad config, missing or invalid data) print one line and exit non-zero; so
+do the errors of the libraries underneath (MLflow, SQLAlchemy, torch...), with what to do (exit code 6,
+`explorec.pipeline.failures`). `--debug` (or EXPLOREC_DEBUG=1) shows the full traceback instead.
 """
 
 from __future__ import annotations
@@ -184,16 +185,26 @@ def _serve(overrides: Sequence[str]) -> int:
     return serve(cfg)
 
 
+class DropFailureReports(logging.Filter):
+    """Drop Prefect's reports of a failed run (ERROR lines, tracebacks, "Finished in state Failed").
+
+    The CLI prints the failure itself, once, as `explorec <cmd>: error: ...`; Prefect would repeat it two or
+    three times. The run's Failed state, with its message, still reaches the Prefect API.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep a record unless it reports the failure of a task or flow run."""
+        message = record.getMessage()
+        finished_badly = message.startswith("Finished in state ") and not message.startswith(
+            ("Finished in state Completed", "Finished in state Cached")
+        )
+        return not (record.levelno >= logging.ERROR or record.exc_info or finished_badly)
+
+
 def _quiet_prefect_tracebacks() -> None:
-    """Keep Prefect's failed-run tracebacks off the console; the CLI prints one clear line instead."""
-
-    class DropExceptionText(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.exc_info, record.exc_text = None, None
-            return not (record.levelno >= logging.ERROR and "Traceback" in record.getMessage())
-
+    """Keep Prefect's failed-run reports off the console; the CLI prints one clear line instead."""
     for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
-        logging.getLogger(name).addFilter(DropExceptionText())
+        logging.getLogger(name).addFilter(DropFailureReports())
 
 
 def cached_preprocess_summary(cfg: Any) -> dict[str, Any] | None:
@@ -296,6 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"explorec {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:  # MLflow, SQLAlchemy, torch, OS errors: one line saying what to do
+        if debug:
+            raise
+        from explorec.pipeline.failures import describe_failure
+
+        failure = describe_failure(error)
+        print(f"explorec {args.command}: error: {failure}", file=sys.stderr)
+        return failure.exit_code
     return 1 if summary.get("outcome") == "refused" else 0  # a refused promotion is a failed command
 
 

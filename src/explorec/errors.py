@@ -47,3 +47,11 @@ class ChecksumError(ExplorecError):
     """A downloaded archive does not have the published checksum."""
 
     exit_code = 5
+
+
+class ExternalError(ExplorecError):
+    """A library explorec relies on (MLflow, SQLAlchemy, Lightning/torch, Optuna, the file system) failed on a
+    path a person can reach; the message is one line saying what failed and what to do
+    (`explorec.pipeline.failures.describe_failure`)."""
+
+    exit_code = 6

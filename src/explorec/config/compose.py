@@ -100,6 +100,7 @@ AT_LEAST_ONE = (
 )
 """Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
 AT_LEAST_ZERO = (
+    "data.timestamp_slack_s",
     "gates.ope_lift_tolerance",
     "gates.ope_min_effective_samples",
     "model.mlp_layers",
@@ -111,7 +112,7 @@ AT_LEAST_ZERO = (
     "tune.pruner.n_startup_trials",
     "tune.pruner.n_warmup_steps",
 )
-"""Counts and penalties that may be zero (no layer, no extra negative, no patience, no retry)."""
+"""Counts, penalties and slack that may be zero (no layer, no extra negative, no patience, no retry)."""
 ABOVE_ZERO = (
     "model.learning_rate",
     "model.initial_temperature",

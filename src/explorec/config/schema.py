@@ -49,6 +49,8 @@ class DataConfig:
     allow_download: bool = True
     rating_threshold: float | None = None  # None keeps every rating as an interaction; 4.0 keeps ratings >= 4
     k_core: int = 0
+    # a timestamp later than now + this many seconds is a data error (allows for clock skew between machines)
+    timestamp_slack_s: float = 86400.0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     # data=files (your own data; relative paths resolve under the project root): CSV (.csv, .tsv) or Parquet
     interactions: str | None = None  # required: one row per interaction

@@ -34,6 +34,7 @@ from explorec.data.validation import (
     read_csv_with_header,
     read_delimited_lines,
     scan_text_file,
+    timestamp_slack,
     unique_id_problem,
     unknown_id_problem,
     validate_interactions,
@@ -124,12 +125,17 @@ def validate_data_choices(cfg: ExplorecConfig) -> None:
 
 
 def read_source(cfg: DataConfig, *, base_url: str = GROUPLENS_BASE_URL) -> RawDataset:
-    """Locate (or download), read and validate the data source `cfg.name`, or generate it."""
+    """Locate (or download), read and validate the data source `cfg.name`, or generate it.
+
+    Timestamps later than now + `cfg.timestamp_slack_s` are validation errors.
+    """
     source = data_source(cfg.name)
     if source.generate is not None:
         return source.generate(cfg)
     assert source.read is not None and source.layout is not None
-    return source.read(locate_dataset(source.layout, cfg, base_url=base_url))
+    folder = locate_dataset(source.layout, cfg, base_url=base_url)
+    with timestamp_slack(cfg.timestamp_slack_s):
+        return source.read(folder)
 
 
 def year_from_title(titles: pd.Series) -> pd.Series:
