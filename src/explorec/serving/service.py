@@ -266,17 +266,6 @@ def _validation_reason(errors: Sequence[dict[str, Any]]) -> str:
     return f"{location or 'body'}: {first.get('msg', 'invalid')}"
 
 
-def _check_ids(name: str, values: Sequence[Any] | None, limit: int) -> None:
-    """Refuse id lists or ids that are too long (a RequestError naming the field)."""
-    if values is None:
-        return
-    if len(values) > limit:
-        raise RequestError(f"{name} has {len(values)} ids; at most {limit}")
-    for value in values:
-        if len(str(value)) > MAX_ID_LENGTH:
-            raise RequestError(f"{name} holds an id longer than {MAX_ID_LENGTH} characters")
-
-
 class RecommendationService:
     """Answers, logs and counts: the part of the service that does not depend on HTTP."""
 
@@ -349,10 +338,6 @@ class RecommendationService:
         model = self.model()
         limits = model.recommender.limits
         fields = body.model_dump(exclude_none=True)
-        if fields.get("user_id") is not None and len(str(fields["user_id"])) > MAX_ID_LENGTH:
-            raise RequestError(f"user_id is longer than {MAX_ID_LENGTH} characters")
-        for name in ("recent_item_ids", "shown_item_ids", "clicked_item_ids"):
-            _check_ids(name, fields.get(name), limits.max_history_items)
         request = parse_request(fields, limits)
         with self._lock:
             history, _, _ = model.recommender.resolve_history(request)
