@@ -76,7 +76,11 @@ def test_explanations_name_a_history_item_or_the_exploration(client: TestClient)
         ({"k": 10_000}, 400, "k must be >= 1 and <= 20"),
         ({"exploration_rate": 2.0}, 400, "exploration_rate must lie in [0, 1]"),
         ({"user_id": "u" * 300}, 400, "user_id has 300 characters; at most 256"),
-        ({"recent_item_ids": [f"m{i}" for i in range(1500)]}, 400, "recent_item_ids has 1500 items; at most 1000"),
+        (
+            {"recent_item_ids": [f"m{i}" for i in range(1500)]},
+            400,
+            "recent_item_ids has 1500 items; at most 1000",
+        ),
         ({"clicked_item_ids": ["m1"]}, 400, "clicked_item_ids must also be in shown_item_ids"),
         ({"recent_item_ids": [f"m{i}" for i in range(5000)]}, 413, "request body of"),
     ],
