@@ -130,16 +130,18 @@ def serve(cfg: ExplorecConfig) -> int:
         raise ServiceError(str(refusal)) from None
     log = ImpressionLog(settings.impression_log)
     service = RecommendationService(source, log, max_feedback_items=settings.max_feedback_items)
+    new_items = service.warm_up()  # earlier additions, interest clusters and the text encoder, before serving
     app = create_app(service, max_body_bytes=settings.max_body_bytes, poll_seconds=settings.poll_seconds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logger.info(
-        "serving %s v%s (@%s) on http://%s:%d; impressions → %s",
+        "serving %s v%s (@%s) on http://%s:%d; impressions → %s; new items %s",
         model.name,
         model.version,
         settings.alias,
         settings.host,
         settings.port,
         log.location,
+        "accepted" if new_items else "off (no text tower)",
     )
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
