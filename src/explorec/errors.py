@@ -43,3 +43,15 @@ class ChecksumError(ExplorecError):
     """A downloaded archive does not have the published checksum."""
 
     exit_code = 5
+
+
+class StoreError(ExplorecError):
+    """A tracking or study store cannot be opened: corrupt, emptied, or locked by another process too long."""
+
+    exit_code = 7
+
+
+class RegistryError(ExplorecError):
+    """A registry action cannot be done as asked: unknown run or version, no challenger, missing artifact."""
+
+    exit_code = 8

@@ -1,4 +1,4 @@
-"""The reliability suite: faults injected for real (racing processes, kill -9, bad requests, bad config, bad data).
+"""The reliability suite: faults injected for real (racing processes, kill -9, bad requests, config, data).
 
 Every test here is marked `reliability`; the ones that start whole commands are also `slow` (CI runs both).
 """
