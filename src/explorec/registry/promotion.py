@@ -176,17 +176,25 @@ class ModelRegistry:
         return str(version.version)
 
     def logged_model_uri(self, run_id: str) -> str:
-        """Return `models:/<model id>` of the run's latest logged model named `cfg.model_artifact`."""
+        """Return `models:/<model id>` of the run's latest complete (READY) model named `cfg.model_artifact`.
+
+        A model still PENDING (being written, or left by a killed packaging) or FAILED is never used.
+        """
+        from mlflow.entities import LoggedModelStatus
+
         run = self.client.get_run(run_id)
         found = self.client.search_logged_models(
             experiment_ids=[run.info.experiment_id],
             filter_string=f"source_run_id = '{run_id}' AND name = '{self.cfg.model_artifact}'",
             order_by=[{"field_name": "creation_time", "ascending": False}],
-            max_results=1,
         )
-        if not found:
-            raise PromotionError(f"run {run_id} has no logged model named {self.cfg.model_artifact!r}")
-        return f"models:/{found[0].model_id}"
+        ready = [model for model in found if model.status == LoggedModelStatus.READY]
+        if not ready:
+            raise PromotionError(
+                f"run {run_id} has no complete logged model named {self.cfg.model_artifact!r}; "
+                "package it first (`explorec register --run-id` does)"
+            )
+        return f"models:/{ready[0].model_id}"
 
     def _registered_model_missing(self, name: str) -> bool:
         """Whether no registered model `name` exists yet."""

@@ -81,16 +81,17 @@ def reap_dead_runs(tracking_uri: str) -> list[str]:
 
 def _pending_models(client: Any, experiment_ids: list[str]) -> list[Any]:
     """Return the logged models of the experiments still PENDING (being written or abandoned)."""
+    from mlflow.entities import LoggedModelStatus
+
     models: list[Any] = []
     token = None
     while True:
         page = client.search_logged_models(
             experiment_ids=experiment_ids,
-            filter_string="status = 'PENDING'",
             max_results=PAGE,
             page_token=token,
         )
-        models.extend(page)
+        models.extend(model for model in page if model.status == LoggedModelStatus.PENDING)  # SQL: an int
         token = page.token
         if not token:
             return models
