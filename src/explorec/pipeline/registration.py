@@ -1,8 +1,9 @@
 """From a training run to a gated registry version: train, package, simulate, register, gate, promote.
 
 The steps pass run ids and version numbers, never models: `train_candidate` fits and tags the training run,
-`package_run` packages the pyfunc recommender as a LoggedModel sourced from it (never reopening it), `simulate_candidate` runs the interactive simulator for
-the candidate's own policy against its baselines and logs the lift vs greedy_online (its own MLflow run),
+`package_run` packages the pyfunc recommender as a LoggedModel sourced from it (never reopening it),
+`simulate_candidate` runs the interactive simulator for the candidate's own policy against its baselines
+and logs the lift vs greedy_online (its own MLflow run),
 `register_and_gate` registers the run with those metrics and records the gate decision (passing sets
 `challenger`), `promote_version` moves `champion` under the registry's lock. `explorec.pipeline.cache`
 finds earlier results of the same inputs so that a rerun skips these steps.
@@ -146,17 +147,18 @@ def promote_version(
     actor: str | None = None,
 ) -> PromotionOutcome:
     """Move `champion` to a version (default: the current challenger), re-checking the gates unless forced."""
+    from explorec.errors import RegistryError
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
-    from explorec.errors import ExplorecError
-
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
     chosen = version or registry.alias_version(name, cfg.registry.challenger_alias)
+    if chosen is None and registry.champion_version(name) is None and not version:
+        registry.model_version(name, "1")  # says so in one line when nothing is registered yet
     if chosen is None:
-        raise ExplorecError(f"{name} has no challenger to promote; pass --version N")
+        raise RegistryError(f"{name} has no challenger (no version passed the gates); pass --version N")
     result = registry.promote(
         name, chosen, cfg.gates, force=force, reason=reason, dry_run=dry_run, actor=actor
     )
@@ -168,6 +170,7 @@ def promote_version(
         champion=registry.champion_version(name),
         gate_reasons=list(result.decision.reasons) if result.decision is not None else [],
         decision_markdown=result.decision.to_markdown() if result.decision is not None else "",
+        interrupted=list(result.interrupted),
     )
 
 
