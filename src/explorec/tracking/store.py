@@ -191,8 +191,11 @@ def git_commit() -> str:
 def run_tags(
     *, config_hash: str, data_fingerprint: str, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Return the tags every explorec run carries: git commit, config hash, data fingerprint."""
+    """Return the tags every explorec run carries: git commit, config hash, data fingerprint, its owner."""
+    from explorec.tracking.owner import owner_tags
+
     tags = {"git_commit": git_commit(), "config_hash": config_hash, "data_fingerprint": data_fingerprint}
+    tags.update(owner_tags())  # the run is created by this process (`tracked_run` re-stamps it where not)
     tags.update(extra or {})
     return tags
 
