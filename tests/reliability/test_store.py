@@ -122,7 +122,7 @@ def test_a_truncated_or_foreign_store_file_is_an_error_naming_it(isolated_home: 
 @pytest.mark.slow
 def test_two_pipelines_started_together_on_a_fresh_home_both_succeed(tmp_path: Path) -> None:
     """Two real `explorec pipeline` commands at once on one fresh home: both exit 0; the store works after."""
-    home = tmp_path / "home"
+    home = tmp_path / "command-home"
     home.mkdir()
     command = [sys.executable, "-m", "explorec.cli", "pipeline", *TINY, "pipeline.simulate=false"]
     runs = [
