@@ -26,8 +26,10 @@ from explorec.tracking.reaper import REASON_TAG
 from tests.reliability.helpers import TINY, all_runs, environment, explorec, start_explorec, wait_for
 
 LONG_TRAINING = [
-    *[item for item in TINY if not item.startswith("trainer.max_epochs")],
-    "data.synthetic.n_interactions=4000",
+    *[item for item in TINY if not item.startswith(("trainer.max_epochs", "data.synthetic.n_"))],
+    "data.synthetic.n_users=200",
+    "data.synthetic.n_items=60",
+    "data.synthetic.n_interactions=5000",
     "trainer.max_epochs=200",
     "trainer.early_stopping_patience=200",
 ]
