@@ -136,3 +136,17 @@ def test_two_pipelines_started_together_on_a_fresh_home_both_succeed(tmp_path: P
     after = explorec(home, "promote", "--dry-run")
     assert after.returncode == 0, after.stderr[-3000:]
     assert "Traceback" not in after.stderr
+
+
+def test_a_store_from_an_older_mlflow_says_how_to_upgrade_it(tmp_path: Path) -> None:
+    """A store whose schema is behind this MLflow: one line naming it and the upgrade command, untouched."""
+    import sqlite3
+
+    source = configure_tracking(TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'new.db'}"))
+    old = tmp_path / "old.db"
+    old.write_bytes((tmp_path / "new.db").read_bytes())
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE alembic_version SET version_num = '867495a8f9d4'")  # an MLflow 2 revision
+    with pytest.raises(StoreError, match=r"older MLflow.*mlflow db upgrade sqlite:///") as raised:
+        configure_tracking(TrackingConfig(tracking_uri=f"sqlite:///{old}"))
+    assert str(old) in str(raised.value) and source.experiment_id

@@ -133,6 +133,7 @@ def _open_experiment(uri: str, cfg: TrackingConfig) -> Any:
 def _first_open_sqlite(uri: str, database: Path, cfg: TrackingConfig) -> Any:
     """Under the store lock: create the store whole if missing, check it, open it and the experiment."""
     import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
 
     with store_lock(database):
         if not database.exists():
@@ -142,6 +143,13 @@ def _first_open_sqlite(uri: str, database: Path, cfg: TrackingConfig) -> Any:
             return _open_experiment(uri, cfg)
         except sqlalchemy.exc.DatabaseError as error:
             raise damaged_store(database, f"is damaged ({error.orig or error})") from error
+        except MlflowException as error:
+            if "out-of-date database schema" not in str(error):
+                raise
+            raise StoreError(
+                f"{database} was written by an older MLflow; back it up, then run "
+                f"`mlflow db upgrade {uri}`"
+            ) from error
 
 
 def configure_tracking(cfg: TrackingConfig) -> TrackingTarget:
