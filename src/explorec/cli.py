@@ -286,12 +286,27 @@ def run(
     return summary
 
 
+_watchdog: Any = None
+"""This process's watchdog (`explorec.pipeline.watchdog`), started once by the first command run."""
+
+
+def ensure_watchdog() -> None:
+    """Start the watchdog that stops this command's leftover processes (Prefect's server) if it is killed."""
+    global _watchdog
+    if _watchdog is None and os.environ.get("EXPLOREC_WATCHDOG", "1") != "0":
+        from explorec.pipeline.watchdog import start_watchdog
+
+        _watchdog = start_watchdog()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `explorec` console script."""
     args = build_parser().parse_args(argv)
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     quiet_libraries()  # no deprecation notices, CloudPickle cautions or artifact bars of other libraries
+    if args.command not in ("up", "down"):  # `up --detach` leaves its servers running on purpose
+        ensure_watchdog()
     debug = args.debug or os.environ.get("EXPLOREC_DEBUG") == "1"
     if not debug:
         _quiet_prefect_tracebacks()

@@ -55,3 +55,15 @@ class ExternalError(ExplorecError):
     (`explorec.pipeline.failures.describe_failure`)."""
 
     exit_code = 6
+
+
+class StoreError(ExplorecError):
+    """A tracking or study store cannot be opened: corrupt, emptied, or locked by another process too long."""
+
+    exit_code = 7
+
+
+class RegistryError(ExplorecError):
+    """A registry action cannot be done as asked: unknown run or version, no challenger, missing artifact."""
+
+    exit_code = 8

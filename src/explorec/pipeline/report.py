@@ -188,8 +188,9 @@ def registration_text(summary: dict[str, Any]) -> str:
 
 
 def promotion_text(summary: dict[str, Any]) -> str:
-    """Return what `promote` prints: the outcome, the decision table and the champion now."""
-    return (
+    """Return what `promote` prints: interrupted earlier attempts, the outcome, the decision, the champion."""
+    notes = "".join(f"interrupted attempt: {note}\n" for note in summary.get("interrupted") or [])
+    return notes + (
         f"explorec promote: {summary['registered_model']} v{summary['version']} - {summary['outcome']}\n"
         f"{summary['decision_markdown']}\n"
         f"champion: v{summary['champion']}"

@@ -179,8 +179,10 @@ def log_recommender(
     name: str = "recommender",
     limits: Limits | None = None,
     tags: dict[str, str] | None = None,
+    model_id: str | None = None,
 ) -> ModelInfo:
-    """Log the bundle as a pyfunc model (a LoggedModel with `tags`) in the active MLflow run."""
+    """Log the bundle as a pyfunc model: into the LoggedModel `model_id` when given (no run is opened; it
+    keeps its own tags), else a new LoggedModel with `tags` in the active MLflow run."""
     with tempfile.TemporaryDirectory() as scratch:
         files = bundle.save(Path(scratch) / "bundle")
         return mlflow.pyfunc.log_model(
@@ -194,4 +196,5 @@ def log_recommender(
             model_config={**DEFAULT_MODEL_CONFIG, **asdict(limits or Limits())},
             metadata={"request_fields": request_fields()},
             tags=tags,
+            model_id=model_id,
         )
