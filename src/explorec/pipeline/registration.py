@@ -121,6 +121,7 @@ def register_and_gate(
 ) -> RegistrationOutcome:
     """Register the run's packaged model, decide the gates against the champion, tag the version."""
     from explorec.pipeline.cache import GATES_HASH_TAG, gates_hash
+    from explorec.pipeline.service import evaluate_candidate_on_logs
     from explorec.registry.comparison import log_gate_comparison
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking.store import configure_tracking
@@ -129,6 +130,7 @@ def register_and_gate(
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
     version = registry.register_candidate(run_id, name, metrics=extra_metrics, tags=tags)
+    evaluate_candidate_on_logs(cfg, version)  # logged traffic: metric.ope/* tags for the ope_lift gate
     decision = registry.evaluate_gates(name, version, cfg.gates)
     log_gate_comparison(registry.client, name, version, decision, registry.champion_version(name))
     registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
