@@ -49,6 +49,7 @@ METRIC_TAG_PREFIX = "metric."
 ATTEMPT_TAG_PREFIX = "promotion.attempt."
 PROVENANCE_TAGS = ("git_commit", "config_hash", "data_fingerprint")
 MAX_TAG_VALUE = 5000
+MAX_DESCRIPTION = 5000
 
 
 class PromotionError(RegistryError):
@@ -83,6 +84,15 @@ class PromotionResult:
 def utc_now() -> str:
     """Return the current UTC time as ISO 8601 with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def decision_description(decision: Decision, champion: str | None) -> str:
+    """The version page's description: the gate decision table first, where the page shows it unscrolled."""
+    against = f"against champion v{champion}" if champion else "no champion to compare with"
+    return (
+        f"{decision.to_markdown()}\nDecided {utc_now()}, {against}. Only `explorec promote` moves "
+        "`champion` with the gates re-checked; explorec undoes or records a move made around them."
+    )[:MAX_DESCRIPTION]
 
 
 def metric_tags(metrics: Mapping[str, float]) -> dict[str, str]:
@@ -236,6 +246,7 @@ class ModelRegistry:
         }
         for key, value in gate_tags.items():
             self.client.set_model_version_tag(name, version, key, value)
+        self.client.update_model_version(name, version, description=decision_description(decision, champion))
         if decision.passed:
             self._move_alias(name, self.cfg.challenger_alias, version)
         return decision

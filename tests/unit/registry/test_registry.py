@@ -126,6 +126,8 @@ def test_round_trip_refusal_force_and_load_by_alias(
         run_id=second_run, artifact_path=f"gates/v{second}", dst_path=str(tmp_path)
     )
     assert "FAIL: intra_list_diversity" in Path(table, "decision.md").read_text()
+    description = registry.client.get_model_version(NAME, second).description
+    assert description.startswith("**Gate: FAILED**") and f"against champion v{first}" in description
     assert json.loads(Path(table, "decision.json").read_text())["status"] == "failed"
 
     refused = registry.promote(NAME, second, gates, actor="bob")
