@@ -26,7 +26,8 @@ def click_probability(item_id: str) -> float:
 def serve_and_click(service: RecommendationService, n: int, rng: np.random.Generator) -> None:
     """Serve `n` requests of random known users and record clicks drawn from the click model."""
     for _ in range(n):
-        answer = service.recommend(RecommendBody(user_id=f"u{rng.integers(12)}", k=4))
+        request = RecommendBody(user_id=f"u{rng.integers(12)}", k=4, seed=int(rng.integers(2**31)))
+        answer = service.recommend(request)
         clicked = [i["item_id"] for i in answer["items"] if rng.random() < click_probability(i["item_id"])]
         if clicked:
             service.feedback(FeedbackBody(impression_id=answer["impression_id"], clicked_item_ids=clicked))
@@ -121,9 +122,9 @@ def test_evaluate_logs_command_records_a_run_and_tags_the_version(
 
 
 def test_an_exploration_floor_lets_greedy_traffic_judge_another_policy(dataset, tmp_path: Path) -> None:
-    """Greedy traffic with a 0.3 floor supports an ε-greedy candidate; its intervals cover the truth."""
+    """Greedy traffic with a 0.5 floor supports an ε-greedy candidate; its intervals cover the truth."""
     log = ImpressionLog(f"sqlite:///{tmp_path / 'impressions.db'}")
-    greedy = Recommender(tiny_bundle(dataset, policy=PolicySpec("greedy", 0.0)), exploration_floor=0.3)
+    greedy = Recommender(tiny_bundle(dataset, policy=PolicySpec("greedy", 0.0)), exploration_floor=0.5)
     serve_and_click(RecommendationService(FixedSource(greedy), log), 3000, np.random.default_rng(0))
     kinds = {row["propensity_kind"] for batch in log.logged_slots() for row in batch}
     assert kinds == {"policy"}
