@@ -155,3 +155,34 @@ def test_the_watchdog_stops_a_killed_commands_descendants_and_nothing_else(tmp_p
         bystander.kill()
         bystander.wait()
         parent.kill()
+
+
+PREPROCESS_LARGE = [
+    "data=synthetic",
+    "data.synthetic.n_users=40000",
+    "data.synthetic.n_items=4000",
+    "data.synthetic.n_interactions=2000000",
+]
+
+
+@pytest.mark.slow
+def test_preprocess_killed_while_writing_leaves_nothing_the_next_run_keeps(tmp_path: Path) -> None:
+    """kill -9 while the processed tables are being written: no output appears, and the next preprocess
+    removes the dead writer's staging folder and writes the output."""
+    home = tmp_path / "command-home"
+    home.mkdir()
+    processed = home / "mlruns" / "processed"
+    command = start_explorec(home, "preprocess", *PREPROCESS_LARGE, log=tmp_path / "preprocess.log")
+    try:
+        staging = wait_for(lambda: list(processed.rglob(".staging-*")), 600, "a staging folder", command)
+    finally:
+        command.send_signal(signal.SIGKILL)
+        command.wait()
+    assert staging and all(f"-{command.pid}-" in path.name for path in staging)
+    outputs = [path for path in processed.rglob("manifest.json") if ".staging-" not in str(path)]
+    assert outputs == []  # nothing half-written took the output's place
+
+    again = explorec(home, "preprocess", *PREPROCESS_LARGE, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not list(processed.rglob(".staging-*"))
+    assert list(processed.rglob("manifest.json"))
