@@ -80,6 +80,25 @@ class GatesConfig:
 
 
 @dataclass
+class IndexConfig:
+    """The faiss item index built at packaging: exact inner product below `exact_below` items, HNSW above."""
+
+    exact_below: int = 100_000
+    """Catalogues with fewer items get an exact `IndexFlatIP`; larger ones an HNSW graph."""
+    hnsw_m: int = 32
+    """Neighbours per HNSW node (memory and recall grow with it)."""
+    ef_construction: int = 100
+    """HNSW build-time search width."""
+    ef_search: int = 256
+    """HNSW query-time search width (recall vs latency); at least the candidates asked for is used."""
+    n_candidates: int = 500
+    """Items the index retrieves per request (plus the excluded ones) for the policy to choose among; a
+    catalogue no larger than that is served whole, as without an index (docs/design.md §5b)."""
+    recall_users: int = 1000
+    """Known users whose vectors measure the index's recall@10 against exact search at packaging."""
+
+
+@dataclass
 class RegistryConfig:
     """Registry conventions: aliases, the lock that serialises promotions, the pyfunc's artifact name."""
 
@@ -94,3 +113,5 @@ class RegistryConfig:
     model_artifact: str = "recommender"
     max_k: int = 100
     """Largest slate a serving request may ask for (bigger requests are rejected with a 4xx)."""
+    index: IndexConfig = field(default_factory=IndexConfig)
+    """The served item index (`explorec.serving.index`)."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from explorec.config.registry import IndexConfig
 from explorec.evaluation.statistics import fit_logistic
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
@@ -19,6 +20,7 @@ from explorec.serving.bundle import (
     tower_config,
     user_histories,
 )
+from explorec.serving.index import build_index, recall_at_k
 from explorec.serving.recommender import Recommender
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from explorec.config import EncoderConfig
     from explorec.data.processed import ProcessedDataset
 
+INDEX_RECALL_METRIC = "index/recall_at_10"
+"""The served index's recall@10 against exact search, logged on the run and the model version."""
 CALIBRATION_PAIRS = 2_000_000
 """The score calibration reads at most this many (user, item) pairs: the first users by index with train and
 validation items, as many as fit (on ML-100K every user)."""
@@ -161,3 +165,21 @@ def fit_score_calibration(
         return None
     slope, intercept = fit_logistic(feature=scores[candidates], target=labels)
     return ScoreCalibration(slope, intercept) if slope > 0 else None
+
+
+def attach_index(bundle: RecommenderBundle, cfg: IndexConfig, *, seed: int = 0) -> dict[str, float | str]:
+    """Build the bundle's faiss index; return its kind and recall@10 against exact search.
+
+    Recall is measured on the vectors of up to `cfg.recall_users` known users with a history (a seeded
+    sample), as the server computes them.
+    """
+    bundle.item_index = build_index(bundle.item_vectors, cfg)
+    recommender = Recommender(bundle)
+    rows = [row for row in range(len(bundle.user_ids)) if bundle.history(row).size]
+    if len(rows) > cfg.recall_users:
+        rows = sorted(np.random.default_rng(seed).choice(rows, size=cfg.recall_users, replace=False).tolist())
+    recall = float("nan")
+    if rows:
+        vectors = recommender.user_vectors([bundle.history(row) for row in rows], rows)
+        recall = recall_at_k(bundle.item_index, vectors, bundle.item_vectors, k=min(10, bundle.n_items))
+    return {"kind": bundle.item_index.kind, "recall_at_10": recall}

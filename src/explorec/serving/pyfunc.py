@@ -36,7 +36,7 @@ from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 from explorec.serving.bundle import RecommenderBundle, load_bundle
 from explorec.serving.recommender import Limits, Recommendation, Recommender, RequestError, parse_requests
 
-PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle")
+PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle", "faiss-cpu")
 DEFAULT_MODEL_CONFIG = {"torch_threads": 1, "precompute_user_vectors": 1, **asdict(Limits())}
 OUTPUT_COLUMNS = tuple(field.name for field in fields(Recommendation))
 
