@@ -93,8 +93,9 @@ def read_index(path: Path, n_candidates: int) -> ItemIndex:
     return ItemIndex(index, np.arange(index.ntotal, dtype=np.int64), ef_search, n_candidates)
 
 
-def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int, block: int = 256) -> np.ndarray:
-    """Per query, the k items of largest inner product (a set, unordered), in blocks of queries."""
+def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Per query, the k items of largest inner product (a set, unordered), in blocks of ~16M scores."""
+    block = max(1, 16_000_000 // max(vectors.shape[0], 1))
     found = []
     for start in range(0, queries.shape[0], block):
         scores = queries[start : start + block] @ vectors.T
