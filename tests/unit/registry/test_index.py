@@ -51,7 +51,8 @@ def test_bundle_with_index_round_trips(
     assert loaded.item_index.n_candidates == SMALL_CANDIDATES.n_candidates
     assert loaded.item_index.n_rows == bundle.n_items
     queries = bundle.item_vectors[:5]
-    np.testing.assert_array_equal(loaded.item_index.search(queries, 10), bundle.item_index.search(queries, 10))
+    expected = bundle.item_index.search(queries, 10)
+    np.testing.assert_array_equal(loaded.item_index.search(queries, 10), expected)
     assert load_bundle({name: path for name, path in files.items() if name != INDEX_FILE}).item_index is None
 
 
