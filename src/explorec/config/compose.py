@@ -111,6 +111,7 @@ AT_LEAST_ZERO = (
     "model.weight_decay",
     "trainer.num_workers",
     "registry.index.exact_below",
+    "registry.index.retrieve_from",
     "trainer.early_stopping_patience",
     "tune.max_retry",
     "tune.pruner.n_startup_trials",

@@ -92,8 +92,11 @@ class IndexConfig:
     ef_search: int = 256
     """HNSW query-time search width (recall vs latency); at least the candidates asked for is used."""
     n_candidates: int = 500
-    """Items the index retrieves per request (plus the excluded ones) for the policy to choose among; a
-    catalogue no larger than that is served whole, as without an index (docs/design.md §5b)."""
+    """Items the index retrieves per request (plus the excluded ones) for the policy to choose among."""
+    retrieve_from: int = 50_000
+    """Catalogues with at least this many items are served from the retrieved candidates; smaller ones score
+    every item, so the policy explores the whole catalogue as the simulator, the served-slate metrics and
+    off-policy evaluation assume (docs/design.md §5b)."""
     recall_users: int = 1000
     """Known users whose vectors measure the index's recall@10 against exact search at packaging."""
 

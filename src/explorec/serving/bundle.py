@@ -105,7 +105,12 @@ class RecommenderBundle:
         if self.item_tower_spec is not None:
             model["item_tower"] = self.item_tower_spec
         if self.item_index is not None:
-            model["index"] = {"kind": self.item_index.kind, "n_candidates": self.item_index.n_candidates}
+            index = self.item_index
+            model["index"] = {
+                "kind": index.kind,
+                "n_candidates": index.n_candidates,
+                "retrieve_from": index.retrieve_from,
+            }
         (folder / "model.json").write_text(json.dumps(model, indent=2))
         items = {"item_id": self.item_ids, "title": self.titles, "popularity": self.item_popularity.tolist()}
         (folder / "items.json").write_text(json.dumps(items))
@@ -158,7 +163,9 @@ def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
         if item_tower is None
         else torch.load(item_tower, map_location="cpu", weights_only=True),
         item_tower_spec=model.get("item_tower"),
-        item_index=None if index is None else read_index(Path(index), model["index"]["n_candidates"]),
+        item_index=None
+        if index is None
+        else read_index(Path(index), model["index"]["n_candidates"], model["index"]["retrieve_from"]),
     )
 
 

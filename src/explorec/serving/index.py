@@ -31,6 +31,8 @@ class ItemIndex:
     ef_search: int
     n_candidates: int
     """Items a request retrieves for its policy (`IndexConfig.n_candidates`, kept in the bundle)."""
+    retrieve_from: int
+    """Smallest catalogue served from retrieved candidates (`IndexConfig.retrieve_from`, kept too)."""
 
     @property
     def kind(self) -> str:
@@ -81,16 +83,18 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig) -> ItemIndex:
         index.hnsw.efConstruction = cfg.ef_construction
         index.hnsw.efSearch = cfg.ef_search
     index.add(vectors)
-    return ItemIndex(index, np.arange(vectors.shape[0], dtype=np.int64), cfg.ef_search, cfg.n_candidates)
+    rows = np.arange(vectors.shape[0], dtype=np.int64)
+    return ItemIndex(index, rows, cfg.ef_search, cfg.n_candidates, cfg.retrieve_from)
 
 
-def read_index(path: Path, n_candidates: int) -> ItemIndex:
+def read_index(path: Path, n_candidates: int, retrieve_from: int) -> ItemIndex:
     """Read an index `ItemIndex.save` wrote (its HNSW efSearch as stored)."""
     import faiss
 
     index = faiss.read_index(str(path))
     ef_search = int(index.hnsw.efSearch) if hasattr(index, "hnsw") else 0
-    return ItemIndex(index, np.arange(index.ntotal, dtype=np.int64), ef_search, n_candidates)
+    rows = np.arange(index.ntotal, dtype=np.int64)
+    return ItemIndex(index, rows, ef_search, n_candidates, retrieve_from)
 
 
 def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:

@@ -412,9 +412,10 @@ class Recommender:
     def retrieval_size(self, request: Request, history: np.ndarray) -> int | None:
         """Items to retrieve for a request (candidates + what it excludes); None serves the whole catalogue.
 
-        Without an index, or when that many items are not fewer than the catalogue, every item is scored.
+        Without an index, below its `retrieve_from` items, or when that many items are not fewer than the
+        catalogue, every item is scored.
         """
-        if self.index is None:
+        if self.index is None or self.bundle.n_items < self.index.retrieve_from:
             return None
         size = self.candidates_wanted(request.k) + int(history.size) + len(request.shown_item_ids)
         return size if size < self.bundle.n_items else None

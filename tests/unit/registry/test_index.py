@@ -19,8 +19,9 @@ from explorec.serving.recommender import Recommender, parse_request
 
 from .conftest import tiny_bundle
 
-SMALL_CANDIDATES = IndexConfig(n_candidates=8)
-"""Few enough candidates that the 40-item catalogue is served through retrieval."""
+SMALL_CANDIDATES = IndexConfig(n_candidates=8, retrieve_from=0)
+"""Few enough candidates, and no catalogue too small, so that the 40-item catalogue is served through
+retrieval."""
 
 
 def unit_rows(rng: np.random.Generator, n: int, dimension: int) -> np.ndarray:
@@ -141,3 +142,12 @@ def test_added_items_enter_the_index(dataset: ProcessedDataset) -> None:
     worst = next(item for item in np.argsort(bundle.item_vectors[:40] @ vector) if item not in history)
     recommender.add_items(["new", bundle.item_ids[worst]], ["New", "Renewed"], np.stack([-best, best]))
     assert serve(recommender, user_id="u2", k=1).item_ids == [bundle.item_ids[worst]]
+
+
+def test_small_catalogues_are_served_whole(dataset: ProcessedDataset) -> None:
+    """Below `retrieve_from` items every item is scored, so exploration covers the whole catalogue."""
+    bundle = tiny_bundle(dataset)
+    attach_index(bundle, IndexConfig(n_candidates=8))
+    recommender = Recommender(bundle)
+    request = parse_request({"user_id": "u0", "k": 3}, recommender.limits)
+    assert recommender.retrieval_size(request, bundle.history(0)) is None
