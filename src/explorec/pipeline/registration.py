@@ -50,7 +50,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
     from explorec.models.fit import resolve_model_config
     from explorec.pipeline.cache import POLICY_KEY_TAG, policy_key
     from explorec.policies.spec import PolicySpec
-    from explorec.serving.packaging import INDEX_RECALL_METRIC, attach_index, bundle_from_run
+    from explorec.serving.packaging import attach_index, bundle_from_run, log_index_report
     from explorec.serving.pyfunc import log_recommender
     from explorec.serving.served import served_metrics_for_bundle
     from explorec.tracking.store import configure_tracking, metric_dict
@@ -68,16 +68,12 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
     )
     served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
     index = attach_index(bundle, cfg.registry.index, seed=cfg.seed)
-    index_tags = {"index.kind": str(index["kind"]), "index.recall_at_10": f"{index['recall_at_10']:.4f}"}
     with mlflow.start_run(run_id=run_id):
         info = log_recommender(
-            bundle, name=cfg.registry.model_artifact, tags={POLICY_KEY_TAG: policy_key(cfg), **index_tags}
+            bundle, name=cfg.registry.model_artifact, tags={POLICY_KEY_TAG: policy_key(cfg)}
         )
         mlflow.log_metrics(metric_dict(served))
-        # on the run (the version's metric.* tags) and on the logged model (the version's metrics)
-        mlflow.log_metric(INDEX_RECALL_METRIC, float(index["recall_at_10"]))
-        mlflow.log_metric(INDEX_RECALL_METRIC, float(index["recall_at_10"]), model_id=info.model_id)
-        mlflow.set_tags(index_tags)
+        log_index_report(index, info.model_id)
     return PackagedModel(run_id, metric_dict(served))
 
 

@@ -183,3 +183,20 @@ def attach_index(bundle: RecommenderBundle, cfg: IndexConfig, *, seed: int = 0) 
         vectors = recommender.user_vectors([bundle.history(row) for row in rows], rows)
         recall = recall_at_k(bundle.item_index, vectors, bundle.item_vectors, k=min(10, bundle.n_items))
     return {"kind": bundle.item_index.kind, "recall_at_10": recall}
+
+
+def log_index_report(report: dict[str, float | str], model_id: str) -> dict[str, str]:
+    """Log the index's recall@10 on the active run and its logged model `model_id`, with tags; return them.
+
+    The run's metric becomes the registered version's `metric.index/recall_at_10` tag, the logged model's
+    metric the version's own metric; `index.kind` and `index.recall_at_10` are tags of both.
+    """
+    import mlflow
+
+    recall = float(report["recall_at_10"])
+    tags = {"index.kind": str(report["kind"]), "index.recall_at_10": f"{recall:.4f}"}
+    mlflow.log_metric(INDEX_RECALL_METRIC, recall)
+    mlflow.log_metric(INDEX_RECALL_METRIC, recall, model_id=model_id)
+    mlflow.set_tags(tags)
+    mlflow.set_logged_model_tags(model_id, tags)
+    return tags

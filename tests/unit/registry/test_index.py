@@ -14,7 +14,7 @@ from explorec.policies.registry import policy_names
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import INDEX_FILE, RecommenderBundle, load_bundle
 from explorec.serving.index import EXACT, HNSW, build_index, recall_at_k
-from explorec.serving.packaging import attach_index
+from explorec.serving.packaging import INDEX_RECALL_METRIC, attach_index, log_index_report
 from explorec.serving.recommender import Recommender, parse_request
 
 from .conftest import tiny_bundle
@@ -151,3 +151,33 @@ def test_small_catalogues_are_served_whole(dataset: ProcessedDataset) -> None:
     recommender = Recommender(bundle)
     request = parse_request({"user_id": "u0", "k": 3}, recommender.limits)
     assert recommender.retrieval_size(request, bundle.history(0)) is None
+
+
+def test_logged_model_serves_through_its_index_and_the_version_carries_its_recall(
+    dataset: ProcessedDataset, tracking_uri: str
+) -> None:
+    """The index travels as a pyfunc artifact; the registered version has the recall as metric and tag."""
+    import mlflow
+    import pandas as pd
+
+    from explorec.config.registry import RegistryConfig
+    from explorec.registry.promotion import ModelRegistry
+    from explorec.serving.pyfunc import log_recommender
+
+    bundle = tiny_bundle(dataset, policy=PolicySpec("greedy", 0.0))
+    report = attach_index(bundle, replace(SMALL_CANDIDATES, exact_below=0))
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run() as run:
+            info = log_recommender(bundle)
+            log_index_report(report, info.model_id)
+        model = mlflow.pyfunc.load_model(info.model_uri, model_config={"torch_threads": 0})
+        version = ModelRegistry(tracking_uri, RegistryConfig()).register_candidate(run.info.run_id, "indexed")
+        stored = mlflow.MlflowClient().get_model_version("indexed", version)
+        logged = mlflow.get_logged_model(info.model_id)
+    finally:
+        mlflow.set_tracking_uri(None)
+    answers = model.predict(pd.DataFrame([{"user_id": "u1", "k": 4}]))
+    assert answers["item_ids"][0] == serve(Recommender(bundle), user_id="u1", k=4).item_ids
+    assert float(stored.tags[f"metric.{INDEX_RECALL_METRIC}"]) == pytest.approx(report["recall_at_10"])
+    assert logged.tags["index.kind"] == HNSW and logged.metrics[0].key == INDEX_RECALL_METRIC
