@@ -3,12 +3,13 @@
 For each data set the item texts are read through the project's data loading (preprocessed once, cached
 under EXPLOREC_HOME). Prints the texts' lengths (characters, tokens, share cut at max_seq_length), then
 items/s of a bare `encode` of all texts in one call (sentence-transformers sorts them by length inside the
-call) and of the project's `encode_in_batches` (length-sorted batches, one call each); then, on the first
-`--sample` texts (the old path is slow), batches in input order (the project's path before the fix) against
-a bare call on them, and `encode_texts` on an empty cache and again on the filled one. Every path runs with
-the same torch thread count; the largest difference to the bare vectors is printed too.
+call) and of the project's `encode_in_batches` (length-sorted batches, one call each), alternating, the
+best of `--repeats` runs each; then, on the first `--sample` texts (the old path is slow), batches in input
+order (the project's path before the fix) against a bare call on them, and `encode_texts` on an empty cache
+and again on the filled one. Every path runs with the same torch thread count; the largest difference to
+the bare vectors is printed too. `--limit` encodes a seeded random subset (a busy machine).
 
-    nice python benchmarks/encoding.py --threads 2 --data ml100k ml_latest_small_tmdb
+    nice python benchmarks/encoding.py --threads 2 --data ml100k ml_latest_small_tmdb [--limit 2000]
 """
 
 from __future__ import annotations
@@ -78,15 +79,25 @@ def bare_encode(model: SentenceEncoder, texts: list[str], cfg: EncoderConfig) ->
     )
 
 
-def measure(model: SentenceEncoder, cfg: EncoderConfig, data: str, n_sample: int) -> None:
-    """Print the comparison for one data set."""
+def measure(
+    model: SentenceEncoder, cfg: EncoderConfig, data: str, *, n_sample: int, limit: int | None, repeats: int
+) -> None:
+    """Print the comparison for one data set (a seeded random `limit` of its texts when given)."""
     texts = item_texts(data)
+    if limit is not None and limit < len(texts):
+        picks = np.sort(np.random.default_rng(0).choice(len(texts), size=limit, replace=False))
+        texts = [texts[index] for index in picks]
+        print(f"\n{data}: a seeded random {limit} of its texts", flush=True)
     print(f"\n{data}: {describe_lengths(model, texts)}", flush=True)
-    bare_s, bare = timed(lambda: bare_encode(model, texts, cfg))
+    bare_s = ours_s = float("inf")
+    for _ in range(repeats):  # alternate the two paths; the best of each (a shared machine's load varies)
+        seconds, bare = timed(lambda: bare_encode(model, texts, cfg))
+        bare_s = min(bare_s, seconds)
+        seconds, ours = timed(lambda: encode_in_batches(model, texts, cfg))
+        ours_s = min(ours_s, seconds)
     print(
         f"  bare SentenceTransformer.encode: {len(texts) / bare_s:8.1f} items/s ({bare_s:.1f} s)", flush=True
     )
-    ours_s, ours = timed(lambda: encode_in_batches(model, texts, cfg))
     print(
         f"  project encode_in_batches:       {len(texts) / ours_s:8.1f} items/s ({ours_s:.1f} s), "
         f"{bare_s / ours_s:.2f}x bare; max |diff| {np.abs(ours - bare).max():.2e}",
@@ -113,6 +124,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", nargs="+", default=["ml100k", "ml_latest_small_tmdb"])
     parser.add_argument("--sample", type=int, default=640, help="texts for the pre-fix path and the cache")
+    parser.add_argument("--limit", type=int, default=None, help="encode a random subset of this many texts")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each path; best is kept")
     args = parser.parse_args()
     cfg = EncoderConfig(num_threads=args.threads, show_progress=False)
     torch.set_num_threads(args.threads)
@@ -121,7 +134,7 @@ def main() -> None:
         f"model {cfg.model}, batch_size {cfg.batch_size}, torch threads {torch.get_num_threads()}", flush=True
     )
     for data in args.data:
-        measure(model, cfg, data, args.sample)
+        measure(model, cfg, data, n_sample=args.sample, limit=args.limit, repeats=args.repeats)
 
 
 if __name__ == "__main__":
