@@ -388,9 +388,12 @@ class Recommender:
             for position, row in zip(full, vectors[full] @ self.item_vectors.T, strict=True)
         }
         candidates: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-        if retrieved and self.index is not None:
-            found = self.index.search(vectors[retrieved], max(sizes[personal[p]] or 0 for p in retrieved))
-            for position, row in zip(retrieved, found, strict=True):
+        for size in sorted({sizes[personal[position]] or 0 for position in retrieved}):
+            # one search per size: an HNSW answer depends on how many are asked, so a request gets the same
+            # candidates in a batch as alone
+            group = [position for position in retrieved if sizes[personal[position]] == size]
+            found = self.index.search(vectors[group], size) if self.index is not None else []
+            for position, row in zip(group, found, strict=True):
                 candidates[personal[position]] = (row, vectors[position])
         for index in range(len(requests)):
             if index not in scores and index not in candidates and sizes[index] is not None:

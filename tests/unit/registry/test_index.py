@@ -90,9 +90,10 @@ def test_greedy_slates_with_the_index_equal_brute_force(dataset: ProcessedDatase
     indexed = Recommender(indexed_bundle)
     requests = requests_of(bundle)
     assert all(indexed.retrieval_size(parse_request(r, indexed.limits), np.zeros(6)) for r in requests)
-    for fields in requests:
+    batch = indexed.recommend([parse_request(fields, indexed.limits) for fields in requests])
+    for fields, batched in zip(requests, batch, strict=True):
         expected, served = serve(brute, **fields), serve(indexed, **fields)
-        assert served.item_ids == expected.item_ids
+        assert served.item_ids == expected.item_ids == batched.item_ids
         assert served.scores == pytest.approx(expected.scores, abs=1e-6)
 
 
