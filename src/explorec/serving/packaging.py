@@ -195,8 +195,7 @@ def log_index_report(report: dict[str, float | str], model_id: str) -> dict[str,
 
     recall = float(report["recall_at_10"])
     tags = {"index.kind": str(report["kind"]), "index.recall_at_10": f"{recall:.4f}"}
-    mlflow.log_metric(INDEX_RECALL_METRIC, recall)
-    mlflow.log_metric(INDEX_RECALL_METRIC, recall, model_id=model_id)
+    mlflow.log_metric(INDEX_RECALL_METRIC, recall, model_id=model_id)  # the active run's, and the model's
     mlflow.set_tags(tags)
     mlflow.set_logged_model_tags(model_id, tags)
     return tags
