@@ -73,7 +73,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
             bundle, name=cfg.registry.model_artifact, tags={POLICY_KEY_TAG: policy_key(cfg)}
         )
         mlflow.log_metrics(metric_dict(served))
-        log_index_report(index, info.model_id)
+        log_index_report(mlflow.MlflowClient(target.tracking_uri), run_id, info.model_id, index)
     return PackagedModel(run_id, metric_dict(served))
 
 

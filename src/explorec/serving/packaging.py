@@ -185,17 +185,22 @@ def attach_index(bundle: RecommenderBundle, cfg: IndexConfig, *, seed: int = 0) 
     return {"kind": bundle.item_index.kind, "recall_at_10": recall}
 
 
-def log_index_report(report: dict[str, float | str], model_id: str) -> dict[str, str]:
-    """Log the index's recall@10 on the active run and its logged model `model_id`, with tags; return them.
+def log_index_report(
+    client: Any, run_id: str, model_id: str, report: dict[str, float | str]
+) -> dict[str, str]:
+    """Log the index's recall@10 on run `run_id` and its logged model `model_id`, with tags; return them.
 
     The run's metric becomes the registered version's `metric.index/recall_at_10` tag, the logged model's
-    metric the version's own metric; `index.kind` and `index.recall_at_10` are tags of both.
+    metric the version's own metric; `index.kind` and `index.recall_at_10` are tags of both. Through the
+    client, so no run is (re)opened.
     """
-    import mlflow
+    import time
+
+    from mlflow.entities import Metric, RunTag
 
     recall = float(report["recall_at_10"])
     tags = {"index.kind": str(report["kind"]), "index.recall_at_10": f"{recall:.4f}"}
-    mlflow.log_metric(INDEX_RECALL_METRIC, recall, model_id=model_id)  # the active run's, and the model's
-    mlflow.set_tags(tags)
-    mlflow.set_logged_model_tags(model_id, tags)
+    metric = Metric(INDEX_RECALL_METRIC, recall, int(time.time() * 1000), 0, model_id=model_id)
+    client.log_batch(run_id, metrics=[metric], tags=[RunTag(key, value) for key, value in tags.items()])
+    client.set_logged_model_tags(model_id, tags)
     return tags

@@ -171,7 +171,7 @@ def test_logged_model_serves_through_its_index_and_the_version_carries_its_recal
     try:
         with mlflow.start_run() as run:
             info = log_recommender(bundle)
-            log_index_report(report, info.model_id)
+            log_index_report(mlflow.MlflowClient(), run.info.run_id, info.model_id, report)
         model = mlflow.pyfunc.load_model(info.model_uri, model_config={"torch_threads": 0})
         version = ModelRegistry(tracking_uri, RegistryConfig()).register_candidate(run.info.run_id, "indexed")
         stored = mlflow.MlflowClient().get_model_version("indexed", version)
