@@ -5,7 +5,7 @@ the model-load time (what the pyfunc's `load_context` does: read the bundle, bui
 precompute known users' vectors) and the in-process p50/p99 of one k=10 request with exploration, per
 policy. Targets (issue 16): p99 ≤ 10 ms, recall@10 ≥ 0.95, load ≤ 30 s.
 
-    nice python benchmarks/retrieval.py --items 1000000 --users 10000
+    nice python benchmarks/retrieval.py --items 1000000 --users 10000 [--index-file /tmp/items.faiss]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from explorec.config.registry import IndexConfig
 from explorec.models.towers import UserTower
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import RecommenderBundle, tower_config
-from explorec.serving.index import build_index, recall_at_k
+from explorec.serving.index import build_index, read_index, recall_at_k
 from explorec.serving.latency import in_process_latency
 from explorec.serving.pyfunc import ExplorecRecommender
 
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--recall-users", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--index-file", type=Path, default=None, help="keep the built index here (reused)")
     parser.add_argument(
         "--evaluation", action="store_true", help="only compare full ranking, as evaluation does"
     )
@@ -107,15 +108,22 @@ def main() -> None:
     bundle = synthetic_catalogue(args.items, args.users, args.history, args.seed)
 
     started = time.perf_counter()
-    bundle.item_index = build_index(bundle.item_vectors, cfg)
-    print(f"index: {bundle.item_index.kind}, build {time.perf_counter() - started:.1f} s", flush=True)
+    if args.index_file is not None and args.index_file.is_file():  # a kept build, to measure again
+        bundle.item_index = read_index(args.index_file, cfg.n_candidates, cfg.retrieve_from)
+        bundle.item_index.ef_search = cfg.ef_search
+        print(f"index: {bundle.item_index.kind}, read from {args.index_file}", flush=True)
+    else:
+        bundle.item_index = build_index(bundle.item_vectors, cfg)
+        print(f"index: {bundle.item_index.kind}, build {time.perf_counter() - started:.1f} s", flush=True)
+        if args.index_file is not None:
+            bundle.item_index.save(args.index_file)
 
     from explorec.serving.recommender import Recommender
 
     sample = np.random.default_rng(args.seed).choice(args.users, size=args.recall_users, replace=False)
     sample = sorted(int(row) for row in sample)
     queries = Recommender(bundle).user_vectors([bundle.history(row) for row in sample], sample)
-    for ef_search in sorted({cfg.ef_search, 2 * cfg.ef_search}):
+    for ef_search in sorted({cfg.ef_search // 4, cfg.ef_search // 2, cfg.ef_search, 2 * cfg.ef_search}):
         index = replace(bundle.item_index, ef_search=ef_search)
         recall = recall_at_k(index, queries, bundle.item_vectors, k=10)
         print(f"recall@10 vs exact ({len(sample)} user vectors), efSearch {ef_search}: {recall:.4f}")
