@@ -1,12 +1,14 @@
 """The `explorec` command: runs a Prefect flow with Hydra overrides and prints a summary.
 
-Errors that explorec understands (bad config, missing or invalid data) print one line and exit non-zero;
-`--debug` (or EXPLOREC_DEBUG=1) shows the full traceback instead.
+Errors that explorec understands (bad config, missing or invalid data) print one line and exit non-zero; so
+do the errors of the libraries underneath (MLflow, SQLAlchemy, torch...), with what to do (exit code 6,
+`explorec.pipeline.failures`). `--debug` (or EXPLOREC_DEBUG=1) shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -74,6 +76,15 @@ COMMANDS: dict[str, Command] = {
         call="explorec.cli:evaluate_logs_command",
         render="explorec.pipeline.report:log_evaluation_text",
         options=((("--candidate",), {"required": True, "help": "registered version to evaluate"}),),
+    ),
+    "export-logs": Command(
+        help="write a base data set plus the service's logged clicks and added items as files to train on",
+        call="explorec.cli:export_logs_command",
+        render="explorec.pipeline.report:export_logs_text",
+        options=(
+            (("--base",), {"default": "ml100k", "help": "the data set the served model was trained on"}),
+            (("--out",), {"default": "mlruns/logged-data", "help": "output folder"}),
+        ),
     ),
     "promote": Command(
         help="move the champion alias to a version (default: the challenger), re-checking the gates",
@@ -174,16 +185,26 @@ def _serve(overrides: Sequence[str]) -> int:
     return serve(cfg)
 
 
+class DropFailureReports(logging.Filter):
+    """Drop Prefect's reports of a failed run (ERROR lines, tracebacks, "Finished in state Failed").
+
+    The CLI prints the failure itself, once, as `explorec <cmd>: error: ...`; Prefect would repeat it two or
+    three times. The run's Failed state, with its message, still reaches the Prefect API.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep a record unless it reports the failure of a task or flow run."""
+        message = record.getMessage()
+        finished_badly = message.startswith("Finished in state ") and not message.startswith(
+            ("Finished in state Completed", "Finished in state Cached")
+        )
+        return not (record.levelno >= logging.ERROR or record.exc_info or finished_badly)
+
+
 def _quiet_prefect_tracebacks() -> None:
-    """Keep Prefect's failed-run tracebacks off the console; the CLI prints one clear line instead."""
-
-    class DropExceptionText(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.exc_info, record.exc_text = None, None
-            return not (record.levelno >= logging.ERROR and "Traceback" in record.getMessage())
-
+    """Keep Prefect's failed-run reports off the console; the CLI prints one clear line instead."""
     for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
-        logging.getLogger(name).addFilter(DropExceptionText())
+        logging.getLogger(name).addFilter(DropFailureReports())
 
 
 def cached_preprocess_summary(cfg: Any) -> dict[str, Any] | None:
@@ -214,6 +235,17 @@ def evaluate_logs_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     from explorec.pipeline.service import evaluate_logs
 
     return evaluate_logs(cfg, str(args.candidate))
+
+
+def export_logs_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Export the base data set with the logged clicks; the summary names the overrides to train on it."""
+    from pathlib import Path
+
+    from explorec.config import resolve
+    from explorec.pipeline.log_data import export_logged_data
+
+    exported = export_logged_data(cfg, base=args.base, out=Path(resolve(args.out)))
+    return {**dataclasses.asdict(exported), "overrides": exported.overrides()}
 
 
 def promote_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -254,12 +286,27 @@ def run(
     return summary
 
 
+_watchdog: Any = None
+"""This process's watchdog (`explorec.pipeline.watchdog`), started once by the first command run."""
+
+
+def ensure_watchdog() -> None:
+    """Start the watchdog that stops this command's leftover processes (Prefect's server) if it is killed."""
+    global _watchdog
+    if _watchdog is None and os.environ.get("EXPLOREC_WATCHDOG", "1") != "0":
+        from explorec.pipeline.watchdog import start_watchdog
+
+        _watchdog = start_watchdog()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `explorec` console script."""
     args = build_parser().parse_args(argv)
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     quiet_libraries()  # no deprecation notices, CloudPickle cautions or artifact bars of other libraries
+    if args.command not in ("up", "down"):  # `up --detach` leaves its servers running on purpose
+        ensure_watchdog()
     debug = args.debug or os.environ.get("EXPLOREC_DEBUG") == "1"
     if not debug:
         _quiet_prefect_tracebacks()
@@ -275,6 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"explorec {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:  # MLflow, SQLAlchemy, torch, OS errors: one line saying what to do
+        if debug:
+            raise
+        from explorec.pipeline.failures import describe_failure
+
+        failure = describe_failure(error)
+        print(f"explorec {args.command}: error: {failure}", file=sys.stderr)
+        return failure.exit_code
     return 1 if summary.get("outcome") == "refused" else 0  # a refused promotion is a failed command
 
 

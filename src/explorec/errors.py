@@ -39,7 +39,31 @@ class DataValidationError(ExplorecError):
         super().__init__(f"{where}: {problem}")
 
 
+class CatalogueTooLargeError(ConfigError):
+    """A model whose memory grows with the square of the catalogue was given more items than allowed."""
+
+
 class ChecksumError(ExplorecError):
     """A downloaded archive does not have the published checksum."""
 
     exit_code = 5
+
+
+class ExternalError(ExplorecError):
+    """A library explorec relies on (MLflow, SQLAlchemy, Lightning/torch, Optuna, the file system) failed on a
+    path a person can reach; the message is one line saying what failed and what to do
+    (`explorec.pipeline.failures.describe_failure`)."""
+
+    exit_code = 6
+
+
+class StoreError(ExplorecError):
+    """A tracking or study store cannot be opened: corrupt, emptied, or locked by another process too long."""
+
+    exit_code = 7
+
+
+class RegistryError(ExplorecError):
+    """A registry action cannot be done as asked: unknown run or version, no challenger, missing artifact."""
+
+    exit_code = 8

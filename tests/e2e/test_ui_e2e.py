@@ -291,4 +291,8 @@ def test_a_champion_moved_around_the_gates_is_put_back_and_shown_on_its_page(
     open_mlflow(page, f"{stack.mlflow_url}/#/models/{REGISTERED_MODEL}/versions/{moved}", "outside")
     page.get_by_text(f"moved back to v{gated['version']}").first.wait_for()
     page.screenshot(path=screenshot_dir / "mlflow-version-moved-around-the-gates.png", full_page=True)
+    open_mlflow(page, f"{stack.mlflow_url}/#/models/{REGISTERED_MODEL}/versions/{gated['version']}", "Gate:")
+    page.get_by_text("Gate: PASSED").first.wait_for()
+    assert page.get_by_text("Gate: PASSED").first.bounding_box()["y"] < 1000  # visible without scrolling
+    page.screenshot(path=screenshot_dir / "mlflow-version-gate-decision.png")
     page.close()

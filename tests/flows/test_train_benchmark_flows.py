@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import matplotlib.image
+import pytest
 from mlflow.tracking import MlflowClient
 
+from explorec.cli import main
 from flows.benchmark import benchmark_flow
 from flows.train import train_flow
 
@@ -103,3 +105,49 @@ def test_benchmark_refits_the_two_tower_on_train_and_validation_when_asked() -> 
     (paired,) = summary["paired"]["rows"]  # the refit's test figures are the ones paired
     popularity = summary["rows"][0]["metrics"]["test"]["ndcg@10"]
     assert abs(paired["mean_difference"] - (row["metrics"]["test"]["ndcg@10"] - popularity)) < 1e-9
+
+
+def test_benchmark_refuses_a_catalogue_above_the_item_item_limit_in_one_line(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    code = main(["benchmark", *TINY, "benchmark.item_item_max_items=39"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in error
+    assert error.strip().splitlines()[-1] == (
+        "explorec benchmark: error: item_knn refuses a catalogue of 40 items: the limit is 39 "
+        "(benchmark.item_item_max_items); raise it if the memory allows, or leave item_knn out of "
+        "benchmark.baselines"
+    )
+    store = isolated_home / "mlruns" / "mlflow.db"
+    if store.exists():  # the refusal comes before the benchmark's parent run is started
+        client = MlflowClient(f"sqlite:///{store}")
+        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+        assert not client.search_runs(experiments)
+
+
+def test_benchmark_on_a_sample_of_users_says_so_in_summary_runs_and_report() -> None:
+    overrides = [
+        *TINY,
+        "trainer.max_epochs=1",
+        "benchmark.baselines=[popularity]",
+        "benchmark.encoders=[none]",
+    ]
+    summary = benchmark_flow(overrides=[*overrides, "evaluation.max_users=25", "evaluation.seed=3"])
+    note = (
+        "A seeded sample of users stands in for the whole: val 25 of 60 users, test 25 of 60 users "
+        "(evaluation.max_users=25, evaluation.seed=3)."
+    )
+    assert summary["evaluation_sample"] == note
+    assert note in summary["markdown"]
+    assert note in (Path(summary["output_dir"]) / "benchmark.md").read_text()
+    client = MlflowClient()
+    assert client.get_run(summary["parent_run_id"]).data.tags["evaluation.sample"] == note
+    for row in summary["rows"]:
+        assert (
+            row["metrics"]["test"]["n_users"] == 25 and row["metrics"]["test"]["n_users_sampled_from"] == 60
+        )
+        run = client.get_run(row["run_id"])
+        assert run.data.tags["evaluation.sample"] == note
+        assert run.data.params["evaluation.max_users"] == "25"
+    assert summary["paired"]["rows"][0]["n_users"] == 25  # both models scored on the same 25 users

@@ -82,4 +82,5 @@ def test_registration_and_promotion_summaries_keep_their_key_order() -> None:
         "champion",
         "gate_reasons",
         "decision_markdown",
+        "interrupted",
     ]

@@ -7,6 +7,11 @@ from typing import Protocol, Self, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
+from explorec.errors import CatalogueTooLargeError
+
+ITEM_ITEM_LIMIT_SETTING = "benchmark.item_item_max_items"
+"""The setting that bounds the catalogue of the item × item baselines (EASE, ItemKNN)."""
+
 
 @runtime_checkable
 class Recommender(Protocol):
@@ -58,6 +63,16 @@ def as_interactions(train: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
     if not np.isfinite(matrix.data).all() or (matrix.data < 0).any():
         raise ValueError("train must hold finite, non-negative values")
     return matrix
+
+
+def check_catalogue_size(model: str, n_items: int, max_items: int | None) -> None:
+    """Refuse a catalogue above `max_items` (None: no limit) before an item × item structure is built."""
+    if max_items is not None and n_items > max_items:
+        raise CatalogueTooLargeError(
+            f"{model} refuses a catalogue of {n_items:,} items: the limit is {max_items:,} "
+            f"({ITEM_ITEM_LIMIT_SETTING}); raise it if the memory allows, or leave {model} out of "
+            "benchmark.baselines"
+        )
 
 
 def checked_users(users: np.ndarray, n_users: int) -> np.ndarray:

@@ -15,18 +15,20 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from explorec.baselines.base import ItemItemRecommender, as_interactions
+from explorec.baselines.base import ItemItemRecommender, as_interactions, check_catalogue_size
 
 
 @dataclass(frozen=True)
 class EASEParams:
-    """The L2 penalty λ added to the diagonal of the Gram matrix.
+    """The L2 penalty λ added to the diagonal of the Gram matrix, and the largest catalogue it may fit.
 
     Default: best validation NDCG@10 on MovieLens 100K (leave_last_out and random_ratio alike) over
     λ ∈ {10, 50, 100, 200, 300, 500, 750, 1000, 1500, 2500, 5000}; retune it for other data sets.
+    `max_items` None sets no limit; the benchmark passes `benchmark.item_item_max_items`.
     """
 
     l2: float = 300.0
+    max_items: int | None = None
 
     def __post_init__(self) -> None:
         if self.l2 <= 0:
@@ -42,6 +44,7 @@ class EASE(ItemItemRecommender):
 
     def fit(self, train: sp.csr_matrix) -> Self:
         """Solve for the item-item weight matrix B from the (binary or weighted) training matrix."""
+        check_catalogue_size("ease", train.shape[1], self.params.max_items)
         self._train = as_interactions(train)
         self._item_item = ease_weights(self._train, l2=self.params.l2).astype(np.float32)
         return self

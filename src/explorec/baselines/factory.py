@@ -21,12 +21,18 @@ BASELINES: dict[str, tuple[Callable[[Any], Recommender], type]] = {
 """Baseline name → (model class, its frozen hyperparameter dataclass with the defaults)."""
 
 
-def build_baseline(name: str, **params: float | int) -> Recommender:
-    """Return an unfitted baseline `name` with the given hyperparameters (others keep their defaults)."""
+def build_baseline(name: str, *, max_items: int | None = None, **params: float | int) -> Recommender:
+    """Return an unfitted baseline `name` with the given hyperparameters (others keep their defaults).
+
+    `max_items` bounds the catalogue of the baselines that hold item × item structures (EASE, ItemKNN);
+    the others have no such bound and ignore it.
+    """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
     model_class, params_class = BASELINES[name]
     known = {field.name for field in dataclasses.fields(params_class)}
+    if max_items is not None and "max_items" in known:
+        params = {**params, "max_items": max_items}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(

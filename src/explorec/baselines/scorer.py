@@ -16,8 +16,10 @@ from explorec.data.processed import ProcessedDataset
 class BaselineScorer:
     """A baseline fitted once per history (train for validation, train + validation for test)."""
 
-    def __init__(self, name: str, params: dict[str, Any], dataset: ProcessedDataset) -> None:
-        self.name, self.params, self.dataset = name, params, dataset
+    def __init__(
+        self, name: str, params: dict[str, Any], dataset: ProcessedDataset, *, max_items: int | None = None
+    ) -> None:
+        self.name, self.params, self.dataset, self.max_items = name, params, dataset, max_items
         self._models: dict[tuple[str, ...], Recommender] = {}
         self.fit_time_s = 0.0
 
@@ -26,6 +28,7 @@ class BaselineScorer:
         key = tuple(history_splits)
         if key not in self._models:
             started = time.perf_counter()
-            self._models[key] = build_baseline(self.name, **self.params).fit(self.dataset.matrix(*key))
+            model = build_baseline(self.name, max_items=self.max_items, **self.params)
+            self._models[key] = model.fit(self.dataset.matrix(*key))
             self.fit_time_s += time.perf_counter() - started
         return np.asarray(self._models[key].score(users), dtype=np.float32)

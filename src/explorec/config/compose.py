@@ -80,6 +80,7 @@ AT_LEAST_ONE = (
     "policy.n_candidates",
     "policy.n_clusters",
     "benchmark.als_iterations",
+    "benchmark.item_item_max_items",
     "tune.n_trials",
     "tune.n_workers",
     "tune.slate_size",
@@ -104,6 +105,7 @@ AT_LEAST_ONE = (
 )
 """Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
 AT_LEAST_ZERO = (
+    "data.timestamp_slack_s",
     "gates.ope_lift_tolerance",
     "gates.ope_min_effective_samples",
     "model.mlp_layers",
@@ -117,7 +119,7 @@ AT_LEAST_ZERO = (
     "tune.pruner.n_startup_trials",
     "tune.pruner.n_warmup_steps",
 )
-"""Counts and penalties that may be zero (no layer, no extra negative, no patience, no retry)."""
+"""Counts, penalties and slack that may be zero (no layer, no extra negative, no patience, no retry)."""
 ABOVE_ZERO = (
     "model.learning_rate",
     "model.initial_temperature",
@@ -182,6 +184,8 @@ def validate_values(cfg: ExplorecConfig) -> None:
     _validate_replay_values(cfg)
     if cfg.data.k_core < 0:
         raise ConfigError("data.k_core must be >= 0")
+    if cfg.evaluation.max_users is not None and cfg.evaluation.max_users < 1:
+        raise ConfigError(f"evaluation.max_users={cfg.evaluation.max_users} must be >= 1 (null: every user)")
     _validate_simulation_values(cfg)
     validate_tune_config(cfg.tune)
 

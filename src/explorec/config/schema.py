@@ -24,6 +24,22 @@ class SyntheticConfig:
 
 
 @dataclass
+class FileColumnsConfig:
+    """`data=files`: which column of your files holds what (CSV header names or Parquet field names)."""
+
+    user: str = "user_id"
+    item: str = "item_id"  # the interactions file's item column, and the items file's unless items_item
+    timestamp: str = "timestamp"  # unix seconds, or ISO 8601 dates / times (no zone = UTC)
+    rating: str | None = None  # a rating or weight; None: every interaction counts 1.0
+    items_item: str | None = None  # the items file's item id column when it is not named like `item`
+    users_user: str | None = None  # the users file's user id column when it is not named like `user`
+    title: str | None = None  # items file: the title; None (or an empty title): "item <id>"
+    year: str | None = None  # items file: a year (integer), added to the title as "(year)"
+    text: list[str] = field(default_factory=list)  # items file: free-text columns, joined as the overview
+    categories: list[str] = field(default_factory=list)  # items file: categorical columns ("A|B"), as genres
+
+
+@dataclass
 class DataConfig:
     """Which data set to read and how to turn ratings into implicit interactions."""
 
@@ -33,7 +49,14 @@ class DataConfig:
     allow_download: bool = True
     rating_threshold: float | None = None  # None keeps every rating as an interaction; 4.0 keeps ratings >= 4
     k_core: int = 0
+    # a timestamp later than now + this many seconds is a data error (allows for clock skew between machines)
+    timestamp_slack_s: float = 86400.0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # data=files (your own data; relative paths resolve under the project root): CSV (.csv, .tsv) or Parquet
+    interactions: str | None = None  # required: one row per interaction
+    items: str | None = None  # optional: item metadata; then every interaction's item must be listed there
+    users: str | None = None  # optional: the user list; then every interaction's user must be listed there
+    columns: FileColumnsConfig = field(default_factory=FileColumnsConfig)
 
 
 @dataclass
@@ -139,6 +162,16 @@ class TrainerConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """Which users the exact full-ranking evaluation scores (every item of the catalogue for each of them)."""
+
+    # None: every user with a target. n: a seeded sample of n of them per evaluation (val, test, ...), the
+    # same users for every model, so paired comparisons hold; outputs then say that a sample stands in
+    max_users: int | None = None
+    seed: int = 0
+
+
+@dataclass
 class PolicyConfig:
     """The exploration policy that serves slates; `exploration_rate` in [0, 1] is its one knob."""
 
@@ -215,6 +248,9 @@ class BenchmarkConfig:
     als_regularization: list[float] = field(default_factory=lambda: [1.0, 10.0])
     als_alpha: list[float] = field(default_factory=lambda: [1.0])
     als_iterations: int = 15
+    # EASE and ItemKNN refuse a larger catalogue: both hold items x items structures (EASE a dense float64
+    # Gram matrix and its inverse, 2 x 3.2 GB at 20,000 items; ItemKNN dense column blocks of n_items rows)
+    item_item_max_items: int = 20000
     two_tower_overrides: dict[str, list[str]] = field(default_factory=_default_two_tower_overrides)
     # Splits on which the two-tower, like every baseline, is refit on train + validation before test (for the
     # epoch count early stopping chose on validation); its first fit's test metrics stay as `test_no_refit`.
@@ -270,6 +306,7 @@ class ExplorecConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)

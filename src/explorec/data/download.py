@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explorec.config import DataConfig
-from explorec.errors import ChecksumError, DataNotFoundError
+from explorec.errors import ChecksumError, DataNotFoundError, DataValidationError
 
 GROUPLENS_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 DATA_DIR_ENV = "EXPLOREC_DATA_DIR"
@@ -55,6 +55,18 @@ def missing_files(folder: Path, layout: DatasetLayout) -> list[str]:
     return [name for name in layout.required if not (folder / name).is_file()]
 
 
+def check_regular_files(folder: Path, layout: DatasetLayout) -> None:
+    """Raise when a required name of `layout` exists in `folder` but is not a file (a folder, say).
+
+    Such a copy is broken rather than absent: saying so beats searching on and reporting the file missing.
+    """
+    for name in layout.required:
+        path = folder / name
+        if path.exists() and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise DataValidationError(file=str(path), row=None, column=None, problem=f"is {kind}, not a file")
+
+
 def candidate_roots(cfg: DataConfig) -> list[tuple[str, Path | None]]:
     """Return the folders searched, in order, labelled by the setting that names them."""
     env_value = os.environ.get(DATA_DIR_ENV) or None
@@ -71,8 +83,10 @@ def locate_dataset(
     """Return the folder holding the data set of `layout`, downloading it into the cache when allowed."""
     roots = candidate_roots(cfg)
     for _, root in roots:
-        if root is not None and not missing_files(root / layout.folder, layout):
-            return root / layout.folder
+        if root is not None:
+            check_regular_files(root / layout.folder, layout)
+            if not missing_files(root / layout.folder, layout):
+                return root / layout.folder
     cache_root = roots[-1][1]
     assert cache_root is not None
     reason = "data.allow_download is false"

@@ -23,13 +23,20 @@ import pandas as pd
 from explorec import __version__
 from explorec.config import ExplorecConfig, config_hash, project_root, to_dict
 from explorec.data.download import locate_dataset
+from explorec.data.files import FILES, inputs_root
 from explorec.data.processed import FORMAT_VERSION, SPLIT_NAMES
 from explorec.data.raw import RawDataset
 from explorec.data.sources import data_source, read_source, validate_data_choices
-from explorec.data.splits import Split, make_split
+from explorec.data.splits import Split, check_split_sizes, make_split
+from explorec.data.validation import unreadable_file_error
 from explorec.errors import DataValidationError
 
 MAX_TAGS_IN_TEXT = 5
+FILES_SETTINGS = ("interactions", "items", "users", "columns")
+"""The settings only `data=files` reads: left out of other sources' fingerprints, which stay as they were."""
+NOT_FINGERPRINTED = ("data_dir", "cache_dir", "timestamp_slack_s")
+"""Data settings that do not change an output: where the files are, and how far ahead a timestamp may be
+(a check that either accepts the inputs as they are or stops)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,10 @@ def fingerprint_inputs(files: list[Path], root: Path | None) -> dict[str, str]:
     hashes = {}
     for path in sorted(files):
         name = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
-        hashes[name] = sha256_file(path)
+        try:
+            hashes[name] = sha256_file(path)
+        except OSError as error:
+            raise unreadable_file_error(path, error) from error
     return hashes
 
 
@@ -76,13 +86,14 @@ def run_fingerprint(input_hashes: dict[str, str], cfg: ExplorecConfig) -> str:
     relevant = {
         "format_version": FORMAT_VERSION,
         "inputs": input_hashes,
-        "data": {
-            key: value for key, value in to_dict(cfg.data).items() if key not in ("data_dir", "cache_dir")
-        },
+        "data": {key: value for key, value in to_dict(cfg.data).items() if key not in NOT_FINGERPRINTED},
         "split": to_dict(cfg.split),
     }
     if cfg.data.name != "synthetic":
         relevant["data"].pop("synthetic")
+    if cfg.data.name != FILES:
+        for key in FILES_SETTINGS:
+            relevant["data"].pop(key)
     return config_hash(relevant) + config_hash({"v": __version__})[:4]
 
 
@@ -181,19 +192,40 @@ def _dense(frame: pd.DataFrame, user_index: pd.Index, item_index: pd.Index) -> p
     )
 
 
+def ratings_source(raw: RawDataset) -> str:
+    """Name the ratings of a raw data set in messages: its ratings file, or the generated set's name."""
+    return str(raw.files[0]) if raw.files else f"{raw.name} (generated)"
+
+
+def check_interactions_left(
+    raw: RawDataset, implicit: pd.DataFrame, kept: pd.DataFrame, *, threshold: float | None, k: int
+) -> None:
+    """Raise, naming the ratings file, when no ratings are read or the threshold or k-core leaves none."""
+    source, n_ratings = ratings_source(raw), len(raw.interactions)
+    if n_ratings == 0:
+        problem = "holds no ratings"
+    elif implicit.empty:
+        low, high = raw.interactions["rating"].min(), raw.interactions["rating"].max()
+        problem = (
+            f"rating_threshold={threshold} keeps none of its {n_ratings} ratings (in [{low:g}, {high:g}])"
+        )
+    elif kept.empty:
+        problem = (
+            f"k_core={k} removes every one of the {len(implicit)} interactions left after rating_threshold"
+        )
+    else:
+        return
+    raise DataValidationError(file=source, row=None, column=None, problem=problem)
+
+
 def build_tables(raw: RawDataset, cfg: ExplorecConfig) -> tuple[Split, pd.DataFrame, pd.DataFrame]:
     """Return (split, items, users) for a raw data set under the config; writes nothing."""
     threshold = cfg.data.rating_threshold
     if cfg.split.name == "coat_random":
         threshold = cfg.split.coat_positive_threshold
-    interactions = k_core(to_implicit(raw.interactions, threshold), cfg.data.k_core)
-    if interactions.empty:
-        raise DataValidationError(
-            file=f"{raw.name} interactions",
-            row=None,
-            column="rating",
-            problem=f"no interactions left after rating_threshold={threshold} and k_core={cfg.data.k_core}",
-        )
+    implicit = to_implicit(raw.interactions, threshold)
+    interactions = k_core(implicit, cfg.data.k_core)
+    check_interactions_left(raw, implicit, interactions, threshold=threshold, k=cfg.data.k_core)
     user_ids, item_ids = _sorted_ids(interactions["user_id"]), _sorted_ids(interactions["item_id"])
     user_index, item_index = pd.Index(user_ids), pd.Index(item_ids)
     items = _item_table(raw, item_ids)
@@ -214,6 +246,7 @@ def build_tables(raw: RawDataset, cfg: ExplorecConfig) -> tuple[Split, pd.DataFr
         eligible_cold_items=items.loc[with_text, "item_idx"].to_numpy(),
         random_test=random_test,
     )
+    check_split_sizes(split, split_name=cfg.split.name, source=ratings_source(raw))
     items["is_cold"] = items["item_idx"].isin(split.cold_items)
     users = pd.DataFrame(
         {"user_idx": np.arange(len(user_ids), dtype=np.int32), "user_id": user_ids.astype(str)}
@@ -292,7 +325,11 @@ def read_manifest(output_dir: Path) -> dict[str, Any] | None:
 
 def input_files(cfg: ExplorecConfig) -> tuple[list[Path], Path | None]:
     """Return the source files a reader uses (the fingerprint's inputs) and the data set folder."""
-    layout = data_source(cfg.data.name).layout
+    source = data_source(cfg.data.name)
+    layout = source.layout
+    if layout is None and source.inputs is not None:
+        files = list(source.inputs(cfg.data))
+        return files, inputs_root(files)
     if layout is None:
         return [], None
     folder = locate_dataset(layout, cfg.data)

@@ -17,6 +17,7 @@ import pandas as pd
 from explorec.config import DataConfig, ExplorecConfig
 from explorec.config.choices import Registry
 from explorec.data.download import GROUPLENS_BASE_URL, DatasetLayout, locate_dataset, movielens_layout
+from explorec.data.files import FILES, file_paths, files_source_inputs, read_files_source
 from explorec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, RawDataset
 from explorec.data.synthetic import generate_synthetic
 from explorec.data.validation import (
@@ -33,6 +34,7 @@ from explorec.data.validation import (
     read_csv_with_header,
     read_delimited_lines,
     scan_text_file,
+    timestamp_slack,
     unique_id_problem,
     unknown_id_problem,
     validate_interactions,
@@ -60,19 +62,21 @@ class DataSource:
     """One data source: its name and either a folder reader with its download layout, or a generator.
 
     `read` turns the located folder (see `layout`) into a RawDataset; `generate` builds one from the
-    config alone and needs no files (the synthetic source).
+    config alone: from nothing (the synthetic source) or from files the config names, which `inputs`
+    lists for the fingerprint (`data=files`).
     """
 
     name: str
     layout: DatasetLayout | None = None
     read: Callable[[Path], RawDataset] | None = None
     generate: Callable[[DataConfig], RawDataset] | None = None
+    inputs: Callable[[DataConfig], tuple[Path, ...]] | None = None
 
     def __post_init__(self) -> None:
-        """Require a reader with its layout, or a generator, but not both."""
+        """Require a reader with its layout, or a generator (with the inputs it reads, if any), not both."""
         file_backed = self.read is not None and self.layout is not None and self.generate is None
         generated = self.generate is not None and self.read is None and self.layout is None
-        if not (file_backed or generated):
+        if not (file_backed or generated) or (self.inputs is not None and not generated):
             raise ValueError(f"data source {self.name!r} needs either read and layout, or generate")
 
 
@@ -112,6 +116,8 @@ def validate_data_choices(cfg: ExplorecConfig) -> None:
         raise ConfigError(f"data.name={cfg.data.name!r} is not one of {', '.join(source_names())}")
     if cfg.split.name not in split_names():
         raise ConfigError(f"split.name={cfg.split.name!r} is not one of {', '.join(split_names())}")
+    if cfg.data.name == FILES:
+        file_paths(cfg.data)  # data.interactions is required
     if cfg.split.name == "coat_random" and cfg.data.name != "coat":
         raise ConfigError(
             "split.name='coat_random' needs data=coat (it uses Coat's random-exposure test set)"
@@ -119,12 +125,17 @@ def validate_data_choices(cfg: ExplorecConfig) -> None:
 
 
 def read_source(cfg: DataConfig, *, base_url: str = GROUPLENS_BASE_URL) -> RawDataset:
-    """Locate (or download), read and validate the data source `cfg.name`, or generate it."""
+    """Locate (or download), read and validate the data source `cfg.name`, or generate it.
+
+    Timestamps later than now + `cfg.timestamp_slack_s` are validation errors.
+    """
     source = data_source(cfg.name)
     if source.generate is not None:
         return source.generate(cfg)
     assert source.read is not None and source.layout is not None
-    return source.read(locate_dataset(source.layout, cfg, base_url=base_url))
+    folder = locate_dataset(source.layout, cfg, base_url=base_url)
+    with timestamp_slack(cfg.timestamp_slack_s):
+        return source.read(folder)
 
 
 def year_from_title(titles: pd.Series) -> pd.Series:
@@ -581,6 +592,7 @@ BUILT_IN_SOURCES = (
     DataSource("ml20m", ML20M_LAYOUT, read_ml20m),
     DataSource("ml25m", ML25M_LAYOUT, read_ml25m),
     DataSource("synthetic", generate=generate_synthetic_source),
+    DataSource(FILES, generate=read_files_source, inputs=files_source_inputs),
 )
 SOURCES: Registry[DataSource] = Registry("data source", ((src.name, src) for src in BUILT_IN_SOURCES))
 """Every data source by name: the one list of data-source names."""

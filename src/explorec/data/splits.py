@@ -17,6 +17,12 @@ import pandas as pd
 from explorec.config import SplitConfig
 from explorec.config.choices import Registry
 from explorec.data.interactions import chronological
+from explorec.errors import DataValidationError
+
+MIN_SPLIT_ROWS = 1
+"""Each of train, valid and test needs at least this many interactions: the model is fitted on train,
+stopped early on valid's NDCG@10 and scored on test, and none of these means anything on nothing."""
+SPLIT_PARTS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -241,6 +247,28 @@ def split_names() -> tuple[str, ...]:
 def split_method(name: str) -> SplitMethod:
     """Return the registered split `name`."""
     return SPLITS.get(name)
+
+
+def check_split_sizes(split: Split, *, split_name: str, source: str) -> None:
+    """Raise a DataValidationError naming `source` when train, valid or test has under MIN_SPLIT_ROWS rows."""
+    sizes = {part: len(getattr(split, part)) for part in SPLIT_PARTS}
+    small = [part for part in SPLIT_PARTS if sizes[part] < MIN_SPLIT_ROWS]
+    if not small:
+        return
+    users = pd.concat([getattr(split, part)["user_idx"] for part in SPLIT_PARTS]).nunique()
+    hint = (
+        " (leave_last_out needs users with 3 or more interactions)" if split_name == "leave_last_out" else ""
+    )
+    raise DataValidationError(
+        file=source,
+        row=None,
+        column=None,
+        problem=(
+            f"too little data to split: {sum(sizes.values())} interaction(s) of {users} user(s) leave "
+            f"{' and '.join(small)} empty under split={split_name}{hint}; "
+            f"train, valid and test each need at least {MIN_SPLIT_ROWS} interaction"
+        ),
+    )
 
 
 def make_split(

@@ -8,16 +8,22 @@ file as a text editor shows it (the header of a CSV is line 1). A check returns 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from explorec.config import DataConfig
 from explorec.errors import DataValidationError
 
 SCAN_CHUNK_BYTES = 1 << 24
+SECONDS_PER_YEAR = 31_556_952  # the mean Gregorian year, to name the year of a far-future timestamp
+_TIMESTAMP_SLACK_S: ContextVar[float] = ContextVar("timestamp_slack_s", default=DataConfig.timestamp_slack_s)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 NUMBER_PATTERN = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
 _PANDAS_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
@@ -78,10 +84,41 @@ def _column_at(line_bytes: bytes, separator: str | None, columns: Sequence[str])
     return columns[index] if index < len(columns) else None
 
 
+@contextmanager
+def timestamp_slack(seconds: float) -> Iterator[None]:
+    """Within this block a timestamp later than now + `seconds` is an error (`data.timestamp_slack_s`)."""
+    token = _TIMESTAMP_SLACK_S.set(seconds)
+    try:
+        yield
+    finally:
+        _TIMESTAMP_SLACK_S.reset(token)
+
+
+def latest_allowed_timestamp() -> int:
+    """Return the latest unix timestamp a data file may hold: now plus the configured slack."""
+    return int(time.time() + _TIMESTAMP_SLACK_S.get())
+
+
+def unreadable_file_error(path: Path, error: OSError) -> DataValidationError:
+    """Return the validation error for a data file that cannot be opened (a folder, no permission)."""
+    if path.is_dir():
+        return DataValidationError(file=str(path), row=None, column=None, problem="is a folder, not a file")
+    reason = error.strerror or type(error).__name__
+    return DataValidationError(file=str(path), row=None, column=None, problem=f"cannot be read ({reason})")
+
+
 def scan_text_file(
     path: Path, *, encoding: str, separator: str | None = None, columns: Sequence[str] = ()
 ) -> int:
     """Check that `path` decodes in `encoding` and return its number of lines; reads it in chunks."""
+    try:
+        return _scan_text_file(path, encoding=encoding, separator=separator, columns=columns)
+    except OSError as error:
+        raise unreadable_file_error(path, error) from error
+
+
+def _scan_text_file(path: Path, *, encoding: str, separator: str | None, columns: Sequence[str]) -> int:
+    """Check that `path` decodes in `encoding` and return its number of lines (OSErrors propagate)."""
     lines_before = 0
     last_byte = b"\n"
     with path.open("rb") as handle:
@@ -370,7 +407,20 @@ def parse_timestamp(table: TextTable, column: str = "timestamp") -> tuple[np.nda
     if negative is not None:
         problem = Problem(int(table.lines[negative]), column, f"negative timestamp {values[negative]}")
         return values, problem
+    future = first_true(values > latest_allowed_timestamp())
+    if future is not None:
+        problem = Problem(int(table.lines[future]), column, future_timestamp_problem(int(values[future])))
+        return values, problem
     return values, None
+
+
+def future_timestamp_problem(value: int) -> str:
+    """Describe a timestamp later than now + data.timestamp_slack_s, with the year it falls in."""
+    year = 1970 + value // SECONDS_PER_YEAR
+    return (
+        f"timestamp {value} (year {year}) is in the future: later than now + "
+        f"data.timestamp_slack_s={_TIMESTAMP_SLACK_S.get():g} s"
+    )
 
 
 def duplicate_problem(
@@ -441,6 +491,10 @@ def validate_interactions(
     offending row.
     """
     user, item, rating, timestamp = (names[key] for key in ("user_id", "item_id", "rating", "timestamp"))
+    if table.frame.empty:
+        empty = table.path.is_file() and table.path.stat().st_size == 0
+        problem = "holds no ratings: the file is empty" if empty else "holds no ratings"
+        raise DataValidationError(file=table.file, row=None, column=None, problem=problem)
     parsed = _parse_clean_interactions(table, names, rating_range, known_items)
     if parsed is None:
         problems: list[Problem | None] = [empty_problem(table, [user, item, rating, timestamp])]
@@ -493,6 +547,8 @@ def _parse_clean_interactions(
         return None
     low, high = rating_range
     if len(users) and (min(users.min(), items.min(), timestamps.min()) < 0):
+        return None
+    if len(timestamps) and timestamps.max() > latest_allowed_timestamp():
         return None
     if not (np.isfinite(ratings).all() and ((ratings >= low) & (ratings <= high)).all()):
         return None

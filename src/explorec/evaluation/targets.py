@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from explorec.config import EvaluationConfig
 from explorec.data.processed import ProcessedDataset, interactions_to_csr
-from explorec.evaluation.harness import full_ranking_per_user, summarise_per_user
+from explorec.evaluation.harness import evaluated_users, full_ranking_per_user, summarise_per_user
 from explorec.evaluation.scoring import Scorer
 
 
@@ -22,6 +23,50 @@ class EvaluationTarget:
     targets: sp.csr_matrix
     exclude: sp.csr_matrix
     history: tuple[str, ...]
+
+
+SAMPLED_FROM = "n_users_sampled_from"
+"""The metric key, present only when a sample was evaluated, holding how many users had a target."""
+
+
+@dataclass(frozen=True)
+class UserSample:
+    """At most `max_users` users per evaluation (None: every user with a target), drawn with `seed`.
+
+    The draw depends only on the evaluation's targets and the seed, so every model scored on the same data
+    set and split is scored on the same users and paired comparisons hold.
+    """
+
+    max_users: int | None = None
+    seed: int = 0
+
+    def users(self, targets: sp.csr_matrix) -> np.ndarray | None:
+        """Return the sorted users to evaluate, or None when every user with a target is evaluated."""
+        eligible = evaluated_users(targets)
+        if self.max_users is None or eligible.size <= self.max_users:
+            return None
+        chosen = np.random.default_rng(self.seed).choice(eligible, size=self.max_users, replace=False)
+        return np.sort(chosen)
+
+
+def user_sample(cfg: EvaluationConfig) -> UserSample:
+    """Return the users an evaluation under `cfg` scores (`evaluation.max_users`, `evaluation.seed`)."""
+    return UserSample(max_users=cfg.max_users, seed=cfg.seed)
+
+
+def sample_note(results: dict[str, dict[str, float]], sample: UserSample) -> str | None:
+    """Return one sentence saying which evaluations a sample of users stands in for (None: all full)."""
+    sampled = [
+        f"{name} {int(metrics['n_users']):,} of {int(metrics[SAMPLED_FROM]):,} users"
+        for name, metrics in results.items()
+        if SAMPLED_FROM in metrics
+    ]
+    if not sampled:
+        return None
+    return (
+        f"A seeded sample of users stands in for the whole: {', '.join(sampled)} "
+        f"(evaluation.max_users={sample.max_users}, evaluation.seed={sample.seed})."
+    )
 
 
 PAIRED_METRIC = "ndcg@10"
@@ -68,10 +113,15 @@ def _mask_all_but(keep_items: np.ndarray, users: np.ndarray, dataset: ProcessedD
 
 
 def evaluate(
-    scorer: Scorer, dataset: ProcessedDataset, *, ks: Sequence[int] = (10, 20), batch_size: int = 1024
+    scorer: Scorer,
+    dataset: ProcessedDataset,
+    *,
+    ks: Sequence[int] = (10, 20),
+    batch_size: int = 1024,
+    sample: UserSample | None = None,
 ) -> dict[str, dict[str, float]]:
     """Return {evaluation name: metrics} by exact full ranking for every evaluation target."""
-    return evaluate_per_user(scorer, dataset, ks=ks, batch_size=batch_size)[0]
+    return evaluate_per_user(scorer, dataset, ks=ks, batch_size=batch_size, sample=sample)[0]
 
 
 def evaluate_per_user(
@@ -81,10 +131,15 @@ def evaluate_per_user(
     ks: Sequence[int] = (10, 20),
     batch_size: int = 1024,
     targets: Sequence[EvaluationTarget] | None = None,
+    sample: UserSample | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, PerUserValues]]:
-    """Return `evaluate`'s metrics and, per evaluation, each user's value of the selection metric."""
+    """Return `evaluate`'s metrics and, per evaluation, each user's value of the selection metric.
+
+    With a `sample` that draws fewer users than have a target, the metrics also hold SAMPLED_FROM.
+    """
     results, per_user = {}, {}
     for target in evaluation_targets(dataset) if targets is None else targets:
+        users = (sample or UserSample()).users(target.targets)
         evaluated, values = full_ranking_per_user(
             scorer,
             history_splits=target.history,
@@ -92,8 +147,11 @@ def evaluate_per_user(
             exclude=target.exclude,
             ks=ks,
             batch_size=batch_size,
+            users=users,
         )
         results[target.name] = summarise_per_user(evaluated, values)
+        if users is not None:
+            results[target.name][SAMPLED_FROM] = float(evaluated_users(target.targets).size)
         if PAIRED_METRIC in values:
             per_user[target.name] = PerUserValues(users=evaluated, values=values[PAIRED_METRIC])
     return results, per_user

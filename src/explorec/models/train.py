@@ -20,7 +20,13 @@ import numpy as np
 from explorec.config import ExplorecConfig, config_hash, resolve, to_dict
 from explorec.data.loading import load_dataset
 from explorec.encoders.text import item_text_embeddings
-from explorec.evaluation.targets import evaluate_per_user, flat_metrics, metrics_markdown
+from explorec.evaluation.targets import (
+    evaluate_per_user,
+    flat_metrics,
+    metrics_markdown,
+    sample_note,
+    user_sample,
+)
 
 if TYPE_CHECKING:
     from explorec.evaluation.targets import PerUserValues
@@ -47,6 +53,7 @@ class TrainingResult:
     best_val_ndcg_at_10: float | None = None
     best_epoch: int | None = None
     per_user: dict[str, PerUserValues] | None = None
+    evaluation_sample: str | None = None  # set when a sample of users stands in for the whole
 
     @classmethod
     def of_run(
@@ -61,6 +68,7 @@ class TrainingResult:
         best_val_ndcg_at_10: float | None = None,
         best_epoch: int | None = None,
         per_user: dict[str, PerUserValues] | None = None,
+        evaluation_sample: str | None = None,
     ) -> TrainingResult:
         """The result of training run `run_id` of `cfg` in the store `target` (fit time to 0.01 s)."""
         return cls(
@@ -76,6 +84,7 @@ class TrainingResult:
             best_val_ndcg_at_10=best_val_ndcg_at_10,
             best_epoch=best_epoch,
             per_user=per_user,
+            evaluation_sample=evaluation_sample,
         )
 
     def to_summary(self) -> dict[str, Any]:
@@ -92,6 +101,8 @@ class TrainingResult:
             summary["best_epoch_val_ndcg@10"] = self.best_val_ndcg_at_10
             summary["best_epoch"] = self.best_epoch
         summary.update(epochs_run=self.epochs_run, fit_time_s=self.fit_time_s, metrics=self.metrics)
+        if self.evaluation_sample is not None:
+            summary["evaluation_sample"] = self.evaluation_sample
         return summary
 
 
@@ -112,7 +123,9 @@ def _log_artifacts(
         folder = Path(scratch)
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         (folder / "metrics.json").write_text(json.dumps(results, indent=2))
-        (folder / "metrics.md").write_text(metrics_markdown({"two_tower": results}))
+        note = sample_note(results, user_sample(cfg.evaluation))
+        table = metrics_markdown({"two_tower": results})
+        (folder / "metrics.md").write_text(table if note is None else f"{table}\n{note}\n")
         title = f"two-tower, encoder {cfg.encoder.name}, {cfg.data.name} / {cfg.split.name}"
         training_curves(fit.history, folder / "plots" / "training_curves.png", title=title)
         np.save(folder / "item_vectors.npy", fit.item_vectors())
@@ -157,12 +170,19 @@ def train_and_evaluate(
         client, target.experiment_id, run_name=name, tags=tags, parent_run_id=parent_run_id
     ) as run_id:
         log_active_params(client, run_id, to_dict(cfg))  # data, split, encoder, model, trainer, seed
+        if cfg.evaluation.max_users is not None:  # a sample of users shaped the metrics: say which
+            log_active_params(client, run_id, to_dict(cfg), sections=("evaluation",))
         logger = ExplorecMLFlowLogger(
             tracking_uri=target.tracking_uri, run_id=run_id, experiment_name=cfg.tracking.experiment
         )
         checkpoint_dir = resolve(cfg.paths.root) / "checkpoints" / run_id
         fit = fit_two_tower(dataset, embeddings, cfg, logger=logger, checkpoint_dir=checkpoint_dir)
-        results, per_user = evaluate_per_user(fit, dataset, batch_size=cfg.trainer.eval_batch_size)
+        sample = user_sample(cfg.evaluation)
+        results, per_user = evaluate_per_user(
+            fit, dataset, batch_size=cfg.trainer.eval_batch_size, sample=sample
+        )
+        note = sample_note(results, sample)
+        client.set_tag(run_id, "evaluation.sample", note or "every user with a target")
         timings = {
             "time/fit_s": fit.fit_time_s,
             "time/encode_s": encode_time,
@@ -187,4 +207,5 @@ def train_and_evaluate(
         best_val_ndcg_at_10=fit.best_score,
         best_epoch=int(fit.best_metrics.get("epoch", max(fit.epochs_run - 1, 0))),
         per_user=per_user if keep_per_user else None,
+        evaluation_sample=note,
     )

@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from explorec.config import BenchmarkConfig, ExplorecConfig, config_hash
 from explorec.data.processed import ProcessedDataset
 
 if TYPE_CHECKING:
-    from explorec.evaluation.targets import PerUserValues
+    from explorec.evaluation.targets import PerUserValues, UserSample
 
 SELECTION_METRIC = "ndcg@10"
 PAIRED_METRIC_FIELDS = {
@@ -63,22 +63,42 @@ def baseline_grid(name: str, cfg: BenchmarkConfig) -> list[dict[str, Any]]:
     raise ValueError(f"unknown baseline {name!r}")
 
 
+def check_baseline_sizes(cfg: BenchmarkConfig, n_items: int) -> None:
+    """Refuse, before any run starts, a catalogue too large for a configured item × item baseline."""
+    from explorec.baselines.base import check_catalogue_size
+    from explorec.baselines.factory import BASELINES
+
+    for name in cfg.baselines:
+        if name in BASELINES and "max_items" in {field.name for field in fields(BASELINES[name][1])}:
+            check_catalogue_size(name, n_items, cfg.item_item_max_items)
+
+
 def select_baseline(
-    name: str, dataset: ProcessedDataset, cfg: BenchmarkConfig, *, batch_size: int
+    name: str,
+    dataset: ProcessedDataset,
+    cfg: BenchmarkConfig,
+    *,
+    batch_size: int,
+    sample: UserSample | None = None,
 ) -> tuple[ModelResult, list[dict[str, Any]]]:
-    """Search the baseline's grid on validation, then score the best setting on every evaluation."""
+    """Search the baseline's grid on validation, then score the best setting on every evaluation.
+
+    `sample`: the users each evaluation scores (default every user with a target).
+    """
     from explorec.baselines.scorer import BaselineScorer
     from explorec.evaluation.targets import evaluate_per_user, evaluation_targets
 
     validation = [target for target in evaluation_targets(dataset) if target.name == "val"]
     trials = []
     for params in baseline_grid(name, cfg):
-        fitted = BaselineScorer(name, params, dataset)
-        metrics, _ = evaluate_per_user(fitted, dataset, batch_size=batch_size, targets=validation)
+        fitted = BaselineScorer(name, params, dataset, max_items=cfg.item_item_max_items)
+        metrics, _ = evaluate_per_user(
+            fitted, dataset, batch_size=batch_size, targets=validation, sample=sample
+        )
         trials.append({"params": params, "val": metrics["val"], "fit_time_s": fitted.fit_time_s})
     best = max(trials, key=lambda trial: trial["val"][SELECTION_METRIC])
-    chosen = BaselineScorer(name, best["params"], dataset)
-    metrics, per_user = evaluate_per_user(chosen, dataset, batch_size=batch_size)
+    chosen = BaselineScorer(name, best["params"], dataset, max_items=cfg.item_item_max_items)
+    metrics, per_user = evaluate_per_user(chosen, dataset, batch_size=batch_size, sample=sample)
     return ModelResult(name, best["params"], metrics, chosen.fit_time_s, per_user=per_user), trials
 
 
@@ -92,10 +112,13 @@ def _log_baseline_run(
     """Record one baseline as a nested MLflow run with its chosen params, metrics and grid."""
     import mlflow
 
+    from explorec.evaluation.targets import sample_note, user_sample
     from explorec.tracking.runs import tracked_run
     from explorec.tracking.store import metric_dict, run_tags
 
-    tags = run_tags(config_hash=config_hash(cfg), data_fingerprint=fingerprint, extra={"model": result.name})
+    note = sample_note(result.metrics, user_sample(cfg.evaluation)) or "every user with a target"
+    extra = {"model": result.name, "evaluation.sample": note}
+    tags = run_tags(config_hash=config_hash(cfg), data_fingerprint=fingerprint, extra=extra)
     client = mlflow.MlflowClient()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     run_name = f"{result.name}-{cfg.data.name}-{cfg.split.name}"
@@ -104,6 +127,8 @@ def _log_baseline_run(
     ) as run_id:
         for key, value in result.params.items():
             client.log_param(run_id, key, value)
+        client.log_param(run_id, "evaluation.max_users", cfg.evaluation.max_users)
+        client.log_param(run_id, "evaluation.seed", cfg.evaluation.seed)
         flat = {
             f"{name}/{key}": value
             for name, metrics in result.metrics.items()
@@ -179,6 +204,7 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
 
     from explorec.config import resolve
     from explorec.data.loading import load_dataset
+    from explorec.evaluation.targets import sample_note, user_sample
     from explorec.models.train import train_and_evaluate
     from explorec.pipeline.report import benchmark_markdown
     from explorec.tracking.runs import tracked_run
@@ -186,17 +212,19 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
 
     target = configure_tracking(cfg.tracking)
     dataset = load_dataset(cfg)
+    check_baseline_sizes(cfg.benchmark, dataset.n_items)
     client = mlflow.MlflowClient(target.tracking_uri)
     tags = run_tags(
         config_hash=config_hash(cfg), data_fingerprint=dataset.fingerprint, extra={"kind": "benchmark"}
     )
     started = time.perf_counter()
+    sample = user_sample(cfg.evaluation)
     run_name = f"benchmark-{cfg.data.name}-{cfg.split.name}"
     with tracked_run(client, target.experiment_id, run_name=run_name, tags=tags) as parent_id:
         results = []
         for name in cfg.benchmark.baselines:
             result, trials = select_baseline(
-                name, dataset, cfg.benchmark, batch_size=cfg.trainer.eval_batch_size
+                name, dataset, cfg.benchmark, batch_size=cfg.trainer.eval_batch_size, sample=sample
             )
             run_id = _log_baseline_run(result, trials, cfg, parent_id, dataset.fingerprint)
             results.append(replace(result, run_id=run_id))
@@ -221,6 +249,10 @@ def run_benchmark(cfg: ExplorecConfig, *, output_dir: Path | None = None) -> dic
         table = comparison_table(results)
         table["paired"] = paired_comparisons(results, baselines=cfg.benchmark.baselines)
         table.update(dataset=cfg.data.name, split=cfg.split.name, parent_run_id=parent_id)
+        table["evaluation_sample"] = sample_note(results[0].metrics, sample) if results else None
+        client.set_tag(
+            parent_id, "evaluation.sample", table["evaluation_sample"] or "every user with a target"
+        )
         table["wall_time_s"] = round(time.perf_counter() - started, 1)
         markdown = benchmark_markdown(table)
         folder = output_dir or resolve(cfg.paths.root) / "benchmarks" / parent_id
@@ -254,7 +286,7 @@ def refit_and_evaluate(
 
     from explorec.data.loading import load_dataset
     from explorec.encoders.text import item_text_embeddings
-    from explorec.evaluation.targets import evaluate_per_user, evaluation_targets, flat_metrics
+    from explorec.evaluation.targets import evaluate_per_user, evaluation_targets, flat_metrics, user_sample
     from explorec.models.fit import refit_two_tower
     from explorec.tracking.store import metric_dict
 
@@ -262,7 +294,11 @@ def refit_and_evaluate(
     refit = refit_two_tower(dataset, item_text_embeddings(dataset, cfg), cfg, epochs=epochs)
     after_validation = [target for target in evaluation_targets(dataset) if target.name != "val"]
     scored, scored_per_user = evaluate_per_user(
-        refit, dataset, batch_size=cfg.trainer.eval_batch_size, targets=after_validation
+        refit,
+        dataset,
+        batch_size=cfg.trainer.eval_batch_size,
+        targets=after_validation,
+        sample=user_sample(cfg.evaluation),
     )
     client = mlflow.MlflowClient()
     logged = {**metric_dict(flat_metrics(scored), prefix="final/refit/"), "time/refit_s": refit.fit_time_s}

@@ -1,8 +1,9 @@
 """From a training run to a gated registry version: train, package, simulate, register, gate, promote.
 
 The steps pass run ids and version numbers, never models: `train_candidate` fits and tags the training run,
-`package_run` logs the pyfunc recommender into it, `simulate_candidate` runs the interactive simulator for
-the candidate's own policy against its baselines and logs the lift vs greedy_online (its own MLflow run),
+`package_run` packages the pyfunc recommender as a LoggedModel sourced from it (never reopening it),
+`simulate_candidate` runs the interactive simulator for the candidate's own policy against its baselines
+and logs the lift vs greedy_online (its own MLflow run),
 `register_and_gate` registers the run with those metrics and records the gate decision (passing sets
 `challenger`), `promote_version` moves `champion` under the registry's lock. `explorec.pipeline.cache`
 finds earlier results of the same inputs so that a rerun skips these steps.
@@ -10,8 +11,9 @@ finds earlier results of the same inputs so that a rerun skips these steps.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from explorec.config import ExplorecConfig
 from explorec.pipeline.steps import (
@@ -42,9 +44,36 @@ def train_candidate(cfg: ExplorecConfig) -> TrainedCandidate:
     return TrainedCandidate(training, cache="miss")
 
 
+def finished_run(client: Any, run_id: str) -> Any:
+    """Return the run, or fail with a RegistryError when there is no such run or it did not finish."""
+    from mlflow.exceptions import MlflowException
+
+    from explorec.errors import RegistryError
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise RegistryError(
+            f"no run {run_id!r} in {client.tracking_uri}; pass the id of a finished training run "
+            "(`explorec train` prints it)"
+        ) from None
+    if run.info.status != "FINISHED":
+        raise RegistryError(
+            f"run {run_id} is {run.info.status}, not FINISHED; register a training run that finished"
+        )
+    return run
+
+
 def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
-    """Log the run's recommender as a pyfunc model and its served-slate metrics beside it."""
+    """Package the run's recommender as a pyfunc LoggedModel and log its served-slate metrics to the run.
+
+    The finished training run is never reopened (a kill while packaging would leave it RUNNING): its
+    served metrics are logged to it as they are, and the model is a LoggedModel created with the run as its
+    source, owned by this process; it turns READY when complete, and one left PENDING by a killed process is
+    ended FAILED by the next store open. Only READY models are registered or reused.
+    """
     import mlflow
+    from mlflow.entities import LoggedModelOutput, Metric
 
     from explorec.data.loading import load_dataset
     from explorec.models.fit import resolve_model_config
@@ -53,9 +82,12 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
     from explorec.serving.packaging import attach_index, bundle_from_run, log_index_report
     from explorec.serving.pyfunc import log_recommender
     from explorec.serving.served import served_metrics_for_bundle
+    from explorec.tracking.owner import owner_tags
     from explorec.tracking.store import configure_tracking, metric_dict
 
     target = configure_tracking(cfg.tracking)
+    client = mlflow.MlflowClient(target.tracking_uri)
+    run = finished_run(client, run_id)
     dataset = load_dataset(cfg)
     model_cfg = resolve_model_config(cfg.model, cfg.split.name)
     bundle = bundle_from_run(
@@ -66,15 +98,20 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
         tracking_uri=target.tracking_uri,
         encoder=cfg.encoder,
     )
-    served = served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed)
+    served = metric_dict(served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed))
     index = attach_index(bundle, cfg.registry.index, seed=cfg.seed)
-    with mlflow.start_run(run_id=run_id):
-        info = log_recommender(
-            bundle, name=cfg.registry.model_artifact, tags={POLICY_KEY_TAG: policy_key(cfg)}
-        )
-        mlflow.log_metrics(metric_dict(served))
-        log_index_report(mlflow.MlflowClient(target.tracking_uri), run_id, info.model_id, index)
-    return PackagedModel(run_id, metric_dict(served))
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(key, value, now, 0) for key, value in served.items()])
+    model = client.create_logged_model(
+        run.info.experiment_id,
+        name=cfg.registry.model_artifact,
+        source_run_id=run_id,
+        tags={POLICY_KEY_TAG: policy_key(cfg), **owner_tags()},
+    )
+    log_recommender(bundle, name=cfg.registry.model_artifact, model_id=model.model_id)
+    log_index_report(client, run_id, model.model_id, index)
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    return PackagedModel(run_id, served)
 
 
 def register_and_gate(
@@ -86,6 +123,7 @@ def register_and_gate(
 ) -> RegistrationOutcome:
     """Register the run's packaged model, decide the gates against the champion, tag the version."""
     from explorec.pipeline.cache import GATES_HASH_TAG, gates_hash
+    from explorec.pipeline.service import evaluate_candidate_on_logs
     from explorec.registry.comparison import log_gate_comparison
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking.store import configure_tracking
@@ -94,6 +132,7 @@ def register_and_gate(
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
     version = registry.register_candidate(run_id, name, metrics=extra_metrics, tags=tags)
+    evaluate_candidate_on_logs(cfg, version)  # logged traffic: metric.ope/* tags for the ope_lift gate
     decision = registry.evaluate_gates(name, version, cfg.gates)
     log_gate_comparison(registry.client, name, version, decision, registry.champion_version(name))
     registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
@@ -119,17 +158,18 @@ def promote_version(
     actor: str | None = None,
 ) -> PromotionOutcome:
     """Move `champion` to a version (default: the current challenger), re-checking the gates unless forced."""
+    from explorec.errors import RegistryError
     from explorec.registry.promotion import ModelRegistry
     from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
-    from explorec.errors import ExplorecError
-
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
     chosen = version or registry.alias_version(name, cfg.registry.challenger_alias)
+    if chosen is None and registry.champion_version(name) is None and not version:
+        registry.model_version(name, "1")  # says so in one line when nothing is registered yet
     if chosen is None:
-        raise ExplorecError(f"{name} has no challenger to promote; pass --version N")
+        raise RegistryError(f"{name} has no challenger (no version passed the gates); pass --version N")
     result = registry.promote(
         name, chosen, cfg.gates, force=force, reason=reason, dry_run=dry_run, actor=actor
     )
@@ -141,6 +181,7 @@ def promote_version(
         champion=registry.champion_version(name),
         gate_reasons=list(result.decision.reasons) if result.decision is not None else [],
         decision_markdown=result.decision.to_markdown() if result.decision is not None else "",
+        interrupted=list(result.interrupted),
     )
 
 

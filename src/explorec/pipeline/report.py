@@ -43,7 +43,9 @@ def train_text(summary: dict[str, Any]) -> str:
         f"explorec train: {summary['dataset']} / {summary['split']} / encoder {summary['encoder']}"
         f" - run {summary['run_id']}, {summary['epochs_run']} epochs in {summary['fit_time_s']:.1f}s"
     )
-    return heading + "\n" + metrics_markdown({"two_tower": summary["metrics"]})
+    table = metrics_markdown({"two_tower": summary["metrics"]})
+    note = summary.get("evaluation_sample")
+    return heading + "\n" + table + (f"\n{note}\n" if note else "")
 
 
 def benchmark_markdown(table: dict[str, Any]) -> str:
@@ -65,6 +67,8 @@ def benchmark_markdown(table: dict[str, Any]) -> str:
     lines.append("|---|---|---:|")
     lines += [f"| {row['model']} | `{row['params']}` | {row['fit_time_s']:.1f} |" for row in table["rows"]]
     lines += paired_markdown(table.get("paired"))
+    if table.get("evaluation_sample"):
+        lines += ["", str(table["evaluation_sample"])]
     lines += [
         "",
         f"Wall time: {table.get('wall_time_s', float('nan')):.0f} s; parent run `{table['parent_run_id']}`.",
@@ -184,8 +188,9 @@ def registration_text(summary: dict[str, Any]) -> str:
 
 
 def promotion_text(summary: dict[str, Any]) -> str:
-    """Return what `promote` prints: the outcome, the decision table and the champion now."""
-    return (
+    """Return what `promote` prints: interrupted earlier attempts, the outcome, the decision, the champion."""
+    notes = "".join(f"interrupted attempt: {note}\n" for note in summary.get("interrupted") or [])
+    return notes + (
         f"explorec promote: {summary['registered_model']} v{summary['version']} - {summary['outcome']}\n"
         f"{summary['decision_markdown']}\n"
         f"champion: v{summary['champion']}"
@@ -220,6 +225,18 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
         f"MLflow run {summary['run_id']}; metrics tagged on the version as metric.ope/*",
     ]
     return "\n".join(lines)
+
+
+def export_logs_text(summary: dict[str, Any]) -> str:
+    """Return what `export-logs` prints: what was written and the command that trains on it."""
+    overrides = " ".join(f"'{item}'" if "[" in item else item for item in summary["overrides"])
+    return (
+        f"explorec export-logs: {summary['n_base_interactions']} {summary['base']} interactions + "
+        f"{summary['n_clicks']} logged clicks → {summary['interactions']}\n"
+        f"{summary['n_added_items']} added items in {summary['items']}; "
+        f"{summary['n_exposures']} shown but not clicked (exposures, not written)\n"
+        f"train on it: explorec pipeline {overrides}"
+    )
 
 
 def simulate_text(summary: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ telemetry is off. `up()` and `down()` are the functions behind `explorec up` and
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from explorec.errors import ExplorecError
+from explorec.tracking.owner import is_alive, start_time
+from explorec.tracking.owner import is_same_process as is_same_process_pid
 
 HOST = "127.0.0.1"
 PREFECT_PORT = 4200
@@ -36,7 +37,7 @@ TELEMETRY_OFF: dict[str, str] = {
 class ServerError(ExplorecError):
     """A server did not start, did not become healthy, or its port is already taken."""
 
-    exit_code = 6
+    exit_code = 9
 
 
 @dataclass(frozen=True)
@@ -214,19 +215,9 @@ def start_service(
     return Service(name=name, pid=process.pid, url=url, log=str(log_path), start_time=start_time(process.pid))
 
 
-def start_time(pid: int) -> str | None:
-    """Return the kernel's start time of `pid` (guards `down` against a pid reused since), or None."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def is_same_process(service: Service) -> bool:
     """Return True when `service.pid` still names the process that was started (not a reused pid)."""
-    if not is_alive(service.pid):
-        return False
-    return service.start_time is None or start_time(service.pid) == service.start_time
+    return is_same_process_pid(service.pid, service.start_time)
 
 
 def log_tail(service: Service, lines: int = 30) -> str:
@@ -241,28 +232,6 @@ def log_tail(service: Service, lines: int = 30) -> str:
 def _failure(service: Service, problem: str) -> ServerError:
     """Return a ServerError naming the service, the problem and the end of its log."""
     return ServerError(f"{service.name} {problem}; log {service.log}:\n{log_tail(service)}")
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of `pid` if it is our child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def is_alive(pid: int) -> bool:
-    """Return True while `pid` runs (a zombie counts as gone)."""
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True
-    return fields[0] != "Z"
 
 
 def _http_ok(url: str) -> bool:

@@ -130,16 +130,18 @@ def serve(cfg: ExplorecConfig) -> int:
         raise ServiceError(str(refusal)) from None
     log = ImpressionLog(settings.impression_log)
     service = RecommendationService(source, log, max_feedback_items=settings.max_feedback_items)
+    new_items = service.warm_up()  # earlier additions, interest clusters and the text encoder, before serving
     app = create_app(service, max_body_bytes=settings.max_body_bytes, poll_seconds=settings.poll_seconds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logger.info(
-        "serving %s v%s (@%s) on http://%s:%d; impressions → %s",
+        "serving %s v%s (@%s) on http://%s:%d; impressions → %s; new items %s",
         model.name,
         model.version,
         settings.alias,
         settings.host,
         settings.port,
         log.location,
+        "accepted" if new_items else "off (no text tower)",
     )
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
@@ -198,3 +200,42 @@ def evaluate_logs(cfg: ExplorecConfig, version: str) -> dict[str, Any]:
         if ope_rows and ope_rows[0].passed
         else (ope_rows[0].reason if ope_rows else "n/a"),
     }
+
+
+def has_logged_traffic(cfg: ExplorecConfig) -> bool:
+    """Whether the configured impression log exists and holds at least one served slate."""
+    from pathlib import Path
+
+    from explorec.serving.impressions import SQLITE_PREFIX, ImpressionLog, resolve_log_url
+
+    url = resolve_log_url(cfg.service.impression_log)
+    if url.startswith(SQLITE_PREFIX) and not Path(url.removeprefix(SQLITE_PREFIX)).is_file():
+        return False
+    log = ImpressionLog(url)
+    try:
+        return log.counts()["impressions"] > 0
+    finally:
+        log.close()
+
+
+def evaluate_candidate_on_logs(cfg: ExplorecConfig, version: str) -> str:
+    """Before the gates: evaluate a new version on the logged traffic, if any; returns what happened."""
+    from mlflow import MlflowClient
+
+    from explorec.tracking.store import configure_tracking
+
+    if not has_logged_traffic(cfg):
+        return "no logged traffic"
+    try:
+        summary = evaluate_logs(cfg, version)
+    except ServiceError as error:
+        client = MlflowClient(tracking_uri=configure_tracking(cfg.tracking).tracking_uri)
+        client.set_model_version_tag(
+            cfg.tracking.registered_model, version, "ope.status", f"not evaluated: {error}"
+        )
+        return f"not evaluated on logged traffic: {error}"
+    metrics = summary["metrics"]
+    return (
+        f"lift on {metrics['ope/n_impressions']:.0f} logged slates {metrics['ope/lift']:+.4f} "
+        f"[{metrics['ope/lift_ci_low']:+.4f}, {metrics['ope/lift_ci_high']:+.4f}]"
+    )

@@ -105,6 +105,7 @@ class PromotionOutcome:
     champion: str | None
     gate_reasons: list[str]
     decision_markdown: str
+    interrupted: list[str] = field(default_factory=list)  # earlier attempts cut off by a crash
 
     def to_summary(self) -> dict[str, Any]:
         """The JSON summary the `promote` command prints (the decision's Markdown included)."""

@@ -13,26 +13,34 @@ Lifecycle of a candidate:
 Promotions of one registered model are serialised by an exclusive `fcntl.flock` on
 `<lock_dir>/<name>.lock` (one machine; the lock is released by the OS if the process dies). Every attempt
 that takes the lock is recorded as a registered-model tag `promotion.attempt.<id>` (JSON: version, actor,
-outcome, reasons). Moving an alias is the single registry write that changes what serves, and it is the
-last step of a decision: a crash before it leaves the champion untouched.
+forced, reason, process, state, outcome, reasons), and its latest state as version tags
+`promotion.attempt.*`. The writes are ordered so that a crash at any point leaves an audited state:
+1. the attempt is recorded `state: started` with the move it is about to make (who, when, forced, why,
+   the champion it replaces) before the alias moves;
+2. the alias moves (the one write that changes what serves), then the promotion tags are written;
+3. the attempt is marked `finished` (or `failed`: an error after the move puts the old champion back).
+An attempt left `started` by a process that died is reported by a dry run and settled by the next promotion
+(under the lock): if the alias had moved, its promotion tags are completed; either way it is marked
+`interrupted`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
-import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from explorec.config.registry import GatesConfig, RegistryConfig
+from explorec.errors import RegistryError
 from explorec.registry.gates import Decision, decide
+from explorec.tracking.locks import exclusive_lock as file_lock
+from explorec.tracking.owner import current_owner
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,9 +49,10 @@ METRIC_TAG_PREFIX = "metric."
 ATTEMPT_TAG_PREFIX = "promotion.attempt."
 PROVENANCE_TAGS = ("git_commit", "config_hash", "data_fingerprint")
 MAX_TAG_VALUE = 5000
+MAX_DESCRIPTION = 5000
 
 
-class PromotionError(RuntimeError):
+class PromotionError(RegistryError):
     """A promotion that cannot be attempted as asked (e.g. a forced promotion without a reason)."""
 
 
@@ -64,6 +73,7 @@ class PromotionResult:
     forced: bool
     dry_run: bool
     attempt_id: str | None
+    interrupted: tuple[str, ...] = ()
 
     @property
     def promoted(self) -> bool:
@@ -74,6 +84,15 @@ class PromotionResult:
 def utc_now() -> str:
     """Return the current UTC time as ISO 8601 with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def decision_description(decision: Decision, champion: str | None) -> str:
+    """The version page's description: the gate decision table first, where the page shows it unscrolled."""
+    against = f"against champion v{champion}" if champion else "no champion to compare with"
+    return (
+        f"{decision.to_markdown()}\nDecided {utc_now()}, {against}. Only `explorec promote` moves "
+        "`champion` with the gates re-checked; explorec undoes or records a move made around them."
+    )[:MAX_DESCRIPTION]
 
 
 def metric_tags(metrics: Mapping[str, float]) -> dict[str, str]:
@@ -95,24 +114,18 @@ def metrics_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
     return metrics
 
 
+def _promotion_lock_timeout(path: Path, timeout_s: float) -> PromotionLockTimeoutError:
+    """Return the error of a promotion lock held too long by another promotion."""
+    return PromotionLockTimeoutError(
+        f"could not lock {path} within {timeout_s:g} s: another promotion is running; retry when it ends"
+    )
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path, timeout_s: float) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if needed), waiting up to `timeout_s` seconds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    with path.open("a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise PromotionLockTimeoutError(f"could not lock {path} within {timeout_s:g} s") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    """Hold the exclusive promotion lock `path`, waiting up to `timeout_s` seconds."""
+    with file_lock(path, timeout_s, _promotion_lock_timeout):
+        yield
 
 
 class ModelRegistry:
@@ -176,17 +189,25 @@ class ModelRegistry:
         return str(version.version)
 
     def logged_model_uri(self, run_id: str) -> str:
-        """Return `models:/<model id>` of the run's latest logged model named `cfg.model_artifact`."""
+        """Return `models:/<model id>` of the run's latest complete (READY) model named `cfg.model_artifact`.
+
+        A model still PENDING (being written, or left by a killed packaging) or FAILED is never used.
+        """
+        from mlflow.entities import LoggedModelStatus
+
         run = self.client.get_run(run_id)
         found = self.client.search_logged_models(
             experiment_ids=[run.info.experiment_id],
             filter_string=f"source_run_id = '{run_id}' AND name = '{self.cfg.model_artifact}'",
             order_by=[{"field_name": "creation_time", "ascending": False}],
-            max_results=1,
         )
-        if not found:
-            raise PromotionError(f"run {run_id} has no logged model named {self.cfg.model_artifact!r}")
-        return f"models:/{found[0].model_id}"
+        ready = [model for model in found if model.status == LoggedModelStatus.READY]
+        if not ready:
+            raise PromotionError(
+                f"run {run_id} has no complete logged model named {self.cfg.model_artifact!r}; "
+                "package it first (`explorec register --run-id` does)"
+            )
+        return f"models:/{ready[0].model_id}"
 
     def _registered_model_missing(self, name: str) -> bool:
         """Whether no registered model `name` exists yet."""
@@ -225,6 +246,7 @@ class ModelRegistry:
         }
         for key, value in gate_tags.items():
             self.client.set_model_version_tag(name, version, key, value)
+        self.client.update_model_version(name, version, description=decision_description(decision, champion))
         if decision.passed:
             self._move_alias(name, self.cfg.challenger_alias, version)
         return decision
@@ -243,6 +265,38 @@ class ModelRegistry:
         safe = "".join(char if char.isalnum() or char in "-_." else "_" for char in name)
         return folder / f"{safe}.lock"
 
+    def model_version(self, name: str, version: str) -> Any:
+        """Return a registered version, or fail with one line saying which versions exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException:
+            pass
+        if self._registered_model_missing(name):
+            raise RegistryError(
+                f"no model {name!r} is registered yet; `explorec register` or `explorec pipeline` makes one"
+            )
+        known = sorted(int(v.version) for v in self.client.search_model_versions(f"name = '{name}'"))
+        listed = ", ".join(map(str, known)) or "none"
+        raise RegistryError(f"{name} has no version {version} (versions: {listed}); pass one of them")
+
+    def check_artifacts(self, name: str, version: str) -> None:
+        """Fail with a RegistryError when a version's model files (its MLmodel) are gone."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        uri = self.client.get_model_version_download_uri(name, version)
+        try:
+            files = [entry.path for entry in mlflow.artifacts.list_artifacts(artifact_uri=uri)]
+        except (MlflowException, OSError):
+            files = []
+        if not any(path.rsplit("/", 1)[-1] == "MLmodel" for path in files):
+            raise RegistryError(
+                f"{name} v{version} has no model files at {uri} (deleted?); register the training run "
+                "again (`explorec register --run-id <run>`) and promote the new version"
+            )
+
     def promote(
         self,
         name: str,
@@ -259,22 +313,79 @@ class ModelRegistry:
         if force and not (reason and reason.strip()):
             raise PromotionError("a forced promotion needs a reason (--reason)")
         actor = actor or getpass.getuser()
+        self.model_version(name, version)
+        self.check_artifacts(name, version)
         if dry_run:
-            self.client.get_model_version(name, version)
             decision, champion = self.decide_against_champion(name, version, gates)
-            return PromotionResult(name, version, "dry_run", decision, champion, champion, force, True, None)
+            interrupted = tuple(
+                f"attempt {record['attempt_id']} ({record.get('outcome')} of v{record.get('version')} by "
+                f"{record.get('actor')}, {record.get('process')}) was interrupted; the next promotion "
+                "settles it"
+                for record in self.unfinished_attempts(name)
+            )
+            return PromotionResult(
+                name, version, "dry_run", decision, champion, champion, force, True, None, interrupted
+            )
         with exclusive_lock(self.lock_path(name), self.cfg.lock_timeout_s):
-            return self._promote_locked(name, version, gates, force=force, reason=reason, actor=actor)
+            settled = self.settle_interrupted(name)
+            result = self._promote_locked(name, version, gates, force=force, reason=reason, actor=actor)
+            return replace(result, interrupted=tuple(settled))
+
+    def attempts(self, name: str) -> list[dict[str, Any]]:
+        """Return every recorded promotion attempt of `name`, oldest first (unreadable records skipped)."""
+        records = []
+        for key, value in self.client.get_registered_model(name).tags.items():
+            if key.startswith(ATTEMPT_TAG_PREFIX):
+                with contextlib.suppress(ValueError):
+                    records.append(json.loads(value))
+        return sorted(records, key=lambda record: str(record.get("attempt_id")))
+
+    def unfinished_attempts(self, name: str) -> list[dict[str, Any]]:
+        """Return attempts still `started` whose process is gone (or unknown): they were interrupted."""
+        from explorec.tracking.owner import owner_from_tags
+
+        unfinished = []
+        for record in self.attempts(name):
+            if record.get("state") != "started":
+                continue
+            owner = owner_from_tags(record.get("owner") or {})
+            if owner is None or owner.is_gone():
+                unfinished.append(record)
+        return unfinished
+
+    def settle_interrupted(self, name: str) -> list[str]:
+        """Settle attempts interrupted by a crash (caller holds the lock); return what was done, per attempt.
+
+        The alias move is the commit point: an attempt whose version is champion now moved it, so its
+        promotion tags are completed; one whose version is not champion moved nothing.
+        """
+        champion = self.champion_version(name)
+        notes = []
+        for record in self.unfinished_attempts(name):
+            version = str(record.get("version"))
+            moved = champion == version and record.get("outcome") in ("promoted", "forced")
+            if moved:
+                previous = record.get("previous_champion")
+                self._tag_promotion(name, version, previous, record, str(record["outcome"]))
+                note = f"v{version} became champion by attempt {record['attempt_id']}, cut off after the move"
+            else:
+                note = f"attempt {record['attempt_id']} for v{version} was cut off before the move"
+            settled = {**record, "state": "interrupted", "settled_at": utc_now(), "settled": note}
+            self._write_attempt(name, settled)
+            notes.append(note + "; audit completed")
+        return notes
 
     def _promote_locked(
         self, name: str, version: str, gates: GatesConfig, *, force: bool, reason: str | None, actor: str
     ) -> PromotionResult:
-        """Decide and move the alias while holding the lock; record the attempt whatever happens."""
+        """Decide and move the alias (the caller holds the lock), recording the attempt before and after."""
         attempt_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-        record: dict[str, object] = {"attempt_id": attempt_id, "version": version, "actor": actor}
-        record.update({"forced": force, "reason": reason, "started_at": utc_now(), "outcome": "error"})
+        owner = current_owner()
+        record: dict[str, Any] = {"attempt_id": attempt_id, "version": version, "actor": actor}
+        record.update({"forced": force, "reason": reason, "started_at": utc_now(), "state": "started"})
+        record.update({"outcome": "pending", "process": owner.describe(), "owner": owner.tags()})
+        moved_from: list[str | None] = []
         try:
-            self.client.get_model_version(name, version)
             decision, previous = self.decide_against_champion(name, version, gates)
             record.update({"previous_champion": previous, "gate_status": decision.status})
             record["gate_reasons"] = decision.reasons
@@ -282,21 +393,54 @@ class ModelRegistry:
                 outcome = "already_champion"
             elif decision.passed or force:
                 outcome = "promoted" if decision.passed else "forced"
+                record["outcome"] = outcome
+                self._write_attempt(name, record)  # audited before anything moves
                 self._move_alias(name, self.cfg.champion_alias, version)
+                moved_from.append(previous)
+                record["alias_moved_at"] = utc_now()
                 self._tag_promotion(name, version, previous, record, outcome)
             else:
                 outcome = "refused"
-            record["outcome"] = outcome
+            record.update({"outcome": outcome, "state": "finished"})
             champion = version if outcome in ("promoted", "forced") else previous
             return PromotionResult(
                 name, version, outcome, decision, previous, champion, force, False, attempt_id
             )
         except Exception as error:
+            record.update({"state": "failed", "outcome": "error"})
             record["error"] = f"{type(error).__name__}: {error}"
+            if moved_from:
+                self._restore_champion(name, moved_from[0])
+                record["rolled_back_to"] = moved_from[0] or "none"
             raise
         finally:
             record["finished_at"] = utc_now()
-            self._record_attempt(name, attempt_id, record)
+            self._write_attempt(name, record)
+
+    def _restore_champion(self, name: str, previous: str | None) -> None:
+        """Put the champion alias back where it was before a failed attempt moved it."""
+        if previous is None:
+            self.client.delete_registered_model_alias(name, self.cfg.champion_alias)
+        else:
+            self._move_alias(name, self.cfg.champion_alias, previous)
+
+    def _write_attempt(self, name: str, record: Mapping[str, Any]) -> None:
+        """Record an attempt's state on the model (JSON tag) and on its version (`promotion.attempt.*`)."""
+        version = str(record["version"])
+        tags = {
+            "id": record["attempt_id"],
+            "state": record["state"],
+            "outcome": record["outcome"],
+            "by": record["actor"],
+            "at": record["started_at"],
+            "forced": str(bool(record["forced"])).lower(),
+            "reason": record.get("reason") or "none",
+            "previous_champion": record.get("previous_champion") or "none",
+            "process": record.get("process", "unknown"),
+        }
+        self._record_attempt(name, str(record["attempt_id"]), record)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, f"{ATTEMPT_TAG_PREFIX}{key}", str(value))
 
     def _tag_promotion(
         self, name: str, version: str, previous: str | None, record: Mapping[str, object], outcome: str
@@ -310,6 +454,7 @@ class ModelRegistry:
             "promotion.reason": str(record["reason"] or "passed the gates"),
             "promotion.gate_status": str(record["gate_status"]),
             "promotion.replaced_version": previous or "none",
+            "promotion.attempt_id": str(record["attempt_id"]),
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, value[:MAX_TAG_VALUE])

@@ -1,4 +1,4 @@
-"""Whether a registered version may be served: it passed its gates, or its forced promotion is on record."""
+"""Whether a registered version may be served: it passed its gates, or its (forced) promotion is on record."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ GATE_STATUS_TAG = "gate.status"
 PROMOTION_GATE_TAG = "promotion.gate_status"
 FORCED_TAG = "promotion.forced"
 FORCE_REASON_TAG = "promotion.reason"
+ATTEMPT_OUTCOME_TAG = "promotion.attempt.outcome"
+ATTEMPT_REASON_TAG = "promotion.attempt.reason"
 
 
 def refusal_reason(tags: Mapping[str, str]) -> str | None:
@@ -15,6 +17,11 @@ def refusal_reason(tags: Mapping[str, str]) -> str | None:
     if tags.get(GATE_STATUS_TAG) == "passed" or tags.get(PROMOTION_GATE_TAG) == "passed":
         return None
     if tags.get(FORCED_TAG) == "true" and tags.get(FORCE_REASON_TAG, "").strip():
+        return None
+    # an attempt recorded before the alias moved, whose closing tags a crash cut off (settled by the next
+    # `explorec promote`): audited already
+    outcome, reason = tags.get(ATTEMPT_OUTCOME_TAG), tags.get(ATTEMPT_REASON_TAG, "none").strip()
+    if outcome == "promoted" or (outcome == "forced" and reason not in ("", "none")):
         return None
     status = tags.get(GATE_STATUS_TAG, "missing")
     return (

@@ -321,6 +321,7 @@ class ImpressionLog:
         query = (
             sa.select(
                 self.impressions.c.impression_id,
+                self.impressions.c.served_at,
                 self.impressions.c.user_id,
                 self.impressions.c.model_version,
                 self.impressions.c.policy,

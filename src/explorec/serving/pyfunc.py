@@ -6,8 +6,13 @@ random), and the session's feedback `shown_item_ids` / `clicked_item_ids` (lists
 shown); every column is optional (see `explorec.serving.recommender` for history, feedback and cold start).
 Output: one row per request with `item_ids`, `titles`, `scores`, `propensities`, `explored` (lists by slot),
 `n_unknown_items`, `history_source`, `cold_start` and `n_feedback` (shown items the policy learned from).
-Malformed or oversized requests raise an MlflowException with INVALID_PARAMETER_VALUE, which
-`mlflow models serve` answers with HTTP 400.
+Malformed or oversized requests — an unknown or misspelled field (the closest field suggested), an empty
+record or call, an id longer than `max_id_length`, too many ids, requests or too large a k — raise an
+MlflowException with INVALID_PARAMETER_VALUE, which `mlflow models serve` answers with HTTP 400. The
+signature declares no input schema so that MLflow passes unknown fields through to that check (see
+`signature`). MLflow's scoring server (FastAPI on uvicorn) sets no limit on the body size: a body is read
+whole, within the request timeout (`mlflow models serve -t`, MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT, 60 s
+by default, answered 504), and these limits apply once it is parsed; a 413 needs a proxy in front.
 
 Served with `mlflow models serve -m models:/<name>@champion --env-manager local -h 127.0.0.1 -p 5001`:
 
@@ -31,36 +36,26 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import AnyType, Array, ColSpec, Schema
+from mlflow.types.schema import Array, ColSpec, Schema
 
 from explorec.serving.bundle import RecommenderBundle, load_bundle
-from explorec.serving.recommender import Limits, Recommendation, Recommender, RequestError, parse_requests
+from explorec.serving.recommender import (
+    REQUEST_FIELDS,
+    Limits,
+    Recommendation,
+    Recommender,
+    RequestError,
+    parse_requests,
+)
 
 PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle", "faiss-cpu")
 DEFAULT_MODEL_CONFIG = {"torch_threads": 1, "precompute_user_vectors": 1, **asdict(Limits())}
 OUTPUT_COLUMNS = tuple(field.name for field in fields(Recommendation))
 
 
-def input_schema() -> Schema:
-    """Return the request columns (all optional).
-
-    `user_id` is a string. The other columns are declared Any because MLflow's enforcement refuses cells
-    that a batch leaves out (pandas fills them with NaN: a long column becomes float, a list column gets a
-    float) and a double column of whole numbers (`"exploration_rate": 1`); `parse_requests` checks their
-    types and ranges instead (`recent_item_ids`, `shown_item_ids`, `clicked_item_ids`: lists of string ids;
-    `k`, `seed`: integers).
-    """
-    return Schema(
-        [
-            ColSpec("string", "user_id", required=False),
-            ColSpec(AnyType(), "recent_item_ids", required=False),
-            ColSpec(AnyType(), "k", required=False),
-            ColSpec(AnyType(), "exploration_rate", required=False),
-            ColSpec(AnyType(), "seed", required=False),
-            ColSpec(AnyType(), "shown_item_ids", required=False),
-            ColSpec(AnyType(), "clicked_item_ids", required=False),
-        ]
-    )
+def request_fields() -> list[str]:
+    """Return the request fields a model accepts (recorded in its MLmodel metadata as `request_fields`)."""
+    return list(REQUEST_FIELDS)
 
 
 def output_schema() -> Schema:
@@ -82,8 +77,15 @@ def output_schema() -> Schema:
 
 
 def signature() -> ModelSignature:
-    """Return the model signature."""
-    return ModelSignature(inputs=input_schema(), outputs=output_schema())
+    """Return the model signature: the response columns, and no input schema, on purpose.
+
+    With an input schema MLflow drops every column it does not declare before `predict` runs, so a
+    misspelled field (`user_ids`, `shown_items`) would be ignored with HTTP 200, and an empty record would
+    become zero rows. Without one, `predict` sees the request as sent and `parse_requests` checks every
+    field: an unknown one is a 400 naming it. The input example and the `request_fields` metadata document
+    the request columns instead.
+    """
+    return ModelSignature(outputs=output_schema())
 
 
 def pip_requirements() -> list[str]:
@@ -177,8 +179,10 @@ def log_recommender(
     name: str = "recommender",
     limits: Limits | None = None,
     tags: dict[str, str] | None = None,
+    model_id: str | None = None,
 ) -> ModelInfo:
-    """Log the bundle as a pyfunc model (a LoggedModel with `tags`) in the active MLflow run."""
+    """Log the bundle as a pyfunc model: into the LoggedModel `model_id` when given (no run is opened; it
+    keeps its own tags), else a new LoggedModel with `tags` in the active MLflow run."""
     with tempfile.TemporaryDirectory() as scratch:
         files = bundle.save(Path(scratch) / "bundle")
         return mlflow.pyfunc.log_model(
@@ -190,5 +194,7 @@ def log_recommender(
             input_example=input_example(bundle),
             pip_requirements=pip_requirements(),
             model_config={**DEFAULT_MODEL_CONFIG, **asdict(limits or Limits())},
+            metadata={"request_fields": request_fields()},
             tags=tags,
+            model_id=model_id,
         )

@@ -29,6 +29,7 @@ they get the raw scores.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     pass
 
 DEFAULT_K = 10
+SHOWN_CHARACTERS = 60
+"""A value quoted in an error message is cut to this many characters (a request may carry megabytes)."""
 REQUEST_FIELDS = (
     "user_id",
     "recent_item_ids",
@@ -68,11 +71,12 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds that keep one call cheap: slate size, requests per call, history items per request."""
+    """Bounds that keep one call cheap: slate size, requests per call, ids per list, characters per id."""
 
     max_k: int = 100
     max_requests: int = 1000
     max_history_items: int = 1000
+    max_id_length: int = 256
 
 
 @dataclass(frozen=True)
@@ -129,15 +133,57 @@ class Recommendation:
 
 def _is_absent(value: Any) -> bool:
     """Whether a request field is unset (None or a float NaN, as pandas writes missing cells)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _shown(value: Any) -> str:
+    """Return `repr(value)` cut to SHOWN_CHARACTERS, so an error never echoes a huge request back."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS]}... ({len(text)} characters)"
+
+
+def _closest_field(name: str) -> str | None:
+    """Return the request field a misspelled `name` most likely meant, or None."""
+    if len(name) > SHOWN_CHARACTERS:
+        return None  # not a misspelling, and comparing a huge name would be slow
+    close = difflib.get_close_matches(name, REQUEST_FIELDS, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _did_you_mean(names: Sequence[str]) -> str:
+    """Return ` (did you mean 'x'?)` for one misspelled name, ` (did you mean 'x' for 'y', ...?)` for more."""
+    guesses = [(name, field) for name in names if (field := _closest_field(name)) is not None]
+    if not guesses:
+        return ""
+    if len(names) == 1:
+        return f" (did you mean {guesses[0][1]!r}?)"
+    return " (did you mean " + ", ".join(f"{field!r} for {name!r}" for name, field in guesses) + "?)"
+
+
+def unknown_field_error(names: Sequence[str]) -> RequestError:
+    """Return the error for request fields that are not in REQUEST_FIELDS, suggesting the closest ones."""
+    shown = [name if len(name) <= SHOWN_CHARACTERS else _shown(name) for name in names[:5]]
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return RequestError(
+        f"unknown request fields {shown}{more}{_did_you_mean(names[:5])}; "
+        f"expected some of {list(REQUEST_FIELDS)}"
+    )
+
+
+def _check_id_length(name: str, item: str, limits: Limits) -> None:
+    """Raise RequestError when one id is longer than `limits.max_id_length` characters."""
+    if len(item) > limits.max_id_length:
+        raise RequestError(f"{name} has an id of {len(item)} characters; at most {limits.max_id_length}")
 
 
 def _as_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
     """Return `value` as an int within bounds, or raise RequestError naming the field."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer | float | np.floating):
-        raise RequestError(f"{name} must be an integer, got {value!r}")
-    if float(value) != int(value):
-        raise RequestError(f"{name} must be an integer, got {value!r}")
+        raise RequestError(f"{name} must be an integer, got {_shown(value)}")
+    if not math.isfinite(float(value)) or float(value) != int(value):
+        raise RequestError(f"{name} must be an integer, got {_shown(value)}")
     number = int(value)
     if number < minimum or (maximum is not None and number > maximum):
         upper = "" if maximum is None else f" and <= {maximum}"
@@ -150,7 +196,7 @@ def _as_rate(value: Any) -> float | None:
     if _is_absent(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise RequestError(f"exploration_rate must be a number in [0, 1], got {value!r}")
+        raise RequestError(f"exploration_rate must be a number in [0, 1], got {_shown(value)}")
     rate = float(value)
     if not 0.0 <= rate <= 1.0:
         raise RequestError(f"exploration_rate must lie in [0, 1], got {rate}")
@@ -162,13 +208,16 @@ def _as_item_ids(value: Any, limits: Limits, name: str = "recent_item_ids") -> t
     if _is_absent(value):
         return None
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise RequestError(f"{name} must be a list of item ids, got {value!r}")
+        raise RequestError(f"{name} must be a list of item ids, got {_shown(value)}")
     if len(value) > limits.max_history_items:
         raise RequestError(f"{name} has {len(value)} items; at most {limits.max_history_items}")
     for item in value:
         if isinstance(item, bool) or not isinstance(item, str | int | np.integer):
-            raise RequestError(f"{name} must hold string or integer ids, got {item!r}")
-    return tuple(str(item) for item in value)
+            raise RequestError(f"{name} must hold string or integer ids, got {_shown(item)}")
+    ids = tuple(str(item) for item in value)
+    for item in ids:
+        _check_id_length(name, item, limits)
+    return ids
 
 
 def _as_feedback(fields: dict[str, Any], limits: Limits) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -181,24 +230,37 @@ def _as_feedback(fields: dict[str, Any], limits: Limits) -> tuple[tuple[str, ...
     return shown, clicked
 
 
-def _as_user_id(value: Any) -> str | None:
-    """Return a user id as a string (None when unset), or raise RequestError."""
+def _as_user_id(value: Any, limits: Limits) -> str | None:
+    """Return a user id as a string (None when unset), or raise RequestError.
+
+    A whole float is read as an integer id: pandas turns an integer column with a missing cell into floats.
+    """
     if _is_absent(value):
         return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, str | int | np.integer):
-        raise RequestError(f"user_id must be a string, got {value!r}")
-    return str(value)
+        raise RequestError(f"user_id must be a string, got {_shown(value)}")
+    user_id = str(value)
+    if len(user_id) > limits.max_id_length:
+        raise RequestError(f"user_id has {len(user_id)} characters; at most {limits.max_id_length}")
+    return user_id
 
 
 def parse_request(fields: dict[str, Any], limits: Limits) -> Request:
-    """Validate one request's fields (absent fields take their defaults)."""
-    unknown = sorted(set(fields) - set(REQUEST_FIELDS))
+    """Validate one request's fields (absent fields take their defaults; at least one must be set)."""
+    unknown = sorted(str(name) for name in set(fields) - set(REQUEST_FIELDS))
     if unknown:
-        raise RequestError(f"unknown request fields {unknown}; expected some of {list(REQUEST_FIELDS)}")
+        raise unknown_field_error(unknown)
+    if all(_is_absent(value) for value in fields.values()):
+        raise RequestError(
+            f"empty request: set at least one of {list(REQUEST_FIELDS)} "
+            "(a new user without history may send just k)"
+        )
     k = fields.get("k")
     shown, clicked = _as_feedback(fields, limits)
     return Request(
-        user_id=_as_user_id(fields.get("user_id")),
+        user_id=_as_user_id(fields.get("user_id"), limits),
         recent_item_ids=_as_item_ids(fields.get("recent_item_ids"), limits),
         k=DEFAULT_K if _is_absent(k) else _as_int("k", k, minimum=1, maximum=limits.max_k),
         exploration_rate=_as_rate(fields.get("exploration_rate")),
@@ -209,9 +271,12 @@ def parse_request(fields: dict[str, Any], limits: Limits) -> Request:
 
 
 def parse_requests(records: Sequence[dict[str, Any]], limits: Limits) -> list[Request]:
-    """Validate a batch of requests; the error names the offending row."""
+    """Validate a batch of requests; the error names the offending row (and field)."""
+    if not records:
+        raise RequestError("no requests: send at least one record")
     if len(records) > limits.max_requests:
         raise RequestError(f"{len(records)} requests in one call; at most {limits.max_requests}")
+    _check_unknown_fields(records)
     requests = []
     for row, fields in enumerate(records):
         try:
@@ -219,6 +284,25 @@ def parse_requests(records: Sequence[dict[str, Any]], limits: Limits) -> list[Re
         except RequestError as error:
             raise RequestError(f"request {row}: {error}") from None
     return requests
+
+
+def _check_unknown_fields(records: Sequence[dict[str, Any]]) -> None:
+    """Raise on a field outside REQUEST_FIELDS, naming the first row that sets it.
+
+    A DataFrame gives every row every column (NaN where a request left it out), so the row named is the
+    first whose value is set, or the first row when the field is never set.
+    """
+    names: dict[str, None] = {}
+    for fields in records:
+        names.update(dict.fromkeys(name for name in fields if name not in REQUEST_FIELDS))
+    if not names:
+        return
+    unknown = sorted(str(name) for name in names)
+    row = next(
+        (index for index, fields in enumerate(records) if any(not _is_absent(fields.get(n)) for n in names)),
+        0,
+    )
+    raise RequestError(f"request {row}: {unknown_field_error(unknown)}")
 
 
 def policy_from_spec(

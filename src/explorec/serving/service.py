@@ -29,17 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from explorec.serving.explanations import InterestClusters, explain_slots, fit_interest_clusters
 from explorec.serving.impressions import FeedbackEvent, ImpressionLog, ImpressionRecord, SlotRecord
 from explorec.serving.new_items import NewItem, NewItemEmbedder, NewItemsUnsupportedError
-from explorec.serving.recommender import Recommendation, Recommender, RequestError, parse_request
+from explorec.serving.recommender import Recommender, RequestError, parse_request
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 MAX_ID_LENGTH = 256
-EXPLANATION_WINDOW = 50
-"""How many of the latest history items an explanation looks at."""
 
 
 class ServingRefusedError(Exception):
@@ -183,35 +181,6 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-def explain_slots(
-    recommender: Recommender, history: np.ndarray, answer: Recommendation, new: Sequence[bool]
-) -> list[str]:
-    """One reason per slot: a new item, the liked item it is closest to, or why an explored slot is there."""
-    if answer.cold_start or history.size == 0:
-        reasons = [
-            "explored: picked at random (no history yet)" if explored else "popular (no history yet)"
-            for explored in answer.explored
-        ]
-    else:
-        indices = [recommender.item_index[item] for item in answer.item_ids]
-        window = history[-EXPLANATION_WINDOW:]
-        similarity = recommender.item_vectors[indices] @ recommender.item_vectors[window].T
-        nearest = similarity.argmax(axis=1)
-        reasons = []
-        for slot, explored in enumerate(answer.explored):
-            liked = recommender.bundle.titles[int(window[nearest[slot]])]
-            closeness = float(similarity[slot, nearest[slot]])
-            reasons.append(
-                f"explored (uncertain): closest to {liked!r} you liked, similarity {closeness:.2f}"
-                if explored
-                else f"because you liked {liked!r}"
-            )
-    return [
-        f"new item (from its text); {reason}" if is_new else reason
-        for reason, is_new in zip(reasons, new, strict=True)
-    ]
-
-
 def _body_limit(app: Any, max_bytes: int) -> Callable[..., Any]:
     """ASGI middleware: a body longer than `max_bytes` (declared or streamed) gets 413 before parsing."""
 
@@ -266,17 +235,6 @@ def _validation_reason(errors: Sequence[dict[str, Any]]) -> str:
     return f"{location or 'body'}: {first.get('msg', 'invalid')}"
 
 
-def _check_ids(name: str, values: Sequence[Any] | None, limit: int) -> None:
-    """Refuse id lists or ids that are too long (a RequestError naming the field)."""
-    if values is None:
-        return
-    if len(values) > limit:
-        raise RequestError(f"{name} has {len(values)} ids; at most {limit}")
-    for value in values:
-        if len(str(value)) > MAX_ID_LENGTH:
-            raise RequestError(f"{name} holds an id longer than {MAX_ID_LENGTH} characters")
-
-
 class RecommendationService:
     """Answers, logs and counts: the part of the service that does not depend on HTTP."""
 
@@ -288,6 +246,7 @@ class RecommendationService:
         self._lock = threading.Lock()  # the recommender's policy caches are not thread-safe
         self.new_item_ids: set[str] = set()
         self._embedder: tuple[str, NewItemEmbedder] | None = None
+        self._clusters: tuple[str, InterestClusters | None] | None = None
         self._catalogue_version: str | None = None
 
     def model(self) -> ServedModel:
@@ -302,6 +261,16 @@ class RecommendationService:
                     self._catalogue_version = model.version
         return model
 
+    def clusters(self, model: ServedModel) -> InterestClusters | None:
+        """The interest clusters of `model`'s catalogue (None without text embeddings), fitted once."""
+        if self._clusters is None or self._clusters[0] != model.version:
+            bundle = model.recommender.bundle
+            fitted = None
+            if bundle.text_embeddings is not None:
+                fitted = fit_interest_clusters(bundle.text_embeddings, bundle.titles)
+            self._clusters = (model.version, fitted)
+        return self._clusters[1]
+
     def embedder(self, model: ServedModel) -> NewItemEmbedder:
         """The new-item embedder of `model` (NewItemsUnsupportedError when it has no text tower)."""
         if self._embedder is None or self._embedder[0] != model.version:
@@ -311,6 +280,7 @@ class RecommendationService:
     def warm_up(self) -> bool:
         """Load the model, apply earlier additions and load the text encoder; False when new items are off."""
         model = self.model()
+        self.clusters(model)
         try:
             self.embedder(model).warm_up()
         except NewItemsUnsupportedError:
@@ -349,16 +319,12 @@ class RecommendationService:
         model = self.model()
         limits = model.recommender.limits
         fields = body.model_dump(exclude_none=True)
-        if fields.get("user_id") is not None and len(str(fields["user_id"])) > MAX_ID_LENGTH:
-            raise RequestError(f"user_id is longer than {MAX_ID_LENGTH} characters")
-        for name in ("recent_item_ids", "shown_item_ids", "clicked_item_ids"):
-            _check_ids(name, fields.get(name), limits.max_history_items)
         request = parse_request(fields, limits)
         with self._lock:
             history, _, _ = model.recommender.resolve_history(request)
             answer = model.recommender.recommend([request])[0]
             new = [item in self.new_item_ids for item in answer.item_ids]
-            explanations = explain_slots(model.recommender, history, answer, new)
+            explanations = explain_slots(model.recommender, history, answer, new, self.clusters(model))
             policy = model.recommender.policy(request.exploration_rate)
         rate = float(policy.exploration_rate)
         deterministic = all(p == 1.0 for p in answer.propensities)

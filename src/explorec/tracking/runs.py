@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from explorec.tracking.owner import owner_tags
+
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
@@ -22,9 +24,10 @@ def tracked_run(
     """Create a run (nested under `parent_run_id` when given), yield its id, end it FINISHED or FAILED.
 
     Any exception, KeyboardInterrupt included, ends the run FAILED and propagates; one of `killed_by`
-    (a stopped run, such as a pruned trial) ends it KILLED.
+    (a stopped run, such as a pruned trial) ends it KILLED. The run records this process as its owner
+    (`explorec.owner.*`), so that a run left RUNNING by a killed process is ended by the next store open.
     """
-    all_tags = dict(tags)
+    all_tags = {**dict(tags), **owner_tags()}
     if parent_run_id:
         all_tags[PARENT_RUN_TAG] = parent_run_id
     run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id

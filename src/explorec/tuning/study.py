@@ -43,13 +43,31 @@ def resolve_storage_url(url: str) -> str:
     return url
 
 
+def storage_file(url: str) -> Path | None:
+    """Return the local file of a resolved SQLite or journal storage URL (None for a server URL)."""
+    if url.startswith(JOURNAL_SCHEME):
+        return Path(url.removeprefix(JOURNAL_SCHEME))
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:////") else None
+
+
 def open_storage(tune: TuneConfig) -> Any:
-    """Open the configured storage: a journal file, or an RDB with heartbeat and stale-trial retry."""
+    """Open the configured storage (its creation serialised across processes by a file lock)."""
+    url = resolve_storage_url(tune.storage)
+    path = storage_file(url)
+    if path is None:
+        return _open_storage(url, tune)
+    from explorec.tracking.store import store_lock
+
+    with store_lock(path):  # Optuna creates a new SQLite schema or journal file without a lock
+        return _open_storage(url, tune)
+
+
+def _open_storage(url: str, tune: TuneConfig) -> Any:
+    """Open a journal file, or an RDB with heartbeat and stale-trial retry."""
     import optuna
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    url = resolve_storage_url(tune.storage)
     if url.startswith(JOURNAL_SCHEME):
         path = url.removeprefix(JOURNAL_SCHEME)
         return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))

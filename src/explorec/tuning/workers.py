@@ -61,6 +61,7 @@ def ensure_parent_run(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from explorec.tracking.owner import owner_tags
     from explorec.tracking.store import configure_tracking, run_tags
 
     target = configure_tracking(cfg.tracking)
@@ -69,6 +70,8 @@ def ensure_parent_run(
     if stored:
         try:
             client.get_run(stored)
+            for key, value in owner_tags().items():  # this process owns the resumed run now
+                client.set_tag(stored, key, value)
             client.update_run(stored, status="RUNNING")
             return target.tracking_uri, stored
         except MlflowException:

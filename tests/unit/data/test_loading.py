@@ -13,7 +13,7 @@ from explorec.config import ExplorecConfig, compose
 from explorec.data import loading
 from explorec.data.loading import forget_loaded, load_dataset
 from explorec.errors import ConfigError
-from tests.unit.data.test_sources import write_ml100k
+from tests.unit.data.test_sources import write_ml100k as write_tiny_ml100k
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +24,15 @@ def fresh_memo() -> Iterator[None]:
     forget_loaded()
 
 
+def write_ml100k(folder: Path) -> Path:
+    """Write the tiny ML-100K plus three users who rated all four items, so every split has valid and test."""
+    write_tiny_ml100k(folder)
+    extra = [f"{user}\t{item}\t4\t88125{user}{item:03d}" for user in (4, 5, 6) for item in (1, 2, 3, 4)]
+    with (folder / "u.data").open("a") as ratings:
+        ratings.write("\n".join(extra) + "\n")
+    return folder
+
+
 def ml100k_config(tmp_path: Path, *overrides: str) -> ExplorecConfig:
     """Return a config reading the tiny ML-100K under tmp_path and writing its tables there."""
     return compose(
@@ -32,6 +41,8 @@ def ml100k_config(tmp_path: Path, *overrides: str) -> ExplorecConfig:
             "data.allow_download=false",
             f"paths.processed={tmp_path / 'processed'}",
             "split=random_ratio",
+            "split.valid_ratio=0.25",
+            "split.test_ratio=0.25",
             *overrides,
         ]
     )

@@ -101,7 +101,8 @@ def test_cold_items_are_drawn_from_items_with_an_overview() -> None:
 
 
 def test_a_threshold_that_leaves_nothing_is_a_clear_error() -> None:
-    with pytest.raises(DataValidationError, match="no interactions left"):
+    expected = r"toy \(generated\): rating_threshold=6\S* keeps none of its 48 ratings"
+    with pytest.raises(DataValidationError, match=expected):
         build_tables(_raw(), compose(["data.rating_threshold=6"]))
 
 

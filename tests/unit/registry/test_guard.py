@@ -107,3 +107,14 @@ def test_cli_commands_run_the_guard_first(
     captured = capsys.readouterr()
     assert "explorec: warning: @champion was moved to v2" in captured.err
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+
+
+def test_a_promotion_cut_off_after_the_move_is_on_record_not_undone(tracking_uri: str, dataset) -> None:
+    """A forced attempt recorded before the alias moved, killed before its closing tags, is left alone."""
+    client = registry_with_failed_version(tracking_uri, dataset).client
+    for key, value in {"outcome": "forced", "state": "started", "reason": "hotfix", "by": "alice"}.items():
+        client.set_model_version_tag(NAME, "2", f"promotion.attempt.{key}", value)
+    client.set_registered_model_alias(NAME, "champion", "2")
+    assert guard_champion(client, NAME).action == "ok"
+    client.set_model_version_tag(NAME, "2", "promotion.attempt.reason", "none")
+    assert guard_champion(client, NAME).action == "restored"

@@ -133,3 +133,45 @@ def test_an_exploration_floor_lets_greedy_traffic_judge_another_policy(dataset, 
     assert evaluation.support == pytest.approx(1.0)
     for name in ("ips", "snips"):
         assert evaluation.estimates[name].contains(truth), (name, evaluation.estimates[name], truth)
+
+
+def test_registration_evaluates_the_candidate_on_logged_traffic_before_the_gates(
+    dataset, isolated_home: Path
+) -> None:
+    """With a non-empty impression log, register_and_gate tags metric.ope/* and decides the ope_lift gate."""
+    import mlflow
+
+    from explorec.pipeline.config import load_config
+    from explorec.pipeline.registration import register_and_gate
+    from explorec.serving.pyfunc import log_recommender
+    from explorec.tracking.store import configure_tracking
+
+    cfg = load_config(
+        [
+            "gates.ndcg_at_10.threshold=0.0",
+            "gates.recall_at_20.threshold=0.0",
+            "gates.intra_list_diversity.threshold=0.0",
+            "gates.catalog_coverage.threshold=0.0",
+            "gates.exposure_gini.threshold=1.0",
+            "gates.ope_min_effective_samples=10",
+        ]
+    )
+    configure_tracking(cfg.tracking)
+    metrics = {
+        "final/test/ndcg_at_10": 0.08,
+        "final/test/recall_at_20": 0.15,
+        "served/policy/intra_list_diversity": 0.7,
+        "served/policy/catalog_coverage": 0.4,
+        "served/policy/exposure_gini": 0.7,
+    }
+    with mlflow.start_run() as run:
+        mlflow.log_metrics(metrics)
+        log_recommender(tiny_bundle(dataset, policy=PolicySpec("epsilon_greedy", 0.1)))
+    log = ImpressionLog(cfg.service.impression_log)
+    logging = Recommender(tiny_bundle(dataset, policy=PolicySpec("epsilon_greedy", 0.5)))
+    serve_and_click(RecommendationService(FixedSource(logging), log), 300, np.random.default_rng(0))
+    log.close()
+    outcome = register_and_gate(cfg, run.info.run_id)
+    assert "ope_lift" in outcome.decision_markdown
+    tags = mlflow.MlflowClient().get_model_version(outcome.registered_model, outcome.version).tags
+    assert float(tags["metric.ope/n_slots"]) == 1200

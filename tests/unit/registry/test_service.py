@@ -75,8 +75,12 @@ def test_explanations_name_a_history_item_or_the_exploration(client: TestClient)
         ({"k": 0}, 400, "k must be >= 1"),
         ({"k": 10_000}, 400, "k must be >= 1 and <= 20"),
         ({"exploration_rate": 2.0}, 400, "exploration_rate must lie in [0, 1]"),
-        ({"user_id": "u" * 300}, 400, "user_id is longer than 256"),
-        ({"recent_item_ids": [f"m{i}" for i in range(1500)]}, 400, "recent_item_ids has 1500 ids"),
+        ({"user_id": "u" * 300}, 400, "user_id has 300 characters; at most 256"),
+        (
+            {"recent_item_ids": [f"m{i}" for i in range(1500)]},
+            400,
+            "recent_item_ids has 1500 items; at most 1000",
+        ),
         ({"clicked_item_ids": ["m1"]}, 400, "clicked_item_ids must also be in shown_item_ids"),
         ({"recent_item_ids": [f"m{i}" for i in range(5000)]}, 413, "request body of"),
     ],
@@ -268,3 +272,36 @@ def test_two_servers_share_one_postgresql_log(bundle: RecommenderBundle, postgre
     assert "postgres@127.0.0.1" in logs[0].location and "***" not in logs[0].location
     for log in logs:
         log.close()
+
+
+def test_an_explored_item_outside_every_history_cluster_is_a_new_interest(
+    dataset, minilm_texts: np.ndarray
+) -> None:
+    """Interest clusters of the MiniLM texts: an explored item whose cluster the history never touches is
+    explained as a new interest named by central titles; one inside a touched cluster as uncertain."""
+    from explorec.serving.explanations import explain_slots, fit_interest_clusters
+    from explorec.serving.recommender import Recommendation
+
+    bundle = text_tower_bundle(dataset, minilm_texts)
+    clusters = fit_interest_clusters(minilm_texts, bundle.titles, n_clusters=4)
+    labels = clusters.labels(minilm_texts)
+    recommender = Recommender(bundle)
+    history = bundle.history(0)
+    touched = set(labels[history[-50:]].tolist())
+    outside = next(i for i in range(40) if labels[i] not in touched and i not in history)
+    inside = next(i for i in range(40) if labels[i] in touched and i not in history)
+    answer = Recommendation(
+        user_id="u0",
+        item_ids=[f"m{outside}", f"m{inside}"],
+        titles=["", ""],
+        scores=[0.0, 0.0],
+        propensities=[0.5, 0.5],
+        explored=[True, True],
+        n_unknown_items=0,
+        history_source="user",
+        cold_start=False,
+    )
+    reasons = explain_slots(recommender, history, answer, [False, False], clusters)
+    assert reasons[0] == f"explored: new interest: {clusters.names[labels[outside]]}"
+    assert reasons[1].startswith("explored (uncertain): closest to 'Movie")
+    assert all(" / " in name or name.startswith("Movie") for name in clusters.names)

@@ -143,13 +143,13 @@ def _escape(text: str) -> str:
 
 
 def test_missing_cells_take_defaults() -> None:
-    """NaN cells (pandas' missing values) mean 'unset'."""
-    request = parse_request(
-        {"user_id": math.nan, "recent_item_ids": math.nan, "k": math.nan, "exploration_rate": math.nan},
-        LIMITS,
-    )
+    """NaN cells (pandas' missing values) mean 'unset'; a row with nothing set at all is refused."""
+    missing = {"user_id": math.nan, "recent_item_ids": math.nan, "k": math.nan, "exploration_rate": math.nan}
+    request = parse_request({**missing, "seed": 3}, LIMITS)
     assert request.user_id is None and request.recent_item_ids is None
-    assert request.k == 10 and request.exploration_rate is None and request.seed is None
+    assert request.k == 10 and request.exploration_rate is None and request.seed == 3
+    with pytest.raises(RequestError, match="empty request"):
+        parse_request(missing, LIMITS)
 
 
 def test_too_many_requests_and_k_beyond_catalogue(bundle: RecommenderBundle) -> None:
