@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index-file", type=Path, default=None, help="keep the built index here (reused)")
     parser.add_argument(
+        "--ef-search", type=int, default=None, help="HNSW search width (default: the config's)"
+    )
+    parser.add_argument(
         "--evaluation", action="store_true", help="only compare full ranking, as evaluation does"
     )
     args = parser.parse_args()
@@ -103,7 +106,7 @@ def main() -> None:
             print(full_ranking_comparison(users, items, history=100, seed=args.seed))
         return
     torch.set_num_threads(1)
-    cfg = IndexConfig()
+    cfg = IndexConfig() if args.ef_search is None else IndexConfig(ef_search=args.ef_search)
     print(f"catalogue: {args.items} items x 64-d, {args.users} users; index config {cfg}", flush=True)
     bundle = synthetic_catalogue(args.items, args.users, args.history, args.seed)
 
