@@ -80,6 +80,30 @@ class GatesConfig:
 
 
 @dataclass
+class IndexConfig:
+    """The faiss item index built at packaging: exact inner product below `exact_below` items, HNSW above."""
+
+    exact_below: int = 100_000
+    """Catalogues with fewer items get an exact `IndexFlatIP`; larger ones an HNSW graph."""
+    hnsw_m: int = 32
+    """Neighbours per HNSW node (memory and recall grow with it)."""
+    ef_construction: int = 100
+    """HNSW build-time search width."""
+    ef_search: int = 768
+    """HNSW query-time search width (recall vs latency); at least the candidates asked for is used. On 1M
+    random 64-d vectors 512 found 92% of the exact top 10, 768 99.6%, and the search is most of a request's
+    time (docs/results.md, "Retrieval at catalogue scale")."""
+    n_candidates: int = 500
+    """Items the index retrieves per request (plus the excluded ones) for the policy to choose among."""
+    retrieve_from: int = 50_000
+    """Catalogues with at least this many items are served from the retrieved candidates; smaller ones score
+    every item, so the policy explores the whole catalogue as the simulator, the served-slate metrics and
+    off-policy evaluation assume (docs/design.md §5b)."""
+    recall_users: int = 1000
+    """Known users whose vectors measure the index's recall@10 against exact search at packaging."""
+
+
+@dataclass
 class RegistryConfig:
     """Registry conventions: aliases, the lock that serialises promotions, the pyfunc's artifact name."""
 
@@ -94,3 +118,5 @@ class RegistryConfig:
     model_artifact: str = "recommender"
     max_k: int = 100
     """Largest slate a serving request may ask for (bigger requests are rejected with a 4xx)."""
+    index: IndexConfig = field(default_factory=IndexConfig)
+    """The served item index (`explorec.serving.index`)."""

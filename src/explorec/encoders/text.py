@@ -88,13 +88,25 @@ def write_cache(path: Path, cached: dict[str, np.ndarray]) -> None:
         raise
 
 
+def length_order(texts: Sequence[str]) -> np.ndarray:
+    """Indices of `texts` longest first (ties in input order), as sentence-transformers orders one call."""
+    return np.argsort([-len(text) for text in texts], kind="stable")
+
+
 def encode_in_batches(encoder: SentenceEncoder, texts: list[str], cfg: EncoderConfig) -> np.ndarray:
-    """Encode `texts` batch by batch with progress lines on stderr; return float32 [len(texts), dim]."""
+    """Encode `texts` batch by batch with progress lines on stderr; return float32 [len(texts), dim].
+
+    Batches are cut from the texts sorted by length, so each batch pads to a length close to all of its
+    texts: one `encode` call per batch (for progress lines) would otherwise pad each batch of input-order
+    texts to its longest one, several times the work on texts of mixed length (docs/design.md §4).
+    """
     progress = Progress("encoding item text", len(texts), unit="texts", enabled=cfg.show_progress)
     progress.start(f"model {cfg.model}, batches of {cfg.batch_size}")
+    order = length_order(texts)
+    ordered = [texts[index] for index in order]
     chunks = []
-    for start in range(0, len(texts), cfg.batch_size):
-        batch = texts[start : start + cfg.batch_size]
+    for start in range(0, len(ordered), cfg.batch_size):
+        batch = ordered[start : start + cfg.batch_size]
         vectors = encoder.encode(
             batch,
             batch_size=cfg.batch_size,
@@ -105,7 +117,10 @@ def encode_in_batches(encoder: SentenceEncoder, texts: list[str], cfg: EncoderCo
         chunks.append(np.asarray(vectors, dtype=np.float32))
         progress.advance(len(batch))
     progress.finish()
-    return np.concatenate(chunks, axis=0)
+    vectors = np.concatenate(chunks, axis=0)
+    result = np.empty_like(vectors)
+    result[order] = vectors  # back to input order
+    return result
 
 
 def encode_texts(

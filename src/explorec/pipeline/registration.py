@@ -79,7 +79,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
     from explorec.models.fit import resolve_model_config
     from explorec.pipeline.cache import POLICY_KEY_TAG, policy_key
     from explorec.policies.spec import PolicySpec
-    from explorec.serving.packaging import bundle_from_run
+    from explorec.serving.packaging import attach_index, bundle_from_run, log_index_report
     from explorec.serving.pyfunc import log_recommender
     from explorec.serving.served import served_metrics_for_bundle
     from explorec.tracking.owner import owner_tags
@@ -99,6 +99,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
         encoder=cfg.encoder,
     )
     served = metric_dict(served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed))
+    index = attach_index(bundle, cfg.registry.index, seed=cfg.seed)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(key, value, now, 0) for key, value in served.items()])
     model = client.create_logged_model(
@@ -108,6 +109,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
         tags={POLICY_KEY_TAG: policy_key(cfg), **owner_tags()},
     )
     log_recommender(bundle, name=cfg.registry.model_artifact, model_id=model.model_id)
+    log_index_report(client, run_id, model.model_id, index)
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
     return PackagedModel(run_id, served)
 

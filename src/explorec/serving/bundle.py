@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.policies.spec import PolicySpec
+from explorec.serving.index import ItemIndex, read_index
 
 if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
@@ -34,6 +35,7 @@ FORMAT_VERSION = 1
 BUNDLE_FILES = ("item_vectors.npy", "user_tower.pt", "model.json", "items.json", "histories.npz")
 TEXT_EMBEDDINGS_FILE = "text_embeddings.npy"
 ITEM_TOWER_FILE = "item_tower.pt"
+INDEX_FILE = "item_index.faiss"
 TOWER_FIELDS = (
     "embedding_dim",
     "history_length",
@@ -78,6 +80,8 @@ class RecommenderBundle:
     item_tower_state: dict[str, Any] | None = None
     item_tower_spec: dict[str, Any] | None = None
     """How new items get vectors: embedding_dim, mlp_layers, dropout, normalize, text_dim, genres, encoder."""
+    item_index: ItemIndex | None = None
+    """The faiss index serving retrieves candidates from (None: score every item, as older bundles do)."""
 
     @property
     def n_items(self) -> int:
@@ -100,6 +104,13 @@ class RecommenderBundle:
             model["score_calibration"] = asdict(self.score_calibration)
         if self.item_tower_spec is not None:
             model["item_tower"] = self.item_tower_spec
+        if self.item_index is not None:
+            index = self.item_index
+            model["index"] = {
+                "kind": index.kind,
+                "n_candidates": index.n_candidates,
+                "retrieve_from": index.retrieve_from,
+            }
         (folder / "model.json").write_text(json.dumps(model, indent=2))
         items = {"item_id": self.item_ids, "title": self.titles, "popularity": self.item_popularity.tolist()}
         (folder / "items.json").write_text(json.dumps(items))
@@ -116,6 +127,9 @@ class RecommenderBundle:
         if self.item_tower_state is not None:
             torch.save(self.item_tower_state, folder / ITEM_TOWER_FILE)
             files[ITEM_TOWER_FILE] = folder / ITEM_TOWER_FILE
+        if self.item_index is not None:
+            self.item_index.save(folder / INDEX_FILE)
+            files[INDEX_FILE] = folder / INDEX_FILE
         return files
 
 
@@ -130,6 +144,7 @@ def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
     histories = np.load(files["histories.npz"], allow_pickle=False)
     text = files.get(TEXT_EMBEDDINGS_FILE)
     item_tower = files.get(ITEM_TOWER_FILE)
+    index = files.get(INDEX_FILE)
     calibration = model.get("score_calibration")  # absent in bundles written before it existed
     return RecommenderBundle(
         item_vectors=np.load(files["item_vectors.npy"], allow_pickle=False),
@@ -148,6 +163,9 @@ def load_bundle(files: Mapping[str, str | Path]) -> RecommenderBundle:
         if item_tower is None
         else torch.load(item_tower, map_location="cpu", weights_only=True),
         item_tower_spec=model.get("item_tower"),
+        item_index=None
+        if index is None
+        else read_index(Path(index), model["index"]["n_candidates"], model["index"]["retrieve_from"]),
     )
 
 

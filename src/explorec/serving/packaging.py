@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from explorec.config.registry import IndexConfig
 from explorec.evaluation.statistics import fit_logistic
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
@@ -19,6 +20,7 @@ from explorec.serving.bundle import (
     tower_config,
     user_histories,
 )
+from explorec.serving.index import build_index, recall_at_k
 from explorec.serving.recommender import Recommender
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from explorec.config import EncoderConfig
     from explorec.data.processed import ProcessedDataset
 
+INDEX_RECALL_METRIC = "index/recall_at_10"
+"""The served index's recall@10 against exact search, logged on the run and the model version."""
 CALIBRATION_PAIRS = 2_000_000
 """The score calibration reads at most this many (user, item) pairs: the first users by index with train and
 validation items, as many as fit (on ML-100K every user)."""
@@ -161,3 +165,42 @@ def fit_score_calibration(
         return None
     slope, intercept = fit_logistic(feature=scores[candidates], target=labels)
     return ScoreCalibration(slope, intercept) if slope > 0 else None
+
+
+def attach_index(bundle: RecommenderBundle, cfg: IndexConfig, *, seed: int = 0) -> dict[str, float | str]:
+    """Build the bundle's faiss index; return its kind and recall@10 against exact search.
+
+    Recall is measured on the vectors of up to `cfg.recall_users` known users with a history (a seeded
+    sample), as the server computes them.
+    """
+    bundle.item_index = build_index(bundle.item_vectors, cfg)
+    recommender = Recommender(bundle)
+    rows = [row for row in range(len(bundle.user_ids)) if bundle.history(row).size]
+    if len(rows) > cfg.recall_users:
+        rows = sorted(np.random.default_rng(seed).choice(rows, size=cfg.recall_users, replace=False).tolist())
+    recall = float("nan")
+    if rows:
+        vectors = recommender.user_vectors([bundle.history(row) for row in rows], rows)
+        recall = recall_at_k(bundle.item_index, vectors, bundle.item_vectors, k=min(10, bundle.n_items))
+    return {"kind": bundle.item_index.kind, "recall_at_10": recall}
+
+
+def log_index_report(
+    client: Any, run_id: str, model_id: str, report: dict[str, float | str]
+) -> dict[str, str]:
+    """Log the index's recall@10 on run `run_id` and its logged model `model_id`, with tags; return them.
+
+    The run's metric becomes the registered version's `metric.index/recall_at_10` tag, the logged model's
+    metric the version's own metric; `index.kind` and `index.recall_at_10` are tags of both. Through the
+    client, so no run is (re)opened.
+    """
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    recall = float(report["recall_at_10"])
+    tags = {"index.kind": str(report["kind"]), "index.recall_at_10": f"{recall:.4f}"}
+    metric = Metric(INDEX_RECALL_METRIC, recall, int(time.time() * 1000), 0, model_id=model_id)
+    client.log_batch(run_id, metrics=[metric], tags=[RunTag(key, value) for key, value in tags.items()])
+    client.set_logged_model_tags(model_id, tags)
+    return tags

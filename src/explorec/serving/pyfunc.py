@@ -48,7 +48,7 @@ from explorec.serving.recommender import (
     parse_requests,
 )
 
-PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle")
+PINNED_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "scipy", "cloudpickle", "faiss-cpu")
 DEFAULT_MODEL_CONFIG = {"torch_threads": 1, "precompute_user_vectors": 1, **asdict(Limits())}
 OUTPUT_COLUMNS = tuple(field.name for field in fields(Recommendation))
 

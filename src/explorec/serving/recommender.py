@@ -345,6 +345,10 @@ class Recommender:
         self.cold_start_scores = popularity / max(float(popularity.max()), 1e-12)
         self._policies: OrderedDict[float, Policy] = OrderedDict()
         self._stored_vectors: dict[int, np.ndarray] = {}
+        self.index = bundle.item_index
+        """Candidate retrieval (docs/design.md §5b); None scores every item for every request."""
+        self._popularity_order: np.ndarray | None = None
+        self._item_clusters: np.ndarray | None = None
 
     def add_items(
         self,
@@ -365,6 +369,8 @@ class Recommender:
         fresh = [row for row, item in enumerate(item_ids) if item not in self.item_index]
         vectors = np.asarray(vectors, dtype=np.float32)
         texts = bundle.text_embeddings
+        if self.index is not None and known:  # a replaced vector gets a new index row (stale row left)
+            self.index.add(vectors[[row for row, _ in known]], np.asarray([index for _, index in known]))
         for row, index in known:
             self.item_vectors[index] = vectors[row]
             bundle.titles[index] = titles[row]
@@ -381,7 +387,11 @@ class Recommender:
                 bundle.text_embeddings = np.concatenate([texts, np.asarray(text_embeddings)[fresh]])
             self.item_index.update({item_ids[row]: start + offset for offset, row in enumerate(fresh)})
             self.cold_start_scores = np.concatenate([self.cold_start_scores, np.zeros(len(fresh))])
+            if self.index is not None:
+                self.index.add(vectors[fresh], np.arange(start, start + len(fresh)))
         self._policies.clear()
+        self._popularity_order = None
+        self._item_clusters = None
         return len(fresh), len(known)
 
     def policy(self, exploration_rate: float | None) -> Policy:
@@ -454,11 +464,117 @@ class Recommender:
             if history.size and (not self.uses_user_ids or rows[index] is not None)
         ]
         vectors = self._personal_vectors([resolved[i] for i in personal], [rows[i] for i in personal])
-        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
-        return [
-            self._slate(request, *resolved[index], scores.get(index))
-            for index, request in enumerate(requests)
-        ]
+        sizes = [self.retrieval_size(request, resolved[index][0]) for index, request in enumerate(requests)]
+        retrieved = [position for position, index in enumerate(personal) if sizes[index] is not None]
+        full = [position for position, index in enumerate(personal) if sizes[index] is None]
+        scores = {
+            personal[position]: row.astype(np.float64)
+            for position, row in zip(full, vectors[full] @ self.item_vectors.T, strict=True)
+        }
+        candidates: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        for size in sorted({sizes[personal[position]] or 0 for position in retrieved}):
+            # one search per size: an HNSW answer depends on how many are asked, so a request gets the same
+            # candidates in a batch as alone
+            group = [position for position in retrieved if sizes[personal[position]] == size]
+            found = self.index.search(vectors[group], size) if self.index is not None else []
+            for position, row in zip(group, found, strict=True):
+                candidates[personal[position]] = (row, vectors[position])
+        for index in range(len(requests)):
+            if index not in scores and index not in candidates and sizes[index] is not None:
+                candidates[index] = (self.popularity_order()[: sizes[index]], None)  # cold start
+        answers = []
+        for index, request in enumerate(requests):
+            history, source, n_unknown = resolved[index]
+            view = None
+            if index in candidates:
+                view = self._candidate_context(request, history, *candidates[index])
+                vector = candidates[index][1]
+                if view is None and vector is not None:  # too few retrieved: score every item instead
+                    scores[index] = (self.item_vectors @ vector).astype(np.float64)
+            if view is None:
+                view = (self._context(request, history, scores.get(index)), None)
+            answers.append(self._slate(request, source, n_unknown, *view))
+        return answers
+
+    def retrieval_size(self, request: Request, history: np.ndarray) -> int | None:
+        """Items to retrieve for a request (candidates + what it excludes); None serves the whole catalogue.
+
+        Without an index, below its `retrieve_from` items, or when that many items are not fewer than the
+        catalogue, every item is scored.
+        """
+        if self.index is None or self.bundle.n_items < self.index.retrieve_from:
+            return None
+        size = self.candidates_wanted(request.k) + int(history.size) + len(request.shown_item_ids)
+        return size if size < self.bundle.n_items else None
+
+    def candidates_wanted(self, k: int) -> int:
+        """Candidates a request's policy chooses among: the index's count, the policy's own, at least k."""
+        own = int(self.bundle.policy.params.get("n_candidates", 0))
+        return max(self.index.n_candidates if self.index is not None else 0, own, k)
+
+    def popularity_order(self) -> np.ndarray:
+        """Every item by descending cold-start score (ties by index): cold start's candidates."""
+        if self._popularity_order is None:
+            self._popularity_order = np.argsort(-self.cold_start_scores, kind="stable")
+        return self._popularity_order
+
+    def item_clusters(self) -> np.ndarray:
+        """The text clusters of every item, as the bundle's policy makes them over the whole catalogue."""
+        if self._item_clusters is None:
+            self._item_clusters = np.asarray(self.policy(None).item_clusters, dtype=np.int64)  # type: ignore[attr-defined]
+        return self._item_clusters
+
+    def candidate_policy(self, rate: float | None, items: np.ndarray) -> Policy:
+        """The bundle's policy at `rate` built over the catalogue items `items` only (their local order).
+
+        Text-cluster policies get the clusters of the whole catalogue (renumbered over `items`), so a
+        candidate's cluster is the one it has in the full catalogue.
+        """
+        spec = self.bundle.policy
+        spec = replace(spec, exploration_rate=spec.exploration_rate if rate is None else rate)
+        texts = self.bundle.text_embeddings
+        resources: dict[str, Any] = spec.vector_resources(
+            item_vectors=self.item_vectors[items],
+            text_embeddings=(self.item_vectors if texts is None else texts)[items],
+        )
+        if spec.policy_class.clusters_text:
+            resources["item_clusters"] = np.unique(self.item_clusters()[items], return_inverse=True)[1]
+        return spec.build(**resources)
+
+    def _candidate_context(
+        self, request: Request, history: np.ndarray, candidates: np.ndarray, vector: np.ndarray | None
+    ) -> tuple[DecisionContext, np.ndarray] | None:
+        """The policy's view of one request over its retrieved candidates (None: too few were retrieved).
+
+        The local catalogue is the first candidates not excluded, then the history and shown items
+        (excluded there, but the policy's state starts from them); returns it with its global item ids.
+        """
+        shown, clicks, n_unknown_shown = self.resolve_feedback(request)
+        excluded_items = np.union1d(history, shown)
+        wanted = self.candidates_wanted(request.k)
+        fresh = candidates[(candidates >= 0) & ~np.isin(candidates, excluded_items)]
+        fresh = fresh[np.sort(np.unique(fresh, return_index=True)[1])][:wanted]  # stale index rows: dedupe
+        if fresh.size < max(request.k, wanted):
+            return None
+        items = np.concatenate([fresh, excluded_items]).astype(np.int64)
+        local = {int(item): position for position, item in enumerate(items)}
+        excluded = np.zeros(items.size, dtype=bool)
+        excluded[fresh.size :] = True
+        cold_start = vector is None
+        if vector is None:
+            values = self.cold_start_scores[items]
+        else:
+            values = (self.item_vectors[items] @ vector).astype(np.float64)
+        policy = self.candidate_policy(request.exploration_rate, items)
+        served_from = self.policy_scores(policy, values, cold_start=cold_start)
+        state = policy.initial_state(history_items=np.asarray([local[int(i)] for i in history], np.int64))
+        if shown.size:
+            local_shown = np.asarray([local[int(item)] for item in shown], dtype=np.int64)
+            policy.update(state=state, items=local_shown, rewards=clicks, scores=served_from)
+        context = DecisionContext(
+            policy, values, served_from, excluded, state, cold_start, n_unknown_shown, int(shown.size)
+        )
+        return context, items
 
     def _personal_vectors(
         self, resolved: Sequence[tuple[np.ndarray, str, int]], rows: Sequence[int | None]
@@ -512,11 +628,15 @@ class Recommender:
         )
 
     def _slate(
-        self, request: Request, history: np.ndarray, source: str, n_unknown: int, scores: np.ndarray | None
+        self,
+        request: Request,
+        source: str,
+        n_unknown: int,
+        context: DecisionContext,
+        items_of: np.ndarray | None,
     ) -> Recommendation:
-        """Serve one request's slate through the policy, after replaying the request's feedback."""
-        context = self._context(request, history, scores)
-        available = int(self.bundle.n_items - context.excluded.sum())
+        """Serve one request's slate through the policy (`items_of`: the global ids of a candidate view)."""
+        available = int(context.excluded.size - context.excluded.sum())
         if request.k > available:
             raise RequestError(
                 f"k={request.k} but only {available} items are left after the history and shown items"
@@ -534,12 +654,13 @@ class Recommender:
             rng=rng,
             floor=self.exploration_floor,
         )
-        items = [int(item) for item in slate.items]
+        local = [int(item) for item in slate.items]
+        items = local if items_of is None else [int(items_of[item]) for item in local]
         return Recommendation(
             user_id=request.user_id,
             item_ids=[self.bundle.item_ids[item] for item in items],
             titles=[self.bundle.titles[item] for item in items],
-            scores=[float(context.values[item]) for item in items],
+            scores=[float(context.values[item]) for item in local],
             propensities=[float(p) for p in slate.propensities],
             explored=[bool(flag) for flag in slate.explored],
             n_unknown_items=n_unknown + context.n_unknown_shown,
