@@ -454,8 +454,10 @@ class Recommender:
             self._stored_vectors.update(zip(batch, vectors, strict=True))
         return len(rows)
 
-    def recommend(self, requests: Sequence[Request]) -> list[Recommendation]:
-        """Answer every request (one batched user-tower pass for those with a history)."""
+    def _user_vectors_of(
+        self, requests: Sequence[Request]
+    ) -> tuple[list[tuple[np.ndarray, str, int]], list[int], np.ndarray]:
+        """(each request's resolved history, the requests served personally, their user vectors)."""
         resolved = [self.resolve_history(request) for request in requests]
         rows = [self.user_index.get(r.user_id) if r.user_id is not None else None for r in requests]
         personal = [
@@ -464,6 +466,11 @@ class Recommender:
             if history.size and (not self.uses_user_ids or rows[index] is not None)
         ]
         vectors = self._personal_vectors([resolved[i] for i in personal], [rows[i] for i in personal])
+        return resolved, personal, vectors
+
+    def recommend(self, requests: Sequence[Request]) -> list[Recommendation]:
+        """Answer every request (one batched user-tower pass for those with a history)."""
+        resolved, personal, vectors = self._user_vectors_of(requests)
         sizes = [self.retrieval_size(request, resolved[index][0]) for index, request in enumerate(requests)]
         retrieved = [position for position, index in enumerate(personal) if sizes[index] is not None]
         full = [position for position, index in enumerate(personal) if sizes[index] is None]
@@ -679,14 +686,7 @@ class Recommender:
         each logged item (calibrated scores; None without a calibration), and that prediction for the item
         its own sampled slate puts in each slot (the direct-method term of doubly robust).
         """
-        resolved = [self.resolve_history(request) for request in requests]
-        rows = [self.user_index.get(r.user_id) if r.user_id is not None else None for r in requests]
-        personal = [
-            index
-            for index, (history, _, _) in enumerate(resolved)
-            if history.size and (not self.uses_user_ids or rows[index] is not None)
-        ]
-        vectors = self._personal_vectors([resolved[i] for i in personal], [rows[i] for i in personal])
+        resolved, personal, vectors = self._user_vectors_of(requests)
         scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
         calibration = self.bundle.score_calibration
         decisions = []
