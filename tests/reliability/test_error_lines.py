@@ -129,13 +129,13 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_damaged_mlflow_store_is_one_line_with_what_to_do(tmp_path: Path) -> None:
-    """A mlruns/mlflow.db that is not a database: one line naming tracking.tracking_uri (exit 6)."""
+    """A mlruns/mlflow.db that is not a database: one line naming the file and what to do (exit 7)."""
     (tmp_path / "mlruns").mkdir()
     (tmp_path / "mlruns" / "mlflow.db").write_text("not a database\n")
     done = explorec(tmp_path, "promote", "--dry-run")
-    assert_one_error_line(done, "promote", "file is not a database; check tracking.tracking_uri", 6)
+    assert_one_error_line(done, "promote", "mlflow.db is not an SQLite database; restore it from a backup", 7)
     debug = explorec(tmp_path, "promote", "--dry-run", "--debug")
-    assert debug.returncode != 0 and "Traceback" in debug.stderr and "sqlalchemy" in debug.stderr
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "StoreError" in debug.stderr
 
 
 def test_describe_failure_on_real_library_errors() -> None:
