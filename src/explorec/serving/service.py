@@ -368,28 +368,8 @@ class RecommendationService:
             "cold_start": answer.cold_start,
             "n_unknown_items": answer.n_unknown_items,
             "items": [
-                {
-                    "slot": slot,
-                    "item_id": item,
-                    "title": title,
-                    "score": score,
-                    "propensity": propensity,
-                    "explored": explored,
-                    "new_item": is_new,
-                    "explanation": reason,
-                }
-                for slot, (item, title, score, propensity, explored, is_new, reason) in enumerate(
-                    zip(
-                        answer.item_ids,
-                        answer.titles,
-                        answer.scores,
-                        answer.propensities,
-                        answer.explored,
-                        new,
-                        explanations,
-                        strict=True,
-                    )
-                )
+                {"slot": slot, "title": title, **dataclasses.asdict(logged)}
+                for slot, (title, logged) in enumerate(zip(answer.titles, record.slots, strict=True))
             ],
         }
 
