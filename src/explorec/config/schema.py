@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from explorec.config.loop import LoopConfig
 from explorec.config.registry import GatesConfig, RegistryConfig
 from explorec.config.service import ServiceConfig
 from explorec.config.simulation import SimulateConfig, StudyConfig
@@ -318,5 +319,6 @@ class ExplorecConfig:
     gates: GatesConfig = field(default_factory=GatesConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42

@@ -251,6 +251,14 @@ def replay_text(summary: dict[str, Any]) -> str:
     )
 
 
+def loop_text(summary: dict[str, Any]) -> str:
+    """Return what `loop` prints: the rounds table, the interval coverage and where the run lives."""
+    return (
+        f"{summary['markdown']}\n\nMLflow run {summary['run_id']} (rounds table, curves in plots/); "
+        f"logs and training files in {summary['folder']}"
+    )
+
+
 def study_text(summary: dict[str, Any]) -> str:
     """Return what `study` prints: the Markdown report and the MLflow run."""
     return (

@@ -218,14 +218,14 @@ def has_logged_traffic(cfg: ExplorecConfig) -> bool:
         log.close()
 
 
-def evaluate_candidate_on_logs(cfg: ExplorecConfig, version: str) -> str:
-    """Before the gates: evaluate a new version on the logged traffic, if any; returns what happened."""
+def evaluate_candidate_on_logs(cfg: ExplorecConfig, version: str) -> tuple[str, dict[str, float]]:
+    """Before the gates: evaluate a new version on the logged traffic, if any; (outcome line, metrics)."""
     from mlflow import MlflowClient
 
     from explorec.tracking.store import configure_tracking
 
     if not has_logged_traffic(cfg):
-        return "no logged traffic"
+        return "no logged traffic", {}
     try:
         summary = evaluate_logs(cfg, version)
     except ServiceError as error:
@@ -233,9 +233,9 @@ def evaluate_candidate_on_logs(cfg: ExplorecConfig, version: str) -> str:
         client.set_model_version_tag(
             cfg.tracking.registered_model, version, "ope.status", f"not evaluated: {error}"
         )
-        return f"not evaluated on logged traffic: {error}"
+        return f"not evaluated on logged traffic: {error}", {}
     metrics = summary["metrics"]
     return (
         f"lift on {metrics['ope/n_impressions']:.0f} logged slates {metrics['ope/lift']:+.4f} "
         f"[{metrics['ope/lift_ci_low']:+.4f}, {metrics['ope/lift_ci_high']:+.4f}]"
-    )
+    ), metrics
