@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 LOOP_STREAM = 31
 """Random stream of the loop's requests and clicks (distinct from the simulator's streams)."""
-ESTIMATORS = ("ips", "snips", "dr")
+ESTIMATORS = ("ips", "snips", "dr", "prefix_ips", "prefix_snips")
 ITEM_COLUMNS = ["item_id", "title", "year", "genres", "text"]
 
 
@@ -382,7 +382,7 @@ def loop_curves_figure(frame: pd.DataFrame) -> Any:
         frame.dropna(subset=["candidate/simulated_value"]) if "candidate/simulated_value" in frame else None
     )
     if judged is not None and len(judged):
-        for offset, name in zip((-0.1, 0.0, 0.1), ESTIMATORS, strict=True):
+        for offset, name in zip(np.linspace(-0.2, 0.2, len(ESTIMATORS)), ESTIMATORS, strict=True):
             if f"candidate/{name}" not in judged:
                 continue
             low = judged[f"candidate/{name}"] - judged[f"candidate/{name}_ci_low"]

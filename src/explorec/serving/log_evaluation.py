@@ -10,6 +10,11 @@ the candidate's own sampled slate puts in the slot), each with a 95% normal inte
 size (Σw)²/Σw² of the importance weights and the share of logged slots the candidate could have chosen. The
 lift over the logged traffic is the paired IPS difference mean(w·r − r).
 
+`prefix_ips` and `prefix_snips` weigh each slot by the probability ratio of the slate's whole prefix up to
+it (Π target / Π logging over slots 1..s): unbiased for the candidate's clicks per slot on its *own* slates
+under a position-based click model, where the per-slot weights estimate the candidate's choices after the
+*logged* earlier slots; the price is variance that grows with the slot's depth.
+
 Slots logged with propensity 1 by a deterministic policy support only a deterministic candidate that makes
 the same choices: the evaluation says how many slots it could use.
 """
@@ -139,6 +144,13 @@ def evaluate_on_logs(
     estimates = {
         name: estimate_policy_value(name, **probabilities, confidence=confidence) for name in ("ips", "snips")
     }
+    prefixes = {  # probability of the slate's first s+1 items: unbiased for the candidate's own slates
+        "rewards": rewards,
+        "logging_propensities": np.concatenate([np.cumprod(p) for p in parts["logging"]]),
+        "target_propensities": np.concatenate([np.cumprod(p) for p in parts["target"]]),
+    }
+    for name in ("ips", "snips"):
+        estimates[f"prefix_{name}"] = estimate_policy_value(name, **prefixes, confidence=confidence)
     if has_model:
         estimates["dr"] = dr_estimate(
             **probabilities,

@@ -64,7 +64,7 @@ def test_estimates_cover_the_candidates_true_value(dataset, tmp_path: Path) -> N
     assert evaluation.n_impressions == 3000 and evaluation.n_slots == 12_000
     assert evaluation.support == pytest.approx(1.0)  # ε-greedy logs support every slot
     assert 500 < evaluation.effective_sample_size < evaluation.n_slots
-    for name in ("ips", "snips"):
+    for name in ("ips", "snips", "prefix_ips", "prefix_snips"):
         assert evaluation.estimates[name].contains(truth), (name, evaluation.estimates[name], truth)
     logged_truth = float(np.mean([r["clicked"] for batch in log.logged_slots() for r in batch]))
     assert evaluation.logged_value.estimate == pytest.approx(logged_truth)
