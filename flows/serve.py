@@ -19,6 +19,7 @@ from explorec.data.sources import source_names
 from explorec.data.splits import split_names
 from explorec.policies.registry import policy_names
 from flows.benchmark import benchmark_flow
+from flows.loop import loop_flow
 from flows.pipeline import pipeline_flow
 from flows.preprocess import preprocess_flow
 from flows.replay import replay_flow
@@ -36,6 +37,7 @@ DEPLOYMENT_NAMES: dict[str, str] = {
     "simulate": "simulate-policies",
     "study": "encoder-policy-rate-study",
     "replay": "replay-sessions",
+    "loop": "serve-log-judge-retrain-rounds",
 }
 """Flow name → its deployment's name, which says what a run of it does (the UI lists `flow / deployment`)."""
 DEFAULT_EPOCHS = 30
@@ -63,6 +65,9 @@ FORM_OVERRIDES: dict[str, str] = {
     "study_replications": "study.n_replications",
     "run_id": "replay.run_id",
     "evaluation": "replay.evaluation",
+    "rounds": "loop.rounds",
+    "visits": "loop.visits",
+    "exploration_floor": "loop.exploration_floor",
 }
 
 
@@ -296,6 +301,33 @@ def replay(
     return replay_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
+@flow(name=loop_flow.name, log_prints=True)
+def loop(
+    dataset: str = "ml100k",
+    policy: PolicyName = "linucb",
+    epochs: int = DEFAULT_EPOCHS,
+    rounds: int = 3,
+    visits: int = 3,
+    exploration_floor: float = 0.1,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Rounds of serve, simulated clicks, logging, off-policy judgement, gates, promotion and retraining.
+
+    Args:
+        dataset: the data set whose users and positives make the simulated world (Hydra group `data`)
+        policy: the exploration policy the loop's models serve with (Hydra group `policy`)
+        epochs: each round's most training epochs (early stopping may stop sooner); 2-3 for a quick look
+        rounds: rounds of traffic after the first champion; each from the second judges one candidate
+        visits: visits of every traffic user per round
+        exploration_floor: share of uniformly random slates mixed into what the champion serves, so that
+            its logs support judging the next candidate
+        overrides: extra Hydra overrides, e.g. `loop.users=50` or `loop.pool=tune`; they win over the fields
+    """
+    fields = {"dataset": dataset, "policy": policy, "epochs": epochs, "rounds": rounds, "visits": visits}
+    fields["exploration_floor"] = exploration_floor
+    return loop_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
 SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
     preprocess,
     train,
@@ -305,6 +337,7 @@ SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
     simulate,
     study,
     replay,
+    loop,
 )
 
 

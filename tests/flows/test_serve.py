@@ -21,6 +21,7 @@ from flows.serve import (
     pipeline_overrides,
     registry_choices,
 )
+from flows.serve import loop as serve_loop
 from flows.serve import simulate as serve_simulate
 from flows.serve import study as serve_study
 from flows.serve import tune as serve_tune
@@ -61,6 +62,7 @@ def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
         "simulate",
         "study",
         "replay",
+        "loop",
     }
     for name, deployment in served.items():
         assert deployment.name == DEPLOYMENT_NAMES[name] != name  # says what it runs, not "explorec"
@@ -92,6 +94,12 @@ def test_form_defaults_are_the_config_defaults() -> None:
     study_defaults = inspect.signature(serve_study.fn).parameters["study_replications"].default
     assert study_defaults == compose().study.n_replications
     assert cfg.trainer.max_epochs == DEFAULT_EPOCHS
+    loop_defaults = {
+        name: parameter.default for name, parameter in inspect.signature(serve_loop.fn).parameters.items()
+    }
+    assert loop_defaults["rounds"] == cfg.loop.rounds and loop_defaults["visits"] == cfg.loop.visits
+    assert loop_defaults["exploration_floor"] == cfg.loop.exploration_floor
+    assert loop_defaults["policy"] == policy.name
     assert NO_SEARCH.trial_budget == cfg.tune.n_trials and NO_SEARCH.run is cfg.pipeline.search
 
 
