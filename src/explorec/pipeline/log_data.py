@@ -46,16 +46,21 @@ class LoggedData:
 
     def overrides(self) -> list[str]:
         """The overrides that train on the exported files through `data=files`."""
-        return [
-            "data=files",
-            f"data.interactions={self.interactions}",
-            f"data.items={self.items}",
-            "data.columns.rating=rating",
-            "data.columns.title=title",
-            "data.columns.year=year",
-            "data.columns.categories=[genres]",
-            "data.columns.text=[text]",
-        ]
+        return files_overrides(self.interactions, self.items)
+
+
+def files_overrides(interactions: Path, items: Path) -> list[str]:
+    """The overrides that train on an interactions and an items file written here, through `data=files`."""
+    return [
+        "data=files",
+        f"data.interactions={interactions}",
+        f"data.items={items}",
+        "data.columns.rating=rating",
+        "data.columns.title=title",
+        "data.columns.year=year",
+        "data.columns.categories=[genres]",
+        "data.columns.text=[text]",
+    ]
 
 
 def logged_clicks(log: Any, click_rating: float) -> tuple[pd.DataFrame, int]:

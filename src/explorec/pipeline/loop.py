@@ -64,6 +64,10 @@ class LoopSetup:
         """The folder of round `round_index` (its impression log and training files)."""
         return self.folder / f"round-{round_index:03d}"
 
+    def data_folder(self, round_index: int) -> Path:
+        """The training files of round `round_index`'s candidate."""
+        return self.round_folder(round_index) / "data"
+
     def log_url(self, round_index: int) -> str:
         """SQLAlchemy URL of round `round_index`'s impression log."""
         return f"sqlite:///{self.round_folder(round_index) / 'impressions.db'}"
@@ -128,28 +132,35 @@ def start_loop(cfg: ExplorecConfig) -> LoopSetup:
     return LoopSetup(folder, run.info.run_id, target.tracking_uri)
 
 
-def candidate_config(overrides: Sequence[str], setup: LoopSetup, round_index: int) -> ExplorecConfig:
-    """The config that trains round `round_index`'s candidate: base data plus the clicks of rounds 1..r."""
-    from explorec.pipeline.config import load_config
+def write_round_data(setup: LoopSetup, round_index: int, base: str) -> None:
+    """Write round `round_index`'s training files: the base data plus the clicks of rounds 1..r."""
     from explorec.pipeline.log_data import write_training_files
     from explorec.serving.impressions import ImpressionLog
 
-    cfg = load_config(list(overrides))
     logs = [ImpressionLog(setup.log_url(r)) for r in range(1, round_index + 1)]
     try:
-        written = write_training_files(
+        write_training_files(
             interactions=pd.read_csv(
                 setup.folder / "base" / "interactions.csv", dtype={"user_id": str, "item_id": str}
             ),
             items=pd.read_csv(setup.folder / "base" / "items.csv", dtype={"item_id": str}),
             logs=logs,
-            out=setup.round_folder(round_index) / "data",
-            base=cfg.data.name,
+            out=setup.data_folder(round_index),
+            base=base,
         )
     finally:
         for log in logs:
             log.close()
-    return _loop_scoped(load_config([*overrides, *written.overrides()]), setup, round_index)
+
+
+def candidate_config(overrides: Sequence[str], setup: LoopSetup, round_index: int) -> ExplorecConfig:
+    """The config of round `round_index`'s candidate (its files written by `write_round_data`)."""
+    from explorec.pipeline.config import load_config
+    from explorec.pipeline.log_data import files_overrides
+
+    folder = setup.data_folder(round_index)
+    data = files_overrides(folder / "interactions.csv", folder / "items.csv")
+    return _loop_scoped(load_config([*overrides, *data]), setup, round_index)
 
 
 def _loop_scoped(cfg: ExplorecConfig, setup: LoopSetup, log_round: int) -> ExplorecConfig:
@@ -161,8 +172,10 @@ def _loop_scoped(cfg: ExplorecConfig, setup: LoopSetup, log_round: int) -> Explo
 
 def train_round_candidate(overrides: Sequence[str], setup: LoopSetup, round_index: int) -> str:
     """Train and package the candidate of round `round_index`; returns its training run id."""
+    from explorec.pipeline.config import load_config
     from explorec.pipeline.registration import package_run, train_candidate
 
+    write_round_data(setup, round_index, load_config(list(overrides)).data.name)
     cfg = candidate_config(overrides, setup, round_index)
     run_id = train_candidate(cfg).training.run_id
     package_run(cfg, run_id)
@@ -173,7 +186,7 @@ def first_champion(overrides: Sequence[str], setup: LoopSetup, run_id: str) -> s
     """Register round 0's candidate (no traffic yet) and make it the loop's champion; returns its version."""
     from explorec.pipeline.registration import promote_version, register_and_gate
 
-    cfg = _loop_scoped(candidate_config(overrides, setup, 0), setup, 0)
+    cfg = candidate_config(overrides, setup, 0)
     outcome = register_and_gate(cfg, run_id)
     if not outcome.gate_passed:
         raise LoopError(
