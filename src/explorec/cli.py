@@ -43,7 +43,7 @@ FLOW_COMMANDS: dict[str, str] = {
     "study": "encoder (minilm vs none) x policy x exploration rate in the simulator: what text towers buy",
     "replay": "replay sessions of a training run's served model with feedback (a click = a held-out item)",
     "tune": "Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
-    "loop": "rounds of serve -> simulated clicks -> log -> off-policy judgement -> retrain -> gate -> promote",
+    "loop": "rounds of serve, simulated clicks, log, off-policy judgement, retrain, gate, promote",
 }
 """Sub-command → its help; each runs `flows.<name>:<name>_flow` and shows `pipeline.report:<name>_text`."""
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 LOOP_STREAM = 31
 """Random stream of the loop's requests and clicks (distinct from the simulator's streams)."""
-ESTIMATORS = ("ips", "snips", "dr", "prefix_ips", "prefix_snips")
+ESTIMATORS = ("ips", "snips", "dr", "prefix_ips", "prefix_snips", "prefix_dr")
 ITEM_COLUMNS = ["item_id", "title", "year", "genres", "text"]
 
 

@@ -209,7 +209,7 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| logged traffic | {metrics['ope/logged_ctr']:.4f} | |",
     ]
-    for name in ("ips", "snips", "dr", "prefix_ips", "prefix_snips", "lift"):
+    for name in ("ips", "snips", "dr", "prefix_ips", "prefix_snips", "prefix_dr", "lift"):
         if f"ope/{name}" in metrics:
             lines.append(
                 f"| candidate {name} | {metrics[f'ope/{name}']:+.4f} | "
