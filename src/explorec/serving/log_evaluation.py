@@ -8,8 +8,10 @@ feedback, replayed). The estimand is the candidate's clicks per slot. Estimators
 robust (reward model: a logistic regression of the logged clicks on the candidate's calibrated prediction and
 the slot's position, cross-fitted on the log; its direct-method term is the prediction for the item the
 candidate's own sampled slate puts in the slot), each with a 95% normal interval, the effective sample
-size (Σw)²/Σw² of the importance weights and the share of logged slots the candidate could have chosen. The
-lift over the logged traffic is the paired IPS difference mean(w·r − r).
+size (Σw)²/Σw² of the prefix weights below and the share of logged slots the candidate could have chosen.
+The lift over the logged traffic (what the `ope_lift` gate reads) is prefix SNIPS minus the logged clicks per
+slot, with a paired interval: of the estimators, the one whose intervals covered the candidates' simulated
+values in `explorec loop` (docs/results.md, "The loop").
 
 `prefix_ips`, `prefix_snips` and `prefix_dr` weigh each slot by the probability ratio of the slate's whole
 prefix up to it (Π target / Π logging over slots 1..s): unbiased for the candidate's clicks per slot on its
@@ -150,6 +152,27 @@ def logged_batches(log: ImpressionLog, batch_size: int = BATCH_IMPRESSIONS) -> I
         yield batch
 
 
+def snips_lift(weights: np.ndarray, rewards: np.ndarray, *, confidence: float = 0.95) -> PolicyValueEstimate:
+    """Candidate − logged clicks per slot: self-normalised IPS minus the logged mean, with a paired interval.
+
+    The interval comes from the pair's linearisation: per slot w·(r − V̂)/w̄ − (r − r̄), whose mean is zero
+    and whose spread is that of the difference (delta method for the ratio estimator).
+    """
+    mean_weight = float(weights.mean())
+    if mean_weight <= 0:
+        raise ValueError("no logged slot has a positive weight under the candidate")
+    value = float((weights * rewards).sum() / weights.sum())
+    logged = float(rewards.mean())
+    terms = weights * (rewards - value) / mean_weight - (rewards - logged)
+    spread = estimate_mean("snips_lift", terms, confidence=confidence)
+    return dataclasses.replace(
+        spread,
+        estimate=value - logged,
+        ci_low=value - logged + spread.ci_low,
+        ci_high=value - logged + spread.ci_high,
+    )
+
+
 def evaluate_on_logs(
     candidate: Recommender, log: ImpressionLog, *, seed: int = 0, confidence: float = 0.95
 ) -> LogEvaluation:
@@ -203,14 +226,13 @@ def evaluate_on_logs(
             )
             estimates[name] = dataclasses.replace(estimate, estimator=name)
     logged_value = estimate_mean("logged", rewards, confidence=confidence)
-    weights = target / logging
-    lift = estimate_mean("ips_lift", weights * rewards - rewards, confidence=confidence)
+    weights = prefixes["target_propensities"] / prefixes["logging_propensities"]
     return LogEvaluation(
         n_impressions=n_impressions,
         n_slots=int(rewards.size),
         logged_value=logged_value,
         estimates=estimates,
-        lift=lift,
+        lift=snips_lift(weights, rewards, confidence=confidence),
         effective_sample_size=float(weights.sum() ** 2 / max(float((weights**2).sum()), 1e-300)),
         support=float(np.mean(target > 0)),
     )

@@ -68,7 +68,9 @@ def test_estimates_cover_the_candidates_true_value(dataset, tmp_path: Path) -> N
         assert evaluation.estimates[name].contains(truth), (name, evaluation.estimates[name], truth)
     logged_truth = float(np.mean([r["clicked"] for batch in log.logged_slots() for r in batch]))
     assert evaluation.logged_value.estimate == pytest.approx(logged_truth)
-    assert evaluation.lift.estimate == pytest.approx(evaluation.estimates["ips"].estimate - logged_truth)
+    lift = evaluation.estimates["prefix_snips"].estimate - logged_truth
+    assert evaluation.lift.estimate == pytest.approx(lift)  # what the ope_lift gate reads
+    assert evaluation.lift.ci_low < lift < evaluation.lift.ci_high
     assert set(evaluation.metrics()) >= {"ope/ips", "ope/snips_ci_low", "ope/lift_ci_high", "ope/support"}
 
 
@@ -176,3 +178,16 @@ def test_registration_evaluates_the_candidate_on_logged_traffic_before_the_gates
     assert "ope_lift" in outcome.decision_markdown
     tags = mlflow.MlflowClient().get_model_version(outcome.registered_model, outcome.version).tags
     assert float(tags["metric.ope/n_slots"]) == 1200
+
+
+def test_the_gates_lift_is_snips_minus_the_logged_mean_with_the_pairs_interval() -> None:
+    """Worked on paper: w = (1, 1, 2, 0), r = (1, 0, 1, 0): SNIPS 3/4, logged 1/2, lift 1/4; the pair's
+    linearised terms (−1/4, −1/4, 0, 1/2) have sample sd √(1/8), so the interval is 1/4 ± 1.96·√(1/8)/2."""
+    from explorec.serving.log_evaluation import snips_lift
+
+    lift = snips_lift(np.array([1.0, 1.0, 2.0, 0.0]), np.array([1.0, 0.0, 1.0, 0.0]))
+    half = 1.959964 * np.sqrt(1 / 8) / 2
+    assert lift.estimate == pytest.approx(0.25)
+    assert (lift.ci_low, lift.ci_high) == pytest.approx((0.25 - half, 0.25 + half), rel=1e-5)
+    with pytest.raises(ValueError, match="no logged slot"):
+        snips_lift(np.zeros(3), np.ones(3))
