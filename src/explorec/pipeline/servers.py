@@ -494,7 +494,8 @@ def start_stack(
         services.append(mlflow)
         checks = {prefect: f"{prefect_url}/api/health", mlflow: f"{mlflow_url}/health"}
         timings.update(wait_until_healthy(checks, timeout))
-        api_url, environment = f"{prefect_url}/api", serve_environment(layout, f"{prefect_url}/api")
+        api_url = f"{prefect_url}/api"
+        environment = serve_environment(layout, api_url)
         if serve and work_pool:
             timings["register"] = register_to_pool(layout, api_url, work_pool, timeout)
             worker = start_service("worker", worker_command(work_pool), environment, layout, None)
