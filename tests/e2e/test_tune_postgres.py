@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from explorec.config import compose
 from explorec.tuning.study import WORKER_ATTR, budget_of, open_storage, open_study
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 TINY = [
     "data=synthetic",
@@ -80,6 +80,9 @@ def test_a_worker_killed_mid_trial_leaves_nothing_running_after_the_rerun(
     postgres_url: str, isolated_home: Path
 ) -> None:
     overrides = [*TINY, f"tune.storage={postgres_url}", "tune.study_name=killed-worker"]
+    # the same-host pid check recovers the trial here; a long grace keeps the heartbeat path (tested below)
+    # from racing it on a slow machine
+    overrides.append("tune.grace_period_s=600")
     tune = compose(overrides).tune
     study = open_study(tune, open_storage(tune), max_epochs=3)
     first = subprocess.Popen(
