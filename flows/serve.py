@@ -3,11 +3,16 @@
 Each served flow keeps its flow's name and takes typed fields (data set, split, encoder, extra Hydra
 overrides, ...) that the Prefect UI shows as a form; the fields become Hydra overrides for the flow's own
 `overrides` API. Needs PREFECT_API_URL pointing at a running `prefect server` (`explorec up` sets it).
+
+`python -m flows.serve --work-pool NAME` instead registers the same deployments to a process work pool and
+exits: their runs then go to whichever `prefect worker start --pool NAME` polls the server, on any machine.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
@@ -371,8 +376,49 @@ def deployments() -> list[RunnerDeployment]:
     ]
 
 
-def main() -> None:
-    """Register the deployments with the Prefect API and run their flow runs until stopped."""
+WORK_POOL_TYPE = "process"
+"""The work pool type `register_to_pool` creates: its workers run each flow run as a local subprocess."""
+
+
+def ensure_work_pool(name: str) -> None:
+    """Create the process work pool `name` unless it exists; fail if a pool of another type has the name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type=WORK_POOL_TYPE, base_job_template=template)
+            )
+            return
+    if pool.type != WORK_POOL_TYPE:
+        from explorec.errors import ConfigError
+
+        raise ConfigError(
+            f"work pool {name!r} is of type {pool.type!r}; explorec registers to a process pool"
+        )
+
+
+def register_to_pool(name: str) -> list[UUID]:
+    """Register every deployment to the process work pool `name` (created if missing); return their ids."""
+    ensure_work_pool(name)
+    return [deployment.apply(work_pool_name=name) for deployment in deployments()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the deployments until stopped, or with `--work-pool NAME` register them to that pool and exit."""
+    parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--work-pool", help="register to this process work pool instead of serving")
+    args = parser.parse_args(argv)
+    if args.work_pool:
+        registered = register_to_pool(args.work_pool)
+        print(f"{len(registered)} deployments registered to work pool {args.work_pool!r}", flush=True)
+        return
     serve(*deployments())
 
 

@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--prefect-port", type=int, default=4200, help="Prefect server port (127.0.0.1)")
     up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (127.0.0.1)")
     up.add_argument("--no-serve", action="store_true", help="start the servers without serving the flows")
+    up.add_argument(
+        "--work-pool",
+        metavar="NAME",
+        help="register the deployments to this process work pool and start a worker polling it, instead of "
+        "serving them from one process (workers on other machines can poll the same pool)",
+    )
     up.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     serve = sub.add_parser(
         "serve", help="serve the registry's champion over HTTP, logging every slate it serves (Ctrl-C stops)"
@@ -163,6 +169,7 @@ def _servers(args: argparse.Namespace) -> int:
         prefect_port=args.prefect_port,
         mlflow_port=args.mlflow_port,
         serve=not args.no_serve,
+        work_pool=args.work_pool,
         detach=args.detach,
     )
 

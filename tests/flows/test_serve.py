@@ -19,6 +19,7 @@ from flows.serve import (
     deployments,
     form_overrides,
     pipeline_overrides,
+    register_to_pool,
     registry_choices,
 )
 from flows.serve import loop as serve_loop
@@ -121,3 +122,28 @@ def test_the_pipeline_form_turns_epochs_and_search_into_overrides() -> None:
     assert with_search == ["pipeline.search=true", "tune.n_trials=3", "trainer.max_epochs=2", "seed=1"]
     without = pipeline_overrides(NO_SEARCH, None, epochs=2, dataset="synthetic")
     assert without == ["pipeline.search=false", "trainer.max_epochs=2", "data=synthetic"]
+
+
+def test_registering_to_a_work_pool_creates_a_process_pool_and_puts_every_deployment_in_it() -> None:
+    from prefect.client.orchestration import get_client
+
+    assert len(register_to_pool("unit-pool")) == len(DEPLOYMENT_NAMES)
+    again = register_to_pool("unit-pool")  # `explorec up --work-pool` after a restart: same deployments
+    with get_client(sync_client=True) as client:
+        assert client.read_work_pool("unit-pool").type == "process"
+        registered = [client.read_deployment(deployment_id) for deployment_id in again]
+    assert {deployment.name for deployment in registered} == set(DEPLOYMENT_NAMES.values())
+    assert {deployment.work_pool_name for deployment in registered} == {"unit-pool"}
+    assert all(deployment.entrypoint.startswith("flows.serve") for deployment in registered)
+
+
+def test_a_pool_of_another_type_is_refused() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from explorec.errors import ConfigError
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="docker-pool", type="docker"))
+    with pytest.raises(ConfigError, match="'docker-pool' is of type 'docker'"):
+        register_to_pool("docker-pool")

@@ -30,7 +30,9 @@ from explorec.pipeline.servers import (
     stop_process_tree,
     stop_services,
     store_layout,
+    wait_for_worker,
     wait_until_healthy,
+    worker_command,
     write_state,
 )
 
@@ -136,6 +138,26 @@ def test_stop_process_tree_kills_what_ignores_sigterm() -> None:
     assert not is_alive(stubborn.pid)
     stubborn.wait(timeout=5)
     stubborn.stdout.close()
+
+
+def test_the_worker_polls_the_named_process_pool_and_up_takes_the_pool_name() -> None:
+    from explorec.cli import build_parser
+
+    command = worker_command("gpu-box")
+    assert command[1:3] == ["worker", "start"]
+    assert (
+        command[command.index("--pool") + 1] == "gpu-box"
+        and command[command.index("--type") + 1] == "process"
+    )
+    assert build_parser().parse_args(["up", "--work-pool", "gpu-box"]).work_pool == "gpu-box"
+    assert build_parser().parse_args(["up"]).work_pool is None  # default: one serve process, no pool
+
+
+def test_a_worker_that_exits_while_starting_fails_fast_with_its_log(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "print('no such pool type'); raise SystemExit(1)"]
+    dying = start_service("worker", command, {}, store_layout(tmp_path), None)
+    with pytest.raises(ServerError, match=r"worker exited while starting(?s:.*)no such pool type"):
+        wait_for_worker(dying, "http://127.0.0.1:9/api", "pool", timeout=30)
 
 
 def test_a_server_that_exits_while_starting_fails_fast_with_its_log(tmp_path: Path) -> None:

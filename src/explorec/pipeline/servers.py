@@ -185,6 +185,16 @@ def serve_command() -> list[str]:
     return [sys.executable, "-m", "flows.serve"]
 
 
+def register_command(work_pool: str) -> list[str]:
+    """Return the command that registers every flow's deployment to a process work pool, then exits."""
+    return [sys.executable, "-m", "flows.serve", "--work-pool", work_pool]
+
+
+def worker_command(work_pool: str) -> list[str]:
+    """Return `prefect worker start` polling `work_pool` (a process worker: each flow run a subprocess)."""
+    return [_script("prefect"), "worker", "start", "--pool", work_pool, "--type", "process"]
+
+
 def serve_environment(layout: StoreLayout, prefect_api_url: str) -> dict[str, str]:
     """Return the serve process's environment: the Prefect API to poll and the project folder."""
     return service_environment(
@@ -300,6 +310,60 @@ def wait_for_deployments(service: Service, prefect_api_url: str, timeout: float)
     raise _failure(service, f"registered no deployment in {timeout:.0f} s")
 
 
+def register_to_pool(layout: StoreLayout, prefect_api_url: str, work_pool: str, timeout: float) -> float:
+    """Register the deployments to `work_pool` (one process, logged to logs/register.log); return seconds."""
+    started = time.monotonic()
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    log_path = layout.logs / "register.log"
+    with log_path.open("wb") as log:
+        try:
+            finished = subprocess.run(
+                register_command(work_pool),
+                env=serve_environment(layout, prefect_api_url),
+                cwd=layout.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            finished = None
+    if finished is None or finished.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        problem = "timed out" if finished is None else f"failed (exit {finished.returncode})"
+        raise ServerError(
+            f"registering the deployments to work pool {work_pool!r} {problem}; log {log_path}:\n{tail}"
+        )
+    return time.monotonic() - started
+
+
+def _online_workers(prefect_api_url: str, work_pool: str) -> int:
+    """Return how many workers of `work_pool` the Prefect API reports online (0 when it does not answer)."""
+    request = urllib.request.Request(
+        f"{prefect_api_url}/work_pools/{work_pool}/workers/filter",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return sum(worker.get("status") == "ONLINE" for worker in json.loads(response.read()))
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0
+
+
+def wait_for_worker(service: Service, prefect_api_url: str, work_pool: str, timeout: float) -> float:
+    """Wait until the Prefect API lists a worker of `work_pool` as online; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _online_workers(prefect_api_url, work_pool) > 0:
+            return time.monotonic() - started
+        if not is_alive(service.pid):
+            raise _failure(service, "exited while starting")
+        time.sleep(0.5)
+    raise _failure(service, f"did not report to work pool {work_pool!r} in {timeout:.0f} s")
+
+
 def descendants(pid: int) -> list[int]:
     """Return the pids of every process below `pid` (read from /proc; empty where there is none)."""
     children: dict[int, list[int]] = {}
@@ -370,6 +434,7 @@ class Stack:
     prefect_url: str
     mlflow_url: str
     startup_seconds: dict[str, float]
+    work_pool: str | None = None
 
     @property
     def prefect_api_url(self) -> str:
@@ -394,10 +459,13 @@ def start_stack(
     prefect_port: int = PREFECT_PORT,
     mlflow_port: int = MLFLOW_PORT,
     serve: bool = True,
+    work_pool: str | None = None,
     timeout: float = 180.0,
 ) -> Stack:
     """Start the Prefect and MLflow servers (in parallel), wait until healthy, then the serve process.
 
+    With `work_pool`, the deployments are registered to that process work pool instead and a `prefect
+    worker` polling it takes the serve process's place (more workers may poll it from other machines).
     On any failure everything already started is stopped before the error is raised.
     """
     layout = store_layout(home)
@@ -426,16 +494,21 @@ def start_stack(
         services.append(mlflow)
         checks = {prefect: f"{prefect_url}/api/health", mlflow: f"{mlflow_url}/health"}
         timings.update(wait_until_healthy(checks, timeout))
-        if serve:
-            serving = start_service(
-                "serve", serve_command(), serve_environment(layout, f"{prefect_url}/api"), layout, None
-            )
+        api_url = f"{prefect_url}/api"
+        environment = serve_environment(layout, api_url)
+        if serve and work_pool:
+            timings["register"] = register_to_pool(layout, api_url, work_pool, timeout)
+            worker = start_service("worker", worker_command(work_pool), environment, layout, None)
+            services.append(worker)
+            timings["worker"] = wait_for_worker(worker, api_url, work_pool, timeout)
+        elif serve:
+            serving = start_service("serve", serve_command(), environment, layout, None)
             services.append(serving)
-            timings["serve"] = wait_for_deployments(serving, f"{prefect_url}/api", timeout)
+            timings["serve"] = wait_for_deployments(serving, api_url, timeout)
     except BaseException:
         stop_services(services)
         raise
-    return Stack(services, prefect_url, mlflow_url, timings)
+    return Stack(services, prefect_url, mlflow_url, timings, work_pool if serve else None)
 
 
 def write_state(layout: StoreLayout, stack: Stack) -> Path:
@@ -462,6 +535,11 @@ def _print_urls(stack: Stack) -> None:
     started = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stack.startup_seconds.items())
     print(f"Prefect UI:  {stack.prefect_url}")
     print(f"MLflow UI:   {stack.mlflow_url}")
+    if stack.work_pool:
+        print(
+            f"work pool:   {stack.work_pool} (one worker here; on another machine: "
+            f"PREFECT_API_URL={stack.prefect_api_url} prefect worker start --pool {stack.work_pool})"
+        )
     print(f"started: {started}", flush=True)
 
 
@@ -492,10 +570,12 @@ def up(
     prefect_port: int = PREFECT_PORT,
     mlflow_port: int = MLFLOW_PORT,
     serve: bool = True,
+    work_pool: str | None = None,
     detach: bool = False,
     timeout: float = 180.0,
 ) -> int:
-    """Start both servers and the serve process, print the URLs; stay until Ctrl-C unless `detach`.
+    """Start both servers and the serve process (or a worker of `work_pool`), print the URLs; stay until
+    Ctrl-C unless `detach`.
 
     Returns an exit code: 0 after a clean stop (or once started with `detach`), 1 when a service died,
     130 when interrupted while starting. Raises ServerError when a port is taken or a server fails to start.
@@ -505,7 +585,9 @@ def up(
         raise ServerError(f"services from {layout.state_file} are still running; `explorec down` stops them")
     ports = {"prefect_port": prefect_port, "mlflow_port": mlflow_port}
     try:
-        stack = start_stack(layout.home, host=host, **ports, serve=serve, timeout=timeout)
+        stack = start_stack(
+            layout.home, host=host, **ports, serve=serve, work_pool=work_pool, timeout=timeout
+        )
     except KeyboardInterrupt:
         print("interrupted while starting; everything started so far was stopped")
         return 130
