@@ -62,8 +62,9 @@ def test_gathered_softmax_equals_one_process_on_the_global_batch(results) -> Non
     for rank, shard in enumerate(results[2]):
         assert int(shard["n_targets"]) == int(single["n_targets"]) == 13
         for name in ("loss", "items", "users", "temperature"):
+            where = f"{name}, rank {rank}"
             torch.testing.assert_close(
-                shard[name], single[name], rtol=1e-5, atol=1e-6, msg=lambda text, name=name, rank=rank: f"{name}, rank {rank}: {text}"
+                shard[name], single[name], rtol=1e-5, atol=1e-6, msg=lambda text, where=where: f"{where}: {text}"
             )
 
 
