@@ -64,7 +64,7 @@ def test_gathered_softmax_equals_one_process_on_the_global_batch(results) -> Non
         for name in ("loss", "items", "users", "temperature"):
             where = f"{name}, rank {rank}"
             torch.testing.assert_close(
-                shard[name], single[name], rtol=1e-5, atol=1e-6, msg=lambda text, where=where: f"{where}: {text}"
+                shard[name], single[name], rtol=1e-5, atol=1e-6, msg=lambda text, at=where: f"{at}: {text}"
             )
 
 
