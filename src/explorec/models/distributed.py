@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -27,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.distributed as dist
+from lightning import pytorch as lp
 from lightning.fabric.plugins.environments import ClusterEnvironment
+from lightning.pytorch.callbacks import Callback
 
 from explorec.config import ExplorecConfig, TrainerConfig, to_dict
 from explorec.data.processed import SPLIT_NAMES, ProcessedDataset
@@ -112,6 +116,25 @@ class FixedPlace(ClusterEnvironment):
     def node_rank(self) -> int:
         """Rank of this node."""
         return self.place.node_rank
+
+
+class KeepRandomState(Callback):
+    """Give the fit back the random state it started with, which Lightning's DDP setup replaces.
+
+    DDPStrategy re-seeds every rank with the global seed when it connects; one process is not re-seeded.
+    Restoring the state taken when this callback was made (just before `fit`) keeps every later draw,
+    the shuffles included, that of one process with the same seed.
+    """
+
+    def __init__(self) -> None:
+        self.states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+
+    def setup(self, trainer: lp.Trainer, pl_module: lp.LightningModule, stage: str) -> None:
+        """Restore the torch, numpy and Python random states (after the strategy connected)."""
+        torch_state, numpy_state, python_state = self.states
+        torch.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
 
 def is_distributed(trainer: TrainerConfig) -> bool:

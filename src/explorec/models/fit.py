@@ -27,7 +27,8 @@ from explorec.models.data import (
     genre_multi_hot,
     item_log_frequency,
 )
-from explorec.models.distributed import FixedPlace, Place, ddp_job
+from explorec.models.distributed import FixedPlace, KeepRandomState, Place, ddp_job
+from explorec.models.global_batch import global_sum
 from explorec.models.progress_lines import ProgressLines
 from explorec.models.towers import ItemTower, UserTower
 from explorec.models.two_tower import TwoTowerModule, scores_as_numpy
@@ -58,11 +59,12 @@ class TrainingMonitor(Callback):
         self._examples += int(batch["held_out_mask" if "held_out" in batch else "target_mask"].sum())
 
     def on_train_epoch_end(self, trainer: lp.Trainer, pl_module: lp.LightningModule) -> None:
-        """Log the epoch's training time and throughput; record the epoch's metrics (validation included)."""
+        """Log the epoch's time and throughput (of every process under DDP); keep the epoch's metrics."""
         elapsed = max(time.perf_counter() - self._started, 1e-9)
-        timing = {"train/epoch_time_s": elapsed, "train/examples_per_sec": self._examples / elapsed}
-        for key, value in timing.items():
-            pl_module.log(key, value, on_epoch=True)
+        examples = global_sum(self._examples)  # under DDP: the examples of every process
+        timing = {"train/epoch_time_s": elapsed, "train/examples_per_sec": examples / elapsed}
+        for key, value in timing.items():  # under DDP: averaged over the processes
+            pl_module.log(key, value, on_epoch=True, sync_dist=True)
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         self.epochs.append({"epoch": float(trainer.current_epoch), **metrics, **timing})
 
@@ -258,6 +260,7 @@ def build_trainer(
     worker = environment is not None and environment.global_rank() != 0
     show_bar, progress = progress_settings(trainer_cfg.enable_progress_bar and not worker)
     stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=trainer_cfg.early_stopping_patience)
+    same_draws = [] if environment is None else [KeepRandomState()]
     return lp.Trainer(
         max_epochs=trainer_cfg.max_epochs,
         accelerator=trainer_cfg.accelerator,
@@ -269,7 +272,7 @@ def build_trainer(
         fast_dev_run=trainer_cfg.fast_dev_run,
         check_val_every_n_epoch=trainer_cfg.check_val_every_n_epoch,
         enable_progress_bar=show_bar,
-        callbacks=[*callbacks, *progress, stopping],
+        callbacks=[*callbacks, *progress, stopping, *same_draws],
         logger=logger if logger is not None else False,
         num_sanity_val_steps=0,
         enable_model_summary=False,
@@ -390,7 +393,7 @@ def refit_two_tower(
             enable_progress_bar=show_bar,
             enable_model_summary=False,
             use_distributed_sampler=False,
-            callbacks=[monitor, *progress],
+            callbacks=[monitor, *progress, *([] if environment is None else [KeepRandomState()])],
             logger=False,
         )
         started = time.perf_counter()

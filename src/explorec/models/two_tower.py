@@ -13,7 +13,7 @@ from lightning import pytorch as lp
 from explorec.config import ModelConfig
 from explorec.evaluation.harness import full_ranking_evaluate
 from explorec.evaluation.scoring import ScoreMatrix
-from explorec.models.global_batch import global_mean_share, world
+from explorec.models.global_batch import global_mean_share
 from explorec.models.losses import full_softmax_loss, in_batch_softmax_loss
 from explorec.models.towers import ItemTower, UserTower
 
@@ -123,17 +123,11 @@ class TwoTowerModule(lp.LightningModule):
                 logq_correction=self.model_cfg.logq_correction,
                 extra_uniform_negatives=self.model_cfg.extra_uniform_negatives,
             )
-        several = world()[1] > 1  # each process's share averages to the global batch's mean
-        self.log(
-            "train/loss",
-            loss,
-            prog_bar=True,
-            on_step=True,
-            on_epoch=True,
-            batch_size=n_targets,
-            sync_dist=several,
-        )
-        self.log("train/temperature", self.temperature.detach(), on_epoch=True, batch_size=n_targets)
+        # under DDP each process's share averages (sync_dist) to the global batch's mean; the temperature is
+        # the same on every process
+        logged = {"batch_size": n_targets, "sync_dist": True}
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, **logged)
+        self.log("train/temperature", self.temperature.detach(), on_epoch=True, **logged)
         return loss
 
     def _full_softmax_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -252,7 +246,8 @@ class TwoTowerModule(lp.LightningModule):
         totals = dict(zip(keys, sums.tolist(), strict=True))
         n_users = max(totals.pop("n_users", 0.0), 1.0)
         for key, value in totals.items():
-            self.log(f"val/{key}", value / n_users, prog_bar=key == "ndcg@10", sync_dist=False)
+            # the same on every process (summed above): averaging them changes nothing
+            self.log(f"val/{key}", value / n_users, prog_bar=key == "ndcg@10", sync_dist=True)
         self._cached_item_vectors = None
         if self._ema_swapped:
             self._swap_ema()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from explorec.models.distributed import free_port
+from explorec.models.distributed import WORKER_MODULE, free_port
 from explorec.models.global_batch import GlobalBatchShard, contiguous_shard
 
 CASE = Path(__file__).with_name("gathered_softmax_case.py")
@@ -93,3 +93,8 @@ def test_contiguous_shards_cover_every_validation_user_once() -> None:
     shards = [list(contiguous_shard(7, rank, 3)) for rank in range(3)]
     assert sorted(user for shard in shards for user in shard) == list(range(7))
     assert [len(shard) for shard in shards] == [2, 2, 3]
+
+
+def test_the_worker_module_rank_zero_starts_exists() -> None:
+    """Rank 0 starts the other ranks as `python -m WORKER_MODULE`; a renamed module would leave it waiting."""
+    assert importlib.util.find_spec(WORKER_MODULE) is not None
