@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import pytest
 
-from explorec.models.distributed import WORKER_MODULE
+from explorec.models.distributed import WORKER_MODULE, free_port
 from tests.reliability.helpers import all_runs, environment, store_uri
 
 TINY_DETERMINISTIC = [
@@ -34,20 +34,48 @@ TOLERANCE = 1e-6
 """Largest difference allowed between a DDP and a one-process metric (float sums in another order)."""
 
 
-def _train(home: Path, *overrides: str) -> dict[str, Any]:
-    """Run `explorec train --json` on `home` (Prefect's database and temp files in it); return the summary."""
+def _start(home: Path, *overrides: str, **variables: str) -> subprocess.Popen[str]:
+    """Start `explorec train --json` on `home` (Prefect's database and temp files in it)."""
     (home / "tmp").mkdir(parents=True)
-    env = environment(home, PREFECT_HOME=str(home / "prefect"), TMPDIR=str(home / "tmp"))
-    done = subprocess.run(
+    env = environment(home, PREFECT_HOME=str(home / "prefect"), TMPDIR=str(home / "tmp"), **variables)
+    return subprocess.Popen(
         [sys.executable, "-m", "explorec.cli", "train", *TINY_DETERMINISTIC, *overrides, "--json"],
         env=env,
         cwd=home,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _summary(process: subprocess.Popen[str]) -> dict[str, Any]:
+    """Wait for an `explorec train --json` process; return the summary it printed."""
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-4000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _train(home: Path, *overrides: str) -> dict[str, Any]:
+    """Run `explorec train --json` on `home` to completion; return the summary."""
+    return _summary(_start(home, *overrides))
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The summary of one process trained with the global batch."""
+    home = tmp_path_factory.mktemp("single")
+    summary = _train(home, f"trainer.batch_size={GLOBAL_BATCH}")
+    assert _flow_runs(home) == [("train", "COMPLETED")]
+    return summary
+
+
+def _assert_same_training(ddp: dict[str, Any], single: dict[str, Any]) -> None:
+    """Same epochs, same best epoch, and every validation and test metric within TOLERANCE."""
+    assert (ddp["epochs_run"], ddp["best_epoch"]) == (single["epochs_run"], single["best_epoch"])
+    for split in ("val", "test"):
+        assert ddp["metrics"][split].keys() == single["metrics"][split].keys()
+        for name, value in single["metrics"][split].items():
+            assert ddp["metrics"][split][name] == pytest.approx(value, abs=TOLERANCE), f"{split}/{name}"
 
 
 def _flow_runs(home: Path) -> list[tuple[str, str]]:
@@ -64,27 +92,44 @@ def _worker_processes() -> list[str]:
 
 
 @pytest.mark.slow
-def test_ddp_train_orchestrates_once_and_matches_one_process(tmp_path: Path) -> None:
+def test_ddp_train_orchestrates_once_and_matches_one_process(tmp_path: Path, one_process) -> None:
     """Two gloo processes: one flow run, one MLflow run, no worker left; metrics as one process's."""
-    ddp_home, single_home = tmp_path / "ddp", tmp_path / "single"
     ddp = _train(
-        ddp_home,
+        tmp_path,
         "trainer=ddp",
         "trainer.devices=2",
         "trainer.accelerator=cpu",
         "trainer.precision=32-true",
         f"trainer.batch_size={GLOBAL_BATCH // 2}",
     )
-    assert _flow_runs(ddp_home) == [("train", "COMPLETED")]
-    runs = all_runs(mlflow.MlflowClient(store_uri(ddp_home)))
+    assert _flow_runs(tmp_path) == [("train", "COMPLETED")]
+    runs = all_runs(mlflow.MlflowClient(store_uri(tmp_path)))
     assert [(run.info.run_id, run.info.status) for run in runs] == [(ddp["run_id"], "FINISHED")]
-    assert list((ddp_home / "tmp").iterdir()) == []  # the job folder the ranks shared is gone
-    assert not [line for line in _worker_processes() if str(ddp_home) in line]
+    assert list((tmp_path / "tmp").iterdir()) == []  # the job folder the ranks shared is gone
+    assert not [line for line in _worker_processes() if str(tmp_path) in line]
+    _assert_same_training(ddp, one_process)
 
-    single = _train(single_home, f"trainer.batch_size={GLOBAL_BATCH}")
-    assert _flow_runs(single_home) == [("train", "COMPLETED")]
-    assert (ddp["epochs_run"], ddp["best_epoch"]) == (single["epochs_run"], single["best_epoch"])
-    for split in ("val", "test"):
-        assert ddp["metrics"][split].keys() == single["metrics"][split].keys()
-        for name, value in single["metrics"][split].items():
-            assert ddp["metrics"][split][name] == pytest.approx(value, abs=TOLERANCE), f"{split}/{name}"
+
+@pytest.mark.slow
+def test_two_nodes_train_as_one_job_tracked_by_node_zero(tmp_path: Path, one_process) -> None:
+    """Two "nodes" (two homes on 127.0.0.1): node 0 runs the flow and the MLflow run; node 1 only trains."""
+    overrides = [
+        "trainer=ddp",
+        "trainer.devices=1",
+        "trainer.num_nodes=2",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        f"trainer.batch_size={GLOBAL_BATCH // 2}",
+    ]
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    first = _start(node0, *overrides, NODE_RANK="0", **rendezvous)
+    second = _start(node1, *overrides, NODE_RANK="1", **rendezvous)
+    other = _summary(second)
+    ddp = _summary(first)
+    assert other["node_rank"] == 1 and other["epochs_run"] == ddp["epochs_run"]
+    assert _flow_runs(node0) == [("train", "COMPLETED")]
+    assert [run.info.run_id for run in all_runs(mlflow.MlflowClient(store_uri(node0)))] == [ddp["run_id"]]
+    assert not (node1 / "prefect" / "prefect.db").exists()  # no flow run on node 1
+    assert not (node1 / "mlruns" / "mlflow.db").exists()  # and no MLflow store
+    _assert_same_training(ddp, one_process)

@@ -320,7 +320,7 @@ def fit_two_tower(
         trainer.fit(model, datamodule=datamodule)
         fit_time = time.perf_counter() - started
     best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
-    if best_path is not None and place is None:  # rank 0 (or the only process) goes on with the best
+    if best_path is not None and trainer.global_rank == 0:  # only rank 0 goes on (and has the file)
         model = load_weights(build_two_tower(dataset, text_embeddings, model_cfg), best_path)
     best_metrics = _best_epoch(monitor.epochs)
     return FitResult(

@@ -13,7 +13,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from explorec.models.distributed import WORKER_MODULE, free_port
+from explorec.config import TrainerConfig
+from explorec.errors import ExplorecError
+from explorec.models.distributed import WORKER_MODULE, free_port, node_place
 from explorec.models.global_batch import GlobalBatchShard, contiguous_shard
 
 CASE = Path(__file__).with_name("gathered_softmax_case.py")
@@ -98,3 +100,33 @@ def test_contiguous_shards_cover_every_validation_user_once() -> None:
 def test_the_worker_module_rank_zero_starts_exists() -> None:
     """Rank 0 starts the other ranks as `python -m WORKER_MODULE`; a renamed module would leave it waiting."""
     assert importlib.util.find_spec(WORKER_MODULE) is not None
+
+
+def test_a_node_place_comes_from_node_rank_and_node_zeros_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several nodes need MASTER_ADDR / MASTER_PORT; NODE_RANK must name one of the nodes."""
+    two_nodes = TrainerConfig(devices=2, num_nodes=2)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    monkeypatch.setenv("NODE_RANK", "1")
+    with pytest.raises(ExplorecError, match="MASTER_ADDR and MASTER_PORT"):
+        node_place(two_nodes)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.5")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    place = node_place(two_nodes)
+    assert (place.global_rank, place.world_size) == (2, 4)
+    assert (place.main_address, place.main_port) == ("10.0.0.5", 29500)
+    monkeypatch.setenv("NODE_RANK", "2")
+    with pytest.raises(ExplorecError, match=r"NODE_RANK=2 but trainer\.num_nodes=2"):
+        node_place(two_nodes)
+
+
+def test_only_train_runs_on_the_other_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With NODE_RANK > 0 `explorec train` only trains; any other command refuses (it would orchestrate)."""
+    from explorec.cli import _other_node
+
+    monkeypatch.setenv("NODE_RANK", "0")
+    assert not _other_node("pipeline")
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert _other_node("train")
+    with pytest.raises(ExplorecError, match="only `explorec train`"):
+        _other_node("pipeline")
