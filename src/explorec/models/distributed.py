@@ -198,12 +198,19 @@ def write_job(
 
 
 def start_workers(folder: Path, place: Place) -> list[subprocess.Popen[bytes]]:
-    """Start local ranks 1..devices-1 of this node; each one's output goes to rank<r>.log in `folder`."""
+    """Start local ranks 1..devices-1 of this node; each one's output goes to rank<r>.log in `folder`.
+
+    The workers import explorec from where this process did (its folder leads PYTHONPATH), so every rank
+    runs the same code even when this process found it outside the installed package.
+    """
+    source = str(Path(__file__).resolve().parents[2])
+    paths = [source, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     workers = []
     for local_rank in range(1, place.devices):
         with (folder / f"rank{local_rank}.log").open("wb") as log:
             command = [sys.executable, "-m", WORKER_MODULE, str(folder), str(local_rank)]
-            workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment))
     return workers
 
 
