@@ -280,6 +280,11 @@ def run(
 
     spec = COMMANDS[command]
     cfg = load_config(overrides)  # fail fast on a bad override, before Prefect starts; the flow loads its own
+    if _other_node(command):
+        summary = _load("explorec.models.train:train_as_other_node")(cfg)
+        node = summary["node_rank"]
+        print(json.dumps(summary) if as_json else f"node {node}: trained its share; node 0 tracks the run")
+        return summary
     if command in GUARDED_COMMANDS:
         _guard(cfg)
     summary = _load(spec.up_to_date)(cfg) if spec.up_to_date and not force else None
@@ -292,6 +297,18 @@ def run(
     else:
         print(_load(COMMANDS[command].render)(summary))
     return summary
+
+
+def _other_node(command: str) -> bool:
+    """True on a node other than node 0 of a multi-node DDP job (NODE_RANK set, not 0): `train` only trains.
+
+    (`explorec.models.distributed.node_rank_from_environment` reads the number; this check imports no torch.)
+    """
+    if os.environ.get("NODE_RANK", "0").strip() in ("", "0"):
+        return False
+    if command != "train":
+        raise ExplorecError(f"NODE_RANK > 0: only `explorec train` runs on other nodes, not {command}")
+    return True
 
 
 _watchdog: Any = None

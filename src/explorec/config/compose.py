@@ -72,6 +72,8 @@ AT_LEAST_ONE = (
     "model.attention_heads",
     "model.attention_layers",
     "trainer.max_epochs",
+    "trainer.devices",
+    "trainer.num_nodes",
     "trainer.batch_size",
     "trainer.num_threads",
     "trainer.check_val_every_n_epoch",
@@ -188,6 +190,12 @@ def validate_values(cfg: ExplorecConfig) -> None:
         raise ConfigError(f"evaluation.max_users={cfg.evaluation.max_users} must be >= 1 (null: every user)")
     _validate_simulation_values(cfg)
     validate_tune_config(cfg.tune)
+    processes = cfg.trainer.devices * cfg.trainer.num_nodes
+    if processes > 1 and cfg.trainer.strategy not in ("auto", "ddp"):
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.strategy} with {processes} training processes: use ddp (explorec "
+            "starts the ranks itself, so that only rank 0 runs the flow and the MLflow run)"
+        )
 
 
 def _validate_ratios(cfg: ExplorecConfig) -> None:

@@ -147,8 +147,9 @@ class TrainerConfig:
     max_epochs: int = 30
     batch_size: int = 32  # counts user windows (each about history_length examples), not single interactions
     accelerator: str = "cpu"
-    devices: int = 1
-    strategy: str = "auto"
+    devices: int = 1  # processes per node; more than one (or num_nodes > 1) trains with DDP
+    num_nodes: int = 1  # machines of a DDP job (NODE_RANK, MASTER_ADDR, MASTER_PORT: README "Scaling out")
+    strategy: str = "auto"  # several processes: auto or ddp only (explorec starts them)
     precision: str = "32-true"
     num_workers: int = 0
     num_threads: int = 1  # torch intra-op threads per training process (see docs/results.md on thread counts)
