@@ -372,25 +372,36 @@ def loop_curves_figure(frame: pd.DataFrame) -> Any:
     )
     traffic_axis.plot(frame["round"], frame["traffic/clicks_per_user"], "s--", label="clicks")
     traffic_axis.plot(frame["round"], frame["traffic/new_clusters_per_user"], "^-", label="new clusters")
-    for _, row in frame.iterrows():
+    changed = frame["champion/version"].ne(frame["champion/version"].shift())
+    for _, row in frame[changed].iterrows():  # the champion's version where it changes
         traffic_axis.annotate(
             f"v{int(row['champion/version'])}", (row["round"], row["traffic/clicks_per_user"])
         )
     traffic_axis.set(xlabel="round", ylabel="per user and round", title="served traffic (champion annotated)")
     traffic_axis.legend()
+    title = "candidate: off-policy estimate vs truth"
     judged = (
         frame.dropna(subset=["candidate/simulated_value"]) if "candidate/simulated_value" in frame else None
     )
     if judged is not None and len(judged):
-        for offset, name in zip(np.linspace(-0.2, 0.2, len(ESTIMATORS)), ESTIMATORS, strict=True):
+        for offset, name in zip(np.linspace(-0.25, 0.25, len(ESTIMATORS)), ESTIMATORS, strict=True):
             if f"candidate/{name}" not in judged:
                 continue
             low = judged[f"candidate/{name}"] - judged[f"candidate/{name}_ci_low"]
             high = judged[f"candidate/{name}_ci_high"] - judged[f"candidate/{name}"]
             ope_axis.errorbar(
-                judged["round"] + offset, judged[f"candidate/{name}"], yerr=[low, high], fmt="o", label=name
+                judged["round"] + offset,
+                judged[f"candidate/{name}"],
+                yerr=[low, high],
+                fmt="o",
+                ms=3,
+                label=name,
             )
-        ope_axis.plot(judged["round"], judged["candidate/simulated_value"], "k*", ms=10, label="simulated")
-        ope_axis.legend()
-    ope_axis.set(xlabel="round", ylabel="clicks per slot", title="candidate: off-policy estimate vs truth")
+        truth = judged["candidate/simulated_value"]
+        ope_axis.plot(judged["round"], truth, "k*", ms=9, label="simulated")
+        ceiling = 3 * float(truth.max())
+        ope_axis.set_ylim(-0.5 * float(truth.max()), ceiling)  # a few ESS≈1 intervals would hide the rest
+        title += f"\n(axis cut at 3× the largest truth, {ceiling:.3f})"
+        ope_axis.legend(fontsize="small", ncol=2)
+    ope_axis.set(xlabel="round", ylabel="clicks per slot", title=title)
     return figure
