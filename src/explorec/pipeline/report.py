@@ -230,7 +230,7 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
         "",
         f"effective samples {metrics['ope/effective_sample_size']:.0f}; support "
         f"{metrics['ope/support']:.1%} of logged slots; ope_lift gate: {summary['ope_gate']}",
-        f"MLflow run {summary['run_id']}; metrics tagged on the version as metric.ope/*",
+        f"MLflow run {summary['run_id']}; metrics added to the version's metrics.json",
     ]
     return "\n".join(lines)
 
