@@ -36,6 +36,7 @@ def test_train_flow_logs_a_complete_mlflow_run(isolated_home: Path, monkeypatch:
     artifact = Artifact.get("train-summary")
     assert artifact is not None and str(artifact.flow_run_id) == flow_run_id
     page = f"http://127.0.0.1:5999/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    page += "?workflowType=machine_learning"
     assert f"]({page})" in str(artifact.data)
     assert run.data.params["model.embedding_dim"] == "16"
     assert {"git_commit", "config_hash", "data_fingerprint"} <= set(run.data.tags)

@@ -133,5 +133,6 @@ def test_links_outside_a_flow_run_and_page_addresses(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("EXPLOREC_PREFECT_UI_URL", raising=False)
     assert flow_run_url("abc") is None
     assert flow_run_url("abc", "http://h:1/") == "http://h:1/runs/flow-run/abc"
-    assert mlflow_run_url("http://h:2", "7", "r1") == "http://h:2/#/experiments/7/runs/r1"
+    run_page = "http://h:2/#/experiments/7/runs/r1?workflowType=machine_learning"  # the model-training view
+    assert mlflow_run_url("http://h:2", "7", "r1") == run_page
     assert mlflow_version_url("http://h:2/", "my model", "3") == "http://h:2/#/models/my%20model/versions/3"

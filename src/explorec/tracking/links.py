@@ -45,8 +45,8 @@ def flow_run_tags() -> dict[str, str]:
 
 
 def mlflow_run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
-    """Return the MLflow UI page of a run."""
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    """Return the MLflow UI page of a run, in the model-training view (MLflow 3 opens its GenAI view)."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def mlflow_version_url(ui_url: str, name: str, version: str) -> str:
