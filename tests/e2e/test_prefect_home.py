@@ -87,6 +87,15 @@ def test_a_command_line_pipeline_shows_in_the_prefect_ui_of_a_later_up(
         assert f"]({run_page})" in artifact["data"]  # a link to the MLflow run page, not a store path
         assert "sqlite:" not in artifact["data"] and "mlflow ui" not in artifact["data"]
 
+        registration = summary["registration"]
+        name, version = registration["registered_model"], str(registration["version"])
+        version_page = f"{mlflow_url}/#/models/{name}/versions/{version}"
+        assert f"]({version_page})" in artifact["data"]
+        stored = mlflow.get("/model-versions/get", params={"name": name, "version": version}).json()
+        version_tags = {item["key"] for item in stored["model_version"].get("tags", [])}
+        assert {"gate.status", "gate.reasons", "gate.decision"} <= version_tags
+        assert not [key for key in version_tags if key.startswith("metric.")]  # a handful of tags, no metrics
+
         run = mlflow.get("/runs/get", params={"run_id": run_id}).json()["run"]
         tags = {item["key"]: item["value"] for item in run["data"]["tags"]}
         assert tags["explorec.prefect_flow_run_id"] == flow_run["id"]
@@ -113,6 +122,11 @@ def test_a_command_line_pipeline_shows_in_the_prefect_ui_of_a_later_up(
     open_mlflow(page, run_page, run["info"]["run_name"])
     page.get_by_text("explorec.prefect_flow_run_id").first.wait_for()
     page.screenshot(path=screenshot_dir / "mlflow-run-linked-from-prefect.png", full_page=True)
+
+    verdict = "Gate: PASSED" if registration["gate_passed"] else "Gate: FAILED"
+    open_mlflow(page, version_page, verdict)
+    assert page.get_by_text(verdict).first.bounding_box()["y"] < 1000  # in the first screen, no scrolling
+    page.screenshot(path=screenshot_dir / "mlflow-version-decision-cli-run.png")  # the first screen only
     page.close()
 
     assert explorec(home, env, "down").returncode == 0
