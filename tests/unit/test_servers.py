@@ -73,9 +73,11 @@ def test_mlflow_server_keeps_runs_and_artifacts_under_mlruns(tmp_path: Path) -> 
 
 
 def test_serve_process_talks_to_the_server_and_resolves_paths_in_the_project(tmp_path: Path) -> None:
-    env = serve_environment(store_layout(tmp_path), "http://127.0.0.1:4321/api")
+    env = serve_environment(store_layout(tmp_path), "http://127.0.0.1:4321", "http://127.0.0.1:5432")
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
     assert env["EXPLOREC_HOME"] == str(tmp_path)
+    assert env["EXPLOREC_PREFECT_UI_URL"] == "http://127.0.0.1:4321"  # what flow runs link to
+    assert env["EXPLOREC_MLFLOW_UI_URL"] == "http://127.0.0.1:5432"
 
 
 def test_state_file_round_trips(tmp_path: Path) -> None:
