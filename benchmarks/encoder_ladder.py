@@ -6,7 +6,8 @@ into encoder.unpack_dir, unless already there), then `encode_texts` on an empty 
 path: length-sorted batches, model load included), then the same call again on the filled cache, with a
 factory that fails if the model is loaded (a rerun must encode nothing). Prints items/s, the embedding size
 and the rows' norms. With `--fresh-unpack` mpnet is unpacked into a new temporary folder (its first load
-pays for the unpacking). Run on an otherwise idle machine with `nice` and a fresh EXPLOREC_HOME:
+pays for the unpacking); `--limit N` encodes a seeded random N of each set's texts (a busy machine). Run
+with `nice` and a fresh EXPLOREC_HOME:
 
     nice -n 5 python benchmarks/encoder_ladder.py --threads 2 --data ml100k ml_latest_small_tmdb
 """
@@ -26,10 +27,14 @@ from explorec.data.loading import load_dataset
 from explorec.encoders.text import encode_texts, load_sentence_transformer
 
 
-def item_texts(data: str) -> list[str]:
-    """The encoder's item texts of a data set, in item order, through the project's loading."""
+def item_texts(data: str, limit: int | None) -> list[str]:
+    """The encoder's item texts of a data set in item order (a seeded random `limit` of them when given)."""
     dataset = load_dataset(compose([f"data={data}"]))
-    return dataset.items.sort_values("item_idx")["text"].tolist()
+    texts = dataset.items.sort_values("item_idx")["text"].tolist()
+    if limit is None or limit >= len(texts):
+        return texts
+    picks = np.sort(np.random.default_rng(0).choice(len(texts), size=limit, replace=False))
+    return [texts[index] for index in picks]
 
 
 def must_not_load(_: EncoderConfig) -> None:
@@ -71,6 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", nargs="+", default=["ml100k", "ml_latest_small_tmdb"])
     parser.add_argument("--rungs", nargs="+", default=["none", "minilm", "mpnet"])
+    parser.add_argument("--limit", type=int, default=None, help="a seeded random subset of this many texts")
     parser.add_argument(
         "--fresh-unpack", action="store_true", help="unpack mpnet into a new temporary folder"
     )
@@ -79,8 +85,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()}", flush=True)
     for data in args.data:
-        texts = item_texts(data)
-        print(f"\n{data}: {len(texts)} item texts", flush=True)
+        texts = item_texts(data, args.limit)
+        print(
+            f"\n{data}: {len(texts)} item texts{' (seeded random subset)' if args.limit else ''}", flush=True
+        )
         for rung in args.rungs:
             measure(rung, texts, data, args.threads, unpack.name if unpack else None)
 
