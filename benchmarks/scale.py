@@ -48,7 +48,9 @@ TIMED_PHASES = ("preprocess", "encode", "train", "evaluate", "package", "load")
 RSS_CEILING_GIB = 12.0
 
 
-def size_overrides(n_users: int, *, items_per_user: float, interactions_per_user: int, eval_users: int) -> list:
+def size_overrides(
+    n_users: int, *, items_per_user: float, interactions_per_user: int, eval_users: int
+) -> list[str]:
     """The Hydra overrides of one ladder size: the synthetic shape, one epoch, the evaluation sample."""
     return [
         "data=synthetic",
@@ -226,8 +228,9 @@ def run_phase(phase: str, home: Path, overrides: list[str], state: dict[str, Any
     with log.open("a") as output:
         output.write(f"\n===== {phase} =====\n")
         output.flush()
-        child = subprocess.Popen(command, env={**os.environ, "EXPLOREC_HOME": str(home)}, stdout=output,
-                                 stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            command, env={**os.environ, "EXPLOREC_HOME": str(home)}, stdout=output, stderr=subprocess.STDOUT
+        )
         _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -296,7 +299,7 @@ def throughput_ratio(rows: list[dict[str, Any]]) -> float:
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
-    """One Markdown table: a row per size and phase, with time, wall time, peak RSS and what the phase says."""
+    """A Markdown table, a row per size and phase: time, child wall time, peak RSS, the phase's figures."""
     lines = [
         "| users | items | interactions | phase | time (s) | child wall (s) | peak RSS (GiB) | notes |",
         "|---:|---:|---:|---|---:|---:|---:|---|",
@@ -363,7 +366,8 @@ def scale_plot(rows: list[dict[str, Any]], path: Path) -> Path:
     fitted = exponents(rows)
     figure, axis = plt.subplots(figsize=(7.0, 4.8))
     for phase in TIMED_PHASES:
-        measured = sorted((row for row in rows if phase in row["phases"]), key=lambda row: row["interactions"])
+        measured = [row for row in rows if phase in row["phases"]]
+        measured.sort(key=lambda row: row["interactions"])
         if measured:
             axis.plot(
                 [row["interactions"] for row in measured],
