@@ -24,6 +24,7 @@ examples/s of the largest size over the smallest, draws the log-log plot and log
 
     nice -n 5 python benchmarks/scale.py --users 10000 30000 --results benchmarks/out/scale.json
     nice -n 5 python benchmarks/scale.py --users 1000000 --results benchmarks/out/scale.json
+    nice -n 5 python benchmarks/scale.py --users 1000000 --phases preprocess --results ...  # one phase only
     python benchmarks/scale.py --report-only --results benchmarks/out/scale.json   # table, plot, MLflow
 """
 
@@ -253,7 +254,7 @@ def run_size(n_users: int, args: argparse.Namespace) -> dict[str, Any]:
     log = home / "scale.log"
     state: dict[str, Any] = {}
     print(f"\nsize {n_users:,} users: home {home}, log {log}", flush=True)
-    for phase in PHASES:
+    for phase in [phase for phase in PHASES if phase in args.phases]:
         state[phase] = run_phase(phase, home, overrides, state, log)
         shown = {k: v for k, v in state[phase].items() if k not in ("counts", "run_id", "model_id")}
         print(f"  {phase}: {json.dumps(shown, default=str)}", flush=True)
@@ -439,6 +440,13 @@ def main() -> None:
     parser.add_argument("--results", default="benchmarks/out/scale.json", help="rows so far (appended to)")
     parser.add_argument("--home", default=None, help="EXPLOREC_HOME of the runs (default: a new temp dir)")
     parser.add_argument("--report-only", action="store_true", help="only report the rows in --results")
+    parser.add_argument(
+        "--phases",
+        nargs="*",
+        choices=PHASES,
+        default=list(PHASES),
+        help="run only these phases (each needs the ones before it, except preprocess alone)",
+    )
     parser.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
