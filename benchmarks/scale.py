@@ -241,8 +241,11 @@ def run_phase(phase: str, home: Path, overrides: list[str], state: dict[str, Any
     return {**result, "wall_s": wall, "peak_rss_gib": usage.ru_maxrss / 2**20}  # ru_maxrss in KiB
 
 
-def run_size(n_users: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Every phase of one size, each in a child; return the size's row."""
+def run_size(n_users: int, args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every phase of one size, each in a child; the rows with this size's row, saved after each phase.
+
+    A phase that fails ends the size; the phases before it stay in its row (and in `--results`).
+    """
     overrides = size_overrides(
         n_users,
         items_per_user=args.items_per_user,
@@ -252,20 +255,24 @@ def run_size(n_users: int, args: argparse.Namespace) -> dict[str, Any]:
     home = Path(args.home) / f"users_{n_users}"
     home.mkdir(parents=True, exist_ok=True)
     log = home / "scale.log"
-    state: dict[str, Any] = {}
-    print(f"\nsize {n_users:,} users: home {home}, log {log}", flush=True)
-    for phase in [phase for phase in PHASES if phase in args.phases]:
-        state[phase] = run_phase(phase, home, overrides, state, log)
-        shown = {k: v for k, v in state[phase].items() if k not in ("counts", "run_id", "model_id")}
-        print(f"  {phase}: {json.dumps(shown, default=str)}", flush=True)
-    counts = state["preprocess"].get("counts") or {}
-    return {
+    row: dict[str, Any] = {
         "users": n_users,
         "items": max(int(n_users * args.items_per_user), 1),
         "interactions": n_users * args.interactions_per_user,
-        "counts": counts,
-        "phases": state,
+        "phases": {},
     }
+    rows = [old for old in rows if old["users"] != n_users] + [row]
+    print(f"\nsize {n_users:,} users: home {home}, log {log}", flush=True)
+    for phase in [phase for phase in PHASES if phase in args.phases]:
+        try:
+            row["phases"][phase] = run_phase(phase, home, overrides, row["phases"], log)
+        except RuntimeError as error:
+            print(f"  {error}", flush=True)
+            break
+        shown = {k: v for k, v in row["phases"][phase].items() if k not in ("counts", "run_id", "model_id")}
+        print(f"  {phase}: {json.dumps(shown, default=str)}", flush=True)
+        Path(args.results).write_text(json.dumps({"rows": rows}, indent=1, default=str))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -462,9 +469,7 @@ def main() -> None:
     rows = json.loads(results.read_text())["rows"] if results.is_file() else []
     if not args.report_only:
         for n_users in sorted(args.users):
-            row = run_size(n_users, args)
-            rows = [old for old in rows if old["users"] != n_users] + [row]
-            results.write_text(json.dumps({"rows": rows}, indent=1, default=str))
+            rows = run_size(n_users, args, rows)
     report(rows, args)
 
 
