@@ -74,9 +74,13 @@ def child_preprocess(overrides: list[str], state: dict[str, Any]) -> dict[str, A
     from explorec.pipeline.config import load_config
 
     cfg = load_config(overrides)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = preprocess(cfg)
-    return {"time_s": time.perf_counter() - started, "counts": result.summary().get("counts")}
+    return {
+        "time_s": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu_started,
+        "counts": result.summary().get("counts"),
+    }
 
 
 def child_encode(overrides: list[str], state: dict[str, Any]) -> dict[str, Any]:
@@ -87,11 +91,11 @@ def child_encode(overrides: list[str], state: dict[str, Any]) -> dict[str, Any]:
 
     cfg = load_config(overrides)
     dataset = load_dataset(cfg)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     embeddings = item_text_embeddings(dataset, cfg)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     n_texts = 0 if embeddings is None else len(embeddings)
-    return {"time_s": elapsed, "texts": n_texts, "texts_per_s": n_texts / elapsed}
+    return {"time_s": elapsed, "cpu_s": cpu, "texts": n_texts, "texts_per_s": n_texts / elapsed}
 
 
 def child_train(overrides: list[str], state: dict[str, Any]) -> dict[str, Any]:
@@ -102,13 +106,14 @@ def child_train(overrides: list[str], state: dict[str, Any]) -> dict[str, Any]:
     from explorec.pipeline.config import load_config
 
     cfg = load_config(overrides)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trained = train_and_evaluate(cfg)
-    total = time.perf_counter() - started
+    total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     metrics = mlflow.MlflowClient().get_run(trained.run_id).data.metrics
     return {
         "time_s": trained.fit_time_s,
         "run_total_s": total,
+        "cpu_s": cpu,  # of the whole run: the epoch, its validation, the run's evaluation and logging
         "run_id": trained.run_id,
         "examples_per_s": metrics.get("train/mean_examples_per_sec", float("nan")),
         "epoch_time_s": metrics.get("train/epoch_time_s", float("nan")),
@@ -144,11 +149,12 @@ def child_evaluate(overrides: list[str], state: dict[str, Any]) -> dict[str, Any
         history=[],
     )
     sample = user_sample(cfg.evaluation)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     results, _ = evaluate_per_user(fit, dataset, batch_size=cfg.trainer.eval_batch_size, sample=sample)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return {
         "time_s": elapsed,
+        "cpu_s": cpu,
         "sample": sample_note(results, sample) or "every user with a target",
         "test_ndcg@10": results["test"]["ndcg@10"],
     }
@@ -163,12 +169,13 @@ def child_package(overrides: list[str], state: dict[str, Any]) -> dict[str, Any]
 
     cfg = load_config(overrides)
     run_id = state["train"]["run_id"]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     package_run(cfg, run_id)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     run = mlflow.MlflowClient().get_run(run_id)
     return {
         "time_s": elapsed,
+        "cpu_s": cpu,
         "model_id": run.outputs.model_outputs[-1].model_id,
         "index_kind": run.data.tags.get("index.kind"),
         "index_recall_at_10": run.data.tags.get("index.recall_at_10"),
@@ -177,32 +184,37 @@ def child_package(overrides: list[str], state: dict[str, Any]) -> dict[str, Any]
 
 def child_load(overrides: list[str], state: dict[str, Any]) -> dict[str, Any]:
     """Load the packaged model as a server does (bundle read, known users' vectors precomputed)."""
-    model, elapsed = _load_model(overrides, state)
-    return {"time_s": elapsed, "users": len(model.unwrap_python_model().recommender.bundle.user_ids)}
+    model, elapsed, cpu = _load_model(overrides, state)
+    return {
+        "time_s": elapsed,
+        "cpu_s": cpu,
+        "users": len(model.unwrap_python_model().recommender.bundle.user_ids),
+    }
 
 
 def child_serve(overrides: list[str], state: dict[str, Any], requests: int = 1000) -> dict[str, Any]:
     """In-process p50/p99 of single k = 10 exploring requests (80% known users, 10% recent items, 10% new)."""
     from explorec.serving.latency import benchmark_requests, in_process_latency
 
-    model, load_s = _load_model(overrides, state)
+    model, load_s, _ = _load_model(overrides, state)
     bundle = model.unwrap_python_model().recommender.bundle
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     latency = in_process_latency(model, benchmark_requests(bundle, requests, k=10, seed=0))
-    return {"time_s": time.perf_counter() - started, "load_s": load_s, **latency}
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"time_s": elapsed, "cpu_s": cpu, "load_s": load_s, **latency}
 
 
-def _load_model(overrides: list[str], state: dict[str, Any]) -> tuple[Any, float]:
-    """(the packaged pyfunc model, seconds to load it)."""
+def _load_model(overrides: list[str], state: dict[str, Any]) -> tuple[Any, float, float]:
+    """(the packaged pyfunc model, seconds to load it, CPU seconds to load it)."""
     import mlflow
 
     from explorec.pipeline.config import load_config
     from explorec.tracking.store import configure_tracking
 
     configure_tracking(load_config(overrides).tracking)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model = mlflow.pyfunc.load_model(f"models:/{state['package']['model_id']}")
-    return model, time.perf_counter() - started
+    return model, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 CHILDREN = {
@@ -238,7 +250,8 @@ def run_phase(phase: str, home: Path, overrides: list[str], state: dict[str, Any
     if code != 0:
         raise RuntimeError(f"phase {phase} failed (exit {code}); see {log}")
     result = json.loads(result_file.read_text())
-    return {**result, "wall_s": wall, "peak_rss_gib": usage.ru_maxrss / 2**20}  # ru_maxrss in KiB
+    cpu = usage.ru_utime + usage.ru_stime
+    return {**result, "wall_s": wall, "child_cpu_s": cpu, "peak_rss_gib": usage.ru_maxrss / 2**20}  # KiB
 
 
 def run_size(n_users: int, args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -287,13 +300,13 @@ def fitted_exponent(interactions: list[float], times: list[float]) -> float:
     return float(np.polyfit(xs, ys, 1)[0])
 
 
-def exponents(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Each timed phase's fitted exponent over the sizes that ran it."""
+def exponents(rows: list[dict[str, Any]], key: str = "time_s") -> dict[str, float]:
+    """Each timed phase's fitted exponent of `key` (time_s: wall, cpu_s: CPU) over the sizes that have it."""
     fitted = {}
     for phase in TIMED_PHASES:
-        measured = [row for row in rows if phase in row["phases"]]
+        measured = [row for row in rows if key in row["phases"].get(phase, {})]
         fitted[phase] = fitted_exponent(
-            [row["interactions"] for row in measured], [row["phases"][phase]["time_s"] for row in measured]
+            [row["interactions"] for row in measured], [row["phases"][phase][key] for row in measured]
         )
     return fitted
 
@@ -309,8 +322,8 @@ def throughput_ratio(rows: list[dict[str, Any]]) -> float:
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     """A Markdown table, a row per size and phase: time, child wall time, peak RSS, the phase's figures."""
     lines = [
-        "| users | items | interactions | phase | time (s) | child wall (s) | peak RSS (GiB) | notes |",
-        "|---:|---:|---:|---|---:|---:|---:|---|",
+        "| users | items | interactions | phase | time (s) | CPU (s) | wall (s) | peak RSS (GiB) | notes |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for row in sorted(rows, key=lambda row: row["interactions"]):
         for phase in PHASES:
@@ -319,10 +332,16 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
             result = row["phases"][phase]
             lines.append(
                 f"| {row['users']:,} | {row['items']:,} | {row['interactions']:,} | {phase} | "
-                f"{result['time_s']:.1f} | {result['wall_s']:.1f} | {result['peak_rss_gib']:.2f} | "
+                f"{result['time_s']:.1f} | {_seconds(result.get('cpu_s'))} | {result['wall_s']:.1f} | "
+                f"{result['peak_rss_gib']:.2f} | "
                 f"{phase_note(phase, result)} |"
             )
     return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    """Seconds with one decimal, or a dash when not measured."""
+    return "–" if value is None else f"{value:.1f}"
 
 
 def phase_note(phase: str, result: dict[str, Any]) -> str:
@@ -347,15 +366,15 @@ def phase_note(phase: str, result: dict[str, Any]) -> str:
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
     """The fitted exponents, the throughput ratio and the peak RSS against their targets."""
-    fitted = exponents(rows)
+    fitted, fitted_cpu = exponents(rows), exponents(rows, "cpu_s")
     peak = max(result["peak_rss_gib"] for row in rows for result in row["phases"].values())
     sizes = sorted(row["users"] for row in rows)
     lines = [
         f"Sizes measured: {', '.join(f'{size:,}' for size in sizes)} users.",
         "",
-        "| phase | fitted exponent (log time vs log interactions; target ≤ 1.1) |",
-        "|---|---:|",
-        *(f"| {phase} | {value:.2f} |" for phase, value in fitted.items()),
+        "| phase | fitted exponent of time (log time vs log interactions; target ≤ 1.1) | of CPU time |",
+        "|---|---:|---:|",
+        *(f"| {phase} | {value:.2f} | {fitted_cpu[phase]:.2f} |" for phase, value in fitted.items()),
         "",
         f"Training examples/s, {sizes[-1]:,} users over {sizes[0]:,} users: {throughput_ratio(rows):.2f} "
         "(target ≥ 0.8).",
@@ -411,6 +430,9 @@ def log_to_mlflow(rows: list[dict[str, Any]], home: Path, plot: Path, markdown: 
     for phase, value in exponents(rows).items():
         if math.isfinite(value):
             client.log_metric(run_id, f"exponent/{phase}", value)
+    for phase, value in exponents(rows, "cpu_s").items():
+        if math.isfinite(value):
+            client.log_metric(run_id, f"exponent_cpu/{phase}", value)
     ratio = throughput_ratio(rows)
     if math.isfinite(ratio):
         client.log_metric(run_id, "train/examples_per_s_ratio", ratio)

@@ -11,7 +11,7 @@ from benchmarks.scale import exponents, fitted_exponent, size_overrides, table_m
 
 def _row(users: int, seconds: float, examples_per_s: float) -> dict:
     """A measured size whose every phase took `seconds`."""
-    phase = {"time_s": seconds, "wall_s": seconds + 1.0, "peak_rss_gib": 0.5}
+    phase = {"time_s": seconds, "cpu_s": seconds / 2, "wall_s": seconds + 1.0, "peak_rss_gib": 0.5}
     train = {**phase, "epoch_time_s": seconds, "examples_per_s": examples_per_s}
     return {
         "users": users,
@@ -41,6 +41,7 @@ def test_exponents_and_ratio_over_rows() -> None:
     assert fitted["preprocess"] == pytest.approx(1.0)
     assert fitted["train"] == pytest.approx(1.0)
     assert math.isnan(fitted["encode"])  # not measured
+    assert exponents(rows, "cpu_s")["train"] == pytest.approx(1.0)
     assert throughput_ratio(rows) == pytest.approx(0.8)
     assert math.isnan(throughput_ratio(rows[:1]))
 
@@ -49,7 +50,7 @@ def test_table_lists_each_measured_phase_by_size() -> None:
     """Rows come smallest size first, only for phases that ran, with the training throughput noted."""
     lines = table_markdown([_row(100_000, 10.0, 800.0), _row(10_000, 1.0, 1000.0)]).splitlines()
     assert len(lines) == 2 + 4
-    assert lines[2].startswith("| 10,000 | 1,000 | 300,000 | preprocess | 1.0 | 2.0 | 0.50 |")
+    assert lines[2].startswith("| 10,000 | 1,000 | 300,000 | preprocess | 1.0 | 0.5 | 2.0 | 0.50 |")
     assert "1,000 examples/s" in lines[3]
     assert lines[5].startswith("| 100,000 | 10,000 | 3,000,000 | train | 10.0 |")
 
