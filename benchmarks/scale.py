@@ -384,31 +384,32 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def scale_plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Log-log plot of each timed phase's seconds against interactions, one line per phase."""
+    """Log-log plots of each timed phase's wall and CPU seconds against interactions, a line per phase."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fitted = exponents(rows)
-    figure, axis = plt.subplots(figsize=(7.0, 4.8))
-    for phase in TIMED_PHASES:
-        measured = [row for row in rows if phase in row["phases"]]
-        measured.sort(key=lambda row: row["interactions"])
-        if measured:
-            axis.plot(
-                [row["interactions"] for row in measured],
-                [row["phases"][phase]["time_s"] for row in measured],
-                marker="o",
-                label=f"{phase} (slope {fitted[phase]:.2f})",
-            )
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("interactions (synthetic: users × 30, items = users / 10)")
-    axis.set_ylabel("seconds")
-    axis.set_title("explorec phases against data size")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
+    figure, axes = plt.subplots(1, 2, figsize=(12.0, 4.8))
+    for axis, key, title in ((axes[0], "time_s", "wall seconds"), (axes[1], "cpu_s", "CPU seconds")):
+        fitted = exponents(rows, key)
+        for phase in TIMED_PHASES:
+            measured = [row for row in rows if key in row["phases"].get(phase, {})]
+            measured.sort(key=lambda row: row["interactions"])
+            if measured:
+                axis.plot(
+                    [row["interactions"] for row in measured],
+                    [row["phases"][phase][key] for row in measured],
+                    marker="o",
+                    label=f"{phase} (slope {fitted[phase]:.2f})",
+                )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("interactions (synthetic: users × 30, items = users / 10)")
+        axis.set_ylabel(title)
+        axis.set_title(f"explorec phases against data size: {title}")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
