@@ -351,7 +351,8 @@ def phase_note(phase: str, result: dict[str, Any]) -> str:
     if phase == "train":
         return f"one epoch {result['epoch_time_s']:.1f} s, {result['examples_per_s']:,.0f} examples/s"
     if phase == "evaluate":
-        return f"{result['sample']}; test ndcg@10 {result['test_ndcg@10']:.4f}"
+        sample = result["sample"].partition(": ")[2].partition(" (")[0] or result["sample"]
+        return f"{sample}; test ndcg@10 {result['test_ndcg@10']:.4f}"
     if phase == "package":
         return f"index {result['index_kind']}, recall@10 {result['index_recall_at_10']}"
     if phase == "load":
