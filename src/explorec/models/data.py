@@ -204,6 +204,8 @@ class UserHistories:
 class TwoTowerDataModule(lp.LightningDataModule):
     """Train examples from the train split; validation users with their train history.
 
+    `validation_users`: the users validation scores (sorted indices, e.g. `evaluation.max_users`' seeded
+    sample, so each validation costs the same at any number of users); None: every user with a valid item.
     `objective`: "next_item" (causal windows, for chronological splits) or "held_out" (random held-out
     items from the rest of the history, for random splits). `whole_history`: held-out examples and
     validation users read every history item (set-style user towers), not only the last `history_length`.
@@ -220,6 +222,7 @@ class TwoTowerDataModule(lp.LightningDataModule):
         objective: str = "next_item",
         held_out_fraction: float = 0.2,
         whole_history: bool = False,
+        validation_users: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         if objective not in TRAINING_OBJECTIVES:
@@ -234,7 +237,10 @@ class TwoTowerDataModule(lp.LightningDataModule):
         self.train_sequences = dataset.sequences("train")
         self.validation_targets: sp.csr_matrix = dataset.matrix("valid")
         self.validation_exclude: sp.csr_matrix = dataset.matrix("train")
-        self.validation_users = np.flatnonzero(np.diff(self.validation_targets.indptr) > 0)
+        with_target = np.flatnonzero(np.diff(self.validation_targets.indptr) > 0)
+        self.validation_users = (
+            with_target if validation_users is None else np.intersect1d(validation_users, with_target)
+        )
 
     def _rank(self) -> tuple[int, int]:
         """Return (this process's rank, number of processes) of the attached trainer ((0, 1) without one)."""

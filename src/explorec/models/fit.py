@@ -21,6 +21,7 @@ from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
 from explorec.data.splits import split_method
 from explorec.evaluation.scoring import TRAIN_HISTORY
+from explorec.evaluation.targets import user_sample
 from explorec.models.data import (
     TwoTowerDataModule,
     UserHistories,
@@ -338,7 +339,11 @@ def fit_two_tower(
 def _datamodule(
     dataset: ProcessedDataset, cfg: ExplorecConfig, model_cfg: ModelConfig, model: TwoTowerModule
 ) -> TwoTowerDataModule:
-    """Return the training data of `dataset` as `model` (whole-history or windowed) and the config want it."""
+    """Return the training data of `dataset` as `model` (whole-history or windowed) and the config want it.
+
+    Validation scores the users the evaluation of the validation split scores (`evaluation.max_users`).
+    """
+    validation_users = user_sample(cfg.evaluation).users(dataset.matrix("valid"))
     return TwoTowerDataModule(
         dataset,
         history_length=model_cfg.history_length,
@@ -348,6 +353,7 @@ def _datamodule(
         objective=model_cfg.training_objective,
         held_out_fraction=model_cfg.held_out_fraction,
         whole_history=model.user_tower.max_history is None,
+        validation_users=validation_users,
     )
 
 

@@ -76,6 +76,7 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
     from mlflow.entities import LoggedModelOutput, Metric
 
     from explorec.data.loading import load_dataset
+    from explorec.evaluation.targets import user_sample
     from explorec.models.fit import resolve_model_config
     from explorec.pipeline.cache import POLICY_KEY_TAG, policy_key
     from explorec.policies.spec import PolicySpec
@@ -98,7 +99,10 @@ def package_run(cfg: ExplorecConfig, run_id: str) -> PackagedModel:
         tracking_uri=target.tracking_uri,
         encoder=cfg.encoder,
     )
-    served = metric_dict(served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed))
+    sample = user_sample(cfg.evaluation)  # the test users the evaluation scored (all by default)
+    served = metric_dict(
+        served_metrics_for_bundle(bundle, dataset, k=cfg.policy.slate_size, seed=cfg.seed, sample=sample)
+    )
     index = attach_index(bundle, cfg.registry.index, seed=cfg.seed)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(key, value, now, 0) for key, value in served.items()])

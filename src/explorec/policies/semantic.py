@@ -291,14 +291,24 @@ class SemanticClusterPolicy(Policy):
         return rng.beta(alpha, beta, size=(n_explore, unengaged.size))
 
     def select(
-        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items; each slot explores an unengaged cluster with probability exploration_rate."""
         return self._walk(scores=scores, excluded=excluded, k=k, state=state, rng=rng, logged=None)
 
     def select_batch(
-        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once: the same slates, propensities and flags as `select` row by row.
@@ -379,7 +389,12 @@ class SemanticClusterPolicy(Policy):
         return np.where(np.isfinite(top), np.take_along_axis(members, position, axis=-1)[..., 0], -1)
 
     def slate_propensities(
-        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """The module docstring's exact formula for each logged slot, given the logged earlier slots."""

@@ -26,6 +26,7 @@ from explorec.serving.recommender import Recommender, scores_for_policy
 
 if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
+    from explorec.evaluation.targets import UserSample
 
 EVALUATION_HISTORY = ("train", "valid")
 
@@ -106,11 +107,23 @@ def train_user_counts(dataset: ProcessedDataset) -> np.ndarray:
 
 
 def served_metrics_for_bundle(
-    bundle: RecommenderBundle, dataset: ProcessedDataset, *, k: int = 10, seed: int = 0
+    bundle: RecommenderBundle,
+    dataset: ProcessedDataset,
+    *,
+    k: int = 10,
+    seed: int = 0,
+    sample: UserSample | None = None,
 ) -> dict[str, float]:
-    """Return served-slate metrics of a bundle (e.g. rebuilt from logged artifacts) on the test users."""
+    """Return served-slate metrics of a bundle (e.g. rebuilt from logged artifacts) on the test users.
+
+    `sample` (e.g. `evaluation.max_users`): a seeded sample of the test users, the one the test evaluation
+    scores; None: every test user.
+    """
     recommender = Recommender(bundle)
     users = evaluation_users(dataset)
+    chosen = None if sample is None else sample.users(dataset.matrix("test"))
+    if chosen is not None:
+        users = np.intersect1d(users, chosen)
     _, offsets, items = user_histories(dataset, EVALUATION_HISTORY)
     histories = [items[offsets[user] : offsets[user + 1]] for user in users]
     has_history = np.array([history.size > 0 for history in histories])

@@ -7,13 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
+from explorec.config import compose
 from explorec.data.interactions import user_sequences
+from explorec.evaluation.targets import user_sample
 from explorec.models.data import (
     HeldOutExamples,
     TrainingWindows,
     UserHistories,
     genre_multi_hot,
 )
+from explorec.models.fit import _datamodule, build_two_tower, resolve_model_config
+from tests.unit.models.conftest import tiny_dataset
 
 LENGTHS = [0, 1, 2, 4, 5, 6, 7, 13]
 
@@ -92,3 +96,18 @@ def test_held_out_examples_split_each_user_into_history_and_unseen_targets() -> 
     torch.manual_seed(0)
     again = examples.collate(range(len(examples)))
     assert all(torch.equal(batch[key], again[key]) for key in batch)
+
+
+def test_validation_scores_only_the_evaluation_sample() -> None:
+    """With evaluation.max_users set, in-training validation scores the sample the val evaluation scores."""
+    dataset = tiny_dataset()
+    cfg = compose(["encoder=none", "evaluation.max_users=5", "evaluation.seed=3"])
+    model_cfg = resolve_model_config(cfg.model, cfg.split.name)
+    model = build_two_tower(dataset, None, model_cfg)
+    sampled = _datamodule(dataset, cfg, model_cfg, model)
+    expected = user_sample(cfg.evaluation).users(dataset.matrix("valid"))
+    assert expected is not None and len(expected) == 5
+    assert sampled.validation_users.tolist() == expected.tolist()
+    every = _datamodule(dataset, compose(["encoder=none"]), model_cfg, model)
+    assert every.validation_users.tolist() == list(range(dataset.n_users))
+    assert len(sampled.val_dataloader().dataset) == 5

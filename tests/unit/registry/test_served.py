@@ -10,9 +10,10 @@ import scipy.sparse as sp
 
 from explorec.config.registry import GatesConfig
 from explorec.data.processed import ProcessedDataset
+from explorec.evaluation.targets import UserSample
 from explorec.policies.simple import EpsilonGreedyPolicy, GreedyPolicy
 from explorec.serving.bundle import RecommenderBundle
-from explorec.serving.served import served_metrics_for_bundle, served_slate_metrics
+from explorec.serving.served import evaluation_users, served_metrics_for_bundle, served_slate_metrics
 
 
 def test_hand_computed_slates() -> None:
@@ -68,3 +69,18 @@ def test_exploration_widens_coverage(bundle: RecommenderBundle, dataset: Process
     metrics = served_metrics_for_bundle(bundle, dataset, k=5, seed=0)
     assert metrics["served/policy/catalog_coverage"] >= metrics["served/greedy/catalog_coverage"]
     assert metrics["served/policy/exposure_gini"] < metrics["served/greedy/exposure_gini"]
+
+
+def test_a_user_sample_serves_only_its_test_users(
+    bundle: RecommenderBundle, dataset: ProcessedDataset
+) -> None:
+    """With a sample, the metrics are those of a data set whose test split holds only the sampled users."""
+    sample = UserSample(max_users=3, seed=1)
+    chosen = sample.users(dataset.matrix("test"))
+    assert chosen is not None and len(chosen) == 3 < len(evaluation_users(dataset))
+    only_sampled = replace(dataset, test=dataset.test[dataset.test["user_idx"].isin(chosen)])
+    sampled = served_metrics_for_bundle(bundle, dataset, k=5, seed=0, sample=sample)
+    assert sampled == served_metrics_for_bundle(bundle, only_sampled, k=5, seed=0)
+    assert sampled != served_metrics_for_bundle(bundle, dataset, k=5, seed=0)
+    everyone = served_metrics_for_bundle(bundle, dataset, k=5, seed=0, sample=UserSample(max_users=None))
+    assert everyone == served_metrics_for_bundle(bundle, dataset, k=5, seed=0)
