@@ -24,7 +24,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from explorec.config.simulation import SimulateConfig
-from explorec.data.processed import ProcessedDataset
+from explorec.data.processed import ProcessedDataset, items_with_text
 from explorec.evaluation.statistics import holm_adjust, paired_difference
 from explorec.policies.semantic import text_clusters
 from explorec.progress import Progress
@@ -52,7 +52,21 @@ from explorec.simulation.runner import (
 if TYPE_CHECKING:
     from explorec.config import ExplorecConfig
 
-COMPARED_METRICS = ("expected_clicks", "ctr_early", "ctr_late", "new_clusters_clicked", "hidden_recall")
+COMPARED_METRICS = (
+    "expected_clicks",
+    "ctr_early",
+    "ctr_late",
+    "new_clusters_clicked",
+    "hidden_recall",
+    "first_new_cluster_click_visits",
+)
+CHURN_METRICS = (
+    "new_item_exposure_share",
+    "new_item_expected_clicks",
+    "new_item_clicks",
+    "new_item_first_click_visits",
+)
+"""Outcomes compared between policies in the churn world only (new items exist there alone)."""
 CONTROLS = ("greedy_online", "static")
 
 
@@ -77,12 +91,15 @@ def prior_for_calibration(
     index: int,
     with_popularity: bool = False,
 ) -> PlattPrior:
-    """The Platt prior fitted on a uniform exposure log of the tune pool under this click model."""
+    """The Platt prior fitted on a uniform exposure log of the tune pool under this click model.
+
+    New items of the churn world are not in that log: it was collected before they arrived.
+    """
     tune = world.pools.get(TUNE_POOL)
     return fit_platt_prior(
         recommender_scores=recommender.score(tune),
         click_probabilities=world.click_probabilities(tune, click_model),
-        visible_mask=world.visible_mask(tune),
+        visible_mask=world.visible_mask(tune) | world.arrivals.new[None, :],
         rng=stream(seed, PLATT_STREAM, index),
         item_popularity=world.item_popularity()[0] if with_popularity else None,
     )
@@ -139,6 +156,7 @@ def _simulate_calibration(
             noise_std=cfg.online_noise_std,
             prior_std=cfg.online_prior_std,
             features=resources.augmented_vectors,
+            arrival_visit=world.arrivals.visit if world.arrivals.churns else None,
         )
         oracle_expected = run_episode(spec=specs[0], policy=None, inputs=inputs).expected_rewards
         where = f"calibration {click_model.name}, replication {replication + 1}/{cfg.n_replications}"
@@ -320,6 +338,7 @@ def run_simulation(
             "text_embeddings": resources.text_embeddings,
             "item_popularity": popularity,
             "n_training_users": n_training_users,
+            "arrivals": world.arrivals if world.arrivals.churns else None,
         }
         metric_rows, curve_rows, log_frames, facts = [], [], [], {}
         episodes = len(world.click_models) * cfg.n_replications * (len(specs) + 1)  # + the oracle's
@@ -358,6 +377,8 @@ def run_simulation(
         "ease_l2": world.ground_truth.ease_l2,
         "ease_holdout_recall@20": world.ground_truth.holdout_recall,
         "ground_truth": world.ground_truth.kind,
+        "world": "churn" if world.arrivals.churns else "static",
+        **world.arrivals.facts(),
         "recommender": recommender.name,
         "recommender_fit": dict(recommender_facts or {}),
         "calibrations": facts,
@@ -365,7 +386,10 @@ def run_simulation(
     result = SimulationResult(
         per_replication=per_replication,
         summary=summarise(per_replication, curves),
-        comparisons=compare_policies(per_replication),
+        comparisons=compare_policies(
+            per_replication,
+            metrics=COMPARED_METRICS + (CHURN_METRICS if world.arrivals.churns else ()),
+        ),
         curves=curves,
         logs=logs,
         ope=ope,
@@ -397,7 +421,13 @@ def _ope_tables(logs: pd.DataFrame, per_replication: pd.DataFrame, cfg: Simulate
 def world_from_dataset(dataset: ProcessedDataset, cfg: SimulateConfig) -> SimulationWorld:
     """The simulated world of a processed data set (positives = ratings ≥ cfg.min_rating)."""
     positives = positives_from_dataset(dataset, min_rating=cfg.min_rating)
-    return build_world(positives=positives, n_users=dataset.n_users, n_items=dataset.n_items, cfg=cfg)
+    return build_world(
+        positives=positives,
+        n_users=dataset.n_users,
+        n_items=dataset.n_items,
+        cfg=cfg,
+        items_with_text=items_with_text(dataset.items) if cfg.world == "churn" else None,
+    )
 
 
 def simulator_recommender(
