@@ -40,18 +40,23 @@ from explorec.policies.semantic import best_member, padded_cluster_members, text
 
 
 def cluster_transition_counts(
-    *, histories: Sequence[np.ndarray], item_clusters: np.ndarray, n_clusters: int
+    *, history_items: np.ndarray, history_offsets: np.ndarray, item_clusters: np.ndarray, n_clusters: int
 ) -> np.ndarray:
-    """N[a, b]: consecutive items of a history (oldest first) whose cluster changes from a to b (a ≠ b)."""
-    clusters = np.asarray(item_clusters, np.int64)
+    """N[a, b]: consecutive items of a history whose cluster changes from a to b (a ≠ b), over all histories.
+
+    Histories in CSR form: user u's items, oldest first, are history_items[offsets[u]:offsets[u + 1]].
+    """
+    items = np.asarray(history_items, np.int64)
+    offsets = np.asarray(history_offsets, np.int64)
+    if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != items.size:
+        raise ValueError("history_offsets must start at 0 and end at len(history_items)")
     counts = np.zeros((n_clusters, n_clusters))
-    lengths = np.array([len(history) for history in histories], np.int64)
-    if lengths.sum() < 2:
+    if items.size < 2:
         return counts
-    sequence = clusters[np.concatenate([np.asarray(h, np.int64) for h in histories])]
+    sequence = np.asarray(item_clusters, np.int64)[items]
     same_history = np.ones(sequence.size - 1, dtype=bool)
-    ends = np.cumsum(lengths)[:-1]  # where each next history starts: the pair just before it crosses
-    same_history[ends[(ends > 0) & (ends < sequence.size)] - 1] = False
+    starts = offsets[1:-1]  # where each next history starts: the pair just before it crosses users
+    same_history[starts[(starts > 0) & (starts < sequence.size)] - 1] = False
     source, target = sequence[:-1], sequence[1:]
     keep = same_history & (source != target)
     np.add.at(counts, (source[keep], target[keep]), 1.0)
@@ -82,7 +87,8 @@ class InterestTransitionPolicy(Policy):
         text_embeddings: np.ndarray | None = None,
         n_clusters: int = 20,
         cluster_seed: int = 0,
-        histories: Sequence[np.ndarray] | None = None,
+        history_items: np.ndarray | None = None,
+        history_offsets: np.ndarray | None = None,
         cluster_transitions: np.ndarray | None = None,
         smoothing: float = 1.0,
         context_length: int = 3,
@@ -96,12 +102,19 @@ class InterestTransitionPolicy(Policy):
             )
         self.item_clusters = np.asarray(item_clusters, dtype=np.int64)
         self.n_clusters = int(self.item_clusters.max()) + 1
-        if (histories is None) == (cluster_transitions is None):
-            raise ValueError("interest_transition needs exactly one of histories or cluster_transitions")
+        if (history_items is None) == (cluster_transitions is None):
+            raise ValueError(
+                "interest_transition needs the training histories (history_items, history_offsets) or "
+                "their cluster_transitions counts, not both"
+            )
         if cluster_transitions is None:
-            assert histories is not None
+            if history_offsets is None:
+                raise ValueError("history_items need their history_offsets")
             cluster_transitions = cluster_transition_counts(
-                histories=histories, item_clusters=self.item_clusters, n_clusters=self.n_clusters
+                history_items=history_items,
+                history_offsets=history_offsets,
+                item_clusters=self.item_clusters,
+                n_clusters=self.n_clusters,
             )
         counts = np.asarray(cluster_transitions, np.float64)
         if counts.shape != (self.n_clusters, self.n_clusters) or (counts < 0).any():
@@ -148,9 +161,9 @@ class InterestTransitionPolicy(Policy):
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items for one user (the batch path on one row, draw for draw)."""
-        batch = self.select_batch(
-            scores=np.asarray(scores)[None, :], excluded=np.asarray(excluded)[None, :], k=k, rng=rng,
-            states=[state],
+        batch = self._walk(
+            scores=np.asarray(scores)[None, :], excluded=np.asarray(excluded)[None, :], k=k,
+            states=[state], rng=rng, logged=None,
         )
         return batch.slate(0)
 

@@ -89,7 +89,8 @@ class PolicyResources:
     """What policies are built from: augmented item vectors, text embeddings, clusters, candidate count.
 
     exploration_scale: linucb/thompson's bonus or posterior scale at rate 1; novelty_scale: linucb_novelty's
-    cluster-novelty weight λ at rate 1.
+    cluster-novelty weight λ at rate 1; cluster_transitions: counts of cluster changes in the training
+    histories (for policies that learn cluster transitions).
     """
 
     augmented_vectors: np.ndarray
@@ -98,6 +99,7 @@ class PolicyResources:
     n_candidates: int
     exploration_scale: float
     novelty_scale: float = 0.0
+    cluster_transitions: np.ndarray | None = None
 
 
 def make_policy(spec: SimulatedPolicy, resources: PolicyResources) -> Policy | None:
@@ -126,6 +128,10 @@ def policy_resources(policy_type: type[Policy], resources: PolicyResources) -> d
         params["text_embeddings"] = resources.text_embeddings
     if issubclass(policy_type, LinUCBNoveltyPolicy):
         params["novelty_scale"] = resources.novelty_scale
+    if policy_type.learns_cluster_transitions:
+        if resources.cluster_transitions is None:
+            raise ValueError(f"{policy_type.name} needs the cluster transitions of the training histories")
+        params["cluster_transitions"] = resources.cluster_transitions
     if issubclass(policy_type, ThompsonPolicy):
         params["propensity_draws"] = THOMPSON_PROPENSITY_DRAWS
     return params

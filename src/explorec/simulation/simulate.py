@@ -26,7 +26,9 @@ from threadpoolctl import threadpool_limits
 from explorec.config.simulation import SimulateConfig
 from explorec.data.processed import ProcessedDataset, items_with_text
 from explorec.evaluation.statistics import holm_adjust, paired_difference
+from explorec.data.interactions import chronological
 from explorec.policies.semantic import text_clusters
+from explorec.policies.transition import cluster_transition_counts
 from explorec.progress import Progress
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
 from explorec.simulation.environment import SimulationWorld, build_world, position_weights
@@ -299,6 +301,19 @@ def summarise(per_replication: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFra
     return summary
 
 
+def training_cluster_transitions(training: pd.DataFrame, item_clusters: np.ndarray) -> np.ndarray:
+    """Counts of cluster changes between consecutive items of every training history (by time, then item)."""
+    ordered = chronological(training)
+    users = ordered["user_idx"].to_numpy(np.int64)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if users.size else np.zeros(0, np.int64)
+    return cluster_transition_counts(
+        history_items=ordered["item_idx"].to_numpy(np.int64),
+        history_offsets=np.r_[starts, users.size].astype(np.int64),
+        item_clusters=item_clusters,
+        n_clusters=int(np.max(item_clusters)) + 1,
+    )
+
+
 def run_simulation(
     *,
     world: SimulationWorld,
@@ -329,6 +344,7 @@ def run_simulation(
             n_candidates=cfg.n_candidates,
             exploration_scale=cfg.linear_exploration_scale,
             novelty_scale=cfg.novelty_bonus_scale,
+            cluster_transitions=training_cluster_transitions(world.training, clusters),
         )
         popularity, n_training_users = world.item_popularity()
         context_base = {
