@@ -164,7 +164,7 @@ def text_clusters(*, text_embeddings: np.ndarray, n_clusters: int, seed: int) ->
 
 
 def padded_cluster_members(item_clusters: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Members of each cluster as rows (n_clusters, largest size), padded with n_items (an index past the end).
+    """Members of each cluster as rows (n_clusters, largest size), padded with n_items (past the end).
 
     Batch paths append a -inf column at index n_items, so padding never wins `best_member`.
     """
@@ -324,14 +324,24 @@ class SemanticClusterPolicy(Policy):
         return rng.beta(alpha, beta, size=(n_explore, unengaged.size))
 
     def select(
-        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items; each slot explores an unengaged cluster with probability exploration_rate."""
         return self._walk(scores=scores, excluded=excluded, k=k, state=state, rng=rng, logged=None)
 
     def select_batch(
-        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once: the same slates, propensities and flags as `select` row by row.
@@ -405,7 +415,12 @@ class SemanticClusterPolicy(Policy):
         return [self.initial_state(history_items=empty) if state is None else state for state in states]
 
     def slate_propensities(
-        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """The module docstring's exact formula for each logged slot, given the logged earlier slots."""

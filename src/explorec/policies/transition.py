@@ -157,32 +157,55 @@ class InterestTransitionPolicy(Policy):
         return self.transitions[np.asarray(state.context, np.int64)].sum(axis=0)
 
     def select(
-        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items for one user (the batch path on one row, draw for draw)."""
         batch = self._walk(
-            scores=np.asarray(scores)[None, :], excluded=np.asarray(excluded)[None, :], k=k,
-            states=[state], rng=rng, logged=None,
+            scores=np.asarray(scores)[None, :],
+            excluded=np.asarray(excluded)[None, :],
+            k=k,
+            states=[state],
+            rng=rng,
+            logged=None,
         )
         return batch.slate(0)
 
     def select_batch(
-        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
-        """Serve every row; per row the Generator gives 1 + k uniforms (the proposal, then each slot's flag)."""
+        """Serve every row; per row the Generator gives 1 + k uniforms (the proposal, then slot flags)."""
         return self._walk(scores=scores, excluded=excluded, k=k, states=states, rng=rng, logged=None)
 
     def slate_propensities(
-        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """The module docstring's exact per-slot probabilities of a logged slate."""
         items = check_logged_slate(items, np.asarray(excluded))
         return self._walk(
-            scores=np.asarray(scores)[None, :], excluded=np.asarray(excluded)[None, :], k=items.size,
-            states=[state], rng=None, logged=items[None, :],
+            scores=np.asarray(scores)[None, :],
+            excluded=np.asarray(excluded)[None, :],
+            k=items.size,
+            states=[state],
+            rng=None,
+            logged=items[None, :],
         ).propensities[0]
 
     def _states(self, states: Sequence[UserState | None] | None, n_rows: int) -> list[TransitionUserState]:

@@ -1,4 +1,4 @@
-"""The churn world: a share of the items with text is new, unknown to the towers, and arrives during the horizon.
+"""The churn world: a share of the items with text is new, unknown to the towers, and arrives in the horizon.
 
 `simulate.world=churn` withholds a seeded share (`churn_share`) of the items that have text and at least one
 positive. The ground truth is fitted on every positive, so it knows them; the towers never see one of their
@@ -77,7 +77,9 @@ def draw_arrivals(
     if not 0.0 < share < 1.0 or not 0.0 <= initial_share <= 1.0:
         raise ValueError(f"churn shares out of range: share={share}, initial_share={initial_share}")
     if eligible.size < 2:
-        raise ValueError(f"the churn world needs at least 2 items with text and positives, got {eligible.size}")
+        raise ValueError(
+            f"the churn world needs 2 or more items with text and positives, got {eligible.size}"
+        )
     n_new = min(max(1, round(share * eligible.size)), eligible.size - 1)
     order = stream(seed, CHURN_STREAM).permutation(eligible)[:n_new]
     n_initial = round(initial_share * n_new) if n_visits > 1 else n_new

@@ -146,9 +146,7 @@ def build_world(
     visible, hidden = split_visible_hidden(
         positives=positives, users=simulated, visible_share=cfg.visible_share
     )
-    arrivals = world_arrivals(
-        positives=positives, n_items=n_items, items_with_text=items_with_text, cfg=cfg
-    )
+    arrivals = world_arrivals(positives=positives, n_items=n_items, items_with_text=items_with_text, cfg=cfg)
     visible, hidden = withhold_from_visible(visible=visible, hidden=hidden, arrivals=arrivals)
     training = training_interactions(
         positives=without_new_items(positives, arrivals),
@@ -180,6 +178,4 @@ def build_world(
         )
         for target in cfg.calibrations
     )
-    return SimulationWorld(
-        n_users, n_items, pools, visible, hidden, training, truth, noise, models, arrivals
-    )
+    return SimulationWorld(n_users, n_items, pools, visible, hidden, training, truth, noise, models, arrivals)

@@ -100,7 +100,7 @@ class TowerFitInfo:
 
 
 def check_tower_training_data(dataset: ProcessedDataset, world: SimulationWorld) -> None:
-    """Raise LeakageError if any split holds a hidden positive, a simulated user's later interaction or a new item.
+    """Raise LeakageError when a split has a hidden positive, a simulated user's later rating or a new item.
 
     Later = after the time of that user's last visible positive (docs/design.md §6: the towers see all other
     users plus the visible part of the simulated users only). New = withheld in the churn world.

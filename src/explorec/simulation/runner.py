@@ -289,8 +289,11 @@ def run_episode(
         rng = stream(inputs.seed, POLICY_STREAM, inputs.replication, visit)
         unavailable = inputs.unavailable(visit)
         served_from = excluded if unavailable is None else excluded | unavailable[None, :]
-        if policy is None:  # the oracle: this visit's slice of its order, or its best available items
-            oracle = oracle_visit(inputs, served_from, k) if order is None else order[:, visit * k : (visit + 1) * k]
+        if policy is None:  # the oracle: its best available items, or this visit's slice of its order
+            if order is None:
+                oracle = oracle_visit(inputs, served_from, k)
+            else:
+                oracle = order[:, visit * k : (visit + 1) * k]
         batch = _serve(
             policy=policy,
             scores=scores,

@@ -24,9 +24,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from explorec.config.simulation import SimulateConfig
+from explorec.data.interactions import chronological
 from explorec.data.processed import ProcessedDataset, items_with_text
 from explorec.evaluation.statistics import holm_adjust, paired_difference
-from explorec.data.interactions import chronological
 from explorec.policies.semantic import text_clusters
 from explorec.policies.transition import cluster_transition_counts
 from explorec.progress import Progress

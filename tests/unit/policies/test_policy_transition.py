@@ -21,9 +21,7 @@ from explorec.policies.transition import (
 CLUSTERS = np.array([0, 0, 1, 1, 2, 2, 3, 3])
 SCORES = np.array([0.9, 0.8, 0.5, 0.4, 0.3, 0.2, 0.7, 0.1])
 # From cluster 0 people moved on to 1 (6 times) and 2 (2 times), never to 3 (smoothing gives it 1).
-COUNTS = np.array(
-    [[0.0, 6.0, 2.0, 0.0], [1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]]
-)
+COUNTS = np.array([[0.0, 6.0, 2.0, 0.0], [1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
 
 
 def _policy(rate: float) -> InterestTransitionPolicy:
@@ -124,8 +122,11 @@ def test_single_draws_give_the_batch_draw_for_draw() -> None:
     excluded = np.zeros(8, dtype=bool)
     states = [policy.initial_state(history_items=np.array([0, 6])) for _ in range(50)]
     batch = policy.select_batch(
-        scores=np.tile(SCORES, (50, 1)), excluded=np.tile(excluded, (50, 1)), k=3,
-        rng=np.random.default_rng(2), states=states,
+        scores=np.tile(SCORES, (50, 1)),
+        excluded=np.tile(excluded, (50, 1)),
+        k=3,
+        rng=np.random.default_rng(2),
+        states=states,
     )
     rng = np.random.default_rng(2)
     for row in range(50):
@@ -151,7 +152,9 @@ def test_a_click_makes_its_cluster_engaged_and_moves_the_context() -> None:
 def test_without_a_novel_cluster_it_serves_the_greedy_slate() -> None:
     policy = _policy(1.0)
     state = TransitionUserState(engaged=np.ones(4, dtype=bool), context=[0])
-    slate = policy.select(scores=SCORES, excluded=np.zeros(8, bool), k=3, rng=np.random.default_rng(0), state=state)
+    slate = policy.select(
+        scores=SCORES, excluded=np.zeros(8, bool), k=3, rng=np.random.default_rng(0), state=state
+    )
     np.testing.assert_array_equal(slate.items, [0, 1, 6])
     np.testing.assert_array_equal(slate.propensities, [1.0, 1.0, 1.0])
     assert not slate.explored.any()
