@@ -16,6 +16,7 @@ simulated user (both pools): the Platt prior is fitted on the tune pool.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,8 @@ from explorec.config.simulation import SimulateConfig
 from explorec.data.interactions import chronological
 from explorec.data.processed import ProcessedDataset, items_with_text
 from explorec.evaluation.statistics import holm_adjust, paired_difference
-from explorec.policies.semantic import text_clusters
+from explorec.policies.semantic import cluster_names, text_clusters
+from explorec.policies.spec import PolicySpec
 from explorec.policies.transition import cluster_transition_counts
 from explorec.progress import Progress
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
@@ -314,6 +316,29 @@ def training_cluster_transitions(training: pd.DataFrame, item_clusters: np.ndarr
     )
 
 
+def _cluster_facts(resources: PolicyResources, titles: Sequence[str] | None) -> dict[str, Any]:
+    """The text clusters' names and each one's most likely next cluster under the learned transitions."""
+    if titles is None:
+        return {}
+    names = cluster_names(
+        text_embeddings=resources.text_embeddings, item_clusters=resources.item_clusters, titles=titles
+    )
+    counts = resources.cluster_transitions
+    if counts is None:
+        return {"text_clusters": names}
+    policy = PolicySpec("interest_transition", 0.0).build(
+        item_clusters=resources.item_clusters, cluster_transitions=counts
+    )
+    following = policy.transitions.argmax(axis=1)
+    return {
+        "text_clusters": names,
+        "cluster_transitions": [
+            {"to": int(target), "probability": float(policy.transitions[source, target])}
+            for source, target in enumerate(following)
+        ],
+    }
+
+
 def run_simulation(
     *,
     world: SimulationWorld,
@@ -322,10 +347,12 @@ def run_simulation(
     cfg: SimulateConfig,
     output_dir: Path,
     recommender_facts: dict[str, Any] | None = None,
+    item_titles: Sequence[str] | None = None,
 ) -> SimulationResult:
     """Simulate every policy on pool `cfg.pool` under every calibration; write plots to `output_dir`.
 
-    `recommender_facts` (e.g. the two-tower fit's cache hit and validation NDCG) go into `world_info`.
+    `recommender_facts` (e.g. the two-tower fit's cache hit and validation NDCG) go into `world_info`;
+    with `item_titles` the text clusters are named by their most central titles there.
     """
     from explorec.simulation.report import markdown_summary, write_plots
 
@@ -397,6 +424,7 @@ def run_simulation(
         **world.arrivals.facts(),
         "recommender": recommender.name,
         "recommender_fit": dict(recommender_facts or {}),
+        **_cluster_facts(resources, item_titles),
         "calibrations": facts,
     }
     result = SimulationResult(
