@@ -19,8 +19,8 @@ import pandas as pd
 
 from explorec.simulation.ground_truth import LeakageError, stream
 
-CHURN_STREAM = 14
-"""Random stream of the choice and order of new items (after the pool, holdout and noise streams)."""
+CHURN_STREAM = 31
+"""Random stream of the new items' choice and order (apart from the ground truth's 1x and the runner's 2x)."""
 
 
 @dataclass(frozen=True)
