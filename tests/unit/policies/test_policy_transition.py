@@ -52,9 +52,15 @@ def test_transition_probabilities_are_smoothed_without_self_transitions() -> Non
 
 def test_it_is_registered_and_built_from_histories_or_counts() -> None:
     assert policy_class("interest_transition") is InterestTransitionPolicy
-    built = PolicySpec("interest_transition", 0.3).build(
-        item_clusters=CLUSTERS, history_items=np.array([0, 2, 4]), history_offsets=np.array([0, 3])
+    spec = PolicySpec("interest_transition", 0.3)
+    histories = spec.history_resources(history_items=np.array([0, 2, 4]), history_offsets=np.array([0, 3]))
+    assert (
+        PolicySpec("semantic_cluster", 0.3).history_resources(
+            history_items=np.array([0]), history_offsets=np.array([0, 1])
+        )
+        == {}
     )
+    built = spec.build(item_clusters=CLUSTERS, **histories)
     np.testing.assert_array_equal(built.transition_counts[[0, 1], [1, 2]], [1.0, 1.0])
     with pytest.raises(ValueError, match="training histories"):
         PolicySpec("interest_transition", 0.3).build(item_clusters=CLUSTERS)
