@@ -185,7 +185,7 @@ def best_member(values: np.ndarray, members: np.ndarray) -> np.ndarray:
 def cluster_names(
     *, text_embeddings: np.ndarray, item_clusters: np.ndarray, titles: Sequence[str], n_titles: int = 3
 ) -> list[str]:
-    """Each cluster named by its most central titles (highest cosine to the cluster's mean direction)."""
+    """Each cluster named by its most central distinct titles (highest cosine to its mean direction)."""
     unit = normalize_rows(text_embeddings)
     clusters = np.asarray(item_clusters, np.int64)
     names = []
@@ -195,8 +195,9 @@ def cluster_names(
             names.append("(empty)")
             continue
         centre = unit[members].mean(axis=0)
-        order = members[np.argsort(-(unit[members] @ centre), kind="stable")[:n_titles]]
-        names.append(" / ".join(str(titles[item]) for item in order))
+        order = members[np.argsort(-(unit[members] @ centre), kind="stable")]
+        distinct = list(dict.fromkeys(str(titles[item]) for item in order))  # a catalogue may repeat a title
+        names.append(" / ".join(distinct[:n_titles]))
     return names
 
 

@@ -174,3 +174,7 @@ def test_clusters_are_named_by_their_most_central_titles() -> None:
         text_embeddings=text, item_clusters=np.array([0, 0, 0, 1, 1, 1]), titles=list("ABCDEF"), n_titles=2
     )
     assert names == ["B / A", "F / D"]
+    repeated = cluster_names(
+        text_embeddings=text, item_clusters=np.array([0, 0, 0, 1, 1, 1]), titles=list("BBCDEF"), n_titles=2
+    )
+    assert repeated[0] == "B / C"  # a title that appears twice is named once
