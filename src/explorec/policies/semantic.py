@@ -192,7 +192,7 @@ def cluster_names(
     for cluster in range(int(clusters.max()) + 1):
         members = np.flatnonzero(clusters == cluster)
         if members.size == 0:
-            names.append("(empty)")
+            names.append(f"cluster {cluster}")
             continue
         centre = unit[members].mean(axis=0)
         order = members[np.argsort(-(unit[members] @ centre), kind="stable")]
