@@ -272,3 +272,31 @@ def test_a_churn_simulation_reports_new_item_outcomes_with_common_random_numbers
     )
     arrival = world.arrivals.visit
     assert (arrival[logs["item"].to_numpy()] <= logs["visit"].to_numpy()).all()
+
+
+def test_the_ope_cross_check_covers_the_simulated_values_with_items_still_to_arrive(tmp_path: Path) -> None:
+    # every new item arrives at visit 1, so the logged first-visit slates exclude 27 of the 90 items
+    small = small_simulate_config()
+    cfg = replace(
+        small,
+        **{**CHURN, "churn_share": 0.3, "churn_initial_share": 0.0},
+        n_visits=2,
+        n_replications=40,
+        calibrations=small.calibrations[:1],
+        policy_rates={"epsilon_greedy": [0.1, 0.5]},
+        ope_logging_policy="epsilon_greedy@0.5",
+        ope_target_policies=["epsilon_greedy@0.1", "greedy_online"],
+    )
+    world = build_world(positives=synthetic_positives(), n_users=N_USERS, n_items=N_ITEMS, cfg=cfg)
+    assert world.arrivals.unavailable(0).sum() == 27
+    recommender = stand_in_recommender(
+        training=world.training, n_users=N_USERS, n_items=N_ITEMS, users=world.pools.simulated, dimension=6
+    )
+    result = run_simulation(
+        world=world,
+        recommender=recommender,
+        text_embeddings=synthetic_text_embeddings(),
+        cfg=cfg,
+        output_dir=tmp_path,
+    )
+    assert result.ope["covered"].all(), result.ope.to_string()
