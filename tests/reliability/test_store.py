@@ -74,9 +74,9 @@ def test_two_processes_opening_a_fresh_store_at_once_both_succeed(tmp_path: Path
         results = race_first_open(home, tmp_path / f"barrier-{round_}")
         for result in results:
             assert result.returncode == 0, result.stderr[-3000:]
-        assert {result.stdout.split()[-1] for result in results} == {results[0].stdout.split()[-1]}, (
-            "the racers saw different experiments"
-        )
+        assert {result.stdout.split()[-1] for result in results} == {
+            results[0].stdout.split()[-1]
+        }, "the racers saw different experiments"
         client = MlflowClient(store_uri(home), registry_uri=store_uri(home))
         tags = client.get_registered_model("race").tags
         assert {"writer-a", "writer-b"} <= set(tags)

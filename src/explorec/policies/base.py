@@ -265,24 +265,14 @@ class Policy(ABC):
 
     @abstractmethod
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k distinct non-excluded items for one user; randomness only through `rng`."""
 
     @abstractmethod
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Per slot s, the probability this policy would put items[s] at slot s after items[:s] (for OPE).
@@ -292,12 +282,7 @@ class Policy(ABC):
         """
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve one slate per row of `scores` (n_users, n_items); this default loops over `select`."""

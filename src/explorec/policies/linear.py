@@ -181,12 +181,7 @@ class LinUCBPolicy(_LinearModelPolicy):
         return candidates[top_k_indices(means + alpha * width, candidates.size)], candidates
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve the k highest upper confidence bounds among the top-M candidates."""
@@ -195,12 +190,7 @@ class LinUCBPolicy(_LinearModelPolicy):
         return Slate(items, np.ones(k), slots_off_greedy(items, greedy), greedy)
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once: the same slates and flags as `select` row by row."""
@@ -218,12 +208,7 @@ class LinUCBPolicy(_LinearModelPolicy):
         return SlateBatch(items, np.ones(items.shape), slots_off_greedy_rows(items, greedy, n_items), greedy)
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """1 where the logged item has the highest bound among the remaining candidates, else 0."""
@@ -283,12 +268,7 @@ class ThompsonPolicy(_LinearModelPolicy):
         return candidates, means[None, :] + noise_scale * noise
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once: the same slates, propensities and flags as `select` row by row.
@@ -322,12 +302,7 @@ class ThompsonPolicy(_LinearModelPolicy):
         return SlateBatch(items, propensities, slots_off_greedy_rows(items, greedy, n_items), greedy)
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve the top k of one posterior draw; propensities by Monte Carlo."""
@@ -345,12 +320,7 @@ class ThompsonPolicy(_LinearModelPolicy):
         return Slate(items, propensities, slots_off_greedy(items, greedy), greedy)
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Monte Carlo estimate from `propensity_draws` fresh draws; NaN where no draw matches the prefix."""

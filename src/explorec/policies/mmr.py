@@ -111,12 +111,7 @@ class MMRPolicy(Policy):
         return Slate(items, propensities, explored, candidates[:k])
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once: the same slates and flags as `select` row by row."""
@@ -149,24 +144,14 @@ class MMRPolicy(Policy):
         return SlateBatch(items, np.ones((n_rows, k)), explored, candidates[:, :k])
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items by maximal marginal relevance."""
         return self._walk(scores, excluded, k, logged=None)
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """1 where MMR, given the logged earlier slots, picks the logged item, else 0."""

@@ -232,12 +232,7 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
         return SlateBatch(items, propensities, slots_off_greedy_rows(items, greedy, n_items), greedy)
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve the k best values (see the module docstring) for one user; `rng` is not drawn from."""
@@ -245,24 +240,14 @@ class LinUCBNoveltyPolicy(LinUCBPolicy):
         return batch.slate(0)
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once: the same slates and flags as `select` row by row."""
         return self._serve(scores, excluded, k, states)
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """1 where the logged item is the policy's choice after the logged earlier slots, else 0."""

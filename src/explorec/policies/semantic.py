@@ -325,24 +325,14 @@ class SemanticClusterPolicy(Policy):
         return rng.beta(alpha, beta, size=(n_explore, unengaged.size))
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items; each slot explores an unengaged cluster with probability exploration_rate."""
         return self._walk(scores=scores, excluded=excluded, k=k, state=state, rng=rng, logged=None)
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once: the same slates, propensities and flags as `select` row by row.
@@ -416,12 +406,7 @@ class SemanticClusterPolicy(Policy):
         return [self.initial_state(history_items=empty) if state is None else state for state in states]
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """The module docstring's exact formula for each logged slot, given the logged earlier slots."""

@@ -43,12 +43,7 @@ class GreedyPolicy(Policy):
     name = "greedy"
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve the k best non-excluded items; propensity 1 per slot."""
@@ -56,12 +51,7 @@ class GreedyPolicy(Policy):
         return Slate(items=items, propensities=np.ones(k), explored=np.zeros(k, bool), greedy_items=items)
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """1 where the logged item is the best remaining item by score, else 0."""
@@ -70,12 +60,7 @@ class GreedyPolicy(Policy):
         return (items == best_remaining_items(greedy, items)).astype(np.float64)
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve the k best non-excluded items of every row at once."""
@@ -96,12 +81,7 @@ class EpsilonGreedyPolicy(Policy):
     name = "epsilon_greedy"
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items, each slot exploring with probability ε."""
@@ -127,12 +107,7 @@ class EpsilonGreedyPolicy(Policy):
         return Slate(items=items, propensities=propensities, explored=explore, greedy_items=greedy)
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """(1 − ε)·1[best remaining] + ε / n_remaining for each logged slot (0 for an excluded item)."""
@@ -145,12 +120,7 @@ class EpsilonGreedyPolicy(Policy):
         return epsilon * ~excluded[items] / n_remaining + (1.0 - epsilon) * (items == best)
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once; same per-slot law and propensities as `select`."""
@@ -238,12 +208,7 @@ class BoltzmannPolicy(Policy):
         return propensities
 
     def select(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         state: UserState | None = None,
     ) -> Slate:
         """Serve k items drawn by Plackett-Luce on scores / τ."""
@@ -259,12 +224,7 @@ class BoltzmannPolicy(Policy):
         return Slate(items, propensities, slots_off_greedy(items, greedy), greedy)
 
     def slate_propensities(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        items: np.ndarray,
-        state: UserState | None = None,
+        self, *, scores: np.ndarray, excluded: np.ndarray, items: np.ndarray, state: UserState | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Softmax of score / τ over the items still available at each logged slot (0 if excluded)."""
@@ -276,12 +236,7 @@ class BoltzmannPolicy(Policy):
         return self._slot_propensities(self._scaled_logits(allowed[None, :]), items[None, :])[0]
 
     def select_batch(
-        self,
-        *,
-        scores: np.ndarray,
-        excluded: np.ndarray,
-        k: int,
-        rng: np.random.Generator,
+        self, *, scores: np.ndarray, excluded: np.ndarray, k: int, rng: np.random.Generator,
         states: Sequence[UserState | None] | None = None,
     ) -> SlateBatch:
         """Serve every row at once with Gumbel-top-k; exact Plackett-Luce propensities."""

@@ -147,7 +147,8 @@ def _first_open_sqlite(uri: str, database: Path, cfg: TrackingConfig) -> Any:
             if "out-of-date database schema" not in str(error):
                 raise
             raise StoreError(
-                f"{database} was written by an older MLflow; back it up, then run `mlflow db upgrade {uri}`"
+                f"{database} was written by an older MLflow; back it up, then run "
+                f"`mlflow db upgrade {uri}`"
             ) from error
 
 

@@ -71,6 +71,8 @@ def served_recall(slates: ServedSlates, targets: sp.csr_matrix, *, k: int) -> fl
     return mean_over_users(recall_at_k(hits=hits, n_relevant=np.diff(relevant.indptr), k=k))
 
 
+
+
 def served_metrics(
     scorer: Scorer,
     *,
