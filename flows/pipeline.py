@@ -127,6 +127,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any] | State:
     "Not promoted" (calling the flow still returns the summary; the UI shows the name).
     """
     from explorec.pipeline.cache import code_version
+    from explorec.pipeline.prefect_home import mlflow_ui_url
     from explorec.pipeline.steps import SimulationOutcome
     from explorec.simulation.tracked import candidate_simulation
     from explorec.tuning.space import chosen_config
@@ -186,6 +187,7 @@ def pipeline_flow(overrides: list[str] | None = None) -> dict[str, Any] | State:
         "promotion": None if promotion is None else without_decision(promotion.to_summary()),
         "champion": (promotion or registration).champion,
         "tracking_uri": trained.training.tracking_uri,
+        "mlflow_ui_url": mlflow_ui_url(trained.training.tracking_uri),
         "search": None
         if search is None
         else {k: search[k] for k in ("study_name", "parent_run_id", "pareto_size")},

@@ -3,11 +3,16 @@
 Each served flow keeps its flow's name and takes typed fields (data set, split, encoder, extra Hydra
 overrides, ...) that the Prefect UI shows as a form; the fields become Hydra overrides for the flow's own
 `overrides` API. Needs PREFECT_API_URL pointing at a running `prefect server` (`explorec up` sets it).
+
+`python -m flows.serve --work-pool NAME` instead registers the same deployments to a process work pool and
+exits: their runs then go to whichever `prefect worker start --pool NAME` polls the server, on any machine.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect import Flow, flow, serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
@@ -19,6 +24,7 @@ from explorec.data.sources import source_names
 from explorec.data.splits import split_names
 from explorec.policies.registry import policy_names
 from flows.benchmark import benchmark_flow
+from flows.loop import loop_flow
 from flows.pipeline import pipeline_flow
 from flows.preprocess import preprocess_flow
 from flows.replay import replay_flow
@@ -36,6 +42,7 @@ DEPLOYMENT_NAMES: dict[str, str] = {
     "simulate": "simulate-policies",
     "study": "encoder-policy-rate-study",
     "replay": "replay-sessions",
+    "loop": "serve-log-judge-retrain-rounds",
 }
 """Flow name → its deployment's name, which says what a run of it does (the UI lists `flow / deployment`)."""
 DEFAULT_EPOCHS = 30
@@ -63,6 +70,9 @@ FORM_OVERRIDES: dict[str, str] = {
     "study_replications": "study.n_replications",
     "run_id": "replay.run_id",
     "evaluation": "replay.evaluation",
+    "rounds": "loop.rounds",
+    "visits": "loop.visits",
+    "exploration_floor": "loop.exploration_floor",
 }
 
 
@@ -296,6 +306,33 @@ def replay(
     return replay_flow.fn(overrides=form_overrides(overrides, **fields))
 
 
+@flow(name=loop_flow.name, log_prints=True)
+def loop(
+    dataset: str = "ml100k",
+    policy: PolicyName = "linucb",
+    epochs: int = DEFAULT_EPOCHS,
+    rounds: int = 3,
+    visits: int = 3,
+    exploration_floor: float = 0.1,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Rounds of serve, simulated clicks, logging, off-policy judgement, gates, promotion and retraining.
+
+    Args:
+        dataset: the data set whose users and positives make the simulated world (Hydra group `data`)
+        policy: the exploration policy the loop's models serve with (Hydra group `policy`)
+        epochs: each round's most training epochs (early stopping may stop sooner); 2-3 for a quick look
+        rounds: rounds of traffic after the first champion; each from the second judges one candidate
+        visits: visits of every traffic user per round
+        exploration_floor: share of uniformly random slates mixed into what the champion serves, so that
+            its logs support judging the next candidate
+        overrides: extra Hydra overrides, e.g. `loop.users=50` or `loop.pool=tune`; they win over the fields
+    """
+    fields = {"dataset": dataset, "policy": policy, "epochs": epochs, "rounds": rounds, "visits": visits}
+    fields["exploration_floor"] = exploration_floor
+    return loop_flow.fn(overrides=form_overrides(overrides, **fields))
+
+
 SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
     preprocess,
     train,
@@ -305,6 +342,7 @@ SERVED_FLOWS: tuple[Flow[..., Any], ...] = (
     simulate,
     study,
     replay,
+    loop,
 )
 
 
@@ -338,8 +376,49 @@ def deployments() -> list[RunnerDeployment]:
     ]
 
 
-def main() -> None:
-    """Register the deployments with the Prefect API and run their flow runs until stopped."""
+WORK_POOL_TYPE = "process"
+"""The work pool type `register_to_pool` creates: its workers run each flow run as a local subprocess."""
+
+
+def ensure_work_pool(name: str) -> None:
+    """Create the process work pool `name` unless it exists; fail if a pool of another type has the name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type=WORK_POOL_TYPE, base_job_template=template)
+            )
+            return
+    if pool.type != WORK_POOL_TYPE:
+        from explorec.errors import ConfigError
+
+        raise ConfigError(
+            f"work pool {name!r} is of type {pool.type!r}; explorec registers to a process pool"
+        )
+
+
+def register_to_pool(name: str) -> list[UUID]:
+    """Register every deployment to the process work pool `name` (created if missing); return their ids."""
+    ensure_work_pool(name)
+    return [deployment.apply(work_pool_name=name) for deployment in deployments()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the deployments until stopped, or with `--work-pool NAME` register them to that pool and exit."""
+    parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--work-pool", help="register to this process work pool instead of serving")
+    args = parser.parse_args(argv)
+    if args.work_pool:
+        registered = register_to_pool(args.work_pool)
+        print(f"{len(registered)} deployments registered to work pool {args.work_pool!r}", flush=True)
+        return
     serve(*deployments())
 
 

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from explorec.config import from_dict, to_dict
 from explorec.pipeline.config import load_config
-from explorec.pipeline.report import metrics_markdown
+from explorec.pipeline.report import train_markdown
 from flows.common import IO_RETRIES
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ def fit_task(config: dict[str, Any], parent_run_id: str | None = None) -> Traini
 @flow(name="train", log_prints=True)
 def train_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     """Train and evaluate the two-tower recommender on one configuration, tracked in MLflow."""
+    from explorec.pipeline.prefect_home import mlflow_ui_url
+
     cfg = load_config(overrides or [])
     config = to_dict(cfg)
     preprocess_task(config)
@@ -53,7 +55,9 @@ def train_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     trained = fit_task(config)
     create_markdown_artifact(
         key="train-summary",
-        markdown=f"# Train run `{trained.run_id}`\n\n" + metrics_markdown({"two_tower": trained.metrics}),
+        markdown=train_markdown(
+            {**trained.to_summary(), "mlflow_ui_url": mlflow_ui_url(trained.tracking_uri)}
+        ),
         description="explorec train",
     )
     return trained.to_summary()

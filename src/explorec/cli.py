@@ -43,6 +43,7 @@ FLOW_COMMANDS: dict[str, str] = {
     "study": "encoder (minilm vs none) x policy x exploration rate in the simulator: what text towers buy",
     "replay": "replay sessions of a training run's served model with feedback (a click = a held-out item)",
     "tune": "Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
+    "loop": "rounds of serve, simulated clicks, log, off-policy judgement, retrain, gate, promote",
 }
 """Sub-command → its help; each runs `flows.<name>:<name>_flow` and shows `pipeline.report:<name>_text`."""
 
@@ -117,6 +118,13 @@ def _load(reference: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def _default_ports() -> tuple[int, int]:
+    """Return `explorec up`'s default (Prefect, MLflow) ports."""
+    from explorec.pipeline.servers import default_ports
+
+    return default_ports()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser: one sub-command per flow, each taking Hydra overrides."""
     parser = argparse.ArgumentParser(prog="explorec", description=__doc__.splitlines()[0])
@@ -138,9 +146,26 @@ def build_parser() -> argparse.ArgumentParser:
             )
     up = sub.add_parser("up", help="start the Prefect and MLflow servers and serve every flow (Ctrl-C stops)")
     up.add_argument("--detach", action="store_true", help="start in the background; `explorec down` stops")
-    up.add_argument("--prefect-port", type=int, default=4200, help="Prefect server port (127.0.0.1)")
-    up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (127.0.0.1)")
+    prefect_port, mlflow_port = _default_ports()
+    up.add_argument(
+        "--prefect-port",
+        type=int,
+        default=prefect_port,
+        help="Prefect server port on 127.0.0.1 (default: EXPLOREC_PREFECT_PORT or 4200)",
+    )
+    up.add_argument(
+        "--mlflow-port",
+        type=int,
+        default=mlflow_port,
+        help="MLflow server port on 127.0.0.1 (default: EXPLOREC_MLFLOW_PORT or 5000)",
+    )
     up.add_argument("--no-serve", action="store_true", help="start the servers without serving the flows")
+    up.add_argument(
+        "--work-pool",
+        metavar="NAME",
+        help="register the deployments to this process work pool and start a worker polling it, instead of "
+        "serving them from one process (workers on other machines can poll the same pool)",
+    )
     up.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     serve = sub.add_parser(
         "serve", help="serve the registry's champion over HTTP, logging every slate it serves (Ctrl-C stops)"
@@ -162,6 +187,7 @@ def _servers(args: argparse.Namespace) -> int:
         prefect_port=args.prefect_port,
         mlflow_port=args.mlflow_port,
         serve=not args.no_serve,
+        work_pool=args.work_pool,
         detach=args.detach,
     )
 
@@ -223,6 +249,7 @@ def register_command(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     run_id = args.run_id
     if run_id is None:
+        ensure_prefect_api()
         from flows.train import train_flow
 
         run_id = train_flow(overrides=list(args.overrides))["run_id"]
@@ -272,18 +299,56 @@ def run(
 
     spec = COMMANDS[command]
     cfg = load_config(overrides)  # fail fast on a bad override, before Prefect starts; the flow loads its own
+    if _other_node(command):
+        summary = _load("explorec.models.train:train_as_other_node")(cfg)
+        node = summary["node_rank"]
+        print(json.dumps(summary) if as_json else f"node {node}: trained its share; node 0 tracks the run")
+        return summary
     if command in GUARDED_COMMANDS:
         _guard(cfg)
     summary = _load(spec.up_to_date)(cfg) if spec.up_to_date and not force else None
     if summary is None and spec.call is not None:
         summary = _load(spec.call)(cfg, args)
     elif summary is None and spec.flow is not None:
+        ensure_prefect_api()
         summary = _load(spec.flow)(overrides=list(overrides))
     if as_json:
         print(json.dumps(summary, default=str))
     else:
         print(_load(COMMANDS[command].render)(summary))
     return summary
+
+
+def _other_node(command: str) -> bool:
+    """True on a node other than node 0 of a multi-node DDP job (NODE_RANK set, not 0): `train` only trains.
+
+    (`explorec.models.distributed.node_rank_from_environment` reads the number; this check imports no torch.)
+    """
+    if os.environ.get("NODE_RANK", "0").strip() in ("", "0"):
+        return False
+    if command != "train":
+        raise ExplorecError(f"NODE_RANK > 0: only `explorec train` runs on other nodes, not {command}")
+    return True
+
+
+_prefect_target: Any = None
+"""Where this command's flow runs go (`explorec.pipeline.prefect_home.use_prefect_home`), set by `main`."""
+
+
+def use_prefect_home() -> None:
+    """Point Prefect at the home's database or at its running `explorec up` server (before Prefect loads)."""
+    global _prefect_target
+    from explorec.pipeline.prefect_home import use_prefect_home as point_prefect
+
+    _prefect_target = point_prefect()
+
+
+def ensure_prefect_api() -> None:
+    """Before a flow runs: start Prefect's temporary server on the home's database when no server runs."""
+    if _prefect_target is not None:
+        from explorec.pipeline.prefect_home import ensure_prefect_api as ensure
+
+        ensure(_prefect_target)
 
 
 _watchdog: Any = None
@@ -307,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()  # no deprecation notices, CloudPickle cautions or artifact bars of other libraries
     if args.command not in ("up", "down"):  # `up --detach` leaves its servers running on purpose
         ensure_watchdog()
+    if args.command not in ("up", "down", "serve"):
+        use_prefect_home()  # one Prefect home: the runs show in `explorec up`'s UI, now or later
     debug = args.debug or os.environ.get("EXPLOREC_DEBUG") == "1"
     if not debug:
         _quiet_prefect_tracebacks()

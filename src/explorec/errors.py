@@ -43,6 +43,10 @@ class CatalogueTooLargeError(ConfigError):
     """A model whose memory grows with the square of the catalogue was given more items than allowed."""
 
 
+class EncoderNotInstalledError(ConfigError):
+    """The configured text encoder's packages are not installed (e.g. `encoder=mpnet` without its extra)."""
+
+
 class ChecksumError(ExplorecError):
     """A downloaded archive does not have the published checksum."""
 

@@ -14,6 +14,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from prefect.artifacts import Artifact
 
+from explorec.registry.records import DECISION_JSON, read_record_file, version_metrics
 from flows.pipeline import pipeline_flow
 
 TINY_WORLD = [
@@ -60,11 +61,11 @@ def _versions(client: MlflowClient, name: str) -> list[str]:
     return sorted((str(v.version) for v in client.search_model_versions(f"name = '{name}'")), key=int)
 
 
-def _decision(client: MlflowClient, run_id: str, version: str) -> dict[str, Any]:
-    """Return the gate decision logged for a version on its training run."""
-    local = client.download_artifacts(run_id, f"gates/v{version}/decision.json")
-    with open(local) as handle:
-        return json.load(handle)
+def _decision(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
+    """Return the gate decision recorded with a version's model."""
+    text = read_record_file(client, client.get_model_version(name, version), DECISION_JSON)
+    assert text is not None
+    return json.loads(text)
 
 
 def _pipeline_artifact() -> str:
@@ -92,9 +93,9 @@ def test_simulated_lift_is_gated_reused_on_rerun_and_renewed_by_force(open_gates
     assert sim_run.data.tags["explorec.candidate_run_id"] == first["run_id"]
 
     version = client.get_model_version(name, "1")
-    assert float(version.tags[f"metric.{GATE_METRIC}"]) == lift
+    assert version_metrics(client, version)[GATE_METRIC] == lift
     assert version.tags["explorec.simulation_run_id"] == simulation["run_id"]
-    rows = {row["rule"]: row for row in _decision(client, first["run_id"], "1")["table"]}
+    rows = {row["rule"]: row for row in _decision(client, name, "1")["table"]}
     assert rows["simulator_lift"]["candidate"] == lift
     assert rows["simulator_lift"]["passed"] is (lift > 0)
     assert first["registration"]["gate_passed"] is all(row["passed"] for row in rows.values())

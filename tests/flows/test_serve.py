@@ -19,8 +19,10 @@ from flows.serve import (
     deployments,
     form_overrides,
     pipeline_overrides,
+    register_to_pool,
     registry_choices,
 )
+from flows.serve import loop as serve_loop
 from flows.serve import simulate as serve_simulate
 from flows.serve import study as serve_study
 from flows.serve import tune as serve_tune
@@ -61,6 +63,7 @@ def test_every_flow_is_deployed_with_a_described_typed_form() -> None:
         "simulate",
         "study",
         "replay",
+        "loop",
     }
     for name, deployment in served.items():
         assert deployment.name == DEPLOYMENT_NAMES[name] != name  # says what it runs, not "explorec"
@@ -92,6 +95,12 @@ def test_form_defaults_are_the_config_defaults() -> None:
     study_defaults = inspect.signature(serve_study.fn).parameters["study_replications"].default
     assert study_defaults == compose().study.n_replications
     assert cfg.trainer.max_epochs == DEFAULT_EPOCHS
+    loop_defaults = {
+        name: parameter.default for name, parameter in inspect.signature(serve_loop.fn).parameters.items()
+    }
+    assert loop_defaults["rounds"] == cfg.loop.rounds and loop_defaults["visits"] == cfg.loop.visits
+    assert loop_defaults["exploration_floor"] == cfg.loop.exploration_floor
+    assert loop_defaults["policy"] == policy.name
     assert NO_SEARCH.trial_budget == cfg.tune.n_trials and NO_SEARCH.run is cfg.pipeline.search
 
 
@@ -113,3 +122,28 @@ def test_the_pipeline_form_turns_epochs_and_search_into_overrides() -> None:
     assert with_search == ["pipeline.search=true", "tune.n_trials=3", "trainer.max_epochs=2", "seed=1"]
     without = pipeline_overrides(NO_SEARCH, None, epochs=2, dataset="synthetic")
     assert without == ["pipeline.search=false", "trainer.max_epochs=2", "data=synthetic"]
+
+
+def test_registering_to_a_work_pool_creates_a_process_pool_and_puts_every_deployment_in_it() -> None:
+    from prefect.client.orchestration import get_client
+
+    assert len(register_to_pool("unit-pool")) == len(DEPLOYMENT_NAMES)
+    again = register_to_pool("unit-pool")  # `explorec up --work-pool` after a restart: same deployments
+    with get_client(sync_client=True) as client:
+        assert client.read_work_pool("unit-pool").type == "process"
+        registered = [client.read_deployment(deployment_id) for deployment_id in again]
+    assert {deployment.name for deployment in registered} == set(DEPLOYMENT_NAMES.values())
+    assert {deployment.work_pool_name for deployment in registered} == {"unit-pool"}
+    assert all(deployment.entrypoint.startswith("flows.serve") for deployment in registered)
+
+
+def test_a_pool_of_another_type_is_refused() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from explorec.errors import ConfigError
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="docker-pool", type="docker"))
+    with pytest.raises(ConfigError, match="'docker-pool' is of type 'docker'"):
+        register_to_pool("docker-pool")

@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.artifacts import Artifact
 
 from explorec.cli import main
 from flows.benchmark import benchmark_flow
@@ -18,11 +19,25 @@ from .conftest import TINY_SYNTHETIC
 TINY = [*TINY_SYNTHETIC, "model.embedding_dim=16", "trainer.max_epochs=2"]
 
 
-def test_train_flow_logs_a_complete_mlflow_run(isolated_home: Path) -> None:
-    summary = train_flow(overrides=TINY)
+def test_train_flow_logs_a_complete_mlflow_run(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPLOREC_PREFECT_UI_URL", "http://127.0.0.1:4999")  # as `explorec` commands set them
+    monkeypatch.setenv("EXPLOREC_MLFLOW_UI_URL", "http://127.0.0.1:5999")
+    state = train_flow(overrides=TINY, return_state=True)
+    summary = state.result()
     client = MlflowClient(summary["tracking_uri"])
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
+    # the MLflow run names its Prefect flow run, and the flow run's artifact links the MLflow run page
+    flow_run_id = str(state.state_details.flow_run_id)
+    assert run.data.tags["explorec.prefect_flow_run_id"] == flow_run_id
+    assert (
+        run.data.tags["explorec.prefect_flow_run_url"] == f"http://127.0.0.1:4999/runs/flow-run/{flow_run_id}"
+    )
+    artifact = Artifact.get("train-summary")
+    assert artifact is not None and str(artifact.flow_run_id) == flow_run_id
+    page = f"http://127.0.0.1:5999/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    page += "?workflowType=machine_learning"
+    assert f"]({page})" in str(artifact.data)
     assert run.data.params["model.embedding_dim"] == "16"
     assert {"git_commit", "config_hash", "data_fingerprint"} <= set(run.data.tags)
     assert 0.0 <= run.data.metrics["final/test/ndcg_at_10"] <= 1.0

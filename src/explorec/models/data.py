@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from explorec.data.interactions import UserSequences
 from explorec.data.processed import ProcessedDataset
+from explorec.models.global_batch import GlobalBatchShard, contiguous_shard
 
 Batch = dict[str, torch.Tensor]
 TRAINING_OBJECTIVES = ("next_item", "held_out")
@@ -235,25 +236,31 @@ class TwoTowerDataModule(lp.LightningDataModule):
         self.validation_exclude: sp.csr_matrix = dataset.matrix("train")
         self.validation_users = np.flatnonzero(np.diff(self.validation_targets.indptr) > 0)
 
+    def _rank(self) -> tuple[int, int]:
+        """Return (this process's rank, number of processes) of the attached trainer ((0, 1) without one)."""
+        trainer = self.trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
     def train_dataloader(self) -> DataLoader:
-        """Return shuffled training batches."""
+        """Return shuffled training batches (under DDP: this rank's share of each global batch)."""
         examples: TrainingWindows | HeldOutExamples = (
             TrainingWindows(self.train_sequences, self.history_length)
             if self.objective == "next_item"
             else HeldOutExamples(self.train_sequences, self.read_length, self.held_out_fraction)
         )
+        rank, world_size = self._rank()
         return DataLoader(
             examples,
-            batch_size=self.batch_size,
-            shuffle=True,
+            batch_sampler=GlobalBatchShard(len(examples), self.batch_size, rank=rank, world_size=world_size),
             collate_fn=examples.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def val_dataloader(self) -> DataLoader:
-        """Return the validation users (those with a validation item) in index order."""
-        users = UserHistories(self.train_sequences, self.validation_users, self.read_length)
+        """Return the validation users (those with a validation item) in index order; a shard under DDP."""
+        shard = contiguous_shard(len(self.validation_users), *self._rank())
+        users = UserHistories(self.train_sequences, self.validation_users[shard], self.read_length)
         return DataLoader(
             users, batch_size=self.eval_batch_size, shuffle=False, collate_fn=users.collate, num_workers=0
         )

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from lightning import pytorch as lp
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from explorec.config import ExplorecConfig, ModelConfig, TrainerConfig
 from explorec.data.processed import ProcessedDataset
@@ -25,12 +27,16 @@ from explorec.models.data import (
     genre_multi_hot,
     item_log_frequency,
 )
+from explorec.models.distributed import FixedPlace, KeepRandomState, Place, ddp_job
+from explorec.models.global_batch import global_sum
 from explorec.models.progress_lines import ProgressLines
 from explorec.models.towers import ItemTower, UserTower
 from explorec.models.two_tower import TwoTowerModule, scores_as_numpy
 from explorec.progress import progress_style, quiet_libraries, single_lightning_output
 
 MONITOR = "val/ndcg@10"
+COLLECTIVE_TIMEOUT = timedelta(minutes=10)
+"""How long a DDP rank waits for the others in one collective (a rank that died ends the job after it)."""
 
 
 class TrainingMonitor(Callback):
@@ -53,11 +59,12 @@ class TrainingMonitor(Callback):
         self._examples += int(batch["held_out_mask" if "held_out" in batch else "target_mask"].sum())
 
     def on_train_epoch_end(self, trainer: lp.Trainer, pl_module: lp.LightningModule) -> None:
-        """Log the epoch's training time and throughput; record the epoch's metrics (validation included)."""
+        """Log the epoch's time and throughput (of every process under DDP); keep the epoch's metrics."""
         elapsed = max(time.perf_counter() - self._started, 1e-9)
-        timing = {"train/epoch_time_s": elapsed, "train/examples_per_sec": self._examples / elapsed}
-        for key, value in timing.items():
-            pl_module.log(key, value, on_epoch=True)
+        examples = global_sum(self._examples)  # under DDP: the examples of every process
+        timing = {"train/epoch_time_s": elapsed, "train/examples_per_sec": examples / elapsed}
+        for key, value in timing.items():  # under DDP: averaged over the processes
+            pl_module.log(key, value, on_epoch=True, sync_dist=True)
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         self.epochs.append({"epoch": float(trainer.current_epoch), **metrics, **timing})
 
@@ -232,24 +239,44 @@ def progress_settings(enable_progress_bar: bool, phase: str = "training") -> tup
     return False, [ProgressLines(phase)]
 
 
-def build_trainer(trainer_cfg: TrainerConfig, *, callbacks: Sequence[Callback], logger: Any) -> lp.Trainer:
-    """Return a Lightning Trainer from TrainerConfig (CPU, GPU or DDP) with early stopping on val/ndcg@10."""
-    show_bar, progress = progress_settings(trainer_cfg.enable_progress_bar)
+def training_strategy(trainer_cfg: TrainerConfig, environment: FixedPlace | None) -> str | Strategy:
+    """Return the Lightning strategy: DDP over the given ranks, or the configured one for one process."""
+    if environment is None:
+        return trainer_cfg.strategy
+    return DDPStrategy(cluster_environment=environment, timeout=COLLECTIVE_TIMEOUT)
+
+
+def build_trainer(
+    trainer_cfg: TrainerConfig,
+    *,
+    callbacks: Sequence[Callback],
+    logger: Any,
+    environment: FixedPlace | None = None,
+) -> lp.Trainer:
+    """Return a Lightning Trainer from TrainerConfig (CPU, GPU or DDP) with early stopping on val/ndcg@10.
+
+    Under DDP (`environment` given) every rank builds the same trainer; only rank 0 shows progress.
+    """
+    worker = environment is not None and environment.global_rank() != 0
+    show_bar, progress = progress_settings(trainer_cfg.enable_progress_bar and not worker)
     stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=trainer_cfg.early_stopping_patience)
+    same_draws = [] if environment is None else [KeepRandomState()]
     return lp.Trainer(
         max_epochs=trainer_cfg.max_epochs,
         accelerator=trainer_cfg.accelerator,
         devices=trainer_cfg.devices,
-        strategy=trainer_cfg.strategy,
+        num_nodes=trainer_cfg.num_nodes,
+        strategy=training_strategy(trainer_cfg, environment),
         precision=trainer_cfg.precision,  # type: ignore[arg-type]
         deterministic=trainer_cfg.deterministic,
         fast_dev_run=trainer_cfg.fast_dev_run,
         check_val_every_n_epoch=trainer_cfg.check_val_every_n_epoch,
         enable_progress_bar=show_bar,
-        callbacks=[*callbacks, *progress, stopping],
+        callbacks=[*callbacks, *progress, stopping, *same_draws],
         logger=logger if logger is not None else False,
         num_sanity_val_steps=0,
         enable_model_summary=False,
+        use_distributed_sampler=False,  # TwoTowerDataModule deals out the global batches itself
     )
 
 
@@ -261,8 +288,13 @@ def fit_two_tower(
     callbacks: Sequence[Callback] = (),
     logger: Any = None,
     checkpoint_dir: Path,
+    place: Place | None = None,
 ) -> FitResult:
-    """Train the two-tower model with early stopping on val/ndcg@10 and return the best checkpoint's model."""
+    """Train the two-tower model with early stopping on val/ndcg@10 and return the best checkpoint's model.
+
+    Under DDP (trainer.devices × trainer.num_nodes > 1) the caller is rank 0 and the other ranks start on
+    the same inputs (`explorec.models.distributed`); a worker rank passes its `place` (and no logger).
+    """
     single_lightning_output()  # before the first Lightning line (the seed's)
     lp.seed_everything(cfg.seed, workers=True)
     torch.set_num_threads(cfg.trainer.num_threads)
@@ -279,12 +311,16 @@ def fit_two_tower(
         auto_insert_metric_name=False,
     )
     monitor = TrainingMonitor()
-    trainer = build_trainer(cfg.trainer, callbacks=[monitor, checkpoint, *callbacks], logger=logger)
-    started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
-    fit_time = time.perf_counter() - started
+    job = {"kind": "fit", "checkpoint_dir": str(checkpoint_dir)}
+    with ddp_job(dataset, text_embeddings, cfg, job=job, place=place) as environment:
+        trainer = build_trainer(
+            cfg.trainer, callbacks=[monitor, checkpoint, *callbacks], logger=logger, environment=environment
+        )
+        started = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule)
+        fit_time = time.perf_counter() - started
     best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
-    if best_path is not None:
+    if best_path is not None and trainer.global_rank == 0:  # only rank 0 goes on (and has the file)
         model = load_weights(build_two_tower(dataset, text_embeddings, model_cfg), best_path)
     best_metrics = _best_epoch(monitor.epochs)
     return FitResult(
@@ -316,7 +352,12 @@ def _datamodule(
 
 
 def refit_two_tower(
-    dataset: ProcessedDataset, text_embeddings: np.ndarray | None, cfg: ExplorecConfig, *, epochs: int
+    dataset: ProcessedDataset,
+    text_embeddings: np.ndarray | None,
+    cfg: ExplorecConfig,
+    *,
+    epochs: int,
+    place: Place | None = None,
 ) -> FitResult:
     """Train anew on train + validation for a fixed number of epochs (chosen on validation); no validation.
 
@@ -332,24 +373,31 @@ def refit_two_tower(
     model = build_two_tower(merged, text_embeddings, model_cfg)
     datamodule = _datamodule(merged, cfg, model_cfg, model)
     monitor = TrainingMonitor()
-    show_bar, progress = progress_settings(cfg.trainer.enable_progress_bar, phase="refit on train + valid")
-    trainer = lp.Trainer(
-        max_epochs=epochs,
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        strategy=cfg.trainer.strategy,
-        precision=cfg.trainer.precision,  # type: ignore[arg-type]
-        deterministic=cfg.trainer.deterministic,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        enable_progress_bar=show_bar,
-        enable_model_summary=False,
-        callbacks=[monitor, *progress],
-        logger=False,
-    )
-    started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    job = {"kind": "refit", "epochs": epochs}
+    with ddp_job(dataset, text_embeddings, cfg, job=job, place=place) as environment:
+        worker = environment is not None and environment.global_rank() != 0
+        show_bar, progress = progress_settings(
+            cfg.trainer.enable_progress_bar and not worker, phase="refit on train + valid"
+        )
+        trainer = lp.Trainer(
+            max_epochs=epochs,
+            accelerator=cfg.trainer.accelerator,
+            devices=cfg.trainer.devices,
+            num_nodes=cfg.trainer.num_nodes,
+            strategy=training_strategy(cfg.trainer, environment),
+            precision=cfg.trainer.precision,  # type: ignore[arg-type]
+            deterministic=cfg.trainer.deterministic,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            enable_checkpointing=False,
+            enable_progress_bar=show_bar,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            callbacks=[monitor, *progress, *([] if environment is None else [KeepRandomState()])],
+            logger=False,
+        )
+        started = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule)
     return FitResult(
         model=model.eval(),
         dataset=dataset,

@@ -209,3 +209,22 @@ def train_and_evaluate(
         per_user=per_user if keep_per_user else None,
         evaluation_sample=note,
     )
+
+
+def train_as_other_node(cfg: ExplorecConfig) -> dict[str, Any]:
+    """Train this node's share of a multi-node DDP job (NODE_RANK > 0): no flow, MLflow run or checkpoint.
+
+    Node 0's `explorec train` runs the flow, owns the MLflow run and keeps the best checkpoint; this node
+    prepares the same inputs from the same config (preprocess and encoding are cached) and trains alongside.
+    """
+    from explorec.data.preprocess import preprocess
+    from explorec.models.distributed import node_rank_from_environment
+    from explorec.models.fit import fit_two_tower
+
+    preprocess(cfg)
+    dataset = load_dataset(cfg)
+    embeddings = item_text_embeddings(dataset, cfg)
+    with tempfile.TemporaryDirectory(prefix="explorec-node-") as scratch:  # rank 0 alone writes checkpoints
+        fit = fit_two_tower(dataset, embeddings, cfg, checkpoint_dir=Path(scratch))
+    node = node_rank_from_environment()
+    return {"node_rank": node, "epochs_run": fit.epochs_run, "fit_time_s": fit.fit_time_s}

@@ -9,79 +9,18 @@ from dataclasses import asdict
 import numpy as np
 import torch
 from lightning import pytorch as lp
-from torch.nn import functional
 
 from explorec.config import ModelConfig
 from explorec.evaluation.harness import full_ranking_evaluate
 from explorec.evaluation.scoring import ScoreMatrix
+from explorec.models.global_batch import global_mean_share
+from explorec.models.losses import full_softmax_loss, in_batch_softmax_loss
 from explorec.models.towers import ItemTower, UserTower
 
 MIN_TEMPERATURE = 1e-3
 MAX_TEMPERATURE = 1.0
 VALIDATION_KS = (10, 20)
 LOSSES = ("sampled_softmax", "full_softmax")
-
-
-def sampled_softmax_loss(
-    user_vectors: torch.Tensor,
-    target_items: torch.Tensor,
-    candidate_vectors: torch.Tensor,
-    candidate_items: torch.Tensor,
-    *,
-    temperature: torch.Tensor | float,
-    candidate_log_q: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Return the mean softmax cross-entropy of each user [T, d] for its target among the candidates [C, d].
-
-    Logits are dot products / temperature. With `candidate_log_q` (log of each candidate's sampling
-    probability, [C]) every logit is lowered by it (logQ correction, Yi et al. 2019). A candidate equal to
-    the row's target is the positive (its first occurrence); later copies of it are masked out.
-    """
-    logits = user_vectors @ candidate_vectors.T / temperature
-    if candidate_log_q is not None:
-        logits = logits - candidate_log_q[None, :]
-    matches = target_items[:, None] == candidate_items[None, :]
-    if not bool(matches.any(dim=1).all()):
-        raise ValueError("every target item must be among the candidates")
-    positive = matches.int().argmax(dim=1)
-    duplicates = matches.clone()
-    duplicates[torch.arange(len(positive), device=positive.device), positive] = False
-    logits = logits.masked_fill(duplicates, float("-inf"))
-    return functional.cross_entropy(logits.float(), positive)
-
-
-def full_softmax_loss(
-    user_vectors: torch.Tensor,
-    item_vectors: torch.Tensor,
-    targets: torch.Tensor,
-    target_mask: torch.Tensor | None = None,
-    *,
-    temperature: torch.Tensor | float,
-    exclude: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Return the mean over (row, target) pairs of -log softmax over every item (a multinomial likelihood).
-
-    Users [B, d] score all items [N, d] (dot product / temperature); `targets` [B, K] are item indices, of
-    which `target_mask` [B, K] marks the real ones (all when None). Items where `exclude` [B, N] is True (the
-    row's input history) get no probability mass; a target may not be excluded. Each pair weighs the same,
-    as in Mult-VAE's multinomial log-likelihood (Liang et al. 2018) averaged per target.
-    """
-    logits = (user_vectors @ item_vectors.T / temperature).float()
-    if exclude is not None:
-        logits = logits.masked_fill(exclude, float("-inf"))
-    mask = torch.ones_like(targets, dtype=torch.bool) if target_mask is None else target_mask
-    if not bool(mask.any()):
-        raise ValueError("full_softmax_loss needs at least one target")
-    if exclude is not None and bool((exclude.gather(1, targets) & mask).any()):
-        raise ValueError("a target item is excluded from its own softmax")
-    log_probabilities = torch.log_softmax(logits, dim=1).gather(1, targets)
-    return -torch.where(mask, log_probabilities, 0.0).sum() / mask.sum()
-
-
-def in_batch_log_q(item_log_frequency: torch.Tensor, n_draws: int) -> torch.Tensor:
-    """Return log P(an item is among `n_draws` draws by train frequency): log(1 - (1 - p)^n)."""
-    log_not_drawn = n_draws * torch.log1p(-item_log_frequency.exp().clamp(max=1 - 1e-7))
-    return torch.log(-torch.expm1(log_not_drawn))
 
 
 class TwoTowerModule(lp.LightningModule):
@@ -166,23 +105,29 @@ class TwoTowerModule(lp.LightningModule):
         return torch.cat(chunks)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Return the batch's loss (sampled or full-catalogue softmax) and log it as train/loss."""
+        """Return the batch's loss (sampled or full-catalogue softmax) and log it as train/loss.
+
+        Under DDP the in-batch negatives are the global batch's and each process returns its share of the
+        global mean loss, so training matches one process that sees the global batch.
+        """
         if self.model_cfg.loss == "full_softmax":
-            loss, n_targets = self._full_softmax_loss(batch)
+            loss, n_targets = global_mean_share(*self._full_softmax_loss(batch))
         else:
             users, targets = self._training_pairs(batch)
-            candidates, candidate_log_q = self._candidates(targets)
-            loss = sampled_softmax_loss(
+            loss, n_targets = in_batch_softmax_loss(
                 users,
                 targets,
-                self.item_tower(candidates),
-                candidates,
+                self.item_tower,
                 temperature=self.temperature,
-                candidate_log_q=candidate_log_q if self.model_cfg.logq_correction else None,
+                item_log_frequency=self.item_log_frequency,
+                logq_correction=self.model_cfg.logq_correction,
+                extra_uniform_negatives=self.model_cfg.extra_uniform_negatives,
             )
-            n_targets = len(targets)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n_targets)
-        self.log("train/temperature", self.temperature.detach(), on_epoch=True, batch_size=n_targets)
+        # under DDP each process's share averages (sync_dist) to the global batch's mean; the temperature is
+        # the same on every process
+        logged = {"batch_size": n_targets, "sync_dist": True}
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, **logged)
+        self.log("train/temperature", self.temperature.detach(), on_epoch=True, **logged)
         return loss
 
     def _full_softmax_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -225,17 +170,6 @@ class TwoTowerModule(lp.LightningModule):
         position_vectors = self.user_tower.encode_positions(history_vectors, batch["padding_mask"], user_idx)
         target_mask = batch["target_mask"]
         return position_vectors[target_mask], batch["targets"][target_mask]
-
-    def _candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the candidate items (the batch's distinct targets + uniform negatives) and their log Q."""
-        in_batch = torch.unique(targets)
-        log_q = in_batch_log_q(self.item_log_frequency[in_batch], len(targets))
-        n_uniform = self.model_cfg.extra_uniform_negatives
-        if n_uniform <= 0:
-            return in_batch, log_q
-        uniform = torch.randint(0, self.n_items, (n_uniform,), device=targets.device)
-        uniform_log_q = torch.full((n_uniform,), math.log(n_uniform / self.n_items), device=targets.device)
-        return torch.cat([in_batch, uniform]), torch.cat([log_q, uniform_log_q])
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
         """Move the parameters' moving average towards the weights after this step (with ema_decay > 0)."""
@@ -312,7 +246,8 @@ class TwoTowerModule(lp.LightningModule):
         totals = dict(zip(keys, sums.tolist(), strict=True))
         n_users = max(totals.pop("n_users", 0.0), 1.0)
         for key, value in totals.items():
-            self.log(f"val/{key}", value / n_users, prog_bar=key == "ndcg@10", sync_dist=False)
+            # the same on every process (summed above): averaging them changes nothing
+            self.log(f"val/{key}", value / n_users, prog_bar=key == "ndcg@10", sync_dist=True)
         self._cached_item_vectors = None
         if self._ema_swapped:
             self._swap_ema()

@@ -303,6 +303,7 @@ def reuse_registration(
 
     from explorec.registry.comparison import log_gate_comparison
     from explorec.registry.promotion import ModelRegistry
+    from explorec.registry.records import DECISION_JSON, DECISION_MARKDOWN, read_record_file
     from explorec.tracking.store import configure_tracking
 
     target = configure_tracking(cfg.tracking)
@@ -316,9 +317,8 @@ def reuse_registration(
     version, tags = str(found.version), found.tags
     champion = registry.champion_version(name)
     compared_with = tags.get("gate.champion_version")
-    folder = f"gates/v{version}"
-    stored = artifact_text(registry.client, training_run_id, f"{folder}/decision.json")
-    markdown = artifact_text(registry.client, training_run_id, f"{folder}/decision.md")
+    stored = read_record_file(registry.client, found, DECISION_JSON)
+    markdown = read_record_file(registry.client, found, DECISION_MARKDOWN)
     current = (
         tags.get(GATES_HASH_TAG) == gates_hash(cfg.gates)
         and tags.get("gate.status") in ("passed", "failed")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,16 +46,21 @@ class LoggedData:
 
     def overrides(self) -> list[str]:
         """The overrides that train on the exported files through `data=files`."""
-        return [
-            "data=files",
-            f"data.interactions={self.interactions}",
-            f"data.items={self.items}",
-            "data.columns.rating=rating",
-            "data.columns.title=title",
-            "data.columns.year=year",
-            "data.columns.categories=[genres]",
-            "data.columns.text=[text]",
-        ]
+        return files_overrides(self.interactions, self.items)
+
+
+def files_overrides(interactions: Path, items: Path) -> list[str]:
+    """The overrides that train on an interactions and an items file written here, through `data=files`."""
+    return [
+        "data=files",
+        f"data.interactions={interactions}",
+        f"data.items={items}",
+        "data.columns.rating=rating",
+        "data.columns.title=title",
+        "data.columns.year=year",
+        "data.columns.categories=[genres]",
+        "data.columns.text=[text]",
+    ]
 
 
 def logged_clicks(log: Any, click_rating: float) -> tuple[pd.DataFrame, int]:
@@ -90,27 +96,55 @@ def export_logged_data(cfg: ExplorecConfig, *, base: str, out: Path, click_ratin
     raw = read_source(dataclasses.replace(cfg.data, name=base))
     log = ImpressionLog(cfg.service.impression_log)
     try:
-        clicks, exposures = logged_clicks(log, click_rating)
-        added = log.catalogue_additions()
+        return write_training_files(
+            interactions=raw.interactions,
+            items=raw.items,
+            logs=[log],
+            out=out,
+            base=base,
+            click_rating=click_rating,
+        )
     finally:
         log.close()
-    interactions = raw.interactions.assign(user_id=lambda f: f["user_id"].astype(str)).loc[
-        :, INTERACTION_COLUMNS
-    ]
-    interactions["item_id"] = interactions["item_id"].astype(str)
-    items = raw.items.reindex(columns=ITEM_COLUMNS).assign(item_id=lambda f: f["item_id"].astype(str))
+
+
+def write_training_files(
+    *,
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    logs: Sequence[Any],
+    out: Path,
+    base: str,
+    click_rating: float = 5.0,
+) -> LoggedData:
+    """Write `interactions` plus the clicks of every log, and `items` plus the logs' added items, under `out`.
+
+    `interactions` has user_id, item_id, rating, timestamp; `items` item_id and whatever of title, year,
+    genres, text it has. Nothing is written when a click names an item that neither lists.
+    """
+    frames, exposures, added = [], 0, []
+    for log in logs:
+        clicks, skipped = logged_clicks(log, click_rating)
+        frames.append(clicks)
+        exposures += skipped
+        added.extend(log.catalogue_additions())
+    clicks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=INTERACTION_COLUMNS)
+    base_rows = interactions.loc[:, INTERACTION_COLUMNS].astype({"user_id": str, "item_id": str})
+    catalogue = items.reindex(columns=ITEM_COLUMNS).assign(item_id=lambda f: f["item_id"].astype(str))
     new_items = pd.DataFrame(
         [(item.item_id, item.title, None, "|".join(item.genres), item.text) for item in added],
         columns=ITEM_COLUMNS,
+    ).drop_duplicates("item_id", keep="last")
+    catalogue = pd.concat(
+        [catalogue[~catalogue["item_id"].isin(new_items["item_id"])], new_items], ignore_index=True
     )
-    items = pd.concat([items[~items["item_id"].isin(new_items["item_id"])], new_items], ignore_index=True)
-    unknown = sorted(set(clicks["item_id"]) - set(items["item_id"]))
+    unknown = sorted(set(clicks["item_id"]) - set(catalogue["item_id"]))
     if unknown:
         raise ExplorecError(
             f"the log has clicks on {len(unknown)} items that {base} does not list, e.g. {unknown[:3]}"
         )
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "interactions.csv", out / "items.csv"
-    _write_atomically(pd.concat([interactions, clicks], ignore_index=True), paths[0])
-    _write_atomically(items, paths[1])
-    return LoggedData(paths[0], paths[1], base, len(interactions), len(clicks), exposures, len(added))
+    _write_atomically(pd.concat([base_rows, clicks], ignore_index=True), paths[0])
+    _write_atomically(catalogue, paths[1])
+    return LoggedData(paths[0], paths[1], base, len(base_rows), len(clicks), exposures, len(new_items))

@@ -132,7 +132,7 @@ def register_and_gate(
     registry = ModelRegistry(target.tracking_uri, cfg.registry)
     name = cfg.tracking.registered_model
     version = registry.register_candidate(run_id, name, metrics=extra_metrics, tags=tags)
-    evaluate_candidate_on_logs(cfg, version)  # logged traffic: metric.ope/* tags for the ope_lift gate
+    _, ope = evaluate_candidate_on_logs(cfg, version)  # logged traffic: ope/* metrics for the ope_lift gate
     decision = registry.evaluate_gates(name, version, cfg.gates)
     log_gate_comparison(registry.client, name, version, decision, registry.champion_version(name))
     registry.client.set_model_version_tag(name, version, GATES_HASH_TAG, gates_hash(cfg.gates))
@@ -145,6 +145,7 @@ def register_and_gate(
         challenger=registry.alias_version(name, cfg.registry.challenger_alias),
         champion=registry.champion_version(name),
         cache="miss",
+        ope=ope,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from explorec.evaluation.targets import metrics_markdown
+from explorec.tracking.links import mlflow_run_url, mlflow_version_url
 
 
 def preprocess_text(summary: dict[str, Any]) -> str:
@@ -46,6 +47,13 @@ def train_text(summary: dict[str, Any]) -> str:
     table = metrics_markdown({"two_tower": summary["metrics"]})
     note = summary.get("evaluation_sample")
     return heading + "\n" + table + (f"\n{note}\n" if note else "")
+
+
+def train_markdown(summary: dict[str, Any]) -> str:
+    """Return the train flow's Prefect artifact: the MLflow run (linked when a UI is known), its metrics."""
+    return f"# Train run\n\n- MLflow run: {run_link(summary, summary['run_id'])}\n\n" + metrics_markdown(
+        {"two_tower": summary["metrics"]}
+    )
 
 
 def benchmark_markdown(table: dict[str, Any]) -> str:
@@ -209,7 +217,7 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| logged traffic | {metrics['ope/logged_ctr']:.4f} | |",
     ]
-    for name in ("ips", "snips", "dr", "lift"):
+    for name in ("ips", "snips", "dr", "prefix_ips", "prefix_snips", "prefix_dr", "lift"):
         if f"ope/{name}" in metrics:
             lines.append(
                 f"| candidate {name} | {metrics[f'ope/{name}']:+.4f} | "
@@ -222,7 +230,7 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
         "",
         f"effective samples {metrics['ope/effective_sample_size']:.0f}; support "
         f"{metrics['ope/support']:.1%} of logged slots; ope_lift gate: {summary['ope_gate']}",
-        f"MLflow run {summary['run_id']}; metrics tagged on the version as metric.ope/*",
+        f"MLflow run {summary['run_id']}; metrics added to the version's metrics.json",
     ]
     return "\n".join(lines)
 
@@ -251,6 +259,14 @@ def replay_text(summary: dict[str, Any]) -> str:
     )
 
 
+def loop_text(summary: dict[str, Any]) -> str:
+    """Return what `loop` prints: the rounds table, the interval coverage and where the run lives."""
+    return (
+        f"{summary['markdown']}\n\nMLflow run {summary['run_id']} (rounds table, curves in plots/); "
+        f"logs and training files in {summary['folder']}"
+    )
+
+
 def study_text(summary: dict[str, Any]) -> str:
     """Return what `study` prints: the Markdown report and the MLflow run."""
     return (
@@ -272,11 +288,19 @@ def without_decision(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_link(summary: dict[str, Any], run_id: str) -> str:
-    """Return a Markdown link to an MLflow run (a server URI) or the run id and its store."""
+    """Return a Markdown link to an MLflow run's UI page, or the run id and its store when no UI is known."""
+    ui = summary.get("mlflow_ui_url")
+    if ui:
+        return f"[`{run_id}`]({mlflow_run_url(str(ui), str(summary['experiment_id']), run_id)})"
     uri = str(summary["tracking_uri"])
-    if uri.startswith("http"):
-        return f"[`{run_id}`]({uri.rstrip('/')}/#/experiments/{summary['experiment_id']}/runs/{run_id})"
-    return f"`{run_id}` (store `{uri}`; `mlflow ui --backend-store-uri {uri}`)"
+    return f"`{run_id}` (store `{uri}`; `mlflow server --backend-store-uri {uri}` shows it)"
+
+
+def version_link(summary: dict[str, Any], name: str, version: str) -> str:
+    """Return a Markdown link to a registered version's MLflow UI page (plain text when no UI is known)."""
+    text = f"`{name}` version {version}"
+    ui = summary.get("mlflow_ui_url")
+    return f"[{text}]({mlflow_version_url(str(ui), name, version)})" if ui else text
 
 
 def reuse_text(state: str) -> str:
@@ -290,12 +314,7 @@ def reuse_text(state: str) -> str:
 def pipeline_markdown(summary: dict[str, Any], decision_markdown: str) -> str:
     """Return the pipeline's Prefect artifact: the MLflow runs, the gate decision, the champion, reuse."""
     reg, simulation, cache = summary["registration"], summary["simulation"], summary["cache"]
-    uri = str(summary["tracking_uri"])
-    version = f"`{reg['registered_model']}` version {reg['version']}"
-    if uri.startswith("http"):
-        version = (
-            f"[{version}]({uri.rstrip('/')}/#/models/{reg['registered_model']}/versions/{reg['version']})"
-        )
+    version = version_link(summary, reg["registered_model"], str(reg["version"]))
     lines = [
         "# explorec pipeline",
         "",

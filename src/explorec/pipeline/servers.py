@@ -7,6 +7,7 @@ telemetry is off. `up()` and `down()` are the functions behind `explorec up` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,17 +17,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from explorec.errors import ExplorecError
+from explorec.tracking.links import MLFLOW_UI_ENV, PREFECT_UI_ENV
+from explorec.tracking.locks import exclusive_lock
 from explorec.tracking.owner import is_alive, start_time
 from explorec.tracking.owner import is_same_process as is_same_process_pid
 
 HOST = "127.0.0.1"
 PREFECT_PORT = 4200
 MLFLOW_PORT = 5000
+PREFECT_PORT_ENV = "EXPLOREC_PREFECT_PORT"
+MLFLOW_PORT_ENV = "EXPLOREC_MLFLOW_PORT"
+PREFECT_LOCK_TIMEOUT_S = 600.0
 TELEMETRY_OFF: dict[str, str] = {
     "DO_NOT_TRACK": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -73,6 +79,11 @@ class StoreLayout:
         return f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}"
 
     @property
+    def prefect_lock(self) -> Path:
+        """The lock file that serialises creating and migrating the Prefect database."""
+        return self.prefect_home / "prefect.db.lock"
+
+    @property
     def mlflow_backend_uri(self) -> str:
         """The MLflow server's backend store, the same database the embedded default writes to."""
         return f"sqlite:///{self.mlruns / 'mlflow.db'}"
@@ -93,11 +104,41 @@ class StoreLayout:
         return self.mlruns / "servers.json"
 
 
+def default_port(variable: str, default: int) -> int:
+    """Return a port `explorec up` uses by default: environment variable `variable` if set, else `default`."""
+    value = os.environ.get(variable, "").strip()
+    return int(value) if value.isdigit() else default
+
+
+def default_ports() -> tuple[int, int]:
+    """Return the default (Prefect, MLflow) ports of `explorec up` (EXPLOREC_PREFECT_PORT / _MLFLOW_PORT)."""
+    return default_port(PREFECT_PORT_ENV, PREFECT_PORT), default_port(MLFLOW_PORT_ENV, MLFLOW_PORT)
+
+
 def store_layout(home: Path | None = None) -> StoreLayout:
     """Return the store layout of a project folder (default: EXPLOREC_HOME or the working directory)."""
     from explorec.config import project_root
 
     return StoreLayout((home or project_root()).resolve())
+
+
+def _prefect_lock_timeout(path: Path, timeout_s: float) -> ServerError:
+    """Return the error of a Prefect database lock held too long by another process."""
+    return ServerError(
+        f"another explorec process has held {path} for {timeout_s:g} s while starting Prefect on this "
+        "home; wait for it to finish and retry"
+    )
+
+
+@contextlib.contextmanager
+def prefect_database_lock(layout: StoreLayout, timeout_s: float = PREFECT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the lock under which a Prefect server starts on the home's database (and may migrate it).
+
+    Prefect creates and migrates its SQLite database at server start without a lock of its own; two
+    servers starting on one fresh database at once can break it.
+    """
+    with exclusive_lock(layout.prefect_lock, timeout_s, _prefect_lock_timeout):
+        yield
 
 
 def free_port(host: str = HOST) -> int:
@@ -185,13 +226,28 @@ def serve_command() -> list[str]:
     return [sys.executable, "-m", "flows.serve"]
 
 
-def serve_environment(layout: StoreLayout, prefect_api_url: str) -> dict[str, str]:
-    """Return the serve process's environment: the Prefect API to poll and the project folder."""
+def register_command(work_pool: str) -> list[str]:
+    """Return the command that registers every flow's deployment to a process work pool, then exits."""
+    return [sys.executable, "-m", "flows.serve", "--work-pool", work_pool]
+
+
+def worker_command(work_pool: str) -> list[str]:
+    """Return `prefect worker start` polling `work_pool` (a process worker: each flow run a subprocess)."""
+    return [_script("prefect"), "worker", "start", "--pool", work_pool, "--type", "process"]
+
+
+def serve_environment(layout: StoreLayout, prefect_url: str, mlflow_url: str) -> dict[str, str]:
+    """Return the serve process's environment: the Prefect API to poll, the project folder, the UIs.
+
+    The UI addresses are what flow runs link to (`explorec.tracking.links`).
+    """
     return service_environment(
         {
-            "PREFECT_API_URL": prefect_api_url,
+            "PREFECT_API_URL": f"{prefect_url}/api",
             "PREFECT_HOME": str(layout.prefect_home),
             "EXPLOREC_HOME": str(layout.home),
+            PREFECT_UI_ENV: prefect_url,
+            MLFLOW_UI_ENV: mlflow_url,
         }
     )
 
@@ -234,7 +290,7 @@ def _failure(service: Service, problem: str) -> ServerError:
     return ServerError(f"{service.name} {problem}; log {service.log}:\n{log_tail(service)}")
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     """Return True when GET `url` answers 200."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -253,7 +309,7 @@ def wait_until_healthy(checks: Mapping[Service, str], timeout: float) -> dict[st
     healthy: dict[str, float] = {}
     while pending:
         for service, url in list(pending.items()):
-            if _http_ok(url):
+            if http_ok(url):
                 healthy[service.name] = time.monotonic() - started
                 del pending[service]
             elif not is_alive(service.pid):
@@ -298,6 +354,62 @@ def wait_for_deployments(service: Service, prefect_api_url: str, timeout: float)
             raise _failure(service, "exited while starting")
         time.sleep(0.5)
     raise _failure(service, f"registered no deployment in {timeout:.0f} s")
+
+
+def register_to_pool(
+    layout: StoreLayout, environment: dict[str, str], work_pool: str, timeout: float
+) -> float:
+    """Register the deployments to `work_pool` (one process, logged to logs/register.log); return seconds."""
+    started = time.monotonic()
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    log_path = layout.logs / "register.log"
+    with log_path.open("wb") as log:
+        try:
+            finished = subprocess.run(
+                register_command(work_pool),
+                env=environment,
+                cwd=layout.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            finished = None
+    if finished is None or finished.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        problem = "timed out" if finished is None else f"failed (exit {finished.returncode})"
+        raise ServerError(
+            f"registering the deployments to work pool {work_pool!r} {problem}; log {log_path}:\n{tail}"
+        )
+    return time.monotonic() - started
+
+
+def _online_workers(prefect_api_url: str, work_pool: str) -> int:
+    """Return how many workers of `work_pool` the Prefect API reports online (0 when it does not answer)."""
+    request = urllib.request.Request(
+        f"{prefect_api_url}/work_pools/{work_pool}/workers/filter",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return sum(worker.get("status") == "ONLINE" for worker in json.loads(response.read()))
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0
+
+
+def wait_for_worker(service: Service, prefect_api_url: str, work_pool: str, timeout: float) -> float:
+    """Wait until the Prefect API lists a worker of `work_pool` as online; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _online_workers(prefect_api_url, work_pool) > 0:
+            return time.monotonic() - started
+        if not is_alive(service.pid):
+            raise _failure(service, "exited while starting")
+        time.sleep(0.5)
+    raise _failure(service, f"did not report to work pool {work_pool!r} in {timeout:.0f} s")
 
 
 def descendants(pid: int) -> list[int]:
@@ -370,6 +482,7 @@ class Stack:
     prefect_url: str
     mlflow_url: str
     startup_seconds: dict[str, float]
+    work_pool: str | None = None
 
     @property
     def prefect_api_url(self) -> str:
@@ -394,10 +507,13 @@ def start_stack(
     prefect_port: int = PREFECT_PORT,
     mlflow_port: int = MLFLOW_PORT,
     serve: bool = True,
+    work_pool: str | None = None,
     timeout: float = 180.0,
 ) -> Stack:
     """Start the Prefect and MLflow servers (in parallel), wait until healthy, then the serve process.
 
+    With `work_pool`, the deployments are registered to that process work pool instead and a `prefect
+    worker` polling it takes the serve process's place (more workers may poll it from other machines).
     On any failure everything already started is stopped before the error is raised.
     """
     layout = store_layout(home)
@@ -407,35 +523,44 @@ def start_stack(
     prefect_url, mlflow_url = f"http://{host}:{prefect_port}", f"http://{host}:{mlflow_port}"
     services: list[Service] = []
     timings: dict[str, float] = {}
+    started = time.monotonic()
     try:
-        prefect = start_service(
-            "prefect-server",
-            prefect_server_command(prefect_port, host),
-            prefect_server_environment(layout, prefect_port, host),
-            layout,
-            prefect_url,
-        )
-        services.append(prefect)
-        mlflow = start_service(
-            "mlflow-server",
-            mlflow_server_command(layout, mlflow_port, host),
-            mlflow_server_environment(),
-            layout,
-            mlflow_url,
-        )
-        services.append(mlflow)
-        checks = {prefect: f"{prefect_url}/api/health", mlflow: f"{mlflow_url}/health"}
-        timings.update(wait_until_healthy(checks, timeout))
-        if serve:
-            serving = start_service(
-                "serve", serve_command(), serve_environment(layout, f"{prefect_url}/api"), layout, None
+        with prefect_database_lock(layout):  # no command's temporary server migrates the database meanwhile
+            prefect = start_service(
+                "prefect-server",
+                prefect_server_command(prefect_port, host),
+                prefect_server_environment(layout, prefect_port, host),
+                layout,
+                prefect_url,
             )
+            services.append(prefect)
+            mlflow = start_service(
+                "mlflow-server",
+                mlflow_server_command(layout, mlflow_port, host),
+                mlflow_server_environment(),
+                layout,
+                mlflow_url,
+            )
+            services.append(mlflow)
+            timings.update(wait_until_healthy({prefect: f"{prefect_url}/api/health"}, timeout))
+        waited = time.monotonic() - started  # both started together: report each from the start
+        mlflow_ready = wait_until_healthy({mlflow: f"{mlflow_url}/health"}, max(timeout - waited, 1.0))
+        timings.update({name: seconds + waited for name, seconds in mlflow_ready.items()})
+        api_url = f"{prefect_url}/api"
+        environment = serve_environment(layout, prefect_url, mlflow_url)
+        if serve and work_pool:
+            timings["register"] = register_to_pool(layout, environment, work_pool, timeout)
+            worker = start_service("worker", worker_command(work_pool), environment, layout, None)
+            services.append(worker)
+            timings["worker"] = wait_for_worker(worker, api_url, work_pool, timeout)
+        elif serve:
+            serving = start_service("serve", serve_command(), environment, layout, None)
             services.append(serving)
-            timings["serve"] = wait_for_deployments(serving, f"{prefect_url}/api", timeout)
+            timings["serve"] = wait_for_deployments(serving, api_url, timeout)
     except BaseException:
         stop_services(services)
         raise
-    return Stack(services, prefect_url, mlflow_url, timings)
+    return Stack(services, prefect_url, mlflow_url, timings, work_pool if serve else None)
 
 
 def write_state(layout: StoreLayout, stack: Stack) -> Path:
@@ -462,6 +587,11 @@ def _print_urls(stack: Stack) -> None:
     started = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stack.startup_seconds.items())
     print(f"Prefect UI:  {stack.prefect_url}")
     print(f"MLflow UI:   {stack.mlflow_url}")
+    if stack.work_pool:
+        print(
+            f"work pool:   {stack.work_pool} (one worker here; on another machine: "
+            f"PREFECT_API_URL={stack.prefect_api_url} prefect worker start --pool {stack.work_pool})"
+        )
     print(f"started: {started}", flush=True)
 
 
@@ -492,10 +622,12 @@ def up(
     prefect_port: int = PREFECT_PORT,
     mlflow_port: int = MLFLOW_PORT,
     serve: bool = True,
+    work_pool: str | None = None,
     detach: bool = False,
     timeout: float = 180.0,
 ) -> int:
-    """Start both servers and the serve process, print the URLs; stay until Ctrl-C unless `detach`.
+    """Start both servers and the serve process (or a worker of `work_pool`), print the URLs; stay until
+    Ctrl-C unless `detach`.
 
     Returns an exit code: 0 after a clean stop (or once started with `detach`), 1 when a service died,
     130 when interrupted while starting. Raises ServerError when a port is taken or a server fails to start.
@@ -505,7 +637,9 @@ def up(
         raise ServerError(f"services from {layout.state_file} are still running; `explorec down` stops them")
     ports = {"prefect_port": prefect_port, "mlflow_port": mlflow_port}
     try:
-        stack = start_stack(layout.home, host=host, **ports, serve=serve, timeout=timeout)
+        stack = start_stack(
+            layout.home, host=host, **ports, serve=serve, work_pool=work_pool, timeout=timeout
+        )
     except KeyboardInterrupt:
         print("interrupted while starting; everything started so far was stopped")
         return 130

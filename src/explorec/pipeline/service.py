@@ -153,15 +153,15 @@ def serve(cfg: ExplorecConfig) -> int:
 def evaluate_logs(cfg: ExplorecConfig, version: str) -> dict[str, Any]:
     """Evaluate registered `version` on the impression log; record it as an MLflow run and on the version.
 
-    The version gets the evaluation's metrics as `metric.ope/*` tags, which the `ope_lift` gate reads when
-    it is next decided (`explorec promote`).
+    The evaluation's `ope/*` metrics join the version's recorded metrics (`explorec.registry.records`),
+    which the `ope_lift` gate reads when it is next decided (`explorec promote`).
     """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from explorec.registry.gates import decide
-    from explorec.registry.promotion import metric_tags, metrics_from_tags
+    from explorec.registry.records import version_metrics, write_version_metrics
     from explorec.serving.impressions import ImpressionLog
     from explorec.serving.log_evaluation import evaluate_on_logs
     from explorec.tracking.store import configure_tracking, metric_dict
@@ -169,7 +169,7 @@ def evaluate_logs(cfg: ExplorecConfig, version: str) -> dict[str, Any]:
     target = configure_tracking(cfg.tracking)
     client, name = MlflowClient(tracking_uri=target.tracking_uri), cfg.tracking.registered_model
     try:
-        tags = client.get_model_version(name, version).tags
+        model_version = client.get_model_version(name, version)
     except MlflowException:
         raise ServiceError(f"{name} has no version {version!r}; see `explorec promote --dry-run`") from None
     log = ImpressionLog(cfg.service.impression_log)
@@ -186,9 +186,9 @@ def evaluate_logs(cfg: ExplorecConfig, version: str) -> dict[str, Any]:
         run_name=f"evaluate-logs v{version}", tags={"registered_model": name, "version": version}
     ) as run:
         mlflow.log_metrics(metric_dict(metrics))
-    for key, value in metric_tags(metrics).items():
-        client.set_model_version_tag(name, version, key, value)
-    decision = decide({**metrics_from_tags(tags), **metrics}, None, cfg.gates)
+    recorded = version_metrics(client, model_version)
+    write_version_metrics(client, model_version, {**recorded, **metric_dict(metrics)})
+    decision = decide({**recorded, **metrics}, None, cfg.gates)
     ope_rows = [row for row in decision.table if row.rule == "ope_lift"]
     return {
         "registered_model": name,
@@ -218,14 +218,14 @@ def has_logged_traffic(cfg: ExplorecConfig) -> bool:
         log.close()
 
 
-def evaluate_candidate_on_logs(cfg: ExplorecConfig, version: str) -> str:
-    """Before the gates: evaluate a new version on the logged traffic, if any; returns what happened."""
+def evaluate_candidate_on_logs(cfg: ExplorecConfig, version: str) -> tuple[str, dict[str, float]]:
+    """Before the gates: evaluate a new version on the logged traffic, if any; (outcome line, metrics)."""
     from mlflow import MlflowClient
 
     from explorec.tracking.store import configure_tracking
 
     if not has_logged_traffic(cfg):
-        return "no logged traffic"
+        return "no logged traffic", {}
     try:
         summary = evaluate_logs(cfg, version)
     except ServiceError as error:
@@ -233,9 +233,9 @@ def evaluate_candidate_on_logs(cfg: ExplorecConfig, version: str) -> str:
         client.set_model_version_tag(
             cfg.tracking.registered_model, version, "ope.status", f"not evaluated: {error}"
         )
-        return f"not evaluated on logged traffic: {error}"
+        return f"not evaluated on logged traffic: {error}", {}
     metrics = summary["metrics"]
     return (
         f"lift on {metrics['ope/n_impressions']:.0f} logged slates {metrics['ope/lift']:+.4f} "
         f"[{metrics['ope/lift_ci_low']:+.4f}, {metrics['ope/lift_ci_high']:+.4f}]"
-    )
+    ), metrics

@@ -88,6 +88,8 @@ class RegistrationOutcome:
     challenger: str | None
     champion: str | None
     cache: str
+    ope: dict[str, float] = field(default_factory=dict)
+    """The off-policy evaluation on logged traffic made before the gates (empty without logged traffic)."""
 
     def to_summary(self) -> dict[str, Any]:
         """The JSON summary the `register` command prints (the decision's Markdown included)."""

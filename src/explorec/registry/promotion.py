@@ -2,10 +2,11 @@
 
 Lifecycle of a candidate:
 1. `register_candidate(run_id, name)` registers the run's logged pyfunc as a new version, tagged with git
-   commit, config hash, data fingerprint and its metrics (`metric.<name>` tags); `gate.status` = pending.
-2. `evaluate_gates(name, version, gates)` decides against the current champion, logs the decision table
-   (Markdown + JSON) to the version's run under `gates/v<version>/`, tags `gate.status` / `gate.reasons`,
-   and moves the `challenger` alias to the version when it passed.
+   commit, config hash and data fingerprint, `gate.status` = pending; its metrics go to the version's
+   record (`metrics.json` with its model, `explorec.registry.records`), not to tags.
+2. `evaluate_gates(name, version, gates)` decides against the current champion, writes the decision table
+   (Markdown + JSON) to the version's record and as the version's description, tags `gate.status` /
+   `gate.reasons`, and moves the `challenger` alias to the version when it passed.
 3. `promote(name, version, ...)` re-checks the gates against the champion of that moment (unless
    `force` with a `reason`) and moves the `champion` alias; the new champion is tagged with who/when/why,
    the replaced one with when it was replaced. `dry_run` only returns the decision.
@@ -39,13 +40,20 @@ from typing import TYPE_CHECKING, Any
 from explorec.config.registry import GatesConfig, RegistryConfig
 from explorec.errors import RegistryError
 from explorec.registry.gates import Decision, decide
+from explorec.registry.records import (
+    DECISION_JSON,
+    DECISION_MARKDOWN,
+    record_uri,
+    version_metrics,
+    write_record_file,
+    write_version_metrics,
+)
 from explorec.tracking.locks import exclusive_lock as file_lock
 from explorec.tracking.owner import current_owner
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-METRIC_TAG_PREFIX = "metric."
 ATTEMPT_TAG_PREFIX = "promotion.attempt."
 PROVENANCE_TAGS = ("git_commit", "config_hash", "data_fingerprint")
 MAX_TAG_VALUE = 5000
@@ -95,25 +103,6 @@ def decision_description(decision: Decision, champion: str | None) -> str:
     )[:MAX_DESCRIPTION]
 
 
-def metric_tags(metrics: Mapping[str, float]) -> dict[str, str]:
-    """Return metrics as version tags `metric.<MLflow-safe name>` = repr of the float."""
-    from explorec.tracking.store import metric_name
-
-    return {f"{METRIC_TAG_PREFIX}{metric_name(key)}": repr(float(value)) for key, value in metrics.items()}
-
-
-def metrics_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
-    """Return the metrics stored as `metric.*` tags (unparseable values read as NaN)."""
-    metrics = {}
-    for key, value in tags.items():
-        if key.startswith(METRIC_TAG_PREFIX):
-            try:
-                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
-            except ValueError:
-                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float("nan")
-    return metrics
-
-
 def _promotion_lock_timeout(path: Path, timeout_s: float) -> PromotionLockTimeoutError:
     """Return the error of a promotion lock held too long by another promotion."""
     return PromotionLockTimeoutError(
@@ -152,8 +141,8 @@ class ModelRegistry:
         return self.alias_version(name, self.cfg.champion_alias)
 
     def version_metrics(self, name: str, version: str) -> dict[str, float]:
-        """Return the metrics recorded on a version at registration."""
-        return metrics_from_tags(self.client.get_model_version(name, version).tags)
+        """Return the metrics recorded for a version (at registration, plus any evaluation added later)."""
+        return version_metrics(self.client, self.client.get_model_version(name, version))
 
     # -- registration and gates ---------------------------------------------------------------------------
     def register_candidate(
@@ -167,15 +156,14 @@ class ModelRegistry:
     ) -> str:
         """Register the run's logged model as a new version of `name` and return the version number.
 
-        Tags: the run's git commit, config hash and data fingerprint, every metric of the run plus
-        `metrics` (which win) as `metric.*`, any extra `tags`, and `gate.status` = pending.
+        Tags: the run's git commit, config hash and data fingerprint, any extra `tags`, and `gate.status` =
+        pending. Every metric of the run plus `metrics` (which win) goes to the version's metrics.json.
         """
         from mlflow.exceptions import MlflowException
 
         run = self.client.get_run(run_id)
         values = {**run.data.metrics, **(metrics or {})}
         version_tags = {key: run.data.tags[key] for key in PROVENANCE_TAGS if key in run.data.tags}
-        version_tags.update(metric_tags(values))
         version_tags.update(tags or {})
         version_tags["gate.status"] = "pending"
         with contextlib.suppress(MlflowException):
@@ -186,6 +174,7 @@ class ModelRegistry:
         version = self.client.create_model_version(
             name, source=source, run_id=run_id, tags=version_tags, model_id=model_id
         )
+        write_version_metrics(self.client, version, values)
         return str(version.version)
 
     def logged_model_uri(self, run_id: str) -> str:
@@ -231,18 +220,17 @@ class ModelRegistry:
     def evaluate_gates(
         self, name: str, version: str, gates: GatesConfig, *, metrics: Mapping[str, float] | None = None
     ) -> Decision:
-        """Decide, log the decision table, tag `gate.status`/`gate.reasons`; passing sets `challenger`."""
+        """Decide, record the decision with the version's model, tag `gate.*`; passing sets `challenger`."""
         decision, champion = self.decide_against_champion(name, version, gates, metrics=metrics)
         model_version = self.client.get_model_version(name, version)
-        if model_version.run_id:
-            folder = f"gates/v{version}"
-            self.client.log_text(model_version.run_id, decision.to_markdown(), f"{folder}/decision.md")
-            self.client.log_text(model_version.run_id, decision.to_json(), f"{folder}/decision.json")
+        write_record_file(self.client, model_version, DECISION_MARKDOWN, decision.to_markdown())
+        write_record_file(self.client, model_version, DECISION_JSON, decision.to_json())
         gate_tags = {
             "gate.status": decision.status,
             "gate.reasons": ("; ".join(decision.reasons) or "none")[:MAX_TAG_VALUE],
             "gate.checked_at": utc_now(),
             "gate.champion_version": champion or "none",
+            "gate.decision": record_uri(self.client, model_version, DECISION_MARKDOWN)[:MAX_TAG_VALUE],
         }
         for key, value in gate_tags.items():
             self.client.set_model_version_tag(name, version, key, value)

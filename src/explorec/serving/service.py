@@ -368,7 +368,7 @@ class RecommendationService:
             "cold_start": answer.cold_start,
             "n_unknown_items": answer.n_unknown_items,
             "items": [
-                {"slot": slot, "title": title, **dataclasses.asdict(logged)}
+                {"slot": slot, "title": title, **vars(logged)}  # flat fields: asdict recurses
                 for slot, (title, logged) in enumerate(zip(answer.titles, record.slots, strict=True))
             ],
         }

@@ -23,6 +23,7 @@ from explorec.simulation.churn import (
 )
 from explorec.simulation.ground_truth import (
     GroundTruth,
+    GroundTruthSpec,
     UserPools,
     draw_pools,
     fit_ground_truth,
@@ -122,6 +123,19 @@ def world_arrivals(
     )
 
 
+def ground_truth_spec(cfg: SimulateConfig) -> GroundTruthSpec:
+    """The ground truth the config asks for, with its own λ grid."""
+    return GroundTruthSpec(
+        kind=cfg.ground_truth,
+        l2_grid=tuple(cfg.ials_l2_grid if cfg.ground_truth == "ials" else cfg.ease_l2_grid),
+        holdout_share=cfg.ease_holdout_share,
+        popularity_damping=cfg.popularity_damping,
+        ials_factors=cfg.ials_factors,
+        ials_alpha=cfg.ials_alpha,
+        ials_iterations=cfg.ials_iterations,
+    )
+
+
 def build_world(
     *,
     positives: pd.DataFrame,
@@ -130,7 +144,7 @@ def build_world(
     cfg: SimulateConfig,
     items_with_text: np.ndarray | None = None,
 ) -> SimulationWorld:
-    """Draw pools, hide interests, build the leak-free training set, fit EASE and calibrate every click model.
+    """Draw pools, hide interests, build the leak-free training set, fit the ground truth, calibrate clicks.
 
     Calibration runs over both pools together (the simulated population), so tune and test share a, b.
     `items_with_text` (None: every item) are the items the churn world may make new.
@@ -160,10 +174,8 @@ def build_world(
         users=simulated,
         n_users=n_users,
         n_items=n_items,
-        kind=cfg.ground_truth,
-        l2_grid=list(cfg.ease_l2_grid),
-        holdout_share=cfg.ease_holdout_share,
-        popularity_damping=cfg.popularity_damping,
+        spec=ground_truth_spec(cfg),
+        test_users=pools.test,
         seed=cfg.seed,
     )
     noise = frozen_noise(users=simulated, n_items=n_items, noise_std=cfg.noise_std, seed=cfg.seed)

@@ -5,22 +5,27 @@ disjoint seeded pools `tune` and `test` are drawn from them. Each simulated user
 `visible_share` of their positives (by timestamp, ties by item) and hides the rest. The recommender may be
 trained on every other user's positives plus the visible positives of simulated users only
 (`training_interactions`, which raises `LeakageError` if a hidden positive would reach training).
-The ground truth is EASE fitted on all positives of all users with λ chosen on a random holdout of positives.
+The ground truth (`GROUND_TRUTHS`) is EASE, implicit ALS or popularity-dampened EASE, fitted on all positives
+of all users, with λ chosen on a random holdout of the positives of users outside the test pool.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from explorec.baselines.als import ALS, ALSParams
 from explorec.baselines.ease import ease_weights
 from explorec.data.interactions import chronological
 from explorec.data.processed import ProcessedDataset, interactions_to_csr
 
 TUNE_POOL, TEST_POOL = "tune", "test"
+GROUND_TRUTHS = ("ease", "ials", "ease_popularity_dampened")
 POOL_STREAM, HOLDOUT_STREAM, NOISE_STREAM = 11, 12, 13
 
 
@@ -137,11 +142,13 @@ def restrict_dataset(
 
 
 def holdout_split(
-    matrix: sp.csr_matrix, *, share: float, rng: np.random.Generator
+    matrix: sp.csr_matrix, *, share: float, rng: np.random.Generator, rows: np.ndarray | None = None
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Split a binary matrix's entries at random into (kept, held out ≈ share)."""
+    """Split a binary matrix's entries at random into (kept, held out ≈ share); only `rows` lose entries."""
     coo = matrix.tocoo()
     held = rng.random(coo.nnz) < share
+    if rows is not None:
+        held &= np.isin(coo.row, rows)
     build = lambda mask: sp.csr_matrix(  # noqa: E731
         (coo.data[mask], (coo.row[mask], coo.col[mask])), shape=matrix.shape
     )
@@ -149,7 +156,7 @@ def holdout_split(
 
 
 def holdout_recall(*, scores: np.ndarray, train: sp.csr_matrix, holdout: sp.csr_matrix, k: int = 20) -> float:
-    """Mean over users with held-out items of recall@k, training items masked."""
+    """Mean over users with held-out items of recall@k, training items masked (rows: the same users)."""
     scores = np.where(train.toarray() > 0, -np.inf, scores)
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     held = holdout.toarray() > 0
@@ -159,14 +166,46 @@ def holdout_recall(*, scores: np.ndarray, train: sp.csr_matrix, holdout: sp.csr_
     return float(np.mean(hits[users] / np.minimum(n_held[users], k)))
 
 
-def choose_ease_l2(
-    *, matrix: sp.csr_matrix, l2_grid: list[float], holdout_share: float, seed: int
+Scorer = Callable[[sp.csr_matrix, float], Callable[[np.ndarray], np.ndarray]]
+"""Fit a ground-truth model on a binary matrix with regularisation λ; return its scores of given users."""
+
+
+def ease_scorer(matrix: sp.csr_matrix, l2: float) -> Callable[[np.ndarray], np.ndarray]:
+    """EASE (Steck 2019) fitted on `matrix` with λ = l2: the scores x_u B of given users."""
+    weights = ease_weights(matrix, l2=l2)
+    return lambda users: np.asarray(matrix[users] @ weights)
+
+
+def ials_scorer(
+    matrix: sp.csr_matrix, l2: float, *, factors: int, alpha: float, iterations: int, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Implicit ALS (Hu, Koren & Volinsky 2008) fitted on `matrix` with λ = l2: the scores x_uᵀ y_i."""
+    model = ALS(ALSParams(factors=factors, alpha=alpha, regularization=l2, iterations=iterations, seed=seed))
+    model.fit(matrix)
+    user_factors, item_factors = model.factors
+    return lambda users: user_factors[users] @ item_factors.T
+
+
+def choose_l2(
+    *,
+    matrix: sp.csr_matrix,
+    scorer: Scorer,
+    l2_grid: list[float],
+    holdout_share: float,
+    holdout_users: np.ndarray,
+    seed: int,
 ) -> tuple[float, dict[float, float]]:
-    """λ with the best holdout recall@20 of EASE fitted on the rest of the positives, and every λ's recall."""
-    train, holdout = holdout_split(matrix, share=holdout_share, rng=stream(seed, HOLDOUT_STREAM))
+    """λ with the best holdout recall@20 of `scorer` fitted on the rest, and every λ's recall.
+
+    Entries are held out only from `holdout_users` (never the test pool), and recall is measured on them.
+    """
+    train, holdout = holdout_split(
+        matrix, share=holdout_share, rng=stream(seed, HOLDOUT_STREAM), rows=holdout_users
+    )
+    judged = np.flatnonzero(np.diff(holdout.indptr) > 0)
     recalls = {
         float(l2): holdout_recall(
-            scores=np.asarray(train @ ease_weights(train, l2=l2)), train=train, holdout=holdout
+            scores=scorer(train, float(l2))(judged), train=train[judged], holdout=holdout[judged]
         )
         for l2 in l2_grid
     }
@@ -185,9 +224,22 @@ class GroundTruth:
 
     users: np.ndarray
     standardised_scores: np.ndarray
-    ease_l2: float
-    holdout_recall: dict[float, float]
+    l2: float  # the regularisation λ chosen on the holdout
+    holdout_recall: dict[float, float]  # recall@20 of each λ on the holdout
     kind: str
+
+
+@dataclass(frozen=True)
+class GroundTruthSpec:
+    """Which ground truth, its λ grid and holdout, its damping and iALS sizes (`spec_from_config`)."""
+
+    kind: str
+    l2_grid: tuple[float, ...]
+    holdout_share: float
+    popularity_damping: float
+    ials_factors: int
+    ials_alpha: float
+    ials_iterations: int
 
 
 def fit_ground_truth(
@@ -196,26 +248,44 @@ def fit_ground_truth(
     users: np.ndarray,
     n_users: int,
     n_items: int,
-    kind: str,
-    l2_grid: list[float],
-    holdout_share: float,
-    popularity_damping: float,
+    spec: GroundTruthSpec,
+    test_users: np.ndarray,
     seed: int,
 ) -> GroundTruth:
-    """EASE on all positives (λ from a holdout); z = per-user standardised scores of `users`.
+    """Fit the ground truth on all positives (λ from a holdout outside `test_users`); z of `users`.
 
-    kind "ease_popularity_dampened" subtracts popularity_damping × the standardised log item popularity.
+    - ease: EASE's scores, standardised per user.
+    - ials: implicit ALS's scores x_uᵀ y_i (a factor model: a different family than EASE's item-item
+      weights), standardised per user.
+    - ease_popularity_dampened: EASE's z minus popularity_damping × the standardised log item popularity, so
+      popular items are worth less to everyone than EASE says (the robustness check against a ground truth
+      that rewards whatever resembles a popularity-heavy collaborative model).
     """
-    if kind not in ("ease", "ease_popularity_dampened"):
-        raise ValueError(f"ground_truth must be 'ease' or 'ease_popularity_dampened', got {kind!r}")
+    if spec.kind not in GROUND_TRUTHS:
+        raise ValueError(f"ground_truth must be one of {', '.join(GROUND_TRUTHS)}, got {spec.kind!r}")
     matrix = interactions_to_csr(positives, n_users=n_users, n_items=n_items)
-    l2, recalls = choose_ease_l2(matrix=matrix, l2_grid=l2_grid, holdout_share=holdout_share, seed=seed)
-    scores = np.asarray(matrix[users] @ ease_weights(matrix, l2=l2))
-    z = standardise_rows(scores)
-    if kind == "ease_popularity_dampened":
+    scorer: Scorer = ease_scorer
+    if spec.kind == "ials":
+        scorer = partial(
+            ials_scorer,
+            factors=spec.ials_factors,
+            alpha=spec.ials_alpha,
+            iterations=spec.ials_iterations,
+            seed=seed,
+        )
+    l2, recalls = choose_l2(
+        matrix=matrix,
+        scorer=scorer,
+        l2_grid=list(spec.l2_grid),
+        holdout_share=spec.holdout_share,
+        holdout_users=np.setdiff1d(np.arange(n_users), test_users),
+        seed=seed,
+    )
+    z = standardise_rows(scorer(matrix, l2)(np.asarray(users, np.int64)))
+    if spec.kind == "ease_popularity_dampened":
         log_popularity = np.log1p(np.asarray(matrix.sum(axis=0)).ravel())
-        z = z - popularity_damping * standardise_rows(log_popularity[None, :])
-    return GroundTruth(np.asarray(users, np.int64), z, l2, recalls, kind)
+        z = z - spec.popularity_damping * standardise_rows(log_popularity[None, :])
+    return GroundTruth(np.asarray(users, np.int64), z, l2, recalls, spec.kind)
 
 
 def frozen_noise(*, users: np.ndarray, n_items: int, noise_std: float, seed: int) -> np.ndarray:

@@ -143,7 +143,7 @@ def markdown_summary(result: SimulationResult, cfg: SimulateConfig) -> str:
         "# Interactive simulation\n\n",
         f"Pool `{info['pool']}` ({info['n_pool_users']} users), {cfg.n_visits} visits × K={cfg.slate_size}, "
         f"R={cfg.n_replications} replications, ground truth {info['ground_truth']} "
-        f"(EASE λ={info['ease_l2']:g}), "
+        f"(λ={info['ground_truth_l2']:g}), "
         f"recommender `{info['recommender']}`{_fit_note(info)}; runtime {result.runtime_s:.1f} s.\n\n",
         "Expected clicks are Σ θ_k·p over served slots per user over the horizon (the primary outcome); "
         "intervals are paired 95% t intervals across replications (common random numbers), p-values "

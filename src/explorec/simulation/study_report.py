@@ -209,7 +209,7 @@ def study_markdown(result: StudyResult, cfg: SimulateConfig, study: StudyConfig)
         f"# Study: does the `{treatment}` item tower change the exploration trade-off? (vs `{control}`)\n\n",
         f"Pool `{info['pool']}` ({info['n_pool_users']} users), {cfg.n_visits} visits × K={cfg.slate_size}, "
         f"R={cfg.n_replications} replications, ground truth {info['ground_truth']} "
-        f"(EASE λ={info['ease_l2']:g}), {cfg.n_text_clusters} text clusters; grid: "
+        f"(λ={info['ground_truth_l2']:g}), {cfg.n_text_clusters} text clusters; grid: "
         f"{', '.join(study.policies)} × rates {', '.join(f'{rate:g}' for rate in study.exploration_rates)}; "
         f"study runtime {result.runtime_s:.0f} s.\n\n",
         "Recommenders (fitted on non-simulated users + the visible part of simulated users only):\n\n",

@@ -147,8 +147,7 @@ def _first_open_sqlite(uri: str, database: Path, cfg: TrackingConfig) -> Any:
             if "out-of-date database schema" not in str(error):
                 raise
             raise StoreError(
-                f"{database} was written by an older MLflow; back it up, then run "
-                f"`mlflow db upgrade {uri}`"
+                f"{database} was written by an older MLflow; back it up, then run `mlflow db upgrade {uri}`"
             ) from error
 
 
@@ -199,10 +198,15 @@ def git_commit() -> str:
 def run_tags(
     *, config_hash: str, data_fingerprint: str, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Return the tags every explorec run carries: git commit, config hash, data fingerprint, its owner."""
+    """Return the tags every explorec run carries: git commit, config hash, data fingerprint, its owner.
+
+    Inside a Prefect flow run, also the flow run's id and UI page (`explorec.tracking.links`).
+    """
+    from explorec.tracking.links import flow_run_tags
     from explorec.tracking.owner import owner_tags
 
     tags = {"git_commit": git_commit(), "config_hash": config_hash, "data_fingerprint": data_fingerprint}
+    tags.update(flow_run_tags())
     tags.update(owner_tags())  # the run is created by this process (`tracked_run` re-stamps it where not)
     tags.update(extra or {})
     return tags

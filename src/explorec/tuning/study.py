@@ -24,12 +24,18 @@ from explorec.config import project_root
 from explorec.config.tuning import TuneConfig
 
 JOURNAL_SCHEME = "journal:"
+POSTGRES_SCHEME, POSTGRES_DRIVER_SCHEME = "postgresql://", "postgresql+psycopg://"
 WORKER_ATTR = "worker"
 SQLITE_LOCK_TIMEOUT_S = 60
 
 
 def resolve_storage_url(url: str) -> str:
-    """Make relative `sqlite:///path` and `journal:path` URLs absolute under the project root."""
+    """Make relative `sqlite:///path` and `journal:path` URLs absolute under the project root.
+
+    A bare `postgresql://` URL gets the installed driver, psycopg 3 (SQLAlchemy's default is psycopg2).
+    """
+    if url.startswith(POSTGRES_SCHEME):
+        return POSTGRES_DRIVER_SCHEME + url.removeprefix(POSTGRES_SCHEME)
     if url.startswith(JOURNAL_SCHEME):
         path = Path(os.path.normpath(url.removeprefix(JOURNAL_SCHEME).removeprefix("//")))
         path = path if path.is_absolute() else project_root() / path
@@ -41,6 +47,15 @@ def resolve_storage_url(url: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"{prefix}{path}"
     return url
+
+
+def storage_label(url: str) -> str:
+    """Return a storage URL fit to print or log: a server URL's password is masked."""
+    if url.startswith(JOURNAL_SCHEME):
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def storage_file(url: str) -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,14 +98,14 @@ def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySpec) -> Stud
         open_study,
         recover_stale_trials,
         resolve_storage_url,
+        storage_label,
     )
 
     started = time.perf_counter()
     storage = open_storage(tune)
     study = open_study(tune, storage, max_epochs=cfg.trainer.max_epochs)
-    tracking_uri, parent_run_id = ensure_parent_run(
-        study, cfg, tune, storage_url=resolve_storage_url(tune.storage)
-    )
+    label = storage_label(resolve_storage_url(tune.storage))  # no password in tags or summaries
+    tracking_uri, parent_run_id = ensure_parent_run(study, cfg, tune, storage_url=label)
     worker_cfg = replace(
         cfg, trainer=replace(cfg.trainer, num_threads=threads_per_worker(cfg, tune.n_workers))
     )
@@ -116,16 +117,18 @@ def run_study(cfg: ExplorecConfig, tune: TuneConfig, policy: PolicySpec) -> Stud
     for _ in range(MAX_ROUNDS):
         if budget_of(study, tune.n_trials).remaining == 0:
             break
-        if tune.n_workers == 1:
-            trials_run += run_in_process(context, study)
-        else:
-            trials_run += run_worker_processes(worker_cfg, tune, policy, parent_run_id)
-        newly_recovered = recover_stale_trials(study, storage, tune)
-        fail_orphaned_runs(study, newly_recovered, tracking_uri)
-        recovered += newly_recovered
+        try:
+            if tune.n_workers == 1:
+                trials_run += run_in_process(context, study)
+            else:
+                trials_run += run_worker_processes(worker_cfg, tune, policy, parent_run_id)
+        finally:  # also when a worker died: its trial is failed (and re-queued) now, not at the rerun
+            newly_recovered = recover_stale_trials(study, storage, tune)
+            fail_orphaned_runs(study, newly_recovered, tracking_uri)
+            recovered += newly_recovered
     return StudyRun(
         study_name=tune.study_name,
-        storage_url=resolve_storage_url(tune.storage),
+        storage_url=label,
         parent_run_id=parent_run_id,
         tracking_uri=tracking_uri,
         trials_run=trials_run,
@@ -170,8 +173,27 @@ def run_worker_processes(
             reports.append(report)
         codes = [process.wait() for process in processes]
         if any(codes):
-            raise WorkerError(f"tuning workers exited with codes {codes}; see their output above")
+            raise WorkerError(workers_failed_message(codes))
         return sum(json.loads(report.read_text())["trials_run"] for report in reports)
+
+
+def how_it_ended(code: int) -> str:
+    """Say how a process with this return code ended: `exited 1` or `was killed by SIGKILL`."""
+    if code >= 0:
+        return f"exited {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
+
+
+def workers_failed_message(codes: list[int]) -> str:
+    """Say which workers failed and how (exit status or the signal that killed them), and what to do."""
+    ended = [f"worker {index} {how_it_ended(code)}" for index, code in enumerate(codes) if code]
+    return (
+        f"tuning {'; '.join(ended)} (see the output above); rerun the same command to finish the study: "
+        "a killed worker's trial is failed and retried with the same parameters"
+    )
 
 
 def worker_spec(

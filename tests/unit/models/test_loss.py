@@ -7,12 +7,8 @@ import math
 import pytest
 import torch
 
-from explorec.models.two_tower import (
-    full_softmax_loss,
-    history_counts,
-    in_batch_log_q,
-    sampled_softmax_loss,
-)
+from explorec.models.losses import full_softmax_loss, in_batch_log_q, sampled_softmax_loss
+from explorec.models.two_tower import history_counts
 
 USERS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 ITEMS = torch.tensor([[0.6, 0.8], [1.0, 0.0]])  # item 0 (popular), item 1 (rare)

@@ -173,14 +173,15 @@ def test_logged_model_serves_through_its_index_and_the_version_carries_its_recal
             info = log_recommender(bundle)
             log_index_report(mlflow.MlflowClient(), run.info.run_id, info.model_id, report)
         model = mlflow.pyfunc.load_model(info.model_uri, model_config={"torch_threads": 0})
-        version = ModelRegistry(tracking_uri, RegistryConfig()).register_candidate(run.info.run_id, "indexed")
-        stored = mlflow.MlflowClient().get_model_version("indexed", version)
+        registry = ModelRegistry(tracking_uri, RegistryConfig())
+        version = registry.register_candidate(run.info.run_id, "indexed")
+        recorded = registry.version_metrics("indexed", version)
         logged = mlflow.get_logged_model(info.model_id)
     finally:
         mlflow.set_tracking_uri(None)
     answers = model.predict(pd.DataFrame([{"user_id": "u1", "k": 4}]))
     assert answers["item_ids"][0] == serve(Recommender(bundle), user_id="u1", k=4).item_ids
-    assert float(stored.tags[f"metric.{INDEX_RECALL_METRIC}"]) == pytest.approx(report["recall_at_10"])
+    assert recorded[INDEX_RECALL_METRIC] == pytest.approx(report["recall_at_10"])
     assert logged.tags["index.kind"] == HNSW
     assert [(metric.key, metric.value) for metric in logged.metrics] == [
         (INDEX_RECALL_METRIC, report["recall_at_10"])

@@ -64,11 +64,13 @@ def test_estimates_cover_the_candidates_true_value(dataset, tmp_path: Path) -> N
     assert evaluation.n_impressions == 3000 and evaluation.n_slots == 12_000
     assert evaluation.support == pytest.approx(1.0)  # ε-greedy logs support every slot
     assert 500 < evaluation.effective_sample_size < evaluation.n_slots
-    for name in ("ips", "snips"):
+    for name in ("ips", "snips", "prefix_ips", "prefix_snips"):
         assert evaluation.estimates[name].contains(truth), (name, evaluation.estimates[name], truth)
     logged_truth = float(np.mean([r["clicked"] for batch in log.logged_slots() for r in batch]))
     assert evaluation.logged_value.estimate == pytest.approx(logged_truth)
-    assert evaluation.lift.estimate == pytest.approx(evaluation.estimates["ips"].estimate - logged_truth)
+    lift = evaluation.estimates["prefix_snips"].estimate - logged_truth
+    assert evaluation.lift.estimate == pytest.approx(lift)  # what the ope_lift gate reads
+    assert evaluation.lift.ci_low < lift < evaluation.lift.ci_high
     assert set(evaluation.metrics()) >= {"ope/ips", "ope/snips_ci_low", "ope/lift_ci_high", "ope/support"}
 
 
@@ -90,12 +92,12 @@ def test_deterministic_logs_support_only_the_same_choices(dataset, tmp_path: Pat
 def test_evaluate_logs_command_records_a_run_and_tags_the_version(
     dataset, isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`explorec evaluate-logs --candidate 2` reads the home's log, prints the table, tags v2's metrics."""
+    """`explorec evaluate-logs --candidate 2` reads the home's log, prints the table, records v2's metrics."""
     import mlflow
     from mlflow import MlflowClient
 
     from explorec.cli import main
-    from explorec.registry.promotion import metrics_from_tags
+    from explorec.registry.records import version_metrics
     from explorec.serving.pyfunc import log_recommender
 
     uri = f"sqlite:///{isolated_home / 'mlruns' / 'mlflow.db'}"
@@ -113,8 +115,8 @@ def test_evaluate_logs_command_records_a_run_and_tags_the_version(
     assert main(["evaluate-logs", "--candidate", "2"]) == 0
     printed = capsys.readouterr().out
     assert "on 400 logged slates (1600 slots)" in printed and "| candidate snips |" in printed
-    tags = metrics_from_tags(client.get_model_version("explorec-two-tower", "2").tags)
-    assert tags["ope/n_slots"] == 1600 and tags["ope/lift_ci_low"] < tags["ope/lift_ci_high"]
+    recorded = version_metrics(client, client.get_model_version("explorec-two-tower", "2"))
+    assert recorded["ope/n_slots"] == 1600 and recorded["ope/lift_ci_low"] < recorded["ope/lift_ci_high"]
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.version = '2'")
     assert len(runs) == 1 and runs["metrics.ope/n_impressions"].iloc[0] == 400
     assert main(["evaluate-logs", "--candidate", "9"]) == 1
@@ -139,11 +141,12 @@ def test_an_exploration_floor_lets_greedy_traffic_judge_another_policy(dataset, 
 def test_registration_evaluates_the_candidate_on_logged_traffic_before_the_gates(
     dataset, isolated_home: Path
 ) -> None:
-    """With a non-empty impression log, register_and_gate tags metric.ope/* and decides the ope_lift gate."""
+    """With a non-empty impression log, register_and_gate records ope/* metrics and decides ope_lift."""
     import mlflow
 
     from explorec.pipeline.config import load_config
     from explorec.pipeline.registration import register_and_gate
+    from explorec.registry.records import version_metrics
     from explorec.serving.pyfunc import log_recommender
     from explorec.tracking.store import configure_tracking
 
@@ -174,5 +177,19 @@ def test_registration_evaluates_the_candidate_on_logged_traffic_before_the_gates
     log.close()
     outcome = register_and_gate(cfg, run.info.run_id)
     assert "ope_lift" in outcome.decision_markdown
-    tags = mlflow.MlflowClient().get_model_version(outcome.registered_model, outcome.version).tags
-    assert float(tags["metric.ope/n_slots"]) == 1200
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(outcome.registered_model, outcome.version)
+    assert version_metrics(client, version)["ope/n_slots"] == 1200
+
+
+def test_the_gates_lift_is_snips_minus_the_logged_mean_with_the_pairs_interval() -> None:
+    """Worked on paper: w = (1, 1, 2, 0), r = (1, 0, 1, 0): SNIPS 3/4, logged 1/2, lift 1/4; the pair's
+    linearised terms (−1/4, −1/4, 0, 1/2) have sample sd √(1/8), so the interval is 1/4 ± 1.96·√(1/8)/2."""
+    from explorec.serving.log_evaluation import snips_lift
+
+    lift = snips_lift(np.array([1.0, 1.0, 2.0, 0.0]), np.array([1.0, 0.0, 1.0, 0.0]))
+    half = 1.959964 * np.sqrt(1 / 8) / 2
+    assert lift.estimate == pytest.approx(0.25)
+    assert (lift.ci_low, lift.ci_high) == pytest.approx((0.25 - half, 0.25 + half), rel=1e-5)
+    with pytest.raises(ValueError, match="no logged slot"):
+        snips_lift(np.zeros(3), np.ones(3))

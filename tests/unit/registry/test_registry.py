@@ -106,8 +106,9 @@ def test_round_trip_refusal_force_and_load_by_alias(
     first = registry.register_candidate(first_run, NAME)
     tags = version_tags(registry, first)
     assert {key: tags[key] for key in PROVENANCE} == PROVENANCE
-    assert float(tags["metric.served/policy/intra_list_diversity"]) == 0.7
     assert tags["gate.status"] == "pending"
+    assert not [key for key in tags if key.startswith("metric.")]  # metrics live in the record, not tags
+    assert registry.version_metrics(NAME, first)["served/policy/intra_list_diversity"] == 0.7
 
     assert registry.evaluate_gates(NAME, first, gates).passed
     assert registry.alias_version(NAME, "challenger") == first
@@ -122,13 +123,17 @@ def test_round_trip_refusal_force_and_load_by_alias(
     assert tags["gate.status"] == "failed"
     assert "intra_list_diversity: 0.55 is worse than the champion's 0.7" in tags["gate.reasons"]
     assert registry.alias_version(NAME, "challenger") == first
-    table = mlflow.artifacts.download_artifacts(
-        run_id=second_run, artifact_path=f"gates/v{second}", dst_path=str(tmp_path)
+    second_version = registry.client.get_model_version(NAME, second)
+    model = registry.client.get_logged_model(second_version.source.removeprefix("models:/"))
+    assert tags["gate.decision"] == f"{model.artifact_location}/registry/{NAME}/v{second}/decision.md"
+    table = mlflow.artifacts.download_artifacts(  # the decision is filed with the version's model
+        artifact_uri=f"{model.artifact_location}/registry/{NAME}/v{second}", dst_path=str(tmp_path)
     )
     assert "FAIL: intra_list_diversity" in Path(table, "decision.md").read_text()
-    description = registry.client.get_model_version(NAME, second).description
+    description = second_version.description
     assert description.startswith("**Gate: FAILED**") and f"against champion v{first}" in description
     assert json.loads(Path(table, "decision.json").read_text())["status"] == "failed"
+    assert not registry.client.list_artifacts(second_run, "gates/v2/decision.md")  # not on the run
 
     refused = registry.promote(NAME, second, gates, actor="bob")
     assert refused.outcome == "refused" and not refused.promoted

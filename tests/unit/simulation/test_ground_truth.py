@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from explorec.config.simulation import SimulateConfig
-from explorec.data.processed import ProcessedDataset
+from explorec.data.processed import ProcessedDataset, interactions_to_csr
+from explorec.simulation.calibration import top_servable
 from explorec.simulation.environment import build_world
 from explorec.simulation.ground_truth import (
+    GROUND_TRUTHS,
     LeakageError,
     check_no_leakage,
+    choose_l2,
     draw_pools,
+    holdout_split,
+    ials_scorer,
     restrict_dataset,
     split_visible_hidden,
     training_interactions,
@@ -83,3 +94,83 @@ def test_restrict_dataset_drops_everything_after_the_cutoff(positives: pd.DataFr
     kept = restricted.train[restricted.train.user_idx.isin(users)]
     assert len(kept) == len(visible)
     assert len(restricted.train) == len(positives) - len(hidden)
+
+
+@pytest.mark.parametrize("kind", GROUND_TRUTHS)
+def test_each_ground_truth_meets_the_calibration_targets(
+    kind: str, positives: pd.DataFrame, small_config: SimulateConfig
+) -> None:
+    cfg = dataclasses.replace(small_config, ground_truth=kind)
+    world = build_world(positives=positives, n_users=N_USERS, n_items=N_ITEMS, cfg=cfg)
+    grid = cfg.ials_l2_grid if kind == "ials" else cfg.ease_l2_grid
+    assert world.ground_truth.kind == kind
+    assert world.ground_truth.l2 in grid and set(world.ground_truth.holdout_recall) == set(grid)
+    users = world.pools.simulated
+    for target, model in zip(cfg.calibrations, world.click_models, strict=True):
+        assert world.click_probabilities(users, model).mean() == pytest.approx(
+            target.mean_click_probability, abs=1e-4
+        )
+        top = model.probabilities(top_servable(world.noisy_scores(users), world.visible_mask(users)))
+        assert float(np.mean(top)) == pytest.approx(target.top10_click_probability, abs=1e-3)
+
+
+def _top10(scores: np.ndarray) -> list[set[int]]:
+    """Each row's ten highest-scoring items."""
+    return [set(row) for row in np.argsort(-scores, axis=1)[:, :10]]
+
+
+def test_ground_truths_rank_items_differently(positives: pd.DataFrame, small_config: SimulateConfig) -> None:
+    worlds = {
+        kind: build_world(
+            positives=positives,
+            n_users=N_USERS,
+            n_items=N_ITEMS,
+            cfg=dataclasses.replace(small_config, ground_truth=kind),
+        )
+        for kind in GROUND_TRUTHS
+    }
+    tops = {kind: _top10(world.ground_truth.standardised_scores) for kind, world in worlds.items()}
+    for first, second in itertools.combinations(GROUND_TRUTHS, 2):
+        overlap = np.mean([len(a & b) / 10 for a, b in zip(tops[first], tops[second], strict=True)])
+        assert overlap < 0.9, (first, second, overlap)
+    # the dampened truth puts less popular items in every user's top 10 than EASE does, on average
+    log_popularity = np.log1p(np.bincount(positives["item_idx"], minlength=N_ITEMS))
+    mean_top_popularity = {
+        kind: np.mean([log_popularity[list(top)].mean() for top in tops[kind]]) for kind in GROUND_TRUTHS
+    }
+    assert mean_top_popularity["ease_popularity_dampened"] < mean_top_popularity["ease"] - 0.1
+
+
+def test_ials_ground_truth_beats_popularity_on_its_holdout(
+    positives: pd.DataFrame, small_config: SimulateConfig
+) -> None:
+    """The chosen λ's holdout recall@20 is above what the most popular items reach on the same holdout."""
+    cfg = dataclasses.replace(small_config, ground_truth="ials")
+    pools = draw_pools(
+        positives=positives,
+        min_user_positives=cfg.min_user_positives,
+        tune_users=cfg.tune_users,
+        test_users=cfg.test_users,
+        seed=cfg.seed,
+    )
+    matrix = interactions_to_csr(positives, n_users=N_USERS, n_items=N_ITEMS)
+    holdout_users = np.setdiff1d(np.arange(N_USERS), pools.test)
+
+    def popularity(train: sp.csr_matrix, _l2: float) -> Callable[[np.ndarray], np.ndarray]:
+        counts = np.asarray(train.sum(axis=0), float)
+        return lambda users: np.tile(counts, (len(users), 1))
+
+    kwargs = {"matrix": matrix, "holdout_share": 0.1, "holdout_users": holdout_users, "seed": cfg.seed}
+    _, popular = choose_l2(scorer=popularity, l2_grid=[1.0], **kwargs)
+    scorer = functools.partial(ials_scorer, factors=cfg.ials_factors, alpha=1.0, iterations=15, seed=0)
+    _, recalls = choose_l2(scorer=scorer, l2_grid=list(cfg.ials_l2_grid), **kwargs)
+    assert max(recalls.values()) > popular[1.0]
+
+
+def test_holdout_takes_entries_only_from_the_given_users(positives: pd.DataFrame) -> None:
+    matrix = interactions_to_csr(positives, n_users=N_USERS, n_items=N_ITEMS)
+    allowed = np.arange(0, N_USERS, 2)
+    kept, held = holdout_split(matrix, share=0.5, rng=np.random.default_rng(0), rows=allowed)
+    held_rows = np.unique(held.tocoo().row)
+    assert held.nnz > 0 and np.isin(held_rows, allowed).all()
+    assert (kept + held != matrix).nnz == 0  # a partition of the entries

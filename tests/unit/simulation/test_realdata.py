@@ -27,7 +27,7 @@ def test_ml100k_world(real_data_dir: Path) -> None:
     world = build_world(positives=frame, n_users=len(user_index), n_items=len(item_index), cfg=cfg)
     assert world.pools.test.size >= 300
     assert world.training[["user_idx", "item_idx"]].merge(world.hidden[["user_idx", "item_idx"]]).empty
-    assert world.ground_truth.ease_l2 in cfg.ease_l2_grid
+    assert world.ground_truth.l2 in cfg.ease_l2_grid
     users = world.pools.simulated
     for target, model in zip(cfg.calibrations, world.click_models, strict=True):
         assert world.click_probabilities(users, model).mean() == pytest.approx(

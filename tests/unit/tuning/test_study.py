@@ -23,6 +23,7 @@ from explorec.tuning.study import (
     recover_stale_trials,
     resolve_storage_url,
     run_until_budget,
+    storage_label,
 )
 
 
@@ -48,7 +49,22 @@ def test_relative_storage_paths_resolve_under_the_project_root(isolated_home: Pa
     assert resolve_storage_url("sqlite:///mlruns/optuna.db") == f"sqlite:///{isolated_home}/mlruns/optuna.db"
     assert resolve_storage_url("journal:mlruns/optuna.log") == f"journal:{isolated_home}/mlruns/optuna.log"
     assert resolve_storage_url("journal:///tmp/x.log") == "journal:/tmp/x.log"
-    assert resolve_storage_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert resolve_storage_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"  # the pinned driver
+    assert resolve_storage_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+def test_a_server_storage_is_labelled_without_its_password() -> None:
+    label = storage_label("postgresql+psycopg://tuner:s3cret@db.example:5432/optuna")
+    assert "s3cret" not in label and label.startswith("postgresql+psycopg://tuner:***@db.example:5432")
+    assert storage_label("journal:/tmp/x.log") == "journal:/tmp/x.log"
+
+
+def test_a_failed_workers_message_names_the_signal_that_killed_it() -> None:
+    from explorec.tuning.workers import workers_failed_message
+
+    message = workers_failed_message([0, -9, 1])
+    assert "worker 1 was killed by SIGKILL" in message and "worker 2 exited 1" in message
+    assert "worker 0" not in message and "rerun the same command" in message
 
 
 def test_a_rerun_completes_only_the_remaining_budget(tmp_path: Path) -> None:
