@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from explorec.config.schema import ExplorecConfig
+from explorec.config.simulation import WORLDS
 from explorec.config.tuning import validate_tune_config
 from explorec.errors import ConfigError
 
@@ -225,6 +226,18 @@ def _validate_replay_values(cfg: ExplorecConfig) -> None:
         raise ConfigError("replay.feedback_weights must be > 0")
 
 
+def _validate_world(cfg: ExplorecConfig) -> None:
+    """Fail on an unknown simulated world or churn shares outside their ranges."""
+    if cfg.simulate.world not in WORLDS:
+        raise ConfigError(f"simulate.world must be one of {', '.join(WORLDS)}, got {cfg.simulate.world!r}")
+    if not 0.0 < cfg.simulate.churn_share < 1.0:
+        raise ConfigError(f"simulate.churn_share must lie in (0, 1), got {cfg.simulate.churn_share}")
+    if not 0.0 <= cfg.simulate.churn_initial_share <= 1.0:
+        raise ConfigError(
+            f"simulate.churn_initial_share must lie in [0, 1], got {cfg.simulate.churn_initial_share}"
+        )
+
+
 def _validate_simulation_values(cfg: ExplorecConfig) -> None:
     """Fail on simulate/study values outside their ranges or fixed options."""
     if cfg.simulate.recommender_max_epochs < 1:
@@ -235,6 +248,7 @@ def _validate_simulation_values(cfg: ExplorecConfig) -> None:
         raise ConfigError("simulate.n_replications must be >= 2 (paired intervals need two replications)")
     if cfg.simulate.pool not in ("tune", "test"):
         raise ConfigError(f"simulate.pool must be tune or test, got {cfg.simulate.pool!r}")
+    _validate_world(cfg)
     study = cfg.study
     if len(study.encoders) != 2 or len(set(study.encoders)) != 2:
         raise ConfigError(f"study.encoders must name two different encoders, got {study.encoders}")

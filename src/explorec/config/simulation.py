@@ -37,6 +37,9 @@ def _default_policy_rates() -> dict[str, list[float]]:
         "mmr": [0.5],
         # the rate with the most discovery at a click CI > 0, and the highest rate
         "linucb_novelty": [0.7, 1.0],
+        # after Wang et al. (RecSys 2024); the rates mirror semantic_cluster's (same knob: the share of
+        # exploring slots), not chosen on a pool
+        "interest_transition": [0.1, 0.5],
     }
 
 
@@ -76,6 +79,11 @@ class SimulateConfig:
     - recommender_max_epochs: the simulator's own epoch budget for the two-tower fit (the model and the
       rest of the trainer come from `model` / `trainer`). recommender_cache_dir: where restricted fits are
       cached, keyed by data fingerprint, pools/visible split, model and trainer config and encoder.
+    - world: "static" (a fixed catalogue) or "churn" (new items arrive during the horizon; see
+      `explorec.simulation.churn`). churn_share: share of the items with text withheld from the towers'
+      training and from the simulated users' visible histories (the ground truth knows them).
+      churn_initial_share: share of the withheld items that enter at visit 0; the rest arrive evenly over
+      visits 1 .. T − 1 (a trickle per visit), in a seeded order.
     - blas_threads: BLAS threads inside the runner (threadpoolctl). episode_workers: threads that run the
       policies' independent episodes of one replication at the same time (results equal serial runs).
     """
@@ -123,11 +131,15 @@ class SimulateConfig:
     # against a larger budget: `explorec simulate simulate.recommender_max_epochs=30`, see docs/results.md.
     recommender_max_epochs: int = 10
     recommender_cache_dir: str = "mlruns/simulator_recommenders"
+    world: str = "static"  # or churn
+    churn_share: float = 0.1
+    churn_initial_share: float = 0.3
     blas_threads: int = 1  # BLAS threads per episode thread (episode_workers x blas_threads = cores used)
     episode_workers: int = 2  # policies' episodes of a replication run on this many threads (equal to serial)
 
 
 RECOMMENDERS = ("two_tower", "pure_svd")
+WORLDS = ("static", "churn")
 
 
 def _default_study_policies() -> list[str]:

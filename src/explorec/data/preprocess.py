@@ -24,7 +24,7 @@ from explorec import __version__
 from explorec.config import ExplorecConfig, config_hash, project_root, to_dict
 from explorec.data.download import locate_dataset
 from explorec.data.files import FILES, inputs_root
-from explorec.data.processed import FORMAT_VERSION, SPLIT_NAMES
+from explorec.data.processed import FORMAT_VERSION, SPLIT_NAMES, items_with_text
 from explorec.data.raw import RawDataset
 from explorec.data.sources import data_source, read_source, validate_data_choices
 from explorec.data.splits import Split, check_split_sizes, make_split
@@ -239,11 +239,10 @@ def build_tables(raw: RawDataset, cfg: ExplorecConfig) -> tuple[Split, pd.DataFr
             item_index
         )
         random_test = _dense(test_raw[known], user_index, item_index)
-    with_text = items["has_overview"] if items["has_overview"].any() else items["text"].str.len() > 0
     split = make_split(
         dense,
         cfg.split,
-        eligible_cold_items=items.loc[with_text, "item_idx"].to_numpy(),
+        eligible_cold_items=items_with_text(items),
         random_test=random_test,
     )
     check_split_sizes(split, split_name=cfg.split.name, source=ratings_source(raw))

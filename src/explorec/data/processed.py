@@ -141,3 +141,10 @@ def load_processed(path: str | Path) -> ProcessedDataset:
         )
     tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in (*SPLIT_NAMES, "items", "users")}
     return ProcessedDataset(path=folder, manifest=manifest, **tables)
+
+
+def items_with_text(items: pd.DataFrame) -> np.ndarray:
+    """Item indices with text: those with an overview when the source has any, else a non-empty text."""
+    overview = items.get("has_overview")
+    with_text = overview if overview is not None and overview.any() else items["text"].str.len() > 0
+    return items.loc[with_text, "item_idx"].to_numpy()

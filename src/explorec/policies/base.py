@@ -252,6 +252,10 @@ class Policy(ABC):
     learns_linear_model: bool = False
     """Keeps a per-user Bayesian linear model updated online: served feedback counts `feedback_weight`, and
     the simulator serves it from the prior with its shared online model's posterior as the user state."""
+    learns_cluster_transitions: bool = False
+    """Learns how interests move between text clusters from the training histories (keywords `history_items`
+    and `history_offsets`: every user's items oldest first in CSR form; or `cluster_transitions`: their
+    counts, as `transition.cluster_transition_counts` makes them)."""
 
     def __init__(self, *, exploration_rate: float) -> None:
         self.exploration_rate = check_exploration_rate(exploration_rate)

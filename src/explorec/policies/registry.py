@@ -15,6 +15,7 @@ from explorec.policies.mmr import MMRPolicy
 from explorec.policies.novelty import LinUCBNoveltyPolicy
 from explorec.policies.semantic import SemanticClusterPolicy
 from explorec.policies.simple import BoltzmannPolicy, EpsilonGreedyPolicy, GreedyPolicy
+from explorec.policies.transition import InterestTransitionPolicy
 
 BUILT_IN_POLICIES: tuple[type[Policy], ...] = (
     GreedyPolicy,
@@ -25,6 +26,7 @@ BUILT_IN_POLICIES: tuple[type[Policy], ...] = (
     SemanticClusterPolicy,
     MMRPolicy,
     LinUCBNoveltyPolicy,
+    InterestTransitionPolicy,
 )
 POLICIES: Registry[type[Policy]] = Registry("policy", ((cls.name, cls) for cls in BUILT_IN_POLICIES))
 """Every policy class by its `name`: the one list of policy names."""

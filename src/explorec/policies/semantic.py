@@ -163,6 +163,44 @@ def text_clusters(*, text_embeddings: np.ndarray, n_clusters: int, seed: int) ->
     return labels
 
 
+def padded_cluster_members(item_clusters: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Members of each cluster as rows (n_clusters, largest size), padded with n_items (past the end).
+
+    Batch paths append a -inf column at index n_items, so padding never wins `best_member`.
+    """
+    members = [np.flatnonzero(item_clusters == c) for c in range(n_clusters)]
+    padded = np.full((n_clusters, max(m.size for m in members)), item_clusters.size, dtype=np.int64)
+    for cluster, items in enumerate(members):
+        padded[cluster, : items.size] = items
+    return padded
+
+
+def best_member(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Along the last axis, the member with the largest value (first on ties); -1 when none is finite."""
+    position = np.argmax(values, axis=-1)[..., None]
+    top = np.take_along_axis(values, position, axis=-1)[..., 0]
+    return np.where(np.isfinite(top), np.take_along_axis(members, position, axis=-1)[..., 0], -1)
+
+
+def cluster_names(
+    *, text_embeddings: np.ndarray, item_clusters: np.ndarray, titles: Sequence[str], n_titles: int = 3
+) -> list[str]:
+    """Each cluster named by its most central distinct titles (highest cosine to its mean direction)."""
+    unit = normalize_rows(text_embeddings)
+    clusters = np.asarray(item_clusters, np.int64)
+    names = []
+    for cluster in range(int(clusters.max()) + 1):
+        members = np.flatnonzero(clusters == cluster)
+        if members.size == 0:
+            names.append(f"cluster {cluster}")
+            continue
+        centre = unit[members].mean(axis=0)
+        order = members[np.argsort(-(unit[members] @ centre), kind="stable")]
+        distinct = list(dict.fromkeys(str(titles[item]) for item in order))  # a catalogue may repeat a title
+        names.append(" / ".join(distinct[:n_titles]))
+    return names
+
+
 class SemanticClusterPolicy(Policy):
     """Give a share `exploration_rate` of slots to unengaged text clusters, picked by Beta Thompson."""
 
@@ -189,11 +227,7 @@ class SemanticClusterPolicy(Policy):
         self.item_clusters = np.asarray(item_clusters, dtype=np.int64)
         self.n_clusters = int(self.item_clusters.max()) + 1
         self._members = [np.flatnonzero(self.item_clusters == c) for c in range(self.n_clusters)]
-        # Members of each cluster as rows padded with n_items, an index the batch path maps to -inf.
-        width = max(members.size for members in self._members)
-        self._padded_members = np.full((self.n_clusters, width), self.item_clusters.size, dtype=np.int64)
-        for cluster, members in enumerate(self._members):
-            self._padded_members[cluster, : members.size] = members
+        self._padded_members = padded_cluster_members(self.item_clusters, self.n_clusters)
 
     def initial_state(self, *, history_items: np.ndarray) -> ClusterUserState:
         """Engaged = clusters of the history; no clicks or skips yet."""
@@ -327,7 +361,7 @@ class SemanticClusterPolicy(Policy):
         rate, rows = self.exploration_rate, np.arange(n_rows)
         greedy = top_k_rows(allowed, k)
         remaining = np.concatenate([allowed, np.full((n_rows, 1), -np.inf)], axis=1)
-        best = self._best_of(
+        best = best_member(
             remaining[:, self._padded_members],
             np.broadcast_to(self._padded_members, (n_rows, *self._padded_members.shape)),
         )
@@ -368,7 +402,7 @@ class SemanticClusterPolicy(Policy):
             hit = np.flatnonzero(best[rows, cluster] == item)
             if hit.size:
                 members = self._padded_members[cluster[hit]]
-                best[hit, cluster[hit]] = self._best_of(
+                best[hit, cluster[hit]] = best_member(
                     np.take_along_axis(remaining[hit], members, axis=1), members
                 )
         return SlateBatch(items, propensities, explored, greedy)
@@ -380,13 +414,6 @@ class SemanticClusterPolicy(Policy):
             raise ValueError(f"{len(states)} states for {n_rows} rows of scores")
         empty = np.empty(0, np.int64)
         return [self.initial_state(history_items=empty) if state is None else state for state in states]
-
-    @staticmethod
-    def _best_of(values: np.ndarray, members: np.ndarray) -> np.ndarray:
-        """Along the last axis, the member with the largest value (first on ties); -1 when none is finite."""
-        position = np.argmax(values, axis=-1)[..., None]
-        top = np.take_along_axis(values, position, axis=-1)[..., 0]
-        return np.where(np.isfinite(top), np.take_along_axis(members, position, axis=-1)[..., 0], -1)
 
     def slate_propensities(
         self,

@@ -54,6 +54,15 @@ class PolicySpec:
             resources["text_embeddings"] = text_embeddings
         return resources
 
+    def history_resources(
+        self, *, history_items: np.ndarray, history_offsets: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The training histories (CSR, oldest first) as keyword arguments of `build`, if the policy learns
+        cluster transitions from them ({} otherwise)."""
+        if not self.policy_class.learns_cluster_transitions:
+            return {}
+        return {"history_items": history_items, "history_offsets": history_offsets}
+
     def build(self, **resources: Any) -> Policy:
         """Build the policy from `resources` (item_vectors, text_embeddings, item_clusters, ...) and `params`.
 

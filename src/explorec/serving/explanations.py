@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explorec.policies.semantic import kmeans, normalize_rows
+from explorec.policies.semantic import cluster_names, kmeans, normalize_rows
 from explorec.serving.recommender import Recommendation, Recommender
 
 EXPLANATION_WINDOW = 50
@@ -54,13 +54,9 @@ def fit_interest_clusters(
     )
     centroids, _ = kmeans(vectors=sample, n_clusters=min(n_clusters, len(sample)), rng=rng)
     centroids = normalize_rows(centroids)
-    similarity = vectors @ centroids.T
-    labels = np.argmax(similarity, axis=1)
-    names = []
-    for cluster in range(centroids.shape[0]):
-        members = np.flatnonzero(labels == cluster)
-        central = members[np.argsort(-similarity[members, cluster])[:2]]
-        names.append(" / ".join(titles[i] for i in central) or f"cluster {cluster}")
+    labels = np.argmax(vectors @ centroids.T, axis=1)
+    names = cluster_names(text_embeddings=vectors, item_clusters=labels, titles=titles, n_titles=2)
+    names += [f"cluster {cluster}" for cluster in range(len(names), centroids.shape[0])]  # empty last ones
     return InterestClusters(centroids, tuple(names))
 
 

@@ -311,10 +311,17 @@ def policy_from_spec(
     item_vectors: np.ndarray,
     text_embeddings: np.ndarray | None = None,
     rate: float | None = None,
+    histories: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Policy:
-    """Build the policy a spec names; vector-based policies get the item vectors or text embeddings."""
+    """Build the policy a spec names; vector-based policies get the item vectors or text embeddings.
+
+    `histories` (items, offsets: the bundle's stored histories) feed a policy that learns cluster
+    transitions from them.
+    """
     texts = item_vectors if text_embeddings is None else text_embeddings
     resources = spec.vector_resources(item_vectors=item_vectors, text_embeddings=texts)
+    if histories is not None:
+        resources.update(spec.history_resources(history_items=histories[0], history_offsets=histories[1]))
     return (spec if rate is None else replace(spec, exploration_rate=rate)).build(**resources)
 
 
@@ -400,7 +407,11 @@ class Recommender:
         rate = spec.exploration_rate if exploration_rate is None else exploration_rate
         if rate not in self._policies:
             self._policies[rate] = policy_from_spec(
-                spec, item_vectors=self.item_vectors, text_embeddings=self.bundle.text_embeddings, rate=rate
+                spec,
+                item_vectors=self.item_vectors,
+                text_embeddings=self.bundle.text_embeddings,
+                rate=rate,
+                histories=(self.bundle.history_items, self.bundle.history_offsets),
             )
             while len(self._policies) > POLICY_CACHE_SIZE:
                 self._policies.popitem(last=False)
@@ -535,7 +546,9 @@ class Recommender:
         """The bundle's policy at `rate` built over the catalogue items `items` only (their local order).
 
         Text-cluster policies get the clusters of the whole catalogue (renumbered over `items`), so a
-        candidate's cluster is the one it has in the full catalogue.
+        candidate's cluster is the one it has in the full catalogue; a policy that learns cluster transitions
+        gets the whole catalogue's transition counts between the clusters present (the proposal is
+        normalised over the present clusters).
         """
         spec = self.bundle.policy
         spec = replace(spec, exploration_rate=spec.exploration_rate if rate is None else rate)
@@ -545,7 +558,11 @@ class Recommender:
             text_embeddings=(self.item_vectors if texts is None else texts)[items],
         )
         if spec.policy_class.clusters_text:
-            resources["item_clusters"] = np.unique(self.item_clusters()[items], return_inverse=True)[1]
+            present, local = np.unique(self.item_clusters()[items], return_inverse=True)
+            resources["item_clusters"] = local
+            if spec.policy_class.learns_cluster_transitions:
+                counts = self.policy(None).transition_counts  # type: ignore[attr-defined]
+                resources["cluster_transitions"] = counts[np.ix_(present, present)]
         return spec.build(**resources)
 
     def _candidate_context(

@@ -1,4 +1,8 @@
-"""The simulated world: pools, visible/hidden positives, training set, ground truth, noise, click models."""
+"""The simulated world: pools, visible/hidden positives, training set, ground truth, noise, click models.
+
+In the churn world (`explorec.simulation.churn`) some items are new: withheld from the training set and the
+visible histories, known to the ground truth, entering the catalogue during the horizon (`arrivals`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ import pandas as pd
 
 from explorec.config.simulation import SimulateConfig
 from explorec.simulation.calibration import ClickModel, calibrate_click_model
+from explorec.simulation.churn import (
+    Arrivals,
+    check_no_new_items,
+    draw_arrivals,
+    static_arrivals,
+    withhold_from_visible,
+    without_new_items,
+)
 from explorec.simulation.ground_truth import (
     GroundTruth,
     GroundTruthSpec,
@@ -39,6 +51,7 @@ class SimulationWorld:
     ground_truth: GroundTruth
     noise: np.ndarray
     click_models: tuple[ClickModel, ...]
+    arrivals: Arrivals
 
     def _rows(self, users: np.ndarray) -> np.ndarray:
         """Rows of ground_truth/noise arrays that belong to `users`."""
@@ -89,6 +102,27 @@ def _items_by_user(frame: pd.DataFrame, users: np.ndarray) -> list[np.ndarray]:
     return [grouped.get(int(u), np.empty(0, np.int64)) for u in users]
 
 
+def world_arrivals(
+    *, positives: pd.DataFrame, n_items: int, items_with_text: np.ndarray | None, cfg: SimulateConfig
+) -> Arrivals:
+    """The world's item arrivals: none new (static) or new items drawn among items with text and positives."""
+    if cfg.world == "static":
+        return static_arrivals(n_items)
+    if cfg.world != "churn":
+        raise ValueError(f"simulate.world must be static or churn, got {cfg.world!r}")
+    eligible = np.unique(positives["item_idx"].to_numpy(np.int64))
+    if items_with_text is not None:
+        eligible = np.intersect1d(eligible, np.asarray(items_with_text, np.int64))
+    return draw_arrivals(
+        eligible_items=eligible,
+        n_items=n_items,
+        share=cfg.churn_share,
+        initial_share=cfg.churn_initial_share,
+        n_visits=cfg.n_visits,
+        seed=cfg.seed,
+    )
+
+
 def ground_truth_spec(cfg: SimulateConfig) -> GroundTruthSpec:
     """The ground truth the config asks for, with its own λ grid."""
     return GroundTruthSpec(
@@ -103,11 +137,17 @@ def ground_truth_spec(cfg: SimulateConfig) -> GroundTruthSpec:
 
 
 def build_world(
-    *, positives: pd.DataFrame, n_users: int, n_items: int, cfg: SimulateConfig
+    *,
+    positives: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    cfg: SimulateConfig,
+    items_with_text: np.ndarray | None = None,
 ) -> SimulationWorld:
     """Draw pools, hide interests, build the leak-free training set, fit the ground truth, calibrate clicks.
 
     Calibration runs over both pools together (the simulated population), so tune and test share a, b.
+    `items_with_text` (None: every item) are the items the churn world may make new.
     """
     pools = draw_pools(
         positives=positives,
@@ -120,9 +160,15 @@ def build_world(
     visible, hidden = split_visible_hidden(
         positives=positives, users=simulated, visible_share=cfg.visible_share
     )
+    arrivals = world_arrivals(positives=positives, n_items=n_items, items_with_text=items_with_text, cfg=cfg)
+    visible, hidden = withhold_from_visible(visible=visible, hidden=hidden, arrivals=arrivals)
     training = training_interactions(
-        positives=positives, simulated_users=simulated, visible=visible, hidden=hidden
+        positives=without_new_items(positives, arrivals),
+        simulated_users=simulated,
+        visible=visible,
+        hidden=hidden,
     )
+    check_no_new_items(training, arrivals, where="the training set")
     truth = fit_ground_truth(
         positives=positives,
         users=simulated,
@@ -144,4 +190,4 @@ def build_world(
         )
         for target in cfg.calibrations
     )
-    return SimulationWorld(n_users, n_items, pools, visible, hidden, training, truth, noise, models)
+    return SimulationWorld(n_users, n_items, pools, visible, hidden, training, truth, noise, models, arrivals)

@@ -3,6 +3,11 @@
 The `offline_*` metrics are the offline view of the same policy: its first-visit slate (served from the
 recommender's prior before any feedback) scored against the user's hidden positives, which the recommender
 never saw (NDCG@K and Recall@K, binary relevance), and that slate's intra-list diversity and coverage.
+
+Time to a first click ("visits until first click") is a restricted mean: visits from the start (visit 1 =
+clicked at the first chance) for those clicked, the horizon plus one for those never clicked. For interest
+clusters it is per user (the first click in a cluster new to them); in the churn world also per new item
+(from its arrival visit, over every pool user's clicks), beside the new items' share of exposure and clicks.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from explorec.evaluation.beyond_accuracy import (
     novelty,
 )
 from explorec.evaluation.ranking import mean_over_users, ndcg_at_k, recall_at_k
+from explorec.simulation.churn import Arrivals
 from explorec.simulation.runner import Episode
 
 
@@ -34,6 +40,7 @@ class MetricContext:
     item_popularity: np.ndarray
     n_training_users: int
     oracle_expected_per_user: np.ndarray
+    arrivals: Arrivals | None = None
 
 
 def quarter(n_visits: int) -> int:
@@ -77,7 +84,75 @@ def episode_metrics(*, episode: Episode, context: MetricContext) -> dict[str, fl
         ),
         "ild": intra_list_diversity(recommendation_lists=slates, item_vectors=context.text_embeddings),
         "deviation": float(episode.deviation.mean()),
+        "first_new_cluster_click_visits": visits_until_first_click(
+            first_click_visit=first_new_cluster_click(
+                items=episode.items,
+                clicks=episode.clicks,
+                histories=context.visible_items,
+                item_clusters=context.item_clusters,
+            ),
+            start_visit=np.zeros(n_users, np.int64),
+            n_visits=n_visits,
+        ),
         **first_visit_metrics(episode=episode, context=context),
+        **(new_item_metrics(episode=episode, arrivals=context.arrivals) if context.arrivals else {}),
+    }
+
+
+def visits_until_first_click(
+    *, first_click_visit: np.ndarray, start_visit: np.ndarray, n_visits: int
+) -> float:
+    """Restricted mean of visits from the start until the first click (1 = at the start visit).
+
+    first_click_visit / start_visit: 0-based visits per entity (first −1 = never clicked, counted as the
+    visits left in the horizon plus one: n_visits − start + 1). NaN when there are no entities.
+    """
+    first = np.asarray(first_click_visit, np.int64)
+    start = np.asarray(start_visit, np.int64)
+    if first.size == 0:
+        return float("nan")
+    if ((first >= 0) & (first < start)).any():
+        raise ValueError("a first click lies before its start visit")
+    return float(np.where(first >= 0, first - start + 1, n_visits - start + 1).mean())
+
+
+def first_item_clicks(*, items: np.ndarray, clicks: np.ndarray, n_items: int) -> np.ndarray:
+    """Per item, the 0-based visit of its first click by any user (−1 if never); items/clicks (n, T, K)."""
+    first = np.full(n_items, -1, np.int64)
+    for visit in range(items.shape[1] - 1, -1, -1):  # backwards: the earliest visit writes last
+        first[items[:, visit][clicks[:, visit]]] = visit
+    return first
+
+
+def first_new_cluster_click(
+    *, items: np.ndarray, clicks: np.ndarray, histories: list[np.ndarray], item_clusters: np.ndarray
+) -> np.ndarray:
+    """Per user, the 0-based visit of their first click in a cluster not in their history (−1 if never)."""
+    n_clusters = int(item_clusters.max()) + 1
+    engaged = np.zeros((items.shape[0], n_clusters), dtype=bool)
+    for row, history in enumerate(histories):
+        engaged[row, item_clusters[np.asarray(history, np.int64)]] = True
+    rows = np.arange(items.shape[0])[:, None, None]
+    discovered = (clicks & ~engaged[rows, item_clusters[items]]).any(axis=2)  # (n_users, T)
+    return np.where(discovered.any(axis=1), np.argmax(discovered, axis=1), -1)
+
+
+def new_item_metrics(*, episode: Episode, arrivals: Arrivals) -> dict[str, float]:
+    """Churn outcomes: new items' share of exposure, their expected and realised clicks per user, how
+    many of them were ever clicked and the visits from their arrival until their first click."""
+    new_slots = arrivals.new[episode.items]
+    new_items = arrivals.new_items
+    first = first_item_clicks(items=episode.items, clicks=episode.clicks, n_items=arrivals.new.size)
+    return {
+        "new_item_exposure_share": float(new_slots.mean()),
+        "new_item_expected_clicks": float((episode.expected_rewards * new_slots).sum(axis=(1, 2)).mean()),
+        "new_item_clicks": float((episode.clicks & new_slots).sum(axis=(1, 2)).mean()),
+        "new_items_clicked_share": float((first[new_items] >= 0).mean()),
+        "new_item_first_click_visits": visits_until_first_click(
+            first_click_visit=first[new_items],
+            start_visit=arrivals.visit[new_items],
+            n_visits=episode.items.shape[1],
+        ),
     }
 
 

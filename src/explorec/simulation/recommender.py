@@ -3,7 +3,9 @@
 `RecommenderOutputs` is the narrow interface. `two_tower_recommender` (the default) fits the towers with the
 project's training library (`explorec.models.fit.fit_two_tower`) on the leak-free restricted data set
 (`tower_training_dataset`: every non-simulated user, plus each simulated user's interactions up to their
-visible cut-off, never a hidden positive; checked by `check_tower_training_data` right before the fit) and
+visible cut-off, never a hidden positive, and in the churn world no interaction with a new item; checked by
+`check_tower_training_data` right before the fit; new items then get the item tower's ID-less text-path
+vector, from their genres alone with encoder `none`) and
 caches the item-tower vectors and the user-tower scores on disk, keyed by the data fingerprint, the pools and
 visible/hidden split, the model and trainer configuration and the encoder. `stand_in_recommender` is the cheap
 truncated-SVD stand-in (tests), trained on `SimulationWorld.training` only.
@@ -27,6 +29,7 @@ import scipy.sparse.linalg
 
 from explorec.data.processed import SPLIT_NAMES, ProcessedDataset, interactions_to_csr
 from explorec.policies.semantic import normalize_rows
+from explorec.simulation.churn import check_no_new_items, without_new_items
 from explorec.simulation.ground_truth import LeakageError, check_no_leakage, restrict_dataset
 
 if TYPE_CHECKING:
@@ -97,15 +100,16 @@ class TowerFitInfo:
 
 
 def check_tower_training_data(dataset: ProcessedDataset, world: SimulationWorld) -> None:
-    """Raise LeakageError if any split holds a hidden positive, or a simulated user's later interaction.
+    """Raise LeakageError when a split has a hidden positive, a simulated user's later rating or a new item.
 
     Later = after the time of that user's last visible positive (docs/design.md §6: the towers see all other
-    users plus the visible part of the simulated users only).
+    users plus the visible part of the simulated users only). New = withheld in the churn world.
     """
     cutoff = world.visible.groupby("user_idx")["timestamp"].max()
     for name in SPLIT_NAMES:
         frame = dataset.split(name)
         check_no_leakage(training=frame, hidden=world.hidden)
+        check_no_new_items(frame, world.arrivals, where=f"the towers' training ({name})")
         limit = frame["user_idx"].map(cutoff)
         late = frame[limit.notna() & (frame["timestamp"] > limit)]
         if len(late):
@@ -117,8 +121,13 @@ def check_tower_training_data(dataset: ProcessedDataset, world: SimulationWorld)
 
 
 def tower_training_dataset(dataset: ProcessedDataset, world: SimulationWorld) -> ProcessedDataset:
-    """The data set the simulator's towers may be fitted on (restricted, then checked)."""
+    """The data set the simulator's towers may be fitted on (restricted, new items removed, then checked)."""
     restricted = restrict_dataset(dataset, visible=world.visible, hidden=world.hidden)
+    if world.arrivals.churns:
+        restricted = replace(
+            restricted,
+            **{name: without_new_items(restricted.split(name), world.arrivals) for name in SPLIT_NAMES},
+        )
     check_tower_training_data(restricted, world)
     return restricted
 
@@ -145,8 +154,10 @@ def tower_cache_key(*, dataset: ProcessedDataset, world: SimulationWorld, cfg: E
     fit_cfg = simulator_fit_config(cfg)
     trainer = {k: v for k, v in asdict(fit_cfg.trainer).items() if k != "enable_progress_bar"}
     encoder = {key: getattr(cfg.encoder, key) for key in ("name", "model", "normalize")}
+    churn = {"new_items": world.arrivals.new_items} if world.arrivals.churns else {}  # static keys unchanged
     return _digest(
         {
+            **churn,
             "format": CACHE_FORMAT,
             "data": dataset.fingerprint,
             "split": asdict(cfg.split),

@@ -38,6 +38,17 @@ SUMMARY_COLUMNS = (
 )
 
 
+FIRST_CLICK_COLUMNS = ("first_new_cluster_click_visits",)
+CHURN_COLUMNS = (
+    "new_item_exposure_share",
+    "new_item_expected_clicks",
+    "new_item_clicks",
+    "new_items_clicked_share",
+    "new_item_first_click_visits",
+)
+"""The churn world's outcomes, in their own table (they do not exist in the static world)."""
+
+
 def _band_plot(axis, curves: pd.DataFrame, column: str, title: str) -> None:
     """Mean curve per policy with a min–max band across replications."""
     for policy, frame in curves.groupby("policy", sort=False):
@@ -153,6 +164,8 @@ def markdown_summary(result: SimulationResult, cfg: SimulateConfig) -> str:
         ]
         parts.append("\nPaired differences in expected clicks:\n\n")
         parts.append(_table(primary, ["policy", "control", "mean_difference", "ci_low", "ci_high", "p_holm"]))
+        parts.append(_first_clicks(result, calibration, frame))
+    parts.append(_clusters(info))
     if len(result.ope):
         parts.append("\n## Off-policy cross-check (visit 1, prefix propensities, reward = click)\n\n")
         parts.append(
@@ -172,6 +185,42 @@ def markdown_summary(result: SimulationResult, cfg: SimulateConfig) -> str:
             )
         )
     return "".join(parts)
+
+
+def _first_clicks(result: SimulationResult, calibration: str, frame: pd.DataFrame) -> str:
+    """Visits until first clicks (and in the churn world the new items' outcomes, with paired differences)."""
+    churn = "new_item_exposure_share" in frame
+    columns = ["policy", *FIRST_CLICK_COLUMNS, *(CHURN_COLUMNS if churn else ())]
+    text = (
+        "\nVisits until a first click (restricted means: never clicked counts as the horizon left + 1)"
+        + (" and the new items' outcomes:\n\n" if churn else ":\n\n")
+        + _table(frame.reset_index(drop=True), columns)
+    )
+    if churn:
+        comparisons = result.comparisons
+        rows = comparisons[
+            (comparisons["calibration"] == calibration)
+            & (comparisons["metric"] == "new_item_expected_clicks")
+            & (comparisons["control"] == "greedy_online")
+        ]
+        text += "\nPaired differences in expected clicks on new items vs greedy_online:\n\n"
+        text += _table(rows, ["policy", "mean_difference", "ci_low", "ci_high", "p_holm"])
+    return text
+
+
+def _clusters(info: dict) -> str:
+    """The text clusters named by their most central titles, and the likeliest next cluster of each."""
+    names = info.get("text_clusters")
+    if not names:
+        return ""
+    transitions = info.get("cluster_transitions") or []
+    lines = ["\n## Text clusters (named by their most central titles)\n\n", "| cluster | name | next |\n"]
+    lines.append("|---|---|---|\n")
+    for cluster, name in enumerate(names):
+        following = transitions[cluster] if cluster < len(transitions) else None
+        after = f"{following['to']} (P={following['probability']:.2f})" if following else ""
+        lines.append(f"| {cluster} | {name} | {after} |\n")
+    return "".join(lines)
 
 
 def _fit_note(info: dict) -> str:

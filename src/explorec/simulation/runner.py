@@ -10,7 +10,8 @@ for every online policy the posterior mean prior + x_iᵀŵ_u of the shared resi
 updated with the clicks of its own slates after every visit. linucb/thompson receive the prior and the
 user's posterior state (built on the same augmented vectors), which gives them the same mean plus its
 uncertainty. The oracle serves the true top K by p each visit (no repeats) and is optimal in expectation.
-Excluded at every visit: the visible history and everything served before (hence everything clicked).
+Excluded at every visit: the visible history and everything served before (hence everything clicked), and in
+the churn world every item whose arrival visit has not come yet (for the oracle too).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class PolicyResources:
     """What policies are built from: augmented item vectors, text embeddings, clusters, candidate count.
 
     exploration_scale: linucb/thompson's bonus or posterior scale at rate 1; novelty_scale: linucb_novelty's
-    cluster-novelty weight λ at rate 1.
+    cluster-novelty weight λ at rate 1; cluster_transitions: counts of cluster changes in the training
+    histories (for policies that learn cluster transitions).
     """
 
     augmented_vectors: np.ndarray
@@ -97,6 +99,7 @@ class PolicyResources:
     n_candidates: int
     exploration_scale: float
     novelty_scale: float = 0.0
+    cluster_transitions: np.ndarray | None = None
 
 
 def make_policy(spec: SimulatedPolicy, resources: PolicyResources) -> Policy | None:
@@ -125,6 +128,10 @@ def policy_resources(policy_type: type[Policy], resources: PolicyResources) -> d
         params["text_embeddings"] = resources.text_embeddings
     if issubclass(policy_type, LinUCBNoveltyPolicy):
         params["novelty_scale"] = resources.novelty_scale
+    if policy_type.learns_cluster_transitions:
+        if resources.cluster_transitions is None:
+            raise ValueError(f"{policy_type.name} needs the cluster transitions of the training histories")
+        params["cluster_transitions"] = resources.cluster_transitions
     if issubclass(policy_type, ThompsonPolicy):
         params["propensity_draws"] = THOMPSON_PROPENSITY_DRAWS
     return params
@@ -158,6 +165,14 @@ class EpisodeInputs:
     noise_std: float
     prior_std: float
     features: np.ndarray
+    arrival_visit: np.ndarray | None = None
+    """Per item, the visit (0-based) at which it enters the catalogue; None: every item from the start."""
+
+    def unavailable(self, visit: int) -> np.ndarray | None:
+        """Items not yet in the catalogue at `visit` (None when every item is there from the start)."""
+        if self.arrival_visit is None or not (self.arrival_visit > visit).any():
+            return None
+        return self.arrival_visit > visit
 
 
 def click_uniforms(
@@ -188,22 +203,26 @@ def oracle_order(inputs: EpisodeInputs) -> np.ndarray:
     return top_k_rows(np.where(inputs.visible_mask, -np.inf, inputs.probabilities), inputs.n_visits * k)
 
 
+def oracle_visit(inputs: EpisodeInputs, excluded: np.ndarray, k: int) -> np.ndarray:
+    """The oracle's items of one visit with arrivals: the true top K by p among the available items."""
+    return top_k_rows(np.where(excluded, -np.inf, inputs.probabilities), k)
+
+
 def _serve(
     *,
     policy: Policy | None,
     scores: np.ndarray,
     excluded: np.ndarray,
     oracle: np.ndarray | None,
-    visit: int,
     k: int,
     rng: np.random.Generator,
     states: list | None,
 ) -> SlateBatch:
-    """One visit's slates for every user (the oracle's from its precomputed order)."""
+    """One visit's slates for every user (`oracle`: the oracle's items of this visit)."""
     if policy is None:
         if oracle is None:
-            raise ValueError("the oracle needs its precomputed order")
-        items = oracle[:, visit * k : (visit + 1) * k]
+            raise ValueError("the oracle needs its items of this visit")
+        items = oracle
         ones = np.ones(items.shape)
         return SlateBatch(items, ones, np.zeros(items.shape, bool), items)
     return policy.select_batch(scores=scores, excluded=excluded, k=k, rng=rng, states=states)
@@ -262,16 +281,24 @@ def run_episode(
     )
     targets = targets or {}
     episode.target_propensities = {label: np.full(shape, np.nan) for label in targets}
-    oracle = oracle_order(inputs) if policy is None else None
+    arrivals = inputs.arrival_visit is not None
+    order = oracle_order(inputs) if policy is None and not arrivals else None
+    oracle = None
     for visit in range(visits):
         scores = _policy_scores(spec, policy, inputs.prior, model)
         rng = stream(inputs.seed, POLICY_STREAM, inputs.replication, visit)
+        unavailable = inputs.unavailable(visit)
+        served_from = excluded if unavailable is None else excluded | unavailable[None, :]
+        if policy is None:  # the oracle: its best available items, or this visit's slice of its order
+            if order is None:
+                oracle = oracle_visit(inputs, served_from, k)
+            else:
+                oracle = order[:, visit * k : (visit + 1) * k]
         batch = _serve(
             policy=policy,
             scores=scores,
-            excluded=excluded,
+            excluded=served_from,
             oracle=oracle,
-            visit=visit,
             k=k,
             rng=rng,
             states=states,
@@ -281,7 +308,7 @@ def run_episode(
         clicks = inputs.click_uniforms[:, visit, :] < expected
         for label, target in targets.items() if visit == 0 else ():
             episode.target_propensities[label][:, visit] = target(
-                inputs.prior, model.mean_scores(inputs.prior), excluded, items
+                inputs.prior, model.mean_scores(inputs.prior), served_from, items
             )
         episode.items[:, visit], episode.propensities[:, visit] = items, batch.propensities
         episode.expected_rewards[:, visit], episode.clicks[:, visit] = expected, clicks

@@ -16,6 +16,7 @@ simulated user (both pools): the Platt prior is fitted on the tune pool.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from explorec.config.simulation import SimulateConfig
-from explorec.data.processed import ProcessedDataset
+from explorec.data.interactions import chronological
+from explorec.data.processed import ProcessedDataset, items_with_text
 from explorec.evaluation.statistics import holm_adjust, paired_difference
-from explorec.policies.semantic import text_clusters
+from explorec.policies.semantic import cluster_names, text_clusters
+from explorec.policies.spec import PolicySpec
+from explorec.policies.transition import cluster_transition_counts
 from explorec.progress import Progress
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
 from explorec.simulation.environment import SimulationWorld, build_world, position_weights
@@ -52,7 +56,21 @@ from explorec.simulation.runner import (
 if TYPE_CHECKING:
     from explorec.config import ExplorecConfig
 
-COMPARED_METRICS = ("expected_clicks", "ctr_early", "ctr_late", "new_clusters_clicked", "hidden_recall")
+COMPARED_METRICS = (
+    "expected_clicks",
+    "ctr_early",
+    "ctr_late",
+    "new_clusters_clicked",
+    "hidden_recall",
+    "first_new_cluster_click_visits",
+)
+CHURN_METRICS = (
+    "new_item_exposure_share",
+    "new_item_expected_clicks",
+    "new_item_clicks",
+    "new_item_first_click_visits",
+)
+"""Outcomes compared between policies in the churn world only (new items exist there alone)."""
 CONTROLS = ("greedy_online", "static")
 
 
@@ -77,12 +95,15 @@ def prior_for_calibration(
     index: int,
     with_popularity: bool = False,
 ) -> PlattPrior:
-    """The Platt prior fitted on a uniform exposure log of the tune pool under this click model."""
+    """The Platt prior fitted on a uniform exposure log of the tune pool under this click model.
+
+    New items of the churn world are not in that log: it was collected before they arrived.
+    """
     tune = world.pools.get(TUNE_POOL)
     return fit_platt_prior(
         recommender_scores=recommender.score(tune),
         click_probabilities=world.click_probabilities(tune, click_model),
-        visible_mask=world.visible_mask(tune),
+        visible_mask=world.visible_mask(tune) | world.arrivals.new[None, :],
         rng=stream(seed, PLATT_STREAM, index),
         item_popularity=world.item_popularity()[0] if with_popularity else None,
     )
@@ -139,6 +160,7 @@ def _simulate_calibration(
             noise_std=cfg.online_noise_std,
             prior_std=cfg.online_prior_std,
             features=resources.augmented_vectors,
+            arrival_visit=world.arrivals.visit if world.arrivals.churns else None,
         )
         oracle_expected = run_episode(spec=specs[0], policy=None, inputs=inputs).expected_rewards
         where = f"calibration {click_model.name}, replication {replication + 1}/{cfg.n_replications}"
@@ -281,6 +303,42 @@ def summarise(per_replication: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFra
     return summary
 
 
+def training_cluster_transitions(training: pd.DataFrame, item_clusters: np.ndarray) -> np.ndarray:
+    """Counts of cluster changes between consecutive items of every training history (by time, then item)."""
+    ordered = chronological(training)
+    users = ordered["user_idx"].to_numpy(np.int64)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if users.size else np.zeros(0, np.int64)
+    return cluster_transition_counts(
+        history_items=ordered["item_idx"].to_numpy(np.int64),
+        history_offsets=np.r_[starts, users.size].astype(np.int64),
+        item_clusters=item_clusters,
+        n_clusters=int(np.max(item_clusters)) + 1,
+    )
+
+
+def _cluster_facts(resources: PolicyResources, titles: Sequence[str] | None) -> dict[str, Any]:
+    """The text clusters' names and each one's most likely next cluster under the learned transitions."""
+    if titles is None:
+        return {}
+    names = cluster_names(
+        text_embeddings=resources.text_embeddings, item_clusters=resources.item_clusters, titles=titles
+    )
+    counts = resources.cluster_transitions
+    if counts is None:
+        return {"text_clusters": names}
+    policy = PolicySpec("interest_transition", 0.0).build(
+        item_clusters=resources.item_clusters, cluster_transitions=counts
+    )
+    following = policy.transitions.argmax(axis=1)
+    return {
+        "text_clusters": names,
+        "cluster_transitions": [
+            {"to": int(target), "probability": float(policy.transitions[source, target])}
+            for source, target in enumerate(following)
+        ],
+    }
+
+
 def run_simulation(
     *,
     world: SimulationWorld,
@@ -289,10 +347,12 @@ def run_simulation(
     cfg: SimulateConfig,
     output_dir: Path,
     recommender_facts: dict[str, Any] | None = None,
+    item_titles: Sequence[str] | None = None,
 ) -> SimulationResult:
     """Simulate every policy on pool `cfg.pool` under every calibration; write plots to `output_dir`.
 
-    `recommender_facts` (e.g. the two-tower fit's cache hit and validation NDCG) go into `world_info`.
+    `recommender_facts` (e.g. the two-tower fit's cache hit and validation NDCG) go into `world_info`;
+    with `item_titles` the text clusters are named by their most central titles there.
     """
     from explorec.simulation.report import markdown_summary, write_plots
 
@@ -311,6 +371,7 @@ def run_simulation(
             n_candidates=cfg.n_candidates,
             exploration_scale=cfg.linear_exploration_scale,
             novelty_scale=cfg.novelty_bonus_scale,
+            cluster_transitions=training_cluster_transitions(world.training, clusters),
         )
         popularity, n_training_users = world.item_popularity()
         context_base = {
@@ -320,6 +381,7 @@ def run_simulation(
             "text_embeddings": resources.text_embeddings,
             "item_popularity": popularity,
             "n_training_users": n_training_users,
+            "arrivals": world.arrivals if world.arrivals.churns else None,
         }
         metric_rows, curve_rows, log_frames, facts = [], [], [], {}
         episodes = len(world.click_models) * cfg.n_replications * (len(specs) + 1)  # + the oracle's
@@ -358,14 +420,20 @@ def run_simulation(
         "ground_truth_l2": world.ground_truth.l2,
         "ground_truth_holdout_recall@20": world.ground_truth.holdout_recall,
         "ground_truth": world.ground_truth.kind,
+        "world": "churn" if world.arrivals.churns else "static",
+        **world.arrivals.facts(),
         "recommender": recommender.name,
         "recommender_fit": dict(recommender_facts or {}),
+        **_cluster_facts(resources, item_titles),
         "calibrations": facts,
     }
     result = SimulationResult(
         per_replication=per_replication,
         summary=summarise(per_replication, curves),
-        comparisons=compare_policies(per_replication),
+        comparisons=compare_policies(
+            per_replication,
+            metrics=COMPARED_METRICS + (CHURN_METRICS if world.arrivals.churns else ()),
+        ),
         curves=curves,
         logs=logs,
         ope=ope,
@@ -397,7 +465,13 @@ def _ope_tables(logs: pd.DataFrame, per_replication: pd.DataFrame, cfg: Simulate
 def world_from_dataset(dataset: ProcessedDataset, cfg: SimulateConfig) -> SimulationWorld:
     """The simulated world of a processed data set (positives = ratings ≥ cfg.min_rating)."""
     positives = positives_from_dataset(dataset, min_rating=cfg.min_rating)
-    return build_world(positives=positives, n_users=dataset.n_users, n_items=dataset.n_items, cfg=cfg)
+    return build_world(
+        positives=positives,
+        n_users=dataset.n_users,
+        n_items=dataset.n_items,
+        cfg=cfg,
+        items_with_text=items_with_text(dataset.items) if cfg.world == "churn" else None,
+    )
 
 
 def simulator_recommender(

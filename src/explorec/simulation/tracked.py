@@ -157,6 +157,7 @@ def simulate_and_track(cfg: ExplorecConfig) -> TrackedSimulation:
                 cfg=cfg.simulate,
                 output_dir=folder,
                 recommender_facts=facts,
+                item_titles=tracked.dataset.items.sort_values("item_idx")["title"].astype(str).tolist(),
             )
             _log_tables(client, run_id, folder, result, TABLES, {"summary.md": result.markdown})
         wall = time.perf_counter() - started

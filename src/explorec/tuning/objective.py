@@ -222,6 +222,9 @@ def _train_and_serve(
     resources = policy.vector_resources(
         item_vectors=trained.fit.item_vectors(), text_embeddings=context.diversity_vectors
     )
+    if policy.policy_class.learns_cluster_transitions:
+        train = context.dataset.sequences("train")
+        resources.update(policy.history_resources(history_items=train.items, history_offsets=train.offsets))
     served = served_metrics(
         trained.fit,
         targets=context.dataset.matrix("valid"),

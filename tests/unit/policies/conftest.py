@@ -30,6 +30,9 @@ class Catalogue:
             return {"text_embeddings": self.text_embeddings}
         if name == "linucb_novelty":
             return {"item_vectors": self.item_vectors, "item_clusters": self.item_clusters}
+        if name == "interest_transition":
+            counts = np.array([[0.0, 5.0, 1.0], [2.0, 0.0, 3.0], [4.0, 1.0, 0.0]])
+            return {"item_clusters": self.item_clusters, "cluster_transitions": counts}
         return {}
 
     def policy(self, name: str, exploration_rate: float) -> Policy:

@@ -36,6 +36,7 @@ def test_every_design_policy_is_registered() -> None:
         "semantic_cluster",
         "mmr",
         "linucb_novelty",  # beyond docs/design.md §5: LinUCB with a text-cluster novelty bonus
+        "interest_transition",  # after Wang et al. (RecSys 2024): next novel cluster from transitions
     }
 
 

@@ -93,7 +93,8 @@ def test_scores_are_user_tower_cosines(bundle: RecommenderBundle) -> None:
 @pytest.mark.parametrize("policy", policy_names())
 def test_every_policy_serves(dataset: ProcessedDataset, policy: str) -> None:
     """Every registered policy serves k distinct items with propensities in (0, 1]."""
-    params = {"n_clusters": 3} if policy in ("semantic_cluster", "linucb_novelty") else {}
+    clustering = ("semantic_cluster", "linucb_novelty", "interest_transition")
+    params = {"n_clusters": 3} if policy in clustering else {}
     recommender = Recommender(tiny_bundle(dataset, policy=PolicySpec(policy, 0.3, params)))
     result = answer(recommender, user_id="u4", k=5, seed=0)
     assert len(set(result.item_ids)) == 5

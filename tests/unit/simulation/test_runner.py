@@ -75,6 +75,7 @@ def _resources(inputs: EpisodeInputs, *, text_seed: int, novelty_scale: float = 
         n_candidates=20,
         exploration_scale=0.5,
         novelty_scale=novelty_scale,
+        cluster_transitions=np.random.default_rng(text_seed).integers(0, 9, size=(6, 6)).astype(float),
     )
 
 
@@ -99,6 +100,7 @@ def test_the_oracle_order_equals_serving_the_best_remaining_items_visit_by_visit
         ("mmr", 0.5),
         ("greedy", 0.0),
         ("linucb_novelty", 1.0),
+        ("interest_transition", 0.5),
     ],
 )
 def test_episodes_served_in_batches_equal_episodes_served_user_by_user(
