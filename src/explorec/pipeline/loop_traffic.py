@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from explorec.serving.recommender import Recommender
     from explorec.serving.service import RecommendationService
 
-LOOP_STREAM = 31
+LOOP_STREAM = 41
 """Random stream of the loop's requests and clicks (distinct from the simulator's streams)."""
 ESTIMATORS = ("ips", "snips", "dr", "prefix_ips", "prefix_snips", "prefix_dr")
 ITEM_COLUMNS = ["item_id", "title", "year", "genres", "text"]
