@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 from prefect import Flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from explorec.config import RunnerConfig, from_dict
+from explorec.errors import ConfigError
 
 F = TypeVar("F", bound=Flow)
 K = TypeVar("K", bound=Hashable)
@@ -31,6 +33,11 @@ def task_runner(runner: RunnerConfig) -> TaskRunner:
     from prefect_dask import DaskTaskRunner
 
     if runner.address:
+        if not PREFECT_API_URL.value():
+            raise ConfigError(
+                "runner.address needs a Prefect server that the Dask workers can reach: set PREFECT_API_URL "
+                "(e.g. `explorec up`); Prefect's temporary server of this process is local to it"
+            )
         return DaskTaskRunner(address=runner.address)
     return DaskTaskRunner(
         cluster_kwargs={
@@ -39,9 +46,21 @@ def task_runner(runner: RunnerConfig) -> TaskRunner:
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": None,
-            "env": SINGLE_THREADED,
+            "env": {**SINGLE_THREADED, "PREFECT_API_URL": _api_url()},
         }
     )
+
+
+def _api_url() -> str:
+    """The Prefect API this process talks to (its temporary server too), for the workers to report to.
+
+    Without it every worker process would start a temporary server of its own, and the units' task runs
+    would not be recorded with the flow run.
+    """
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
 
 
 def on_runner(subflow: F, config: dict[str, Any]) -> F:
