@@ -11,9 +11,11 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from explorec.config import RunnerConfig, to_dict
+from explorec.errors import ConfigError
 from explorec.pipeline.config import load_config
 from explorec.simulation.tracked import STUDY_TABLES, TABLES
 from flows.runner import on_runner, task_runner
@@ -65,21 +67,30 @@ def test_runner_config_chooses_the_task_runner() -> None:
     assert remote.address == "tcp://127.0.0.1:8786" and not remote.cluster_kwargs
 
 
+def test_an_existing_cluster_needs_a_prefect_server_the_workers_can_reach() -> None:
+    with (
+        temporary_settings(restore_defaults={PREFECT_API_URL}),
+        pytest.raises(ConfigError, match="PREFECT_API_URL"),
+    ):
+        task_runner(RunnerConfig(name="dask", address="tcp://127.0.0.1:8786"))
+
+
 @task
-def _worker_facts() -> tuple[int, str | None]:
-    return os.getpid(), os.environ.get("OMP_NUM_THREADS")
+def _worker_facts() -> tuple[int, str | None, str | None]:
+    return os.getpid(), os.environ.get("OMP_NUM_THREADS"), os.environ.get("PREFECT_API_URL")
 
 
 @flow
-def _probe() -> list[tuple[int, str | None]]:
+def _probe() -> list[tuple[int, str | None, str | None]]:
     return [future.result() for future in [_worker_facts.submit() for _ in range(4)]]
 
 
 def test_dask_runner_runs_tasks_in_single_threaded_worker_processes_and_closes_them() -> None:
     before = _listening()
     facts = on_runner(_probe, to_dict(load_config(DASK)))()
-    assert all(pid != os.getpid() for pid, _ in facts)
-    assert {threads for _, threads in facts} == {"1"}
+    assert all(pid != os.getpid() for pid, _, _ in facts)
+    assert {threads for _, threads, _ in facts} == {"1"}
+    assert {api for _, _, api in facts} == {PREFECT_API_URL.value()}  # their task runs land with the flow's
     assert _listening() == before  # the LocalCluster's scheduler and workers are gone
 
 
