@@ -60,7 +60,7 @@ def _api_url() -> str:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        return str(client.api_url)
+        return str(client.api_url).rstrip("/")
 
 
 def on_runner(subflow: F, config: dict[str, Any]) -> F:

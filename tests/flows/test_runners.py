@@ -90,7 +90,9 @@ def test_dask_runner_runs_tasks_in_single_threaded_worker_processes_and_closes_t
     facts = on_runner(_probe, to_dict(load_config(DASK)))()
     assert all(pid != os.getpid() for pid, _, _ in facts)
     assert {threads for _, threads, _ in facts} == {"1"}
-    assert {api for _, _, api in facts} == {PREFECT_API_URL.value()}  # their task runs land with the flow's
+    assert {api for _, _, api in facts} == {
+        PREFECT_API_URL.value().rstrip("/")
+    }  # their task runs land with the flow's
     assert _listening() == before  # the LocalCluster's scheduler and workers are gone
 
 
