@@ -1,23 +1,52 @@
-"""Flow `study`: preprocess, encode (each encoder), encoder × policy × rate in the simulator, MLflow run."""
+"""Flow `study`: preprocess, encode (each encoder), encoder × policy × rate in the simulator, MLflow run.
+
+The grid is the subflow `study-units`: plan one simulation per encoder here, run every encoder × calibration ×
+replication unit on the configured task runner (`runner=local|dask`), then record one MLflow run.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from explorec.config import from_dict, to_dict
 from explorec.pipeline.config import load_config
+from flows.runner import on_runner, submit_units, unit_threads
+from flows.simulate import unit_task
 from flows.train import encode_task, preprocess_task
 
+if TYPE_CHECKING:
+    from explorec.simulation.simulate import UnitResult
+    from explorec.simulation.tracked import PreparedStudy
 
-@task(name="study-grid")
-def study_task(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Simulate the study grid with every encoder's towers; return the run's summary and answer."""
-    from explorec.simulation.tracked import study_and_track
 
-    return study_and_track({encoder: from_dict(config) for encoder, config in configs.items()})
+@task(name="prepare-study", cache_policy=NO_CACHE)
+def prepare_task(configs: dict[str, dict[str, Any]]) -> PreparedStudy:
+    """Load the data, build the world, obtain every encoder's recommender and plan each encoder's units."""
+    from explorec.simulation.tracked import prepare_study
+
+    return prepare_study({encoder: from_dict(config) for encoder, config in configs.items()})
+
+
+@task(name="track-study", cache_policy=NO_CACHE)
+def track_task(prepared: PreparedStudy, results: dict[str, list[UnitResult]]) -> dict[str, Any]:
+    """Assemble the study's tables and answer and record the MLflow run; return its summary."""
+    from explorec.simulation.tracked import track_study
+
+    return track_study(prepared, results)
+
+
+@flow(name="study-units", log_prints=True)
+def study_units_flow(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Plan each encoder's simulation, run all their units on this flow's task runner, record the run."""
+    prepared = prepare_task(configs)
+    plans = prepared.plans
+    threads = unit_threads(next(iter(configs.values())))
+    units = {encoder: plan.units() for encoder, plan in plans.items()}
+    return track_task(prepared, submit_units(unit_task, plans, units, episode_workers=threads))
 
 
 def encoder_overrides(overrides: list[str], encoder: str) -> list[str]:
@@ -36,6 +65,6 @@ def study_flow(overrides: list[str] | None = None) -> dict[str, Any]:
     preprocess_task(to_dict(cfg))
     for config in configs.values():
         encode_task(config)
-    summary = study_task(configs)
+    summary = on_runner(study_units_flow, to_dict(cfg))(configs)
     create_markdown_artifact(key="study", markdown=summary["markdown"], description="explorec study")
     return summary

@@ -58,6 +58,7 @@ FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
     "replay.evaluation": ("valid", "test"),
     "registry.unaudited_champion": ("restore", "record"),
     "simulate.ground_truth": ("ease", "ials", "ease_popularity_dampened"),
+    "runner.name": ("local", "dask"),
 }
 """Settings whose value is one of a fixed set of options (not a registry of components)."""
 
@@ -108,6 +109,7 @@ AT_LEAST_ONE = (
     "service.max_body_bytes",
     "service.max_feedback_items",
     "service.torch_threads",
+    "runner.n_workers",
 )
 """Counts and sizes: a dimension, batch, epoch count, slate or pool of zero or fewer means nothing."""
 AT_LEAST_ZERO = (

@@ -295,6 +295,22 @@ class TrackingConfig:
 
 
 @dataclass
+class RunnerConfig:
+    """Where a flow's independent units run (simulation replications, study cells): Prefect's task runner.
+
+    `local`: in the flow's process, one unit after another (each unit's episodes on
+    simulate.episode_workers threads). `dask`: Prefect's Dask task runner; the units run on the Dask
+    scheduler at `address` (e.g. tcp://10.0.0.5:8786, whose workers have explorec installed) or, when it is
+    null, on a LocalCluster of `n_workers` processes with one thread each, started for the flow run and
+    closed after it. Results are the same under every runner (seeded per unit).
+    """
+
+    name: str = "local"  # local or dask
+    address: str | None = None  # dask: an existing scheduler's address; null: a LocalCluster
+    n_workers: int = 2  # dask without an address: worker processes of the LocalCluster
+
+
+@dataclass
 class PathsConfig:
     """Where explorec writes its outputs; relative paths are resolved against the project root."""
 
@@ -324,5 +340,6 @@ class ExplorecConfig:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42

@@ -5,8 +5,8 @@ A step is reused only when everything that could change its result is unchanged:
   numerical libraries (the `git_commit` tag cannot tell two different uncommitted trees apart);
 - data fingerprint: the processed tables' fingerprint (input file hashes + data/split config);
 - training key: the resolved config without the sections that cannot change the trained model (serving
-  policy, pipeline switches, gates, simulator, replay, benchmark, search, tracking, paths, progress bars,
-  data folders);
+  policy, pipeline switches, gates, simulator, replay, benchmark, search, tracking, paths, task runner,
+  progress bars, data folders);
 - policy key: the serving policy section; a training run is packaged again (a new logged model, its served
   metrics logged anew) when its newest packaged model was made for another policy, so a change of policy
   alone never retrains;
@@ -54,6 +54,7 @@ UNRELATED_SECTIONS = (
     "tune",
     "tracking",
     "paths",
+    "runner",
 )
 UNRELATED_FIELDS = {
     "trainer": ("enable_progress_bar",),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ from explorec.simulation.results import SimulationResult
 from explorec.simulation.runner import (
     PLATT_STREAM,
     EpisodeInputs,
+    EpisodeJob,
     PolicyResources,
     SimulatedPolicy,
     click_uniforms,
@@ -109,22 +111,151 @@ def prior_for_calibration(
     )
 
 
-def _simulate_calibration(
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """One click model's fixed inputs on the pool: the calibrated prior, the true p, and facts about both."""
+
+    click_model: ClickModel
+    prior: np.ndarray
+    probabilities: np.ndarray
+    facts: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SimulationUnit:
+    """One independent unit of a simulation: every policy's episode in one calibration and replication."""
+
+    calibration: int
+    replication: int
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What every unit of one simulation reads (never writes): settings, policies, pool, priors and truth.
+
+    Built once by `plan_simulation`; units are then run by `run_unit` in any order, in any process (their
+    random streams are derived from (seed, replication, …), never from a shared Generator), and
+    `assemble_simulation` turns their results into the tables, in unit order.
+    """
+
+    cfg: SimulateConfig
+    specs: tuple[SimulatedPolicy, ...]
+    users: np.ndarray
+    resources: PolicyResources
+    context_base: dict[str, Any]
+    visible_mask: np.ndarray
+    calibrations: tuple[CalibrationPlan, ...]
+    world_info: dict[str, Any]
+    started: float
+    arrival_visit: np.ndarray | None = None
+    """Churn world: the visit each item enters the catalogue (None in the static world)."""
+    churns: bool = False
+
+    def units(self) -> list[SimulationUnit]:
+        """Every (calibration, replication) unit, in the order the tables list them."""
+        return [
+            SimulationUnit(calibration, replication)
+            for calibration in range(len(self.calibrations))
+            for replication in range(self.cfg.n_replications)
+        ]
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What one unit produced: per-policy metric rows, cumulative-curve rows and the OPE logs (or None)."""
+
+    unit: SimulationUnit
+    metric_rows: list[dict[str, Any]]
+    curve_rows: list[dict[str, Any]]
+    logs: pd.DataFrame | None
+
+
+def plan_simulation(
+    *,
+    world: SimulationWorld,
+    recommender: RecommenderOutputs,
+    text_embeddings: np.ndarray,
+    cfg: SimulateConfig,
+    recommender_facts: dict[str, Any] | None = None,
+    item_titles: Sequence[str] | None = None,
+) -> SimulationPlan:
+    """Everything the units share: text clusters, policy resources, and each calibration's prior and p.
+
+    `recommender_facts` (e.g. the two-tower fit's cache hit and validation NDCG) go into `world_info`;
+    with `item_titles` the text clusters are named by their most central titles there.
+    """
+    started = time.time()
+    specs = policy_specs(cfg.policy_rates)
+    _check_ope_labels(cfg, specs)
+    users = world.pools.get(cfg.pool)
+    with threadpool_limits(limits=cfg.blas_threads):
+        clusters = text_clusters(
+            text_embeddings=text_embeddings, n_clusters=cfg.n_text_clusters, seed=cfg.cluster_seed
+        )
+        resources = PolicyResources(
+            augmented_vectors=augmented_vectors(recommender.item_vectors),
+            text_embeddings=np.asarray(text_embeddings, np.float64),
+            item_clusters=clusters,
+            n_candidates=cfg.n_candidates,
+            exploration_scale=cfg.linear_exploration_scale,
+            novelty_scale=cfg.novelty_bonus_scale,
+            cluster_transitions=training_cluster_transitions(world.training, clusters),
+        )
+        popularity, n_training_users = world.item_popularity()
+        context_base = {
+            "visible_items": world.visible_items(users),
+            "hidden_items": world.hidden_items(users),
+            "item_clusters": clusters,
+            "text_embeddings": resources.text_embeddings,
+            "item_popularity": popularity,
+            "n_training_users": n_training_users,
+            "arrivals": world.arrivals if world.arrivals.churns else None,
+        }
+        calibrations = tuple(
+            _plan_calibration(world=world, recommender=recommender, click_model=model, index=index, cfg=cfg)
+            for index, model in enumerate(world.click_models)
+        )
+    world_info = {
+        "pool": cfg.pool,
+        "n_pool_users": int(users.size),
+        "n_tune_users": int(world.pools.tune.size),
+        "n_test_users": int(world.pools.test.size),
+        "n_items": world.n_items,
+        "n_training_interactions": len(world.training),
+        "ground_truth_l2": world.ground_truth.l2,
+        "ground_truth_holdout_recall@20": world.ground_truth.holdout_recall,
+        "ground_truth": world.ground_truth.kind,
+        "world": "churn" if world.arrivals.churns else "static",
+        **world.arrivals.facts(),
+        "recommender": recommender.name,
+        "recommender_fit": dict(recommender_facts or {}),
+        **_cluster_facts(resources, item_titles),
+        "calibrations": {plan.click_model.name: plan.facts for plan in calibrations},
+    }
+    return SimulationPlan(
+        cfg=cfg,
+        specs=tuple(specs),
+        users=users,
+        resources=resources,
+        context_base=context_base,
+        visible_mask=world.visible_mask(users),
+        calibrations=calibrations,
+        world_info=world_info,
+        started=started,
+        arrival_visit=world.arrivals.visit if world.arrivals.churns else None,
+        churns=bool(world.arrivals.churns),
+    )
+
+
+def _plan_calibration(
     *,
     world: SimulationWorld,
     recommender: RecommenderOutputs,
     click_model: ClickModel,
     index: int,
-    specs: list[SimulatedPolicy],
-    resources: PolicyResources,
-    context_base: dict[str, Any],
     cfg: SimulateConfig,
-    progress: Progress,
-) -> tuple[list[dict], list[dict], list[pd.DataFrame], dict[str, Any]]:
-    """Run all policies and replications under one click model: metric rows, curve rows, logs, facts.
-
-    `progress` counts one step per episode (a policy's T visits for every pool user, the oracle's included).
-    """
+) -> CalibrationPlan:
+    """The pool's calibrated prior (Platt prior fitted on the tune pool) and true p under one click model."""
     users = world.pools.get(cfg.pool)
     prior_model = prior_for_calibration(
         world=world,
@@ -136,56 +267,92 @@ def _simulate_calibration(
     )
     prior = prior_model.probabilities(recommender.score(users))
     probabilities = world.click_probabilities(users, click_model)
-    weights = position_weights(cfg.slate_size)
-    policies = {spec.label: make_policy(spec, resources) for spec in specs}
-    by_label = {spec.label: spec for spec in specs}
-    metric_rows, curve_rows, logs = [], [], []
-    for replication in range(cfg.n_replications):
-        inputs = EpisodeInputs(
-            prior=prior,
-            probabilities=probabilities,
-            click_uniforms=click_uniforms(
-                users=users,
-                n_visits=cfg.n_visits,
-                slate_size=cfg.slate_size,
-                seed=cfg.seed,
-                replication=replication,
-            ),
-            visible_mask=world.visible_mask(users),
-            visible_items=context_base["visible_items"],
-            position_weights=weights,
+    facts = {
+        "slope_a": click_model.slope,
+        "intercept_b": click_model.intercept,
+        "mean_p": click_model.mean_click_probability,
+        "top10_mean_p": click_model.top10_click_probability,
+        "platt_slope": prior_model.slope,
+        "platt_intercept": prior_model.intercept,
+        "platt_popularity_slope": prior_model.popularity_slope,
+        "pool_mean_p": float(probabilities.mean()),
+        "pool_prior_mean": float(prior.mean()),
+    }
+    return CalibrationPlan(click_model, prior, probabilities, facts)
+
+
+def _unit_jobs(plan: SimulationPlan) -> list[EpisodeJob]:
+    """Fresh policy objects for one unit's episodes (OPE targets get their own: they may run alongside)."""
+    cfg, resources = plan.cfg, plan.resources
+    by_label = {spec.label: spec for spec in plan.specs}
+    jobs: list[EpisodeJob] = []
+    for spec in plan.specs:
+        targets = None
+        if cfg.ope_logging_policy and spec.label == cfg.ope_logging_policy:
+            targets = {
+                label: target_propensities_function(by_label[label], make_policy(by_label[label], resources))
+                for label in cfg.ope_target_policies
+            }
+        jobs.append((spec, make_policy(spec, resources), targets))
+    return jobs
+
+
+def run_unit(
+    plan: SimulationPlan,
+    unit: SimulationUnit,
+    *,
+    episode_workers: int | None = None,
+    progress: Progress | None = None,
+) -> UnitResult:
+    """Every policy's episode in one calibration and replication, with its metrics, curves and OPE logs.
+
+    A pure function of (plan, unit): the same result in any process and any order. Episodes run on
+    `episode_workers` threads (default simulate.episode_workers); `progress` advances once per episode.
+    """
+    cfg = plan.cfg
+    calibration = plan.calibrations[unit.calibration]
+    name, replication = calibration.click_model.name, unit.replication
+    inputs = EpisodeInputs(
+        prior=calibration.prior,
+        probabilities=calibration.probabilities,
+        click_uniforms=click_uniforms(
+            users=plan.users,
             n_visits=cfg.n_visits,
+            slate_size=cfg.slate_size,
             seed=cfg.seed,
             replication=replication,
-            noise_std=cfg.online_noise_std,
-            prior_std=cfg.online_prior_std,
-            features=resources.augmented_vectors,
-            arrival_visit=world.arrivals.visit if world.arrivals.churns else None,
+        ),
+        visible_mask=plan.visible_mask,
+        visible_items=plan.context_base["visible_items"],
+        position_weights=position_weights(cfg.slate_size),
+        n_visits=cfg.n_visits,
+        seed=cfg.seed,
+        replication=replication,
+        noise_std=cfg.online_noise_std,
+        prior_std=cfg.online_prior_std,
+        features=plan.resources.augmented_vectors,
+        arrival_visit=plan.arrival_visit,
+    )
+    where = f"calibration {name}, replication {replication + 1}/{cfg.n_replications}"
+    metric_rows, curve_rows, logs = [], [], []
+    with threadpool_limits(limits=cfg.blas_threads):
+        oracle_expected = run_episode(spec=plan.specs[0], policy=None, inputs=inputs).expected_rewards
+        if progress is not None:
+            progress.advance(1, f"{where}, oracle")
+        context = MetricContext(
+            **plan.context_base, oracle_expected_per_user=oracle_expected.sum(axis=(1, 2))
         )
-        oracle_expected = run_episode(spec=specs[0], policy=None, inputs=inputs).expected_rewards
-        where = f"calibration {click_model.name}, replication {replication + 1}/{cfg.n_replications}"
-        progress.advance(1, f"{where}, oracle")
-        context = MetricContext(**context_base, oracle_expected_per_user=oracle_expected.sum(axis=(1, 2)))
-        jobs = []
-        for spec in specs:
-            targets = None
-            if cfg.ope_logging_policy and spec.label == cfg.ope_logging_policy:
-                # targets get policy objects of their own: their episodes may run at the same time
-                targets = {
-                    label: target_propensities_function(
-                        by_label[label], make_policy(by_label[label], resources)
-                    )
-                    for label in cfg.ope_target_policies
-                }
-            jobs.append((spec, policies[spec.label], targets))
-        episodes = run_episodes(jobs, inputs=inputs, workers=cfg.episode_workers)
+        jobs = _unit_jobs(plan)
+        workers = cfg.episode_workers if episode_workers is None else episode_workers
+        episodes = run_episodes(jobs, inputs=inputs, workers=workers)
         for (spec, _, targets), (episode, episode_seconds) in zip(jobs, episodes, strict=True):
-            progress.advance(1, f"{where}, {spec.label}")
+            if progress is not None:
+                progress.advance(1, f"{where}, {spec.label}")
             started = time.perf_counter() - episode_seconds
             metrics = episode_metrics(episode=episode, context=context)
             metric_rows.append(
                 {
-                    "calibration": click_model.name,
+                    "calibration": name,
                     "policy": spec.label,
                     "policy_name": spec.policy_name,
                     "exploration_rate": spec.exploration_rate,
@@ -198,7 +365,7 @@ def _simulate_calibration(
             cumulative, regret = cumulative_curves(episode=episode, oracle_expected=oracle_expected)
             curve_rows.extend(
                 {
-                    "calibration": click_model.name,
+                    "calibration": name,
                     "policy": spec.label,
                     "replication": replication,
                     "visit": visit + 1,
@@ -209,28 +376,15 @@ def _simulate_calibration(
             )
             if targets is not None:
                 frame = logs_frame(
-                    users=users,
+                    users=plan.users,
                     items=episode.items,
                     propensities=episode.propensities,
                     clicks=episode.clicks,
                     expected_rewards=episode.expected_rewards,
                     target_propensities=episode.target_propensities,
                 )
-                logs.append(
-                    frame.assign(calibration=click_model.name, policy=spec.label, replication=replication)
-                )
-    facts = {
-        "slope_a": click_model.slope,
-        "intercept_b": click_model.intercept,
-        "mean_p": click_model.mean_click_probability,
-        "top10_mean_p": click_model.top10_click_probability,
-        "platt_slope": prior_model.slope,
-        "platt_intercept": prior_model.intercept,
-        "platt_popularity_slope": prior_model.popularity_slope,
-        "pool_mean_p": float(probabilities.mean()),
-        "pool_prior_mean": float(prior.mean()),
-    }
-    return metric_rows, curve_rows, logs, facts
+                logs.append(frame.assign(calibration=name, policy=spec.label, replication=replication))
+    return UnitResult(unit, metric_rows, curve_rows, pd.concat(logs, ignore_index=True) if logs else None)
 
 
 def compare_policies(
@@ -339,6 +493,40 @@ def _cluster_facts(resources: PolicyResources, titles: Sequence[str] | None) -> 
     }
 
 
+def assemble_simulation(
+    plan: SimulationPlan, results: Sequence[UnitResult], *, output_dir: Path
+) -> SimulationResult:
+    """The tables, plots and summary of a simulation from its units' results (one per unit, any order)."""
+    from explorec.simulation.report import markdown_summary, write_plots
+
+    expected = plan.units()
+    by_unit = {result.unit: result for result in results}
+    if len(results) != len(expected) or set(by_unit) != set(expected):
+        raise ValueError(
+            f"a simulation needs one result per unit: {len(expected)} units, {len(results)} results"
+        )
+    ordered = [by_unit[unit] for unit in expected]
+    per_replication = pd.DataFrame([row for result in ordered for row in result.metric_rows])
+    curves = pd.DataFrame([row for result in ordered for row in result.curve_rows])
+    log_frames = [result.logs for result in ordered if result.logs is not None]
+    logs = pd.concat(log_frames, ignore_index=True) if log_frames else pd.DataFrame()
+    result = SimulationResult(
+        per_replication=per_replication,
+        summary=summarise(per_replication, curves),
+        comparisons=compare_policies(
+            per_replication, metrics=COMPARED_METRICS + (CHURN_METRICS if plan.churns else ())
+        ),
+        curves=curves,
+        logs=logs,
+        ope=_ope_tables(logs, per_replication, plan.cfg),
+        world_info=plan.world_info,
+    )
+    result.runtime_s = time.time() - plan.started
+    result.plots = write_plots(result, Path(output_dir))
+    result.markdown = markdown_summary(result, plan.cfg)
+    return result
+
+
 def run_simulation(
     *,
     world: SimulationWorld,
@@ -349,100 +537,27 @@ def run_simulation(
     recommender_facts: dict[str, Any] | None = None,
     item_titles: Sequence[str] | None = None,
 ) -> SimulationResult:
-    """Simulate every policy on pool `cfg.pool` under every calibration; write plots to `output_dir`.
+    """Simulate every policy on pool `cfg.pool` under every calibration here; write plots to `output_dir`.
 
-    `recommender_facts` (e.g. the two-tower fit's cache hit and validation NDCG) go into `world_info`;
-    with `item_titles` the text clusters are named by their most central titles there.
+    The sequential composition of `plan_simulation`, `run_unit` (every unit in order) and
+    `assemble_simulation`; the flows submit the units to Prefect's task runner instead.
     """
-    from explorec.simulation.report import markdown_summary, write_plots
-
-    started = time.perf_counter()
-    specs = policy_specs(cfg.policy_rates)
-    _check_ope_labels(cfg, specs)
-    users = world.pools.get(cfg.pool)
-    with threadpool_limits(limits=cfg.blas_threads):
-        clusters = text_clusters(
-            text_embeddings=text_embeddings, n_clusters=cfg.n_text_clusters, seed=cfg.cluster_seed
-        )
-        resources = PolicyResources(
-            augmented_vectors=augmented_vectors(recommender.item_vectors),
-            text_embeddings=np.asarray(text_embeddings, np.float64),
-            item_clusters=clusters,
-            n_candidates=cfg.n_candidates,
-            exploration_scale=cfg.linear_exploration_scale,
-            novelty_scale=cfg.novelty_bonus_scale,
-            cluster_transitions=training_cluster_transitions(world.training, clusters),
-        )
-        popularity, n_training_users = world.item_popularity()
-        context_base = {
-            "visible_items": world.visible_items(users),
-            "hidden_items": world.hidden_items(users),
-            "item_clusters": clusters,
-            "text_embeddings": resources.text_embeddings,
-            "item_popularity": popularity,
-            "n_training_users": n_training_users,
-            "arrivals": world.arrivals if world.arrivals.churns else None,
-        }
-        metric_rows, curve_rows, log_frames, facts = [], [], [], {}
-        episodes = len(world.click_models) * cfg.n_replications * (len(specs) + 1)  # + the oracle's
-        progress = Progress("simulating", episodes, unit="episodes")
-        progress.start(
-            f"{len(specs)} policies (oracle and baselines included) x {cfg.n_replications} replications x "
-            f"{len(world.click_models)} calibrations, {users.size} users x {cfg.n_visits} visits each"
-        )
-        for index, click_model in enumerate(world.click_models):
-            rows, curves, logs, facts[click_model.name] = _simulate_calibration(
-                world=world,
-                recommender=recommender,
-                click_model=click_model,
-                index=index,
-                specs=specs,
-                resources=resources,
-                context_base=context_base,
-                cfg=cfg,
-                progress=progress,
-            )
-            metric_rows += rows
-            curve_rows += curves
-            log_frames += logs
-        progress.finish()
-    per_replication = pd.DataFrame(metric_rows)
-    curves = pd.DataFrame(curve_rows)
-    logs = pd.concat(log_frames, ignore_index=True) if log_frames else pd.DataFrame()
-    ope = _ope_tables(logs, per_replication, cfg)
-    world_info = {
-        "pool": cfg.pool,
-        "n_pool_users": int(users.size),
-        "n_tune_users": int(world.pools.tune.size),
-        "n_test_users": int(world.pools.test.size),
-        "n_items": world.n_items,
-        "n_training_interactions": len(world.training),
-        "ground_truth_l2": world.ground_truth.l2,
-        "ground_truth_holdout_recall@20": world.ground_truth.holdout_recall,
-        "ground_truth": world.ground_truth.kind,
-        "world": "churn" if world.arrivals.churns else "static",
-        **world.arrivals.facts(),
-        "recommender": recommender.name,
-        "recommender_fit": dict(recommender_facts or {}),
-        **_cluster_facts(resources, item_titles),
-        "calibrations": facts,
-    }
-    result = SimulationResult(
-        per_replication=per_replication,
-        summary=summarise(per_replication, curves),
-        comparisons=compare_policies(
-            per_replication,
-            metrics=COMPARED_METRICS + (CHURN_METRICS if world.arrivals.churns else ()),
-        ),
-        curves=curves,
-        logs=logs,
-        ope=ope,
-        world_info=world_info,
+    plan = plan_simulation(
+        world=world,
+        recommender=recommender,
+        text_embeddings=text_embeddings,
+        cfg=cfg,
+        recommender_facts=recommender_facts,
+        item_titles=item_titles,
     )
-    result.runtime_s = time.perf_counter() - started
-    result.plots = write_plots(result, Path(output_dir))
-    result.markdown = markdown_summary(result, cfg)
-    return result
+    progress = Progress("simulating", len(plan.units()) * (len(plan.specs) + 1), unit="episodes")
+    progress.start(
+        f"{len(plan.specs)} policies (oracle and baselines included) x {cfg.n_replications} replications x "
+        f"{len(plan.calibrations)} calibrations, {plan.users.size} users x {cfg.n_visits} visits each"
+    )
+    results = [run_unit(plan, unit, progress=progress) for unit in plan.units()]
+    progress.finish()
+    return assemble_simulation(plan, results, output_dir=output_dir)
 
 
 def _ope_tables(logs: pd.DataFrame, per_replication: pd.DataFrame, cfg: SimulateConfig) -> pd.DataFrame:

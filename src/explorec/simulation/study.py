@@ -16,9 +16,10 @@ The intervals reflect click and policy randomness in this one world and these tw
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from explorec.simulation.environment import SimulationWorld
 from explorec.simulation.recommender import RecommenderOutputs
 from explorec.simulation.results import StudyResult
 from explorec.simulation.runner import BASELINE_LABELS
+
+if TYPE_CHECKING:
+    from explorec.simulation.simulate import SimulationPlan, UnitResult
 
 COST_AXES = {"deviation": "slot deviation δ", "early_cost": "relative early-visit CTR loss"}
 OUTCOMES = ("expected_clicks", "new_clusters_clicked", "hidden_recall")
@@ -213,6 +217,89 @@ def _combine(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     ).pipe(lambda frame: frame[["encoder", *[c for c in frame.columns if c != "encoder"]]])
 
 
+def plan_study(
+    *,
+    world: SimulationWorld,
+    recommenders: dict[str, RecommenderOutputs],
+    text_embeddings: np.ndarray,
+    simulate: SimulateConfig,
+    study: StudyConfig,
+    recommender_facts: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, SimulationPlan]:
+    """One simulation plan per encoder (study.encoders order), all on the same world and text clusters."""
+    from explorec.simulation.simulate import plan_simulation
+
+    missing = [encoder for encoder in study.encoders if encoder not in recommenders]
+    if missing:
+        raise ValueError(f"no recommender for encoders {missing}")
+    cfg = study_simulate_config(simulate, study)
+    return {
+        encoder: plan_simulation(
+            world=world,
+            recommender=recommenders[encoder],
+            text_embeddings=text_embeddings,
+            cfg=cfg,
+            recommender_facts=(recommender_facts or {}).get(encoder),
+        )
+        for encoder in study.encoders
+    }
+
+
+def assemble_study(
+    plans: dict[str, SimulationPlan],
+    results: dict[str, Sequence[UnitResult]],
+    *,
+    study: StudyConfig,
+    output_dir: Path,
+) -> StudyResult:
+    """The study's tables, answer, plots and report from each encoder's unit results."""
+    from explorec.simulation.simulate import assemble_simulation
+    from explorec.simulation.study_report import study_markdown, study_plots
+
+    started = min(plan.started for plan in plans.values())
+    simulations = {
+        encoder: assemble_simulation(
+            plan, results[encoder], output_dir=Path(output_dir) / f"simulate_{encoder}"
+        )
+        for encoder, plan in plans.items()
+    }
+    per_replication = with_early_cost(_combine({e: r.per_replication for e, r in simulations.items()}))
+    early = (
+        per_replication.groupby(["encoder", "calibration", "policy"], sort=False)["early_cost"]
+        .mean()
+        .rename("early_cost")
+    )
+    summary = _combine({e: r.summary for e, r in simulations.items()}).join(
+        early, on=["encoder", "calibration", "policy"]
+    )
+    equal_cost = equal_cost_table(per_replication, study)
+    first = next(iter(simulations.values()))
+    world_info = {
+        **{
+            key: value
+            for key, value in first.world_info.items()
+            if key not in ("recommender", "recommender_fit")
+        },
+        "recommenders": {e: r.world_info["recommender"] for e, r in simulations.items()},
+        "recommender_fit": {e: r.world_info["recommender_fit"] for e, r in simulations.items()},
+        "simulation_runtime_s": {e: r.runtime_s for e, r in simulations.items()},
+    }
+    result = StudyResult(
+        summary=summary,
+        per_replication=per_replication,
+        comparisons=_combine({e: r.comparisons for e, r in simulations.items()}),
+        equal_cost=equal_cost,
+        matched_rate=matched_rate_table(per_replication, study),
+        answer=study_answer(equal_cost, summary, study),
+        world_info=world_info,
+    )
+    cfg = next(iter(plans.values())).cfg
+    result.plots = study_plots(result, study, Path(output_dir))
+    result.runtime_s = time.time() - started
+    result.markdown = study_markdown(result, cfg, study)
+    return result
+
+
 def run_study(
     *,
     world: SimulationWorld,
@@ -223,57 +310,20 @@ def run_study(
     output_dir: Path,
     recommender_facts: dict[str, dict[str, Any]] | None = None,
 ) -> StudyResult:
-    """Simulate the grid with each encoder's recommender on one world; tables, answer, plots, report."""
-    from explorec.simulation.simulate import run_simulation
-    from explorec.simulation.study_report import study_markdown, study_plots
+    """Simulate the grid with each encoder's recommender on one world, here, unit after unit; tables, report.
 
-    started = time.perf_counter()
-    missing = [encoder for encoder in study.encoders if encoder not in recommenders]
-    if missing:
-        raise ValueError(f"no recommender for encoders {missing}")
-    cfg = study_simulate_config(simulate, study)
-    results = {
-        encoder: run_simulation(
-            world=world,
-            recommender=recommenders[encoder],
-            text_embeddings=text_embeddings,
-            cfg=cfg,
-            output_dir=Path(output_dir) / f"simulate_{encoder}",
-            recommender_facts=(recommender_facts or {}).get(encoder),
-        )
-        for encoder in study.encoders
-    }
-    per_replication = with_early_cost(_combine({e: r.per_replication for e, r in results.items()}))
-    early = (
-        per_replication.groupby(["encoder", "calibration", "policy"], sort=False)["early_cost"]
-        .mean()
-        .rename("early_cost")
+    The sequential composition of `plan_study`, `run_unit` and `assemble_study`; the study flow submits the
+    units (encoder × calibration × replication) to Prefect's task runner instead.
+    """
+    from explorec.simulation.simulate import run_unit
+
+    plans = plan_study(
+        world=world,
+        recommenders=recommenders,
+        text_embeddings=text_embeddings,
+        simulate=simulate,
+        study=study,
+        recommender_facts=recommender_facts,
     )
-    summary = _combine({e: r.summary for e, r in results.items()}).join(
-        early, on=["encoder", "calibration", "policy"]
-    )
-    equal_cost = equal_cost_table(per_replication, study)
-    first = next(iter(results.values()))
-    world_info = {
-        **{
-            key: value
-            for key, value in first.world_info.items()
-            if key not in ("recommender", "recommender_fit")
-        },
-        "recommenders": {e: r.world_info["recommender"] for e, r in results.items()},
-        "recommender_fit": {e: r.world_info["recommender_fit"] for e, r in results.items()},
-        "simulation_runtime_s": {e: r.runtime_s for e, r in results.items()},
-    }
-    result = StudyResult(
-        summary=summary,
-        per_replication=per_replication,
-        comparisons=_combine({e: r.comparisons for e, r in results.items()}),
-        equal_cost=equal_cost,
-        matched_rate=matched_rate_table(per_replication, study),
-        answer=study_answer(equal_cost, summary, study),
-        world_info=world_info,
-    )
-    result.plots = study_plots(result, study, Path(output_dir))
-    result.runtime_s = time.perf_counter() - started
-    result.markdown = study_markdown(result, cfg, study)
-    return result
+    results = {encoder: [run_unit(plan, unit) for unit in plan.units()] for encoder, plan in plans.items()}
+    return assemble_study(plans, results, study=study, output_dir=output_dir)

@@ -6,7 +6,7 @@ import contextlib
 import json
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from explorec.data.processed import ProcessedDataset
     from explorec.simulation.environment import SimulationWorld
     from explorec.simulation.recommender import RecommenderOutputs
+    from explorec.simulation.simulate import SimulationPlan, UnitResult
 
 TABLES = ("summary", "comparisons", "per_replication", "ope")
 STUDY_TABLES = ("summary", "per_replication", "comparisons", "equal_cost", "matched_rate")
@@ -76,43 +77,59 @@ def _log_fit_facts(client: Any, run_id: str, facts: dict[str, Any], prefix: str 
 
 
 @dataclass(frozen=True)
-class OpenSimulationRun:
-    """An open simulator run: its client and id, the store, the data set and the items' cluster text."""
+class PreparedSimulation:
+    """A simulation ready to run: the plan its units read, and what its MLflow run will record about it."""
 
-    client: Any
-    run_id: str
-    tracking_uri: str
-    dataset: ProcessedDataset
-    text: np.ndarray
+    cfg: ExplorecConfig
+    plan: SimulationPlan
+    recommender_facts: dict[str, Any]
+    recommender_s: float
+    data_fingerprint: str
+    started: float
+
+
+@dataclass(frozen=True)
+class PreparedStudy:
+    """A study ready to run: one plan per encoder (study.encoders order) and what its run will record."""
+
+    cfg: ExplorecConfig
+    plans: dict[str, SimulationPlan]
+    recommender_facts: dict[str, dict[str, Any]]
+    recommenders_s: float
+    data_fingerprint: str
+    started: float
 
 
 @contextlib.contextmanager
 def _simulation_run(
-    cfg: ExplorecConfig,
-    kind: str,
-    *,
-    text_cfg: ExplorecConfig | None = None,
-    tags: dict[str, str] | None = None,
-) -> Iterator[OpenSimulationRun]:
-    """Load the data and cluster text, then hold the tracked MLflow run `{kind}-{data}` open."""
+    cfg: ExplorecConfig, kind: str, *, data_fingerprint: str, tags: dict[str, str] | None = None
+) -> Iterator[tuple[Any, str, str]]:
+    """Hold the tracked MLflow run `{kind}-{data}` open: yield (client, run id, tracking URI)."""
     import mlflow
 
-    from explorec.data.loading import load_dataset
     from explorec.tracking.runs import tracked_run
     from explorec.tracking.store import configure_tracking, run_tags
 
     target = configure_tracking(cfg.tracking)
-    dataset = load_dataset(cfg)
-    text = cluster_text_embeddings(dataset, text_cfg or cfg)
     client = mlflow.MlflowClient(target.tracking_uri)
     all_tags = run_tags(
         config_hash=config_hash(cfg),
-        data_fingerprint=dataset.fingerprint,
+        data_fingerprint=data_fingerprint,
         extra={"kind": kind, **(tags or {})},
     )
     run_name = f"{kind}-{cfg.data.name}"
     with tracked_run(client, target.experiment_id, run_name=run_name, tags=all_tags) as run_id:
-        yield OpenSimulationRun(client, run_id, target.tracking_uri, dataset, text)
+        yield client, run_id, target.tracking_uri
+
+
+def _load(cfg: ExplorecConfig, text_cfg: ExplorecConfig | None = None) -> tuple[ProcessedDataset, np.ndarray]:
+    """The processed data set and the items' cluster text (the tracking store checked first)."""
+    from explorec.data.loading import load_dataset
+    from explorec.tracking.store import configure_tracking
+
+    configure_tracking(cfg.tracking)  # a broken store fails here, before any work
+    dataset = load_dataset(cfg)
+    return dataset, cluster_text_embeddings(dataset, text_cfg or cfg)
 
 
 def _log_tables(
@@ -132,45 +149,59 @@ def _log_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> None:
         client.log_metric(run_id, key, value)
 
 
-def simulate_and_track(cfg: ExplorecConfig) -> TrackedSimulation:
-    """Simulate every configured policy with the configured recommender and log one MLflow run."""
-    from explorec.simulation.simulate import run_simulation, world_from_dataset
+def prepare_simulation(cfg: ExplorecConfig) -> PreparedSimulation:
+    """Load the data, build the world, obtain the recommender (cached fit) and plan the simulation's units."""
+    from explorec.simulation.simulate import plan_simulation, world_from_dataset
+
+    started = time.time()
+    dataset, text = _load(cfg)
+    world = world_from_dataset(dataset, cfg.simulate)
+    fit_started = time.perf_counter()
+    recommender, facts = recommender_for(dataset, world, cfg)
+    recommender_s = time.perf_counter() - fit_started
+    plan = plan_simulation(
+        world=world,
+        recommender=recommender,
+        text_embeddings=text,
+        cfg=cfg.simulate,
+        recommender_facts=facts,
+        item_titles=dataset.items.sort_values("item_idx")["title"].astype(str).tolist(),
+    )
+    return PreparedSimulation(cfg, plan, facts, recommender_s, dataset.fingerprint, started)
+
+
+def track_simulation(prepared: PreparedSimulation, results: Sequence[UnitResult]) -> TrackedSimulation:
+    """Assemble the units' results into the simulation's tables and record them as one MLflow run."""
+    from explorec.simulation.simulate import assemble_simulation
     from explorec.tracking.store import config_params
 
-    started = time.perf_counter()
-    with _simulation_run(cfg, "simulate", tags={"encoder": cfg.encoder.name}) as tracked:
-        client, run_id = tracked.client, tracked.run_id
+    cfg = prepared.cfg
+    with _simulation_run(
+        cfg, "simulate", data_fingerprint=prepared.data_fingerprint, tags={"encoder": cfg.encoder.name}
+    ) as (client, run_id, tracking_uri):
         for key, value in config_params({"simulate": asdict(cfg.simulate)}).items():
             client.log_param(run_id, key, value)
         client.log_param(run_id, "encoder.name", cfg.encoder.name)
-        world = world_from_dataset(tracked.dataset, cfg.simulate)
-        fit_started = time.perf_counter()
-        recommender, facts = recommender_for(tracked.dataset, world, cfg)
-        recommender_s = time.perf_counter() - fit_started
-        _log_fit_facts(client, run_id, facts)
+        _log_fit_facts(client, run_id, prepared.recommender_facts)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
-            result = run_simulation(
-                world=world,
-                recommender=recommender,
-                text_embeddings=tracked.text,
-                cfg=cfg.simulate,
-                output_dir=folder,
-                recommender_facts=facts,
-                item_titles=tracked.dataset.items.sort_values("item_idx")["title"].astype(str).tolist(),
-            )
+            result = assemble_simulation(prepared.plan, results, output_dir=folder)
             _log_tables(client, run_id, folder, result, TABLES, {"summary.md": result.markdown})
-        wall = time.perf_counter() - started
+        wall = time.time() - prepared.started
         _log_metrics(
             client,
             run_id,
-            {"time/simulate_s": result.runtime_s, "time/recommender_s": recommender_s, "time/total_s": wall},
+            {
+                "time/simulate_s": result.runtime_s,
+                "time/recommender_s": prepared.recommender_s,
+                "time/total_s": wall,
+            },
         )
     return TrackedSimulation(
         run_id=run_id,
-        tracking_uri=tracked.tracking_uri,
+        tracking_uri=tracking_uri,
         runtime_s=round(result.runtime_s, 1),
-        recommender_s=round(recommender_s, 1),
+        recommender_s=round(prepared.recommender_s, 1),
         total_s=round(wall, 1),
         world=result.world_info,
         markdown=result.markdown,
@@ -178,42 +209,66 @@ def simulate_and_track(cfg: ExplorecConfig) -> TrackedSimulation:
     )
 
 
-def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
-    """Run `explorec study` (one configuration per encoder, in study.encoders order); log one MLflow run."""
-    from explorec.simulation.simulate import world_from_dataset
-    from explorec.simulation.study import run_study, study_simulate_config
-    from explorec.tracking.store import config_params
+def simulate_and_track(cfg: ExplorecConfig) -> TrackedSimulation:
+    """Simulate every configured policy here (unit after unit) and log one MLflow run."""
+    from explorec.simulation.simulate import run_unit
 
-    started = time.perf_counter()
+    prepared = prepare_simulation(cfg)
+    return track_simulation(prepared, [run_unit(prepared.plan, unit) for unit in prepared.plan.units()])
+
+
+def prepare_study(configs: dict[str, ExplorecConfig]) -> PreparedStudy:
+    """Load the data, build the world, obtain each encoder's recommender and plan each encoder's units.
+
+    `configs`: one configuration per encoder, in study.encoders order.
+    """
+    from explorec.simulation.simulate import world_from_dataset
+    from explorec.simulation.study import plan_study, study_simulate_config
+
+    started = time.time()
     base = next(iter(configs.values()))
     if list(configs) != list(base.study.encoders):
         raise ValueError(
             f"one configuration per study encoder {base.study.encoders} is needed, got {list(configs)}"
         )
     text_cfg = next((cfg for cfg in configs.values() if cfg.encoder.name != "none"), base)
+    dataset, text = _load(base, text_cfg)
+    world = world_from_dataset(dataset, study_simulate_config(base.simulate, base.study))
+    recommenders, facts = {}, {}
+    fit_started = time.perf_counter()
+    for encoder, cfg in configs.items():
+        recommenders[encoder], facts[encoder] = recommender_for(dataset, world, cfg)
+    recommenders_s = time.perf_counter() - fit_started
+    plans = plan_study(
+        world=world,
+        recommenders=recommenders,
+        text_embeddings=text,
+        simulate=base.simulate,
+        study=base.study,
+        recommender_facts=facts,
+    )
+    return PreparedStudy(base, plans, facts, recommenders_s, dataset.fingerprint, started)
+
+
+def track_study(prepared: PreparedStudy, results: dict[str, Sequence[UnitResult]]) -> dict[str, Any]:
+    """Assemble each encoder's unit results into the study and record it as one MLflow run."""
+    from explorec.simulation.study import assemble_study, study_simulate_config
+    from explorec.tracking.store import config_params
+
+    base = prepared.cfg
     simulate = study_simulate_config(base.simulate, base.study)
-    with _simulation_run(base, "study", text_cfg=text_cfg) as tracked:
-        client, run_id = tracked.client, tracked.run_id
+    with _simulation_run(base, "study", data_fingerprint=prepared.data_fingerprint) as (
+        client,
+        run_id,
+        tracking_uri,
+    ):
         for key, value in config_params({"study": asdict(base.study), "simulate": asdict(simulate)}).items():
             client.log_param(run_id, key, value)
-        world = world_from_dataset(tracked.dataset, simulate)
-        recommenders, facts = {}, {}
-        fit_started = time.perf_counter()
-        for encoder, cfg in configs.items():
-            recommenders[encoder], facts[encoder] = recommender_for(tracked.dataset, world, cfg)
-            _log_fit_facts(client, run_id, facts[encoder], prefix=f"recommender_{encoder}")
-        recommenders_s = time.perf_counter() - fit_started
+        for encoder, facts in prepared.recommender_facts.items():
+            _log_fit_facts(client, run_id, facts, prefix=f"recommender_{encoder}")
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
-            result = run_study(
-                world=world,
-                recommenders=recommenders,
-                text_embeddings=tracked.text,
-                simulate=base.simulate,
-                study=base.study,
-                output_dir=folder,
-                recommender_facts=facts,
-            )
+            result = assemble_study(prepared.plans, results, study=base.study, output_dir=folder)
             texts = {
                 "answer.json": json.dumps(result.answer, indent=2, default=str),
                 "study.md": result.markdown,
@@ -230,22 +285,37 @@ def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
                 client.log_metric(
                     run_id, f"{calibration}/best_gain_new_clusters", gains["mean_gain_new_clusters_clicked"]
                 )
-        wall = time.perf_counter() - started
+        wall = time.time() - prepared.started
         _log_metrics(
             client,
             run_id,
-            {"time/study_s": result.runtime_s, "time/recommenders_s": recommenders_s, "time/total_s": wall},
+            {
+                "time/study_s": result.runtime_s,
+                "time/recommenders_s": prepared.recommenders_s,
+                "time/total_s": wall,
+            },
         )
     return {
         "run_id": run_id,
-        "tracking_uri": tracked.tracking_uri,
+        "tracking_uri": tracking_uri,
         "runtime_s": round(result.runtime_s, 1),
-        "recommenders_s": round(recommenders_s, 1),
+        "recommenders_s": round(prepared.recommenders_s, 1),
         "total_s": round(wall, 1),
         "answer": result.answer,
-        "recommender_fit": facts,
+        "recommender_fit": prepared.recommender_facts,
         "markdown": result.markdown,
     }
+
+
+def study_and_track(configs: dict[str, ExplorecConfig]) -> dict[str, Any]:
+    """Run `explorec study` here (unit after unit; one configuration per encoder); log one MLflow run."""
+    from explorec.simulation.simulate import run_unit
+
+    prepared = prepare_study(configs)
+    results = {
+        encoder: [run_unit(plan, unit) for unit in plan.units()] for encoder, plan in prepared.plans.items()
+    }
+    return track_study(prepared, results)
 
 
 def candidate_simulation(cfg: ExplorecConfig) -> tuple[SimulateConfig | None, str]:
