@@ -72,6 +72,7 @@ def test_registration_and_promotion_summaries_keep_their_key_order() -> None:
         "challenger",
         "champion",
         "cache",
+        "ope",
     ]
     promotion = PromotionOutcome("model", "2", "promoted", True, "2", [], "md")
     assert list(promotion.to_summary()) == [
