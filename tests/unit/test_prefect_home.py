@@ -30,6 +30,21 @@ class Healthy(BaseHTTPRequestHandler):
         """Keep the test output quiet."""
 
 
+@pytest.fixture(autouse=True)
+def no_prefect_api_chosen_in_this_process() -> Iterator[None]:
+    """Clear a Prefect API left set in this process by an earlier test's harness (tests/flows runs one for
+    the whole session): here it would count as chosen by the person, and every case would be "explicit"."""
+    import sys
+
+    if "prefect" not in sys.modules:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
+
+
 @pytest.fixture
 def health_server() -> Iterator[str]:
     """An HTTP server on a free 127.0.0.1 port answering /api/health; yields its base URL."""
