@@ -14,6 +14,7 @@ import mlflow
 import pytest
 
 from explorec.models.distributed import WORKER_MODULE, free_port
+from explorec.pipeline.servers import store_layout
 from tests.reliability.helpers import all_runs, environment, store_uri
 
 TINY_DETERMINISTIC = [
@@ -80,7 +81,7 @@ def _assert_same_training(ddp: dict[str, Any], single: dict[str, Any]) -> None:
 
 def _flow_runs(home: Path) -> list[tuple[str, str]]:
     """Return (flow name, state) of every flow run in the home's Prefect database."""
-    with sqlite3.connect(home / "prefect" / "prefect.db") as database:
+    with sqlite3.connect(store_layout(home).prefect_home / "prefect.db") as database:
         query = "SELECT flow.name, flow_run.state_type FROM flow_run JOIN flow ON flow.id = flow_run.flow_id"
         return list(database.execute(query))
 
@@ -130,6 +131,6 @@ def test_two_nodes_train_as_one_job_tracked_by_node_zero(tmp_path: Path, one_pro
     assert other["node_rank"] == 1 and other["epochs_run"] == ddp["epochs_run"]
     assert _flow_runs(node0) == [("train", "COMPLETED")]
     assert [run.info.run_id for run in all_runs(mlflow.MlflowClient(store_uri(node0)))] == [ddp["run_id"]]
-    assert not (node1 / "prefect" / "prefect.db").exists()  # no flow run on node 1
+    assert not (store_layout(node1).prefect_home / "prefect.db").exists()  # no flow run on node 1
     assert not (node1 / "mlruns" / "mlflow.db").exists()  # and no MLflow store
     _assert_same_training(ddp, one_process)
