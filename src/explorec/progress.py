@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 LOGGER_NAME = "explorec.progress"
 INTERVAL_ENV = "EXPLOREC_PROGRESS_INTERVAL_S"
-DEFAULT_INTERVAL_S = 30.0
+DEFAULT_INTERVAL_S = 20.0
 STYLE_ENV = "EXPLOREC_PROGRESS"
 """`lines` (progress lines), `bar` (Lightning's bar) or `off`; unset: the bar on a terminal, else lines."""
 
