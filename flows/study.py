@@ -1,7 +1,8 @@
-"""Flow `study`: preprocess, encode (each encoder), encoder × policy × rate in the simulator, MLflow run.
+"""Flow `study`: preprocess, encode (each rung), encoder ladder × policy × rate × world × truth, MLflow run.
 
-The grid is the subflow `study-units`: plan one simulation per encoder here, run every encoder × calibration ×
-replication unit on the configured task runner (`runner=local|dask`), then record one MLflow run.
+The grid is the subflow `study-units`: plan one simulation per cell (world × ground truth × encoder, plus the
+churn goal's selection cells) here, run every cell × calibration × replication unit on the configured task
+runner (`runner=local|dask`), then record one MLflow run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 @task(name="prepare-study", cache_policy=NO_CACHE)
 def prepare_task(configs: dict[str, dict[str, Any]]) -> PreparedStudy:
-    """Load the data, build the world, obtain every encoder's recommender and plan each encoder's units."""
+    """Load the data, build each world, obtain every rung's recommender per world and plan every cell."""
     from explorec.simulation.tracked import prepare_study
 
     return prepare_study({encoder: from_dict(config) for encoder, config in configs.items()})
@@ -41,11 +42,11 @@ def track_task(prepared: PreparedStudy, results: dict[str, list[UnitResult]]) ->
 
 @flow(name="study-units", log_prints=True)
 def study_units_flow(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Plan each encoder's simulation, run all their units on this flow's task runner, record the run."""
+    """Plan every cell's simulation, run all their units on this flow's task runner, record the run."""
     prepared = prepare_task(configs)
     plans = prepared.plans
     threads = unit_threads(next(iter(configs.values())))
-    units = {encoder: plan.units() for encoder, plan in plans.items()}
+    units = {cell: plan.units() for cell, plan in plans.items()}
     return track_task(prepared, submit_units(unit_task, plans, units, episode_workers=threads))
 
 
@@ -56,7 +57,7 @@ def encoder_overrides(overrides: list[str], encoder: str) -> list[str]:
 
 @flow(name="study", log_prints=True)
 def study_flow(overrides: list[str] | None = None) -> dict[str, Any]:
-    """How much discovery and long-term reward the language-model item tower buys at equal short-term cost."""
+    """How the item tower's language model (an encoder ladder) changes discovery and reward at equal cost."""
     overrides = list(overrides or [])
     cfg = load_config(overrides)
     configs = {

@@ -40,7 +40,7 @@ FLOW_COMMANDS: dict[str, str] = {
     "benchmark": "compare the baselines and the two-tower (encoders minilm and none) on one split",
     "pipeline": "the whole system: preprocess, encode, train (or tune), simulate, register, gate, promote",
     "simulate": "judge the exploration policies in the seeded interactive simulator",
-    "study": "encoder (minilm vs none) x policy x exploration rate in the simulator: what text towers buy",
+    "study": "encoder ladder x policy x rate x world x ground truth in the simulator: what text towers buy",
     "replay": "replay sessions of a training run's served model with feedback (a click = a held-out item)",
     "tune": "Optuna search over embedding size and exploration rate; every trial a nested MLflow run",
     "loop": "rounds of serve, simulated clicks, log, off-policy judgement, retrain, gate, promote",

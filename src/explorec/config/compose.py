@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from explorec.config.schema import ExplorecConfig
-from explorec.config.simulation import WORLDS
+from explorec.config.simulation import GROUND_TRUTHS, WORLDS
 from explorec.config.tuning import validate_tune_config
 from explorec.errors import ConfigError
 
@@ -57,7 +57,7 @@ FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
     "model.user_pooling": ("auto", "attention", "mean"),
     "replay.evaluation": ("valid", "test"),
     "registry.unaudited_champion": ("restore", "record"),
-    "simulate.ground_truth": ("ease", "ials", "ease_popularity_dampened"),
+    "simulate.ground_truth": GROUND_TRUTHS,
     "runner.name": ("local", "dask"),
 }
 """Settings whose value is one of a fixed set of options (not a registry of components)."""
@@ -251,9 +251,20 @@ def _validate_simulation_values(cfg: ExplorecConfig) -> None:
     if cfg.simulate.pool not in ("tune", "test"):
         raise ConfigError(f"simulate.pool must be tune or test, got {cfg.simulate.pool!r}")
     _validate_world(cfg)
+    _validate_study(cfg)
+
+
+def _validate_study(cfg: ExplorecConfig) -> None:
+    """Fail on study values outside their ranges or fixed options."""
     study = cfg.study
-    if len(study.encoders) != 2 or len(set(study.encoders)) != 2:
-        raise ConfigError(f"study.encoders must name two different encoders, got {study.encoders}")
+    if len(study.encoders) < 2 or len(set(study.encoders)) != len(study.encoders):
+        raise ConfigError(f"study.encoders must name at least two different encoders, got {study.encoders}")
+    for key, values, options in (
+        ("study.worlds", study.worlds, WORLDS),
+        ("study.ground_truths", study.ground_truths, GROUND_TRUTHS),
+    ):
+        if not values or len(set(values)) != len(values) or not set(values) <= set(options):
+            raise ConfigError(f"{key} must list different options among {', '.join(options)}, got {values}")
     if not study.exploration_rates or not all(0.0 < rate <= 1.0 for rate in study.exploration_rates):
         raise ConfigError("study.exploration_rates must be a non-empty list of rates in (0, 1]")
     known = {target.name for target in cfg.simulate.calibrations}
@@ -263,6 +274,11 @@ def _validate_simulation_values(cfg: ExplorecConfig) -> None:
         raise ConfigError(f"study.pool must be tune or test, got {study.pool!r}")
     if study.n_replications < 2:
         raise ConfigError("study.n_replications must be >= 2 (paired intervals need two replications)")
+    if study.selection_pool not in ("", "tune", "test") or study.selection_pool == study.pool:
+        raise ConfigError(
+            f"study.selection_pool must be '' or the pool study.pool ({study.pool}) is not, "
+            f"got {study.selection_pool!r}"
+        )
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> ExplorecConfig:

@@ -144,32 +144,55 @@ WORLDS = ("static", "churn")
 
 def _default_study_policies() -> list[str]:
     """Every exploring policy of explorec.policies."""
-    return ["epsilon_greedy", "boltzmann", "linucb", "thompson", "semantic_cluster", "mmr", "linucb_novelty"]
+    return [
+        "epsilon_greedy",
+        "boltzmann",
+        "linucb",
+        "thompson",
+        "semantic_cluster",
+        "mmr",
+        "linucb_novelty",
+        "interest_transition",
+    ]
+
+
+GROUND_TRUTHS = ("ease", "ials", "ease_popularity_dampened")
 
 
 @dataclass
 class StudyConfig:
-    """`explorec study`: encoder × policy × exploration rate through the simulator and the offline metrics.
+    """`explorec study`: encoder ladder × policy × rate × world × ground truth through the simulator.
 
     Fields:
-    - encoders: exactly two item-tower encoders; the first is compared against the second (minilm vs none).
-      The text clusters (discovery metric, semantic_cluster, mmr, ILD) always come from the text encoder,
-      so both arms are measured on the same clusters.
+    - encoders: the ladder of item-tower encoders, smallest first (e.g. none, minilm, mpnet); each rung is
+      compared with the one below it (adjacent pairs, upper − lower). The text clusters (discovery metric,
+      semantic_cluster, mmr, interest_transition, ILD) always come from the default text encoder's
+      embeddings, so every rung is measured on the same clusters.
+    - worlds: simulated worlds ("static", "churn"); every rung is fitted once per world (the churn world
+      withholds its new items from the towers).
+    - ground_truths: the click worlds' ground truths (ease, ials, ease_popularity_dampened); the towers are
+      shared across them. A claim stands only where all of them agree.
     - policies / exploration_rates: the grid (every policy at every rate); the baselines always run.
     - calibrations: names among simulate.calibrations to run ([] = all of them).
     - n_replications: R of the study's simulations (replaces simulate.n_replications).
     - pool: the user pool the study reports on (the grid is fixed in advance, nothing is tuned on it).
+    - selection_pool: the pool on which the churn-world goal's "best language-model-aware policy" is chosen
+      (largest expected clicks, first ground truth, first calibration); "" = no goal check. It must differ
+      from `pool`, so nothing is chosen on the pool the study reports on.
     - deviation_levels: slot deviation rates δ (share of slots differing from greedy) at which the encoders
       are compared at equal cost; keep them inside the range the grid reaches (see docs/results.md).
     - early_cost_levels: relative losses of early-visit CTR vs the same encoder's greedy_online
       (0.05 = 5% fewer expected clicks per slot in the first quarter of visits) for the same comparison.
     """
 
-    encoders: list[str] = field(default_factory=lambda: ["minilm", "none"])
+    encoders: list[str] = field(default_factory=lambda: ["none", "minilm"])
+    worlds: list[str] = field(default_factory=lambda: ["static", "churn"])
+    ground_truths: list[str] = field(default_factory=lambda: list(GROUND_TRUTHS))
     policies: list[str] = field(default_factory=_default_study_policies)
     exploration_rates: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.6])
     calibrations: list[str] = field(default_factory=lambda: ["main"])
     n_replications: int = 5
     pool: str = "test"
+    selection_pool: str = "tune"
     deviation_levels: list[float] = field(default_factory=lambda: [0.4, 0.6, 0.8])
     early_cost_levels: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1])

@@ -156,6 +156,17 @@ def new_item_metrics(*, episode: Episode, arrivals: Arrivals) -> dict[str, float
     }
 
 
+def new_items_clicked_by_visit(*, episode: Episode, arrivals: Arrivals) -> np.ndarray:
+    """Per visit (T,), the share of all new items that some user has clicked at least once by then."""
+    first = first_item_clicks(items=episode.items, clicks=episode.clicks, n_items=arrivals.new.size)
+    first_new = first[arrivals.new_items]
+    if first_new.size == 0:
+        return np.full(episode.items.shape[1], np.nan)
+    clicked = first_new[first_new >= 0]
+    counts = np.bincount(clicked, minlength=episode.items.shape[1])[: episode.items.shape[1]]
+    return np.cumsum(counts) / first_new.size
+
+
 def first_visit_metrics(*, episode: Episode, context: MetricContext) -> dict[str, float]:
     """Offline served-slate metrics of the first visit: NDCG/Recall@K vs hidden positives, ILD, coverage."""
     first = episode.items[:, 0, :]

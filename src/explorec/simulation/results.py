@@ -27,13 +27,17 @@ class SimulationResult:
 
 @dataclass
 class StudyResult:
-    """Tables of the study, its answer, the Markdown report and the plot paths."""
+    """The study's tables (cells stacked with world, ground truth, encoder columns), answer, report, plots."""
 
     summary: pd.DataFrame
     per_replication: pd.DataFrame
     comparisons: pd.DataFrame
     equal_cost: pd.DataFrame
     matched_rate: pd.DataFrame
+    rungs: pd.DataFrame
+    agreement: pd.DataFrame
+    selection: pd.DataFrame
+    curves: pd.DataFrame
     answer: dict[str, Any]
     world_info: dict[str, Any]
     markdown: str = ""

@@ -36,7 +36,13 @@ from explorec.progress import Progress
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
 from explorec.simulation.environment import SimulationWorld, build_world, position_weights
 from explorec.simulation.ground_truth import TUNE_POOL, positives_from_dataset, stream
-from explorec.simulation.metrics import MetricContext, break_even_visit, cumulative_curves, episode_metrics
+from explorec.simulation.metrics import (
+    MetricContext,
+    break_even_visit,
+    cumulative_curves,
+    episode_metrics,
+    new_items_clicked_by_visit,
+)
 from explorec.simulation.online import augmented_vectors
 from explorec.simulation.ope_check import logs_frame, ope_cross_check
 from explorec.simulation.recommender import RecommenderOutputs, stand_in_recommender, two_tower_recommender
@@ -363,6 +369,11 @@ def run_unit(
                 }
             )
             cumulative, regret = cumulative_curves(episode=episode, oracle_expected=oracle_expected)
+            new_clicked = (
+                {"new_items_clicked_share": new_items_clicked_by_visit(episode=episode, arrivals=arrivals)}
+                if (arrivals := context.arrivals) is not None
+                else {}
+            )
             curve_rows.extend(
                 {
                     "calibration": name,
@@ -371,6 +382,7 @@ def run_unit(
                     "visit": visit + 1,
                     "cumulative_expected_clicks": cumulative[visit],
                     "cumulative_regret": regret[visit],
+                    **{key: float(values[visit]) for key, values in new_clicked.items()},
                 }
                 for visit in range(cfg.n_visits)
             )
@@ -441,6 +453,10 @@ def summarise(per_replication: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFra
     summary["discovery_ratio_vs_greedy_online"] = summary["new_clusters_clicked"] / summary[
         "calibration"
     ].map(greedy["new_clusters_clicked"])
+    oracle = summary[summary["policy"] == "oracle"].set_index("calibration")
+    summary["discovery_ratio_vs_oracle"] = summary["new_clusters_clicked"] / summary["calibration"].map(
+        oracle["new_clusters_clicked"]
+    )
     summary["early_cost_vs_greedy_online"] = (
         summary["calibration"].map(greedy["ctr_early"]) - summary["ctr_early"]
     )

@@ -24,7 +24,17 @@ if TYPE_CHECKING:
     from explorec.simulation.simulate import SimulationPlan, UnitResult
 
 TABLES = ("summary", "comparisons", "per_replication", "ope")
-STUDY_TABLES = ("summary", "per_replication", "comparisons", "equal_cost", "matched_rate")
+STUDY_TABLES = (
+    "summary",
+    "per_replication",
+    "comparisons",
+    "equal_cost",
+    "matched_rate",
+    "rungs",
+    "agreement",
+    "selection",
+    "curves",
+)
 SIMULATION_CONTROL = "greedy_online"
 """What a candidate's policy is compared with in the pipeline's simulation."""
 SIMULATION_OUTCOME = "expected_clicks"
@@ -90,7 +100,10 @@ class PreparedSimulation:
 
 @dataclass(frozen=True)
 class PreparedStudy:
-    """A study ready to run: one plan per encoder (study.encoders order) and what its run will record."""
+    """A study ready to run: one plan per cell (`StudyCell.key`) and what its run will record.
+
+    `recommender_facts` are keyed "encoder/world" (one fit per rung and world).
+    """
 
     cfg: ExplorecConfig
     plans: dict[str, SimulationPlan]
@@ -218,40 +231,76 @@ def simulate_and_track(cfg: ExplorecConfig) -> TrackedSimulation:
 
 
 def prepare_study(configs: dict[str, ExplorecConfig]) -> PreparedStudy:
-    """Load the data, build the world, obtain each encoder's recommender and plan each encoder's units.
+    """Load the data, build each world × ground truth, obtain each rung's recommender per world, plan cells.
 
-    `configs`: one configuration per encoder, in study.encoders order.
+    `configs`: one configuration per encoder, in study.encoders order. The towers are fitted (or read from
+    the cache) once per encoder and world; every ground truth of a world shares them.
     """
     from explorec.simulation.simulate import world_from_dataset
     from explorec.simulation.study import plan_study, study_simulate_config
+    from explorec.simulation.study_cells import StudyCell
 
     started = time.time()
     base = next(iter(configs.values()))
-    if list(configs) != list(base.study.encoders):
+    study = base.study
+    if list(configs) != list(study.encoders):
         raise ValueError(
-            f"one configuration per study encoder {base.study.encoders} is needed, got {list(configs)}"
+            f"one configuration per study encoder {study.encoders} is needed, got {list(configs)}"
         )
     text_cfg = next((cfg for cfg in configs.values() if cfg.encoder.name != "none"), base)
     dataset, text = _load(base, text_cfg)
-    world = world_from_dataset(dataset, study_simulate_config(base.simulate, base.study))
+    worlds = {
+        (world, truth): world_from_dataset(
+            dataset, study_simulate_config(base.simulate, study, StudyCell(world, truth, "", study.pool))
+        )
+        for world in study.worlds
+        for truth in study.ground_truths
+    }
     recommenders, facts = {}, {}
     fit_started = time.perf_counter()
-    for encoder, cfg in configs.items():
-        recommenders[encoder], facts[encoder] = recommender_for(dataset, world, cfg)
+    for world in study.worlds:
+        for encoder, cfg in configs.items():
+            key = (encoder, world)
+            recommenders[key], facts[key] = recommender_for(
+                dataset, worlds[(world, study.ground_truths[0])], cfg
+            )
     recommenders_s = time.perf_counter() - fit_started
     plans = plan_study(
-        world=world,
+        worlds=worlds,
         recommenders=recommenders,
         text_embeddings=text,
         simulate=base.simulate,
-        study=base.study,
+        study=study,
         recommender_facts=facts,
+        item_titles=dataset.items.sort_values("item_idx")["title"].astype(str).tolist(),
     )
-    return PreparedStudy(base, plans, facts, recommenders_s, dataset.fingerprint, started)
+    fit_facts = {f"{encoder}/{world}": value for (encoder, world), value in facts.items()}
+    return PreparedStudy(base, plans, fit_facts, recommenders_s, dataset.fingerprint, started)
+
+
+def _log_study_answer(client: Any, run_id: str, answer: dict[str, Any]) -> None:
+    """The pooled equal-δ rung differences as metrics, the agreement and the goal as tags."""
+    for world, rows in answer["worlds"].items():
+        for row in rows:
+            if row["difference"] is None:
+                continue
+            name = f"{world}/{row['ground_truth']}/{row['calibration']}/{row['lower']}-{row['upper']}"
+            client.log_metric(run_id, f"{name}/{row['outcome']}", row["difference"])
+    for row in answer["agreement"]:
+        name = (
+            f"study.claim.{row['world']}.{row['calibration']}.{row['lower']}-{row['upper']}.{row['outcome']}"
+        )
+        client.set_tag(run_id, name, row["claim"])
+    goal = answer.get("goal")
+    if goal and goal.get("chosen"):
+        client.set_tag(
+            run_id, "study.goal.chosen", f"{goal['chosen']['policy']} [{goal['chosen']['encoder']}]"
+        )
+        client.set_tag(run_id, "study.goal.met", str(goal["met"]).lower())
 
 
 def track_study(prepared: PreparedStudy, results: dict[str, Sequence[UnitResult]]) -> dict[str, Any]:
-    """Assemble each encoder's unit results into the study and record it as one MLflow run."""
+    """Assemble every cell's unit results into the study and record it as one MLflow run."""
     from explorec.simulation.study import assemble_study, study_simulate_config
     from explorec.tracking.store import config_params
 
@@ -264,8 +313,8 @@ def track_study(prepared: PreparedStudy, results: dict[str, Sequence[UnitResult]
     ):
         for key, value in config_params({"study": asdict(base.study), "simulate": asdict(simulate)}).items():
             client.log_param(run_id, key, value)
-        for encoder, facts in prepared.recommender_facts.items():
-            _log_fit_facts(client, run_id, facts, prefix=f"recommender_{encoder}")
+        for name, facts in prepared.recommender_facts.items():
+            _log_fit_facts(client, run_id, facts, prefix=f"recommender_{name.replace('/', '_')}")
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             result = assemble_study(prepared.plans, results, study=base.study, output_dir=folder)
@@ -274,17 +323,7 @@ def track_study(prepared: PreparedStudy, results: dict[str, Sequence[UnitResult]
                 "study.md": result.markdown,
             }
             _log_tables(client, run_id, folder, result, STUDY_TABLES, texts)
-        for calibration, facts_of in result.answer["calibrations"].items():
-            best = facts_of["uses_it_best"]
-            if best is not None:
-                client.set_tag(run_id, f"study.uses_it_best.{calibration}", best)
-                gains = facts_of["per_policy"][best]
-                client.log_metric(
-                    run_id, f"{calibration}/best_gain_expected_clicks", gains["mean_gain_expected_clicks"]
-                )
-                client.log_metric(
-                    run_id, f"{calibration}/best_gain_new_clusters", gains["mean_gain_new_clusters_clicked"]
-                )
+        _log_study_answer(client, run_id, result.answer)
         wall = time.time() - prepared.started
         _log_metrics(
             client,

@@ -30,6 +30,11 @@ def test_study_defaults_are_the_dataclass_defaults_and_bad_values_fail() -> None
     assert compose([]).study == StudyConfig()
     for override, key in (
         ("study.encoders=[minilm]", "study.encoders"),
+        ("study.encoders=[none,minilm,none]", "study.encoders"),
+        ("study.worlds=[static,moving]", "study.worlds"),
+        ("study.worlds=[]", "study.worlds"),
+        ("study.ground_truths=[ease,ease]", "study.ground_truths"),
+        ("study.selection_pool=test", "study.selection_pool"),
         ("study.policies=[greedy]", "study.policies"),
         ("study.calibrations=[absent]", "study.calibrations"),
         ("simulate.recommender=svd", "simulate.recommender"),
