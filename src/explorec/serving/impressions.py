@@ -5,6 +5,11 @@ PostgreSQL URL (several servers writing to one log). An impression (one served s
 written in one transaction, so a killed server leaves no torn slate: either every slot of a slate is there
 or none. Feedback rows refer to an impression by id and to a slot by item id.
 
+The service writes through `append_soon`: one writer thread takes every slate waiting at that moment and
+writes them in one transaction (a group commit), then completes each slate's future; a slate counts as
+logged only once that commit returned, so an answer waiting on its future never leaves before its slate is
+in the log, and concurrent requests share one commit instead of queueing for one each.
+
 Tables:
 - `impressions`: impression_id, request_id, served_at (unix seconds), user_id, model_name, model_version,
   policy, exploration_rate, k, history_source, cold_start, propensity_kind ('policy' or 'deterministic'),
@@ -18,9 +23,11 @@ Tables:
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,8 @@ from explorec.serving.new_items import NewItem
 
 FEEDBACK_EVENTS = ("click", "skip", "dwell")
 SQLITE_PREFIX = "sqlite:///"
+MAX_GROUP_COMMIT = 256
+"""Most slates the writer thread puts in one transaction."""
 
 
 class ImpressionLogError(ExplorecError):
@@ -175,6 +184,8 @@ class ImpressionLog:
         self.additions = _additions_table(self.metadata)
         self._write_lock = threading.Lock()
         self._writer: sa.Connection | None = None
+        self._group: GroupCommit | None = None
+        self._group_lock = threading.Lock()
         try:
             self.metadata.create_all(self.engine)
         except sa.exc.DatabaseError as error:
@@ -229,6 +240,13 @@ class ImpressionLog:
             connection.execute(self.impressions.insert(), heads)
             if slots:
                 connection.execute(self.slots.insert(), slots)
+
+    def append_soon(self, record: ImpressionRecord) -> Future[None]:
+        """Queue a served slate for the writer thread; the future completes once its transaction committed."""
+        with self._group_lock:
+            if self._group is None:
+                self._group = GroupCommit(self)
+            return self._group.submit(record)
 
     def unknown_impressions(self, impression_ids: Sequence[str]) -> list[str]:
         """Return the ids among `impression_ids` that the log does not hold."""
@@ -349,8 +367,93 @@ class ImpressionLog:
                 yield [dict(row) for row in rows]
 
     def close(self) -> None:
-        """Release the store's connections."""
+        """Write what is queued, stop the writer thread and release the store's connections."""
+        with self._group_lock:
+            if self._group is not None:
+                self._group.close()
+                self._group = None
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
         self.engine.dispose()
+
+
+class GroupCommit:
+    """A writer thread for one log: each transaction holds every slate queued when it starts (a group commit).
+
+    A slate's future is completed only after the commit that holds it returned (or with the error that
+    stopped it), so a caller that waits on it never answers for a slate that is not in the log. When a group
+    fails, its slates are retried one per transaction, so one bad slate cannot take the others down with it.
+    """
+
+    def __init__(self, log: ImpressionLog, max_group: int = MAX_GROUP_COMMIT) -> None:
+        self._log = log
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[tuple[ImpressionRecord, Future[None]] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="explorec-impression-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: ImpressionRecord) -> Future[None]:
+        """Queue one slate; return the future that completes when it is committed."""
+        if self._closed:
+            raise ImpressionLogError(f"impression log {self._log.location} is closed")
+        future: Future[None] = Future()
+        self._queue.put((record, future))
+        return future
+
+    def close(self) -> None:
+        """Write every slate queued so far, then stop the thread."""
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        """Take what is waiting (at most `max_group` slates), write it in one transaction; until closed."""
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self._max_group:
+                try:
+                    waiting = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if waiting is None:
+                    stopping = True
+                    break
+                group.append(waiting)
+            self._write(group)
+
+    def _write(self, group: list[tuple[ImpressionRecord, Future[None]]]) -> None:
+        """Commit a group and complete its futures; a failed group is retried one slate at a time.
+
+        A slate whose waiter gave up (a cancelled future) is still written: its answer may have been on its
+        way, and a logged slate that was never seen is the safe side of the guarantee.
+        """
+        waiting = [future for _, future in group if future.set_running_or_notify_cancel()]
+        try:
+            self._log.append([record for record, _ in group])
+        except Exception as error:  # handed to the waiting request, which answers 500 for its slate
+            if len(group) > 1:
+                for record, future in group:
+                    self._retry(record, future if future in waiting else None)
+                return
+            for future in waiting:
+                future.set_exception(error)
+            return
+        for future in waiting:
+            future.set_result(None)
+
+    def _retry(self, record: ImpressionRecord, future: Future[None] | None) -> None:
+        """Write one slate of a failed group on its own; complete its future (None: nobody waits)."""
+        try:
+            self._log.append([record])
+        except Exception as error:
+            if future is not None:
+                future.set_exception(error)
+            return
+        if future is not None:
+            future.set_result(None)

@@ -20,6 +20,7 @@ a restart, and a version without a passed gate or an audited forced promotion is
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import threading
@@ -27,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,8 +37,13 @@ from explorec.serving.impressions import FeedbackEvent, ImpressionLog, Impressio
 from explorec.serving.new_items import NewItem, NewItemEmbedder, NewItemsUnsupportedError
 from explorec.serving.recommender import Recommender, RequestError, parse_request
 
+if TYPE_CHECKING:
+    import numpy as np
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 MAX_ID_LENGTH = 256
+ENDPOINTS = ("/recommend", "/feedback", "/items", "/health", "/metrics")
+"""The paths metrics are labelled with; any other path counts as 'other' (labels stay bounded)."""
 
 
 class ServingRefusedError(Exception):
@@ -181,6 +187,34 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+def _counted(app: Any, metrics: ServiceMetrics) -> Callable[..., Any]:
+    """ASGI middleware: each HTTP request's latency and status, by endpoint (plain ASGI: no extra task)."""
+
+    async def middleware(
+        scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app fails before answering
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, sending)
+        finally:
+            endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            metrics.requests.labels(endpoint, str(status)).inc()
+
+    return middleware
+
+
 def _body_limit(app: Any, max_bytes: int) -> Callable[..., Any]:
     """ASGI middleware: a body longer than `max_bytes` (declared or streamed) gets 413 before parsing."""
 
@@ -289,7 +323,12 @@ class RecommendationService:
 
     def _add(self, model: ServedModel, items: Sequence[NewItem]) -> tuple[int, int]:
         """Embed `items` and add them to `model`'s catalogue (caller holds the lock)."""
-        vectors, texts = self.embedder(model).embed(items)
+        return self._extend(model, items, *self.embedder(model).embed(items))
+
+    def _extend(
+        self, model: ServedModel, items: Sequence[NewItem], vectors: np.ndarray, texts: np.ndarray
+    ) -> tuple[int, int]:
+        """Add embedded `items` to `model`'s catalogue (caller holds the lock); return (added, updated)."""
         counts = model.recommender.add_items(
             [item.item_id for item in items], [item.title or item.item_id for item in items], vectors, texts
         )
@@ -303,9 +342,10 @@ class RecommendationService:
             raise RequestError("items holds the same item_id twice")
         started = time.perf_counter()
         model = self.model()
+        vectors, texts = self.embedder(model).embed(items)  # outside the lock: requests go on meanwhile
         with self._lock:
             self.log.record_additions(items)
-            added, updated = self._add(model, items)
+            added, updated = self._extend(model, items, vectors, texts)
         return {
             "added": added,
             "updated": updated,
@@ -316,6 +356,27 @@ class RecommendationService:
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         """Serve one request, write it to the impression log, and return the answer."""
+        record, reply = self.answer(body)
+        self.log.append([record])
+        self._count(record)
+        return reply
+
+    async def recommend_logged(self, body: RecommendBody) -> dict[str, Any]:
+        """`recommend` on the event loop: the slate joins the log's group commit, awaited before answering."""
+        record, reply = self.answer(body)
+        await asyncio.wrap_future(self.log.append_soon(record))
+        self._count(record)
+        return reply
+
+    def _count(self, record: ImpressionRecord) -> None:
+        """Add a logged slate's slots to the metrics."""
+        slots = record.slots
+        self.metrics.count_slots(
+            len(slots), sum(slot.explored for slot in slots), sum(slot.new_item for slot in slots)
+        )
+
+    def answer(self, body: RecommendBody) -> tuple[ImpressionRecord, dict[str, Any]]:
+        """The slate for one request, as its log record and its answer (nothing written yet)."""
         model = self.model()
         limits = model.recommender.limits
         fields = body.model_dump(exclude_none=True)
@@ -355,9 +416,7 @@ class RecommendationService:
                 )
             ),
         )
-        self.log.append([record])
-        self.metrics.count_slots(len(answer.item_ids), sum(answer.explored), sum(new))
-        return {
+        return record, {
             "impression_id": record.impression_id,
             "model": {"name": model.name, "version": model.version},
             "policy": record.policy,
@@ -459,24 +518,19 @@ def create_app(
     service: RecommendationService, *, max_body_bytes: int = 1_000_000, poll_seconds: float = 0.0
 ) -> Callable[..., Any]:
     """Return the ASGI app: the FastAPI routes behind the body-size limit; polls the source when asked."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import Response
+    from pydantic_core import to_json
 
     app = FastAPI(title="explorec", lifespan=_lifespan(service, poll_seconds))
     _error_answers(app)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[..., Any]) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        endpoint = request.url.path
-        service.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        service.metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
-
     @app.post("/recommend")
-    def recommend(body: RecommendBody) -> dict[str, Any]:
-        return service.recommend(body)
+    async def recommend(body: RecommendBody) -> Response:
+        # on the event loop: the slate is computed here (the work holds the GIL: a thread pool would only
+        # add hand-offs), the log write happens in the log's writer thread and is awaited
+        answer = await service.recommend_logged(body)
+        return Response(to_json(answer), media_type="application/json")
 
     @app.post("/feedback")
     def feedback(body: FeedbackBody) -> dict[str, Any]:
@@ -495,7 +549,7 @@ def create_app(
         service.metrics.version.set(float(service.source.current().version or 0))
         return Response(service.metrics.text(), media_type="text/plain; version=0.0.4")
 
-    return _body_limit(app, max_body_bytes)
+    return _body_limit(_counted(app, service.metrics), max_body_bytes)
 
 
 def _follow(service: RecommendationService, poll_seconds: float, stop: threading.Event) -> None:
