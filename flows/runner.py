@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 
 from prefect import Flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from explorec.config import RunnerConfig, from_dict
 from explorec.errors import ConfigError
+from explorec.progress import Progress
 
 F = TypeVar("F", bound=Flow)
 K = TypeVar("K", bound=Hashable)
@@ -81,11 +83,20 @@ def share_task(value: Any) -> Any:
 
 
 def submit_units(
-    unit_task: Any, shared: dict[K, Any], units: dict[K, Sequence[Any]], **parameters: Any
+    unit_task: Any, shared: dict[K, Any], units: dict[K, Sequence[Any]], *, phase: str, **parameters: Any
 ) -> dict[K, list[Any]]:
-    """Submit `unit_task(shared[key], unit, **parameters)` for every key's units; results in unit order."""
+    """Submit `unit_task(shared[key], unit, **parameters)` for every key's units; results in unit order.
+
+    Progress lines (`phase`) count units as they complete, in whatever order the runner finishes them.
+    """
     handles = {key: share_task.submit(value) for key, value in shared.items()}
     futures = {
         key: [unit_task.submit(handles[key], unit, **parameters) for unit in units[key]] for key in shared
     }
-    return {key: [future.result() for future in pending] for key, pending in futures.items()}
+    pending = [future for group in futures.values() for future in group]
+    progress = Progress(phase, len(pending), unit="units")
+    progress.start(f"{len(shared)} plan(s)")
+    for _ in as_completed(pending):
+        progress.advance()
+    progress.finish()
+    return {key: [future.result() for future in group] for key, group in futures.items()}

@@ -49,7 +49,9 @@ def simulate_units_flow(config: dict[str, Any]) -> dict[str, Any]:
     """Plan the simulation, run its units on this flow's task runner, record the run."""
     prepared = prepare_task(config)
     plan = prepared.plan
-    results = submit_units(unit_task, {"": plan}, {"": plan.units()}, episode_workers=unit_threads(config))
+    results = submit_units(
+        unit_task, {"": plan}, {"": plan.units()}, phase="simulating", episode_workers=unit_threads(config)
+    )
     return track_task(prepared, results[""])
 
 

@@ -47,7 +47,9 @@ def study_units_flow(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     plans = prepared.plans
     threads = unit_threads(next(iter(configs.values())))
     units = {cell: plan.units() for cell, plan in plans.items()}
-    return track_task(prepared, submit_units(unit_task, plans, units, episode_workers=threads))
+    return track_task(
+        prepared, submit_units(unit_task, plans, units, phase="study units", episode_workers=threads)
+    )
 
 
 def encoder_overrides(overrides: list[str], encoder: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from explorec.config import RunnerConfig, to_dict
 from explorec.errors import ConfigError
 from explorec.pipeline.config import load_config
 from explorec.simulation.tracked import STUDY_TABLES, TABLES
-from flows.runner import on_runner, task_runner
+from flows.runner import on_runner, submit_units, task_runner
 from flows.simulate import simulate_flow
 from flows.study import study_flow
 from tests.flows.test_simulate_flow import TINY_WORLD
@@ -108,3 +109,29 @@ def test_simulate_and_study_on_dask_equal_the_local_runner(tmp_path: Path) -> No
     _assert_same_tables(_tables(local, tables, tmp_path / "sl"), _tables(dask, tables, tmp_path / "sd"))
     assert local["answer"] == dask["answer"]
     assert _listening() == before
+
+
+@task
+def _square(base: int, unit: int) -> int:
+    return base + unit * unit
+
+
+@flow
+def _units() -> dict[str, list[int]]:
+    return submit_units(_square, {"a": 0, "b": 100}, {"a": [1, 2, 3], "b": [4]}, phase="squaring")
+
+
+def test_submit_units_keeps_unit_order_and_says_how_many_units_are_done(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    progress = logging.getLogger("explorec.progress")
+    progress.addHandler(caplog.handler)  # the progress logger does not propagate to the root logger
+    try:
+        with caplog.at_level(logging.INFO, logger="explorec.progress"):
+            results = on_runner(_units, to_dict(load_config([])))()
+    finally:
+        progress.removeHandler(caplog.handler)
+    assert results == {"a": [1, 4, 9], "b": [116]}
+    lines = [record.getMessage() for record in caplog.records if record.name == "explorec.progress"]
+    assert lines[0].startswith("squaring: started, 4 units; 2 plan(s)")
+    assert lines[-1].startswith("squaring: done, 4/4 units")
