@@ -81,6 +81,26 @@ def test_intra_list_diversity() -> None:
     lists = [np.array([0, 1]), np.array([0, 3]), np.array([2])]
     assert intra_list_diversity(recommendation_lists=lists, item_vectors=VECTORS) == pytest.approx(0.5)
     assert np.isnan(intra_list_diversity(recommendation_lists=[np.array([1])], item_vectors=VECTORS))
+    # Mixed lengths: the mean is over lists, not over groups of one length.
+    mixed = [np.array([0, 1]), np.array([0, 3]), np.array([0, 1, 2])]
+    assert intra_list_diversity(recommendation_lists=mixed, item_vectors=VECTORS) == pytest.approx(
+        (1.0 + 0.0 + 1 - 2 * ROOT_HALF / 3) / 3
+    )
+
+
+def test_intra_list_diversity_equals_the_pairwise_definition_on_random_lists() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8))
+    lists = [rng.choice(50, size=int(rng.integers(1, 8)), replace=False) for _ in range(40)]
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = np.mean(
+        [
+            1 - np.mean([unit[a] @ unit[b] for i, a in enumerate(items) for b in items[i + 1 :]])
+            for items in lists
+            if items.size >= 2
+        ]
+    )
+    assert intra_list_diversity(recommendation_lists=lists, item_vectors=vectors) == pytest.approx(expected)
 
 
 def test_serendipity() -> None:
