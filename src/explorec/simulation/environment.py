@@ -23,6 +23,7 @@ from explorec.simulation.churn import (
 )
 from explorec.simulation.ground_truth import (
     GroundTruth,
+    GroundTruthFits,
     GroundTruthSpec,
     UserPools,
     draw_pools,
@@ -143,11 +144,13 @@ def build_world(
     n_items: int,
     cfg: SimulateConfig,
     items_with_text: np.ndarray | None = None,
+    truth_fits: GroundTruthFits | None = None,
 ) -> SimulationWorld:
     """Draw pools, hide interests, build the leak-free training set, fit the ground truth, calibrate clicks.
 
     Calibration runs over both pools together (the simulated population), so tune and test share a, b.
-    `items_with_text` (None: every item) are the items the churn world may make new.
+    `items_with_text` (None: every item) are the items the churn world may make new; `truth_fits` shares
+    ground-truth fits between worlds built on the same positives (see `GroundTruthFits`).
     """
     pools = draw_pools(
         positives=positives,
@@ -177,6 +180,7 @@ def build_world(
         spec=ground_truth_spec(cfg),
         test_users=pools.test,
         seed=cfg.seed,
+        fits=truth_fits,
     )
     noise = frozen_noise(users=simulated, n_items=n_items, noise_std=cfg.noise_std, seed=cfg.seed)
     noisy, mask = truth.standardised_scores + noise, _membership(visible, simulated, n_items)

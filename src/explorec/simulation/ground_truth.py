@@ -11,6 +11,7 @@ of all users, with λ chosen on a random holdout of the positives of users outsi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -242,6 +243,39 @@ class GroundTruthSpec:
     ials_iterations: int
 
 
+class GroundTruthFits:
+    """Fitted truths shared by worlds that fit the same family on the same positives and pools (a study's).
+
+    A study builds one world per (world, ground truth): the static and churn worlds fit the same truth on
+    the same positives, and `ease_popularity_dampened` is EASE's fit plus a shift. Keyed by the family
+    (EASE or iALS), its settings, the seed and digests of the positives and both user sets, so a fit is
+    reused only where it would come out the same.
+    """
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple[object, ...], tuple[np.ndarray, float, dict[float, float]]] = {}
+        self.computed = 0  # fits computed, not read back
+
+    def get(
+        self, key: tuple[object, ...], fit: Callable[[], tuple[np.ndarray, float, dict[float, float]]]
+    ) -> tuple[np.ndarray, float, dict[float, float]]:
+        """The fit stored under `key`, computed by `fit` the first time."""
+        if key not in self._fits:
+            self._fits[key] = fit()
+            self.computed += 1
+        return self._fits[key]
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    """A content digest of integer arrays (shape and values)."""
+    hasher = hashlib.sha256()
+    for array in arrays:
+        contiguous = np.ascontiguousarray(array, dtype=np.int64)
+        hasher.update(str(contiguous.shape).encode())
+        hasher.update(contiguous.tobytes())
+    return hasher.hexdigest()
+
+
 def fit_ground_truth(
     *,
     positives: pd.DataFrame,
@@ -251,6 +285,7 @@ def fit_ground_truth(
     spec: GroundTruthSpec,
     test_users: np.ndarray,
     seed: int,
+    fits: GroundTruthFits | None = None,
 ) -> GroundTruth:
     """Fit the ground truth on all positives (λ from a holdout outside `test_users`); z of `users`.
 
@@ -260,11 +295,15 @@ def fit_ground_truth(
     - ease_popularity_dampened: EASE's z minus popularity_damping × the standardised log item popularity, so
       popular items are worth less to everyone than EASE says (the robustness check against a ground truth
       that rewards whatever resembles a popularity-heavy collaborative model).
+
+    `fits` (optional) shares fits between calls that would compute the same one.
     """
     if spec.kind not in GROUND_TRUTHS:
         raise ValueError(f"ground_truth must be one of {', '.join(GROUND_TRUTHS)}, got {spec.kind!r}")
     matrix = interactions_to_csr(positives, n_users=n_users, n_items=n_items)
+    users = np.asarray(users, np.int64)
     scorer: Scorer = ease_scorer
+    family: tuple[object, ...] = ("ease",)
     if spec.kind == "ials":
         scorer = partial(
             ials_scorer,
@@ -273,19 +312,36 @@ def fit_ground_truth(
             iterations=spec.ials_iterations,
             seed=seed,
         )
-    l2, recalls = choose_l2(
-        matrix=matrix,
-        scorer=scorer,
-        l2_grid=list(spec.l2_grid),
-        holdout_share=spec.holdout_share,
-        holdout_users=np.setdiff1d(np.arange(n_users), test_users),
-        seed=seed,
-    )
-    z = standardise_rows(scorer(matrix, l2)(np.asarray(users, np.int64)))
+        family = ("ials", spec.ials_factors, spec.ials_alpha, spec.ials_iterations)
+
+    def fit() -> tuple[np.ndarray, float, dict[float, float]]:
+        l2, recalls = choose_l2(
+            matrix=matrix,
+            scorer=scorer,
+            l2_grid=list(spec.l2_grid),
+            holdout_share=spec.holdout_share,
+            holdout_users=np.setdiff1d(np.arange(n_users), test_users),
+            seed=seed,
+        )
+        return standardise_rows(scorer(matrix, l2)(users)), l2, recalls
+
+    if fits is None:
+        z, l2, recalls = fit()
+    else:
+        key = (
+            *family,
+            tuple(spec.l2_grid),
+            spec.holdout_share,
+            seed,
+            n_users,
+            n_items,
+            _digest(matrix.indptr, matrix.indices, users, np.asarray(test_users)),
+        )
+        z, l2, recalls = fits.get(key, fit)
     if spec.kind == "ease_popularity_dampened":
         log_popularity = np.log1p(np.asarray(matrix.sum(axis=0)).ravel())
         z = z - spec.popularity_damping * standardise_rows(log_popularity[None, :])
-    return GroundTruth(np.asarray(users, np.int64), z, l2, recalls, spec.kind)
+    return GroundTruth(users, z, l2, dict(recalls), spec.kind)
 
 
 def frozen_noise(*, users: np.ndarray, n_items: int, noise_std: float, seed: int) -> np.ndarray:

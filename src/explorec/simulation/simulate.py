@@ -35,7 +35,7 @@ from explorec.policies.transition import cluster_transition_counts
 from explorec.progress import Progress
 from explorec.simulation.calibration import ClickModel, PlattPrior, fit_platt_prior
 from explorec.simulation.environment import SimulationWorld, build_world, position_weights
-from explorec.simulation.ground_truth import TUNE_POOL, positives_from_dataset, stream
+from explorec.simulation.ground_truth import TUNE_POOL, GroundTruthFits, positives_from_dataset, stream
 from explorec.simulation.metrics import (
     MetricContext,
     break_even_visit,
@@ -593,7 +593,9 @@ def _ope_tables(logs: pd.DataFrame, per_replication: pd.DataFrame, cfg: Simulate
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def world_from_dataset(dataset: ProcessedDataset, cfg: SimulateConfig) -> SimulationWorld:
+def world_from_dataset(
+    dataset: ProcessedDataset, cfg: SimulateConfig, *, truth_fits: GroundTruthFits | None = None
+) -> SimulationWorld:
     """The simulated world of a processed data set (positives = ratings ≥ cfg.min_rating)."""
     positives = positives_from_dataset(dataset, min_rating=cfg.min_rating)
     return build_world(
@@ -602,6 +604,7 @@ def world_from_dataset(dataset: ProcessedDataset, cfg: SimulateConfig) -> Simula
         n_items=dataset.n_items,
         cfg=cfg,
         items_with_text=items_with_text(dataset.items) if cfg.world == "churn" else None,
+        truth_fits=truth_fits,
     )
 
 

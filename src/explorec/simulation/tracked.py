@@ -236,6 +236,7 @@ def prepare_study(configs: dict[str, ExplorecConfig]) -> PreparedStudy:
     `configs`: one configuration per encoder, in study.encoders order. The towers are fitted (or read from
     the cache) once per encoder and world; every ground truth of a world shares them.
     """
+    from explorec.simulation.ground_truth import GroundTruthFits
     from explorec.simulation.simulate import world_from_dataset
     from explorec.simulation.study import plan_study, study_simulate_config
     from explorec.simulation.study_cells import StudyCell
@@ -249,9 +250,12 @@ def prepare_study(configs: dict[str, ExplorecConfig]) -> PreparedStudy:
         )
     text_cfg = next((cfg for cfg in configs.values() if cfg.encoder.name != "none"), base)
     dataset, text = _load(base, text_cfg)
+    truth_fits = GroundTruthFits()  # the static and churn worlds (and EASE's two truths) share their fits
     worlds = {
         (world, truth): world_from_dataset(
-            dataset, study_simulate_config(base.simulate, study, StudyCell(world, truth, "", study.pool))
+            dataset,
+            study_simulate_config(base.simulate, study, StudyCell(world, truth, "", study.pool)),
+            truth_fits=truth_fits,
         )
         for world in study.worlds
         for truth in study.ground_truths

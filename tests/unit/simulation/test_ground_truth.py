@@ -18,6 +18,7 @@ from explorec.simulation.calibration import top_servable
 from explorec.simulation.environment import build_world
 from explorec.simulation.ground_truth import (
     GROUND_TRUTHS,
+    GroundTruthFits,
     LeakageError,
     check_no_leakage,
     choose_l2,
@@ -112,6 +113,34 @@ def test_each_ground_truth_meets_the_calibration_targets(
         )
         top = model.probabilities(top_servable(world.noisy_scores(users), world.visible_mask(users)))
         assert float(np.mean(top)) == pytest.approx(target.top10_click_probability, abs=1e-3)
+
+
+def test_worlds_share_a_ground_truth_fit_only_where_it_would_come_out_the_same(
+    positives: pd.DataFrame, small_config: SimulateConfig
+) -> None:
+    fits = GroundTruthFits()
+    shared, alone = {}, {}
+    for kind in GROUND_TRUTHS:
+        cfg = dataclasses.replace(small_config, ground_truth=kind)
+        for key in ("a", "b"):  # two worlds on the same positives and pools
+            shared[kind, key] = build_world(
+                positives=positives, n_users=N_USERS, n_items=N_ITEMS, cfg=cfg, truth_fits=fits
+            ).ground_truth
+        alone[kind] = build_world(positives=positives, n_users=N_USERS, n_items=N_ITEMS, cfg=cfg).ground_truth
+    assert fits.computed == 2  # one EASE fit (EASE and its dampened variant), one iALS fit
+    for (kind, _), truth in shared.items():
+        assert truth.kind == kind and truth.l2 == alone[kind].l2
+        np.testing.assert_array_equal(truth.standardised_scores, alone[kind].standardised_scores)
+    # another seed draws other pools and holdout: a new fit, equal to fitting it alone
+    other = dataclasses.replace(small_config, ground_truth="ease", seed=small_config.seed + 1)
+    reseeded = build_world(positives=positives, n_users=N_USERS, n_items=N_ITEMS, cfg=other, truth_fits=fits)
+    assert fits.computed == 3
+    np.testing.assert_array_equal(
+        reseeded.ground_truth.standardised_scores,
+        build_world(
+            positives=positives, n_users=N_USERS, n_items=N_ITEMS, cfg=other
+        ).ground_truth.standardised_scores,
+    )
 
 
 def _top10(scores: np.ndarray) -> list[set[int]]:
