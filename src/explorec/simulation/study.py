@@ -178,11 +178,7 @@ def equal_cost_table(per_replication: pd.DataFrame, study: StudyConfig) -> pd.Da
                         for outcome in outcomes:
                             rows.append(
                                 {
-                                    "world": world,
-                                    "ground_truth": truth,
-                                    "calibration": calibration,
-                                    "lower": lower,
-                                    "upper": upper,
+                                    **_pair_keys(world, truth, calibration, lower, upper),
                                     "axis": axis,
                                     "level": float(level),
                                     "policy": policy_name,
@@ -193,6 +189,11 @@ def equal_cost_table(per_replication: pd.DataFrame, study: StudyConfig) -> pd.Da
                                 }
                             )
     return pd.DataFrame(rows)
+
+
+def _pair_keys(world: str, truth: str, calibration: str, lower: str, upper: str) -> dict[str, str]:
+    """The columns that name one rung pair's comparison in one cell."""
+    return {"world": world, "ground_truth": truth, "calibration": calibration, "lower": lower, "upper": upper}
 
 
 def matched_rate_table(per_replication: pd.DataFrame, study: StudyConfig) -> pd.DataFrame:
@@ -206,11 +207,7 @@ def matched_rate_table(per_replication: pd.DataFrame, study: StudyConfig) -> pd.
                 for lower, upper in rung_pairs(study):
                     rows.append(
                         {
-                            "world": world,
-                            "ground_truth": truth,
-                            "calibration": calibration,
-                            "lower": lower,
-                            "upper": upper,
+                            **_pair_keys(world, truth, calibration, lower, upper),
                             "policy": policy,
                             "outcome": outcome,
                             **_difference_row(table[upper].to_numpy(), table[lower].to_numpy()),
