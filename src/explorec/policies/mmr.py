@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,10 +19,9 @@ from explorec.policies.base import (
 )
 from explorec.policies.semantic import normalize_rows
 
-SIMILARITY_BLOCK_BYTES = 32 * 2**20
-"""Size of one cached block of item-to-catalogue cosine similarities (rows [start, start + block) · Eᵀ)."""
-SIMILARITY_CACHE_BLOCKS = 8
-"""Blocks kept (least recently used go first); a small catalogue fits in one block."""
+SIMILARITY_MATRIX_BYTES = 32 * 2**20
+"""Largest item-to-item cosine matrix E·Eᵀ kept in memory (float64); a larger catalogue computes the
+cosines of each picked item to its row's candidates only, so memory does not grow with items²."""
 
 
 class MMRPolicy(Policy):
@@ -32,7 +30,8 @@ class MMRPolicy(Policy):
     Slot value = λ·relevance(i) − (1 − λ)·max_{j already in the slate} cos(e_i, e_j), relevance = the score
     min-max scaled to [0, 1] over the M candidates, e the L2-normalised text embeddings. λ = 1 is greedy.
     `explored[s]` is True when the slot's item is not the best remaining item by score.
-    Cosines come from cached blocks of E·Eᵀ shared by `select` and `select_batch`.
+    Cosines come from one cached E·Eᵀ when it fits `similarity_matrix_bytes`, else from the picked item's
+    vector against its candidates' (n·M·d per slot); `select` and `select_batch` share the same path.
     """
 
     name = "mmr"
@@ -40,45 +39,35 @@ class MMRPolicy(Policy):
     reranks_candidates = True
 
     def __init__(
-        self, *, exploration_rate: float, text_embeddings: np.ndarray, n_candidates: int = 200
+        self,
+        *,
+        exploration_rate: float,
+        text_embeddings: np.ndarray,
+        n_candidates: int = 200,
+        similarity_matrix_bytes: int = SIMILARITY_MATRIX_BYTES,
     ) -> None:
         super().__init__(exploration_rate=exploration_rate)
         if n_candidates < 1:
             raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
         self.embeddings = normalize_rows(text_embeddings)
         self.n_candidates = int(n_candidates)
-        n_items = max(1, self.embeddings.shape[0])
-        self._block_rows = max(1, min(n_items, SIMILARITY_BLOCK_BYTES // (8 * n_items)))
-        self._similarity_blocks: OrderedDict[int, np.ndarray] = OrderedDict()
+        n_items = self.embeddings.shape[0]
+        self._keeps_matrix = 8 * n_items * n_items <= similarity_matrix_bytes
+        self._matrix: np.ndarray | None = None
 
-    def _similarities(self, item: int) -> np.ndarray:
-        """Cosine similarity of `item` to every item.
-
-        Rows come from fixed blocks (one matrix product per block, cached), so a row has the same bits
-        whichever path asks for it and in whatever order.
-        """
-        block, offset = divmod(int(item), self._block_rows)
-        rows = self._similarity_blocks.get(block)
-        if rows is None:
-            start = block * self._block_rows
-            rows = self.embeddings[start : start + self._block_rows] @ self.embeddings.T
-            rows.setflags(write=False)
-            self._similarity_blocks[block] = rows
-            if len(self._similarity_blocks) > SIMILARITY_CACHE_BLOCKS:
-                self._similarity_blocks.popitem(last=False)
-        else:
-            self._similarity_blocks.move_to_end(block)
-        return rows[offset]
+    def _similarity_matrix(self) -> np.ndarray:
+        """E·Eᵀ, computed once (only for a catalogue whose matrix fits the configured size)."""
+        if self._matrix is None:
+            self._matrix = self.embeddings @ self.embeddings.T
+            self._matrix.setflags(write=False)
+        return self._matrix
 
     def _similarities_to_candidates(self, items: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Per row r, cosines of items[r] to candidates[r] (n, M), from the blocks `_similarities` uses."""
-        blocks, offsets = np.divmod(items, self._block_rows)
-        similarity = np.empty(candidates.shape)
-        for block in np.unique(blocks):
-            rows = np.flatnonzero(blocks == block)
-            self._similarities(int(items[rows[0]]))  # make sure the block is cached
-            similarity[rows] = self._similarity_blocks[int(block)][offsets[rows][:, None], candidates[rows]]
-        return similarity
+        """Per row r, cosines of items[r] to candidates[r]: (n,) and (n, M) give (n, M)."""
+        if self._keeps_matrix:
+            return self._similarity_matrix()[items[:, None], candidates]
+        # one (M, d) x (d,) product per row, so a row has the same bits alone or in a batch
+        return np.matmul(self.embeddings[candidates], self.embeddings[items][:, :, None])[..., 0]
 
     def _walk(self, scores: np.ndarray, excluded: np.ndarray, k: int, logged: np.ndarray | None) -> Slate:
         """Fill k slots by MMR; with `logged`, take the logged items and mark where MMR agrees."""
@@ -106,7 +95,7 @@ class MMRPolicy(Policy):
             explored[slot] = item != int(candidates[np.argmax(available)])  # candidates sorted by score
             items[slot] = item
             available &= candidates != item
-            similarity = self._similarities(item)[candidates]
+            similarity = self._similarities_to_candidates(np.array([item]), candidates[None, :])[0]
             max_similarity = np.maximum(max_similarity, similarity) if slot else similarity
         return Slate(items, propensities, explored, candidates[:k])
 

@@ -224,3 +224,35 @@ def test_prefix_match_counts_equal_ranking_every_draw() -> None:
         np.testing.assert_array_equal(matching[row], prefix.sum(axis=0))
         np.testing.assert_array_equal(before[row], np.concatenate([[300], prefix.sum(axis=0)[:-1]]))
     assert matching[0, -1] >= 1 and matching[4, 2:].sum() == 0
+
+
+@pytest.mark.parametrize("rate", [0.3, 1.0])
+def test_mmr_without_the_item_by_item_matrix_serves_the_same_slates_alone_and_in_a_batch(rate: float) -> None:
+    # a catalogue whose E·Eᵀ exceeds the configured size computes each picked item's cosines to its candidates
+    world = _world(seed=11)
+    kept = _policy("mmr", rate, world)
+    direct = _policy("mmr", rate, world, similarity_matrix_bytes=0)
+    assert kept._keeps_matrix and not direct._keeps_matrix
+    states = [direct.initial_state(history_items=np.array([u])) for u in range(N_USERS)]
+    scores, excluded = world["scores"], world["excluded"]
+    batch = direct.select_batch(
+        scores=scores, excluded=excluded, k=K, rng=np.random.default_rng(0), states=states
+    )
+    assert direct._matrix is None  # nothing items x items was built
+    rows = [
+        direct.select(
+            scores=scores[u], excluded=excluded[u], k=K, rng=np.random.default_rng(0), state=states[u]
+        )
+        for u in range(N_USERS)
+    ]
+    for field in ("items", "propensities", "explored", "greedy_items"):
+        _assert_same(getattr(batch, field), [getattr(r, field) for r in rows], field)
+    reference = kept.select_batch(
+        scores=scores, excluded=excluded, k=K, rng=np.random.default_rng(0), states=states
+    )
+    np.testing.assert_array_equal(batch.items, reference.items)
+    logged = batch.items[0]
+    np.testing.assert_array_equal(
+        direct.slate_propensities(scores=scores[0], excluded=excluded[0], items=logged),
+        kept.slate_propensities(scores=scores[0], excluded=excluded[0], items=logged),
+    )
