@@ -603,6 +603,8 @@ def _wait_for_exit(stack: Stack) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_terminate)
     try:
+        # said only once a Ctrl-C is caught here: one sent right after the line must still stop cleanly
+        print("press Ctrl-C to stop", flush=True)
         while True:
             dead = [service for service in stack.services if not is_alive(service.pid)]
             if dead:
@@ -648,7 +650,6 @@ def up(
     if detach:
         print(f"in the background (pids in {layout.state_file}); `explorec down` stops them", flush=True)
         return 0
-    print("press Ctrl-C to stop", flush=True)
     try:
         code = _wait_for_exit(stack)
     finally:
