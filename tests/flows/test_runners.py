@@ -26,6 +26,7 @@ from tests.flows.test_simulate_flow import TINY_WORLD
 from tests.flows.test_study_flow import TINY_STUDY
 
 DASK = ["runner=dask", "runner.n_workers=2"]
+TRIM = "MALLOC_TRIM_THRESHOLD_"
 TIMINGS = ("seconds",)
 """Columns that hold wall times, not results (they differ between any two runs)."""
 
@@ -77,21 +78,23 @@ def test_an_existing_cluster_needs_a_prefect_server_the_workers_can_reach() -> N
 
 
 @task
-def _worker_facts() -> tuple[int, str | None, str | None]:
-    return os.getpid(), os.environ.get("OMP_NUM_THREADS"), os.environ.get("PREFECT_API_URL")
+def _worker_facts() -> tuple[int, str | None, str | None, str | None]:
+    environ = os.environ
+    return os.getpid(), environ.get("OMP_NUM_THREADS"), environ.get("PREFECT_API_URL"), environ.get(TRIM)
 
 
 @flow
-def _probe() -> list[tuple[int, str | None, str | None]]:
+def _probe() -> list[tuple[int, str | None, str | None, str | None]]:
     return [future.result() for future in [_worker_facts.submit() for _ in range(4)]]
 
 
 def test_dask_runner_runs_tasks_in_single_threaded_worker_processes_and_closes_them() -> None:
     before = _listening()
     facts = on_runner(_probe, to_dict(load_config(DASK)))()
-    assert all(pid != os.getpid() for pid, _, _ in facts)
-    assert {threads for _, threads, _ in facts} == {"1"}
-    assert {api for _, _, api in facts} == {
+    assert all(pid != os.getpid() for pid, *_ in facts)
+    assert {threads for _, threads, _, _ in facts} == {"1"}
+    assert {trim for *_, trim in facts} == {None}  # glibc's adaptive mmap threshold, not dask's fixed one
+    assert {api for _, _, api, _ in facts} == {
         PREFECT_API_URL.value().rstrip("/")
     }  # their task runs land with the flow's
     assert _listening() == before  # the LocalCluster's scheduler and workers are gone
