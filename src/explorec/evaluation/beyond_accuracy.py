@@ -97,23 +97,37 @@ def novelty(*, recommended_items: ItemIds, item_popularity: np.ndarray, n_users:
     return float(np.mean(-np.log2(known_by / n_users)))
 
 
+ILD_BLOCK_LISTS = 512
+"""Lists measured at once by `intra_list_diversity` (bounds the gathered (lists, n, d) vectors)."""
+
+
 def intra_list_diversity(*, recommendation_lists: Sequence[np.ndarray], item_vectors: np.ndarray) -> float:
     """Mean over lists of 1 − mean pairwise cosine of the list's item vectors (pairs i < j).
 
     Range [0, 2] (0 = every item identical in direction); lists with fewer than two items are skipped.
+    Lists of one length are measured together in blocks: the pairwise sum is ‖Σv‖² − Σ‖v‖².
     """
     unit = _unit_rows(item_vectors)
-    values = []
+    by_length: dict[int, list[np.ndarray]] = {}
     for items in recommendation_lists:
-        items = np.asarray(items, dtype=np.int64)
-        n = items.size
-        if n < 2:
-            continue
-        vectors = unit[items]
-        similarity = vectors @ vectors.T
-        mean_pairwise = (similarity.sum() - np.trace(similarity)) / (n * (n - 1))
-        values.append(1.0 - mean_pairwise)
-    return float(np.mean(values)) if values else float("nan")
+        items = np.asarray(items, dtype=np.int64).ravel()
+        if items.size >= 2:
+            by_length.setdefault(items.size, []).append(items)
+    values = [
+        _list_diversities(np.stack(lists[start : start + ILD_BLOCK_LISTS]), unit)
+        for lists in by_length.values()
+        for start in range(0, len(lists), ILD_BLOCK_LISTS)
+    ]
+    return float(np.concatenate(values).mean()) if values else float("nan")
+
+
+def _list_diversities(lists: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """1 − mean pairwise cosine of each row of `lists` (m, n), n ≥ 2, from unit item vectors."""
+    n = lists.shape[1]
+    vectors = unit[lists]
+    total = vectors.sum(axis=1)
+    pairwise = np.einsum("md,md->m", total, total) - np.einsum("mnd,mnd->m", vectors, vectors)
+    return 1.0 - pairwise / (n * (n - 1))
 
 
 def serendipity(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from explorec.evaluation import beyond_accuracy
 from explorec.evaluation.beyond_accuracy import (
     catalog_coverage,
     distributional_coverage,
@@ -101,6 +102,15 @@ def test_intra_list_diversity_equals_the_pairwise_definition_on_random_lists() -
         ]
     )
     assert intra_list_diversity(recommendation_lists=lists, item_vectors=vectors) == pytest.approx(expected)
+
+
+def test_intra_list_diversity_is_the_same_measured_in_small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(30, 5))
+    lists = [rng.choice(30, size=int(rng.integers(2, 6)), replace=False) for _ in range(25)]
+    whole = intra_list_diversity(recommendation_lists=lists, item_vectors=vectors)
+    monkeypatch.setattr(beyond_accuracy, "ILD_BLOCK_LISTS", 2)
+    assert intra_list_diversity(recommendation_lists=lists, item_vectors=vectors) == pytest.approx(whole)
 
 
 def test_serendipity() -> None:
