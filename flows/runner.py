@@ -50,7 +50,7 @@ def task_runner(runner: RunnerConfig) -> TaskRunner:
             "host": "127.0.0.1",
             "dashboard_address": None,
             "env": {**SINGLE_THREADED, "PREFECT_API_URL": _api_url()},
-        }
+        },
     )
 
 
