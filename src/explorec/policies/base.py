@@ -123,10 +123,10 @@ def _best_block_items(values: np.ndarray, k: int, *, block: int) -> tuple[np.nda
     k; positions past the row end carry -inf). None when some threshold is -inf.
     """
     n_rows, n = values.shape
-    n_blocks = -(-n // block)
-    padded = np.full((n_rows, n_blocks * block), -np.inf)
-    padded[:, :n] = values
-    block_max = padded.reshape(n_rows, n_blocks, block).max(axis=2)
+    whole = n // block * block  # items in whole blocks; the rest form one short last block
+    block_max = values[:, :whole].reshape(n_rows, whole // block, block).max(axis=2)
+    if whole < n:
+        block_max = np.concatenate([block_max, values[:, whole:].max(axis=1, keepdims=True)], axis=1)
     threshold = -np.partition(-block_max, k - 1, axis=1)[:, k - 1 : k]
     if not np.isfinite(threshold).all():
         return None
@@ -134,7 +134,10 @@ def _best_block_items(values: np.ndarray, k: int, *, block: int) -> tuple[np.nda
     width = int(keep.sum(axis=1).max())
     blocks = np.argsort(~keep, axis=1, kind="stable")[:, :width]  # kept blocks first, ascending
     items = (blocks[:, :, None] * block + np.arange(block)).reshape(n_rows, width * block)
-    return items, np.take_along_axis(padded, items, axis=1)
+    past_end = items >= n
+    pool_values = np.take_along_axis(values, np.minimum(items, n - 1), axis=1)
+    pool_values[past_end] = -np.inf
+    return items, pool_values
 
 
 def _top_k_rows_exact(values: np.ndarray, k: int) -> np.ndarray:

@@ -62,12 +62,19 @@ class MMRPolicy(Policy):
             self._matrix.setflags(write=False)
         return self._matrix
 
-    def _similarities_to_candidates(self, items: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Per row r, cosines of items[r] to candidates[r]: (n,) and (n, M) give (n, M)."""
+    def _similarities_to_candidates(
+        self, items: np.ndarray, candidates: np.ndarray, candidate_vectors: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per row r, cosines of items[r] to candidates[r]: (n,) and (n, M) give (n, M).
+
+        `candidate_vectors` (n, M, d): the candidates' embeddings when the caller gathered them already.
+        """
         if self._keeps_matrix:
             return self._similarity_matrix()[items[:, None], candidates]
+        if candidate_vectors is None:
+            candidate_vectors = self.embeddings[candidates]
         # one (M, d) x (d,) product per row, so a row has the same bits alone or in a batch
-        return np.matmul(self.embeddings[candidates], self.embeddings[items][:, :, None])[..., 0]
+        return np.matmul(candidate_vectors, self.embeddings[items][:, :, None])[..., 0]
 
     def _walk(self, scores: np.ndarray, excluded: np.ndarray, k: int, logged: np.ndarray | None) -> Slate:
         """Fill k slots by MMR; with `logged`, take the logged items and mark where MMR agrees."""
@@ -127,13 +134,17 @@ class MMRPolicy(Policy):
         available = np.ones(candidates.shape, dtype=bool)
         items = np.empty((n_rows, k), dtype=np.int64)
         explored = np.empty((n_rows, k), dtype=bool)
+        # gathered once per call, not once per slot (n·M·d, independent of the catalogue's size)
+        vectors = None if self._keeps_matrix else self.embeddings[candidates]
         for slot in range(k):
             marginal = np.where(available, weight * relevance - (1.0 - weight) * max_similarity, -np.inf)
             item = candidates[rows, np.argmax(marginal, axis=1)]
             explored[:, slot] = item != candidates[rows, np.argmax(available, axis=1)]
             items[:, slot] = item
+            if slot == k - 1:
+                break  # the last slot's similarities would weigh no later pick
             available &= candidates != item[:, None]
-            similarity = self._similarities_to_candidates(item, candidates)
+            similarity = self._similarities_to_candidates(item, candidates, vectors)
             max_similarity = np.maximum(max_similarity, similarity) if slot else similarity
         return SlateBatch(items, np.ones((n_rows, k)), explored, candidates[:, :k])
 
