@@ -27,6 +27,12 @@ K = TypeVar("K", bound=Hashable)
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 """Environment of the LocalCluster's workers: one BLAS/OpenMP (and so torch intra-op) thread each."""
 
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
+"""glibc malloc settings of the LocalCluster's workers: arrays up to 32 MiB come from the heap and freed
+memory is kept up to 256 MiB. Dask's own default (MALLOC_TRIM_THRESHOLD_=65536) pins the mmap threshold at
+128 KiB, so each large temporary array of a simulation step is a fresh mmap whose pages fault in and are
+zeroed again: a simulation unit took twice its CPU time that way, half of it in the kernel."""
+
 
 def task_runner(runner: RunnerConfig) -> TaskRunner:
     """The Prefect task runner `runner` describes (a new one: a task runner serves one flow run)."""
@@ -42,30 +48,15 @@ def task_runner(runner: RunnerConfig) -> TaskRunner:
             )
         return DaskTaskRunner(address=runner.address)
     return DaskTaskRunner(
-        cluster_class=local_cluster,
         cluster_kwargs={
             "n_workers": runner.n_workers,
             "threads_per_worker": 1,
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": None,
-            "env": {**SINGLE_THREADED, "PREFECT_API_URL": _api_url()},
+            "env": {**SINGLE_THREADED, **WORKER_MALLOC, "PREFECT_API_URL": _api_url()},
         },
     )
-
-
-def local_cluster(**kwargs: Any) -> Any:
-    """A dask LocalCluster whose worker processes keep glibc's adaptive malloc thresholds.
-
-    Dask's nannies set MALLOC_TRIM_THRESHOLD_ in every worker by default; setting it fixes glibc's mmap
-    threshold at 128 KiB, so each large temporary array is a fresh mmap whose pages fault in and are zeroed
-    again: a simulation unit took twice its CPU time that way (half of it in the kernel).
-    """
-    import dask
-    from distributed import LocalCluster
-
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        return LocalCluster(**kwargs)
 
 
 def _api_url() -> str:
