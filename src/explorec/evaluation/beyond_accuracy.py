@@ -160,12 +160,31 @@ def serendipity(
     return float(np.mean(values)) if values else float("nan")
 
 
-def _new_clusters(reached: np.ndarray, history: np.ndarray, item_clusters: np.ndarray) -> tuple[int, int]:
-    """(clusters reached that the history lacks, clusters the history lacks), both as counts."""
-    seen = np.unique(item_clusters[np.asarray(history, dtype=np.int64)])
-    new = np.setdiff1d(item_clusters[np.asarray(reached, dtype=np.int64)], seen)
+def _per_user_pairs(lists: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(user index, item id) of every entry of per-user item lists, as two flat int arrays."""
+    arrays = [np.asarray(items, dtype=np.int64).ravel() for items in lists]
+    users = np.repeat(np.arange(len(arrays)), [items.size for items in arrays])
+    return users, (np.concatenate(arrays) if arrays else np.empty(0, np.int64))
+
+
+def _cluster_sets(lists: Sequence[np.ndarray], item_clusters: np.ndarray, n_clusters: int) -> np.ndarray:
+    """(n_users, n_clusters) booleans: the clusters each user's items fall in (users × clusters only)."""
+    users, items = _per_user_pairs(lists)
+    sets = np.zeros((len(lists), n_clusters), dtype=bool)
+    sets[users, item_clusters[items]] = True
+    return sets
+
+
+def _new_clusters(
+    reached_items: Sequence[np.ndarray], histories: Sequence[np.ndarray], item_clusters: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user, (clusters reached that the history lacks, clusters the history lacks) as count arrays."""
+    if len(reached_items) != len(histories):
+        raise ValueError(f"{len(reached_items)} reached lists for {len(histories)} histories")
     n_clusters = int(item_clusters.max()) + 1
-    return int(new.size), n_clusters - int(seen.size)
+    seen = _cluster_sets(histories, item_clusters, n_clusters)
+    reached = _cluster_sets(reached_items, item_clusters, n_clusters)
+    return (reached & ~seen).sum(axis=1), n_clusters - seen.sum(axis=1)
 
 
 def new_cluster_discovery(
@@ -176,12 +195,8 @@ def new_cluster_discovery(
     `reached_items[u]` are what counts as reached (e.g. the user's clicks, or everything served to them);
     `item_clusters[i]` is item i's cluster id (0..C−1, e.g. k-means of the text embeddings).
     """
-    item_clusters = np.asarray(item_clusters, dtype=np.int64)
-    counts = [
-        _new_clusters(reached, history, item_clusters)[0]
-        for reached, history in zip(reached_items, histories, strict=True)
-    ]
-    return float(np.mean(counts)) if counts else float("nan")
+    new, _ = _new_clusters(reached_items, histories, np.asarray(item_clusters, dtype=np.int64))
+    return float(new.mean()) if new.size else float("nan")
 
 
 def new_cluster_discovery_share(
@@ -191,22 +206,26 @@ def new_cluster_discovery_share(
 
     Users whose history already covers every cluster are skipped. Arguments as in `new_cluster_discovery`.
     """
-    item_clusters = np.asarray(item_clusters, dtype=np.int64)
-    shares = []
-    for reached, history in zip(reached_items, histories, strict=True):
-        new, unexplored = _new_clusters(reached, history, item_clusters)
-        if unexplored:
-            shares.append(new / unexplored)
-    return float(np.mean(shares)) if shares else float("nan")
+    new, unexplored = _new_clusters(reached_items, histories, np.asarray(item_clusters, dtype=np.int64))
+    defined = unexplored > 0
+    return float((new[defined] / unexplored[defined]).mean()) if defined.any() else float("nan")
 
 
 def hidden_interest_recall(
     *, served_items: Sequence[np.ndarray], hidden_positives: Sequence[np.ndarray]
 ) -> float:
     """Mean over users with hidden positives of the share of them that were served at least once."""
-    recalls = []
-    for served, hidden in zip(served_items, hidden_positives, strict=True):
-        hidden = np.unique(np.asarray(hidden, dtype=np.int64))
-        if hidden.size:
-            recalls.append(np.isin(hidden, np.asarray(served, dtype=np.int64)).mean())
-    return float(np.mean(recalls)) if recalls else float("nan")
+    if len(served_items) != len(hidden_positives):
+        raise ValueError(f"{len(served_items)} served lists for {len(hidden_positives)} users")
+    hidden_users, hidden = _per_user_pairs(hidden_positives)
+    served_users, served = _per_user_pairs(served_items)
+    if hidden.size == 0:
+        return float("nan")
+    stride = int(max(hidden.max(), served.max() if served.size else 0)) + 1
+    hidden_keys = np.unique(hidden_users * stride + hidden)  # a user's hidden item counted once
+    hits = np.isin(hidden_keys, served_users * stride + served)
+    users = hidden_keys // stride
+    counts = np.bincount(users, minlength=len(hidden_positives))
+    found = np.bincount(users, weights=hits, minlength=len(hidden_positives))
+    defined = counts > 0
+    return float((found[defined] / counts[defined]).mean())

@@ -173,3 +173,18 @@ def test_hidden_interest_recall() -> None:
     assert hidden_interest_recall(served_items=served, hidden_positives=hidden) == pytest.approx(1 / 3)
     assert hidden_interest_recall(served_items=[np.array([5, 1])], hidden_positives=[np.array([1, 5])]) == 1.0
     assert hidden_interest_recall(served_items=[np.array([7])], hidden_positives=[np.array([1, 5])]) == 0.0
+
+
+def test_discovery_and_hidden_recall_equal_their_per_user_definitions_on_random_lists() -> None:
+    rng = np.random.default_rng(2)
+    clusters = rng.integers(0, 6, size=40)
+    lists = [rng.choice(40, size=int(rng.integers(0, 9)), replace=False) for _ in range(30)]
+    histories = [rng.choice(40, size=int(rng.integers(0, 9))) for _ in range(30)]  # repeats allowed
+    new = [np.setdiff1d(clusters[r], clusters[h]).size for r, h in zip(lists, histories, strict=True)]
+    unexplored = [6 - np.unique(clusters[h]).size for h in histories]
+    count = new_cluster_discovery(reached_items=lists, histories=histories, item_clusters=clusters)
+    assert count == np.mean(new)
+    share = new_cluster_discovery_share(reached_items=lists, histories=histories, item_clusters=clusters)
+    assert share == np.mean([n / u for n, u in zip(new, unexplored, strict=True) if u])
+    recall = [np.isin(np.unique(h), r).mean() for r, h in zip(lists, histories, strict=True) if h.size]
+    assert hidden_interest_recall(served_items=lists, hidden_positives=histories) == np.mean(recall)
