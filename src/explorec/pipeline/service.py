@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -143,6 +144,9 @@ def serve(cfg: ExplorecConfig) -> int:
         log.location,
         "accepted" if new_items else "off (no text tower)",
     )
+    # Everything loaded so far (model, encoder, libraries) lives as long as the process: keep it out of
+    # the garbage collector's full passes, which would otherwise walk it while requests wait.
+    gc.freeze()
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     finally:
