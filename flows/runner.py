@@ -31,7 +31,18 @@ WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHO
 """glibc malloc settings of the LocalCluster's workers: arrays up to 32 MiB come from the heap and freed
 memory is kept up to 256 MiB. Dask's own default (MALLOC_TRIM_THRESHOLD_=65536) pins the mmap threshold at
 128 KiB, so each large temporary array of a simulation step is a fresh mmap whose pages fault in and are
-zeroed again: a simulation unit took twice its CPU time that way, half of it in the kernel."""
+zeroed again: a simulation unit took twice its CPU time that way, half of it in the kernel. glibc reads
+them once at process start, so they go in before the worker is spawned (dask's pre-spawn environment), not
+through the cluster's `env`, which is set inside the already running worker."""
+
+
+def local_cluster(**kwargs: Any) -> Any:
+    """A dask LocalCluster whose worker processes start with `SINGLE_THREADED` and `WORKER_MALLOC`."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {**SINGLE_THREADED, **WORKER_MALLOC}}):
+        return LocalCluster(**kwargs)
 
 
 def task_runner(runner: RunnerConfig) -> TaskRunner:
@@ -48,13 +59,14 @@ def task_runner(runner: RunnerConfig) -> TaskRunner:
             )
         return DaskTaskRunner(address=runner.address)
     return DaskTaskRunner(
+        cluster_class=local_cluster,
         cluster_kwargs={
             "n_workers": runner.n_workers,
             "threads_per_worker": 1,
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": None,
-            "env": {**SINGLE_THREADED, **WORKER_MALLOC, "PREFECT_API_URL": _api_url()},
+            "env": {"PREFECT_API_URL": _api_url()},
         },
     )
 

@@ -79,9 +79,12 @@ def test_an_existing_cluster_needs_a_prefect_server_the_workers_can_reach() -> N
 
 @task
 def _worker_facts() -> tuple[int, str | None, str | None, tuple[str | None, ...]]:
-    environ = os.environ
-    malloc = tuple(environ.get(name) for name in MALLOC)
-    return os.getpid(), environ.get("OMP_NUM_THREADS"), environ.get("PREFECT_API_URL"), malloc
+    # what the process was started with (glibc reads its malloc settings then), not os.environ now
+    started = dict(
+        entry.split("=", 1) for entry in Path("/proc/self/environ").read_text().split("\0") if "=" in entry
+    )
+    malloc = tuple(started.get(name) for name in MALLOC)
+    return os.getpid(), started.get("OMP_NUM_THREADS"), os.environ.get("PREFECT_API_URL"), malloc
 
 
 @flow
