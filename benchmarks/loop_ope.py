@@ -21,7 +21,7 @@ def main() -> None:
     from mlflow import MlflowClient
 
     from explorec.pipeline.config import load_config
-    from explorec.pipeline.service import load_recommender
+    from explorec.pipeline.service import load_recommender, logging_recommenders
     from explorec.serving.impressions import ImpressionLog
     from explorec.serving.log_evaluation import evaluate_on_logs
     from explorec.tracking.store import configure_tracking
@@ -46,12 +46,13 @@ def main() -> None:
     truths = {m.step: m.value for m in client.get_metric_history(run_id, "candidate/simulated_value")}
     versions = {m.step: int(m.value) for m in client.get_metric_history(run_id, "candidate/version")}
     covered: dict[str, list[bool]] = defaultdict(list)
+    logging = logging_recommenders(1)
     print(f"loop run {run_id}: {len(truths)} judged rounds; estimate [95%] vs simulated value")
     for step in sorted(truths):
         candidate = load_recommender(model, str(versions[step]), 1)
         log = ImpressionLog(f"sqlite:///{folder}/round-{step:03d}/impressions.db")
         try:
-            evaluation = evaluate_on_logs(candidate, log, seed=cfg.seed)
+            evaluation = evaluate_on_logs(candidate, log, seed=cfg.seed, logging_recommender=logging)
         finally:
             log.close()
         truth = truths[step]

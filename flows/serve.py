@@ -73,6 +73,7 @@ FORM_OVERRIDES: dict[str, str] = {
     "rounds": "loop.rounds",
     "visits": "loop.visits",
     "exploration_floor": "loop.exploration_floor",
+    "floor_pool": "loop.floor_pool",
 }
 
 
@@ -313,7 +314,8 @@ def loop(
     epochs: int = DEFAULT_EPOCHS,
     rounds: int = 3,
     visits: int = 3,
-    exploration_floor: float = 0.1,
+    exploration_floor: float = 0.2,
+    floor_pool: int = 30,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Rounds of serve, simulated clicks, logging, off-policy judgement, gates, promotion and retraining.
@@ -324,12 +326,14 @@ def loop(
         epochs: each round's most training epochs (early stopping may stop sooner); 2-3 for a quick look
         rounds: rounds of traffic after the first champion; each from the second judges one candidate
         visits: visits of every traffic user per round
-        exploration_floor: share of uniformly random slates mixed into what the champion serves, so that
-            its logs support judging the next candidate
+        exploration_floor: share of random slates mixed into what the champion serves, so that its logs
+            support judging the next candidate
+        floor_pool: a random slate's items are drawn from the champion's best this many for the request
+            (`loop.floor_pool=null` in overrides: from every item)
         overrides: extra Hydra overrides, e.g. `loop.users=50` or `loop.pool=tune`; they win over the fields
     """
     fields = {"dataset": dataset, "policy": policy, "epochs": epochs, "rounds": rounds, "visits": visits}
-    fields["exploration_floor"] = exploration_floor
+    fields |= {"exploration_floor": exploration_floor, "floor_pool": floor_pool}
     return loop_flow.fn(overrides=form_overrides(overrides, **fields))
 
 

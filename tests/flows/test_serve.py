@@ -100,6 +100,7 @@ def test_form_defaults_are_the_config_defaults() -> None:
     }
     assert loop_defaults["rounds"] == cfg.loop.rounds and loop_defaults["visits"] == cfg.loop.visits
     assert loop_defaults["exploration_floor"] == cfg.loop.exploration_floor
+    assert loop_defaults["floor_pool"] == cfg.loop.floor_pool
     assert loop_defaults["policy"] == policy.name
     assert NO_SEARCH.trial_budget == cfg.tune.n_trials and NO_SEARCH.run is cfg.pipeline.search
 

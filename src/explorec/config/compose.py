@@ -194,6 +194,9 @@ def validate_values(cfg: ExplorecConfig) -> None:
         raise ConfigError("data.k_core must be >= 0")
     if cfg.evaluation.max_users is not None and cfg.evaluation.max_users < 1:
         raise ConfigError(f"evaluation.max_users={cfg.evaluation.max_users} must be >= 1 (null: every user)")
+    for key in ("service.exploration_floor_pool", "loop.floor_pool"):
+        if _value(cfg, key) is not None and _value(cfg, key) < 1:
+            raise ConfigError(f"{key}={_value(cfg, key)} must be >= 1 (null: any item)")
     _validate_simulation_values(cfg)
     validate_tune_config(cfg.tune)
     processes = cfg.trainer.devices * cfg.trainer.num_nodes

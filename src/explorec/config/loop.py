@@ -24,9 +24,13 @@ class LoopConfig:
     slate_size: int = 10
     calibration: str = "main"
     """Which of `simulate.calibrations` draws the clicks."""
-    exploration_floor: float = 0.1
-    """Share of uniformly random slates mixed into what the champion serves, so that its logs support the
-    off-policy evaluation of the next candidate (the service's `exploration_floor`)."""
+    exploration_floor: float = 0.2
+    """Share of random slates mixed into what the champion serves, so that its logs support the off-policy
+    evaluation of the next candidate (the service's `exploration_floor`)."""
+    floor_pool: int | None = 30
+    """A floor slate's items: the champion's best this many for the request (None: any item; the service's
+    `exploration_floor_pool`). Retrained candidates put most of their top 10 among the champion's top 30
+    (docs/results.md, "The loop"), so these slates give the off-policy estimate its overlap."""
     truth_draws: int = 10
     """Slates of the candidate sampled per logged request to compute its simulated on-policy value."""
     registered_model: str = "explorec-loop"

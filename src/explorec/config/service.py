@@ -24,5 +24,9 @@ class ServiceConfig:
     exploration_floor: float = 0.0
     """Share of slates served uniformly at random, so that logs of any policy (a deterministic one too)
     support off-policy evaluation of other candidates; propensities are those of the mixture."""
+    exploration_floor_pool: int | None = None
+    """A floor slate's items: the served model's best this many by score for the request (None: any item
+    not excluded). A pool around the candidates' likely choices gives their off-policy evaluation far
+    more overlap than the whole catalogue does (docs/results.md, "The loop")."""
     torch_threads: int = 1
     """Intra-op threads of the user tower (one request's tensors are tiny; more threads only contend)."""

@@ -219,6 +219,7 @@ def serve_traffic(
         cfg.registry.champion_alias,
         torch_threads=cfg.service.torch_threads,
         exploration_floor=cfg.loop.exploration_floor,
+        floor_pool=cfg.loop.floor_pool,
     )
     log = ImpressionLog(setup.log_url(round_index))
     try:

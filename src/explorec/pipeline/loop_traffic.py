@@ -22,7 +22,17 @@ if TYPE_CHECKING:
 
 LOOP_STREAM = 41
 """Random stream of the loop's requests and clicks (distinct from the simulator's streams)."""
-ESTIMATORS = ("ips", "snips", "dr", "prefix_ips", "prefix_snips", "prefix_dr")
+ESTIMATORS = (
+    "ips",
+    "snips",
+    "dr",
+    "prefix_ips",
+    "prefix_snips",
+    "prefix_dr",
+    "pbm_ips",
+    "pbm_snips",
+    "pbm_dr",
+)
 ITEM_COLUMNS = ["item_id", "title", "year", "genres", "text"]
 
 
@@ -336,14 +346,14 @@ def loop_markdown(rounds: Sequence[LoopRound], *, settings: dict[str, Any]) -> s
         f"Settings: `{json.dumps(settings)}`",
         "",
         "| round | champion | clicks/user | expected clicks/user | new clusters/user | explored share | "
-        "candidate | SNIPS [95%] | simulated value | lift lower bound | gate | promoted |",
+        "candidate | SNIPS [95%] (the lift's) | simulated value | lift lower bound | gate | promoted |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rounds:
         t, j = r.traffic, r.judgement
         judged = "| — | — | — | — | — | — |"
         if j is not None:
-            snips = j.estimates.get("snips", (float("nan"),) * 3)
+            snips = j.estimates.get("pbm_snips", j.estimates.get("prefix_snips", (float("nan"),) * 3))
             judged = (
                 f"| v{j.version} | {snips[0]:.4f} [{snips[1]:.4f}, {snips[2]:.4f}] | {j.truth:.4f} | "
                 f"{j.lift[1]:+.4f} | {'passed' if j.gate_passed else 'failed'} | "

@@ -217,7 +217,18 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| logged traffic | {metrics['ope/logged_ctr']:.4f} | |",
     ]
-    for name in ("ips", "snips", "dr", "prefix_ips", "prefix_snips", "prefix_dr", "lift"):
+    names = (
+        "ips",
+        "snips",
+        "dr",
+        "prefix_ips",
+        "prefix_snips",
+        "prefix_dr",
+        "pbm_ips",
+        "pbm_snips",
+        "pbm_dr",
+    )
+    for name in (*names, "lift"):
         if f"ope/{name}" in metrics:
             lines.append(
                 f"| candidate {name} | {metrics[f'ope/{name}']:+.4f} | "
@@ -228,6 +239,12 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
             )
     lines += [
         "",
+        f"lift: {summary['lift_estimator']} minus the logged clicks per slot"
+        + (
+            f" (no position-based estimators: {summary['why_no_position_based']})"
+            if summary.get("why_no_position_based")
+            else ""
+        ),
         f"effective samples {metrics['ope/effective_sample_size']:.0f}; support "
         f"{metrics['ope/support']:.1%} of logged slots; ope_lift gate: {summary['ope_gate']}",
         f"MLflow run {summary['run_id']}; metrics added to the version's metrics.json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -14,6 +15,8 @@ from explorec.registry.servable import refusal_reason
 from explorec.serving.service import ServedModel, ServingRefusedError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlflow import MlflowClient
 
     from explorec.config import ExplorecConfig
@@ -36,6 +39,22 @@ def load_recommender(name: str, version: str, torch_threads: int) -> Recommender
     return model.unwrap_python_model().recommender
 
 
+def logging_recommenders(torch_threads: int) -> Callable[[str, str], Recommender]:
+    """Load each registered version once, for an off-policy evaluation's replay of what served the log."""
+    from mlflow.exceptions import MlflowException
+
+    @functools.cache
+    def load(name: str, version: str) -> Recommender:
+        try:
+            return load_recommender(name, version, torch_threads)
+        except MlflowException as error:
+            raise LookupError(
+                f"{name} v{version}, which served logged slates, cannot be loaded: {error}"
+            ) from None
+
+    return load
+
+
 class RegistrySource:
     """Follows a registry alias: serves the version it points at, once that version may be served."""
 
@@ -47,10 +66,11 @@ class RegistrySource:
         *,
         torch_threads: int = 1,
         exploration_floor: float = 0.0,
+        floor_pool: int | None = None,
         guard_action: str | None = None,
     ) -> None:
         self.client, self.name, self.alias, self.torch_threads = client, name, alias, torch_threads
-        self.exploration_floor = exploration_floor
+        self.exploration_floor, self.floor_pool = exploration_floor, floor_pool
         self.guard_action = guard_action
         """With an action (`restore` or `record`), an un-gated alias move is handed to the champion guard."""
         self._model: ServedModel | None = None
@@ -76,6 +96,7 @@ class RegistrySource:
             raise ServingRefusedError(f"{self.name} v{version} (@{self.alias}) is not served: {reason}")
         recommender = load_recommender(self.name, version, self.torch_threads)
         recommender.exploration_floor = self.exploration_floor
+        recommender.exploration_floor_pool = self.floor_pool
         return ServedModel(self.name, version, recommender, time.time())
 
     def current(self) -> ServedModel:
@@ -123,6 +144,7 @@ def serve(cfg: ExplorecConfig) -> int:
         settings.alias,
         torch_threads=settings.torch_threads,
         exploration_floor=settings.exploration_floor,
+        floor_pool=settings.exploration_floor_pool,
         guard_action=cfg.registry.unaudited_champion,
     )
     try:
@@ -179,7 +201,10 @@ def evaluate_logs(cfg: ExplorecConfig, version: str) -> dict[str, Any]:
     log = ImpressionLog(cfg.service.impression_log)
     try:
         evaluation = evaluate_on_logs(
-            load_recommender(name, version, cfg.service.torch_threads), log, seed=cfg.seed
+            load_recommender(name, version, cfg.service.torch_threads),
+            log,
+            seed=cfg.seed,
+            logging_recommender=logging_recommenders(cfg.service.torch_threads),
         )
     except ValueError as error:
         raise ServiceError(str(error)) from None
@@ -200,6 +225,8 @@ def evaluate_logs(cfg: ExplorecConfig, version: str) -> dict[str, Any]:
         "run_id": run.info.run_id,
         "impression_log": log.location,
         "metrics": metrics,
+        "lift_estimator": "pbm_snips" if not evaluation.why_no_exposures else "prefix_snips",
+        "why_no_position_based": evaluation.why_no_exposures or None,
         "ope_gate": "passed"
         if ope_rows and ope_rows[0].passed
         else (ope_rows[0].reason if ope_rows else "n/a"),

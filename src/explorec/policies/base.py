@@ -200,6 +200,13 @@ def best_remaining_items(ranked: np.ndarray, items: np.ndarray) -> np.ndarray:
     return best
 
 
+def best_remaining_rows(ranked: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """(len(items), n_items) rows, each 1 at the best remaining item of `ranked` after items[:s], else 0."""
+    rows = np.zeros((items.size, n_items))
+    rows[np.arange(items.size), best_remaining_items(ranked, items)] = 1.0
+    return rows
+
+
 def slots_off_greedy(items: np.ndarray, greedy: np.ndarray) -> np.ndarray:
     """Per slot, whether the item differs from the best remaining item of the greedy order `greedy`."""
     return np.asarray(items) != best_remaining_items(greedy, np.asarray(items))
@@ -293,6 +300,23 @@ class Policy(ABC):
         Same meaning as `Slate.propensities`, for any logged slate (e.g. another policy's); 0 for an item it
         could not have chosen there. Scores, exclusions and state must be those of the logged decision.
         """
+
+    def slot_probabilities(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        state: UserState | None = None,
+    ) -> np.ndarray | None:
+        """Per slot s, the probability of every item in slot s after items[:s]: shape (len(items), n_items).
+
+        The whole conditional law of each slot, where `slate_propensities` gives one item's; it lets an
+        off-policy evaluation average a policy's exposure over its own prefixes without counting samples
+        (`explorec.policies.slates.policy_exposure`). None: no closed form (exposures are then counted).
+        """
+        del scores, excluded, items, state
+        return None
 
     def select_batch(
         self,

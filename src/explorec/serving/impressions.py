@@ -78,6 +78,10 @@ class ImpressionRecord:
     propensity_kind: str
     request: str
     slots: tuple[SlotRecord, ...]
+    exploration_floor: float = 0.0
+    """Share of floor slates the service mixed in (the propensities are the mixture's)."""
+    floor_pool: int | None = None
+    """A floor slate's items: the model's best this many by score (None: any allowed item)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,23 @@ def _additions_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _added_impression_columns() -> list[sa.Column[Any]]:
+    """Impression columns added after the first logs were written (NULL in their older rows: unknown)."""
+    return [sa.Column("exploration_floor", sa.Float), sa.Column("floor_pool", sa.Integer)]
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Add to an existing log the columns of `table` it was written without (ALTER TABLE ... ADD COLUMN)."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+    missing = [column for column in table.columns if column.name not in present]
+    if not missing:
+        return
+    with engine.begin() as connection:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
 def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
     """Declare the impression, slot and feedback tables of the log on `metadata`."""
     impressions = sa.Table(
@@ -121,6 +142,7 @@ def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
         sa.Column("cold_start", sa.Boolean, nullable=False),
         sa.Column("propensity_kind", sa.String(16), nullable=False),
         sa.Column("request", sa.Text, nullable=False),
+        *_added_impression_columns(),
     )
     slots = sa.Table(
         "impression_slots",
@@ -188,6 +210,7 @@ class ImpressionLog:
         self._group_lock = threading.Lock()
         try:
             self.metadata.create_all(self.engine)
+            _add_missing_columns(self.engine, self.impressions)
         except sa.exc.DatabaseError as error:
             raise ImpressionLogError(
                 f"impression log {self.location} is not a usable database ({error.orig}); move it aside "
@@ -341,7 +364,10 @@ class ImpressionLog:
                 self.impressions.c.impression_id,
                 self.impressions.c.served_at,
                 self.impressions.c.user_id,
+                self.impressions.c.model_name,
                 self.impressions.c.model_version,
+                self.impressions.c.exploration_floor,
+                self.impressions.c.floor_pool,
                 self.impressions.c.policy,
                 self.impressions.c.exploration_rate,
                 self.impressions.c.propensity_kind,

@@ -26,13 +26,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from explorec.evaluation.ope import PolicyValueEstimate, dr_estimate, estimate_mean, estimate_policy_value
+from explorec.evaluation.ope import (
+    ExposureLog,
+    PolicyValueEstimate,
+    dr_estimate,
+    estimate_mean,
+    estimate_policy_value,
+    examination_weights,
+    exposure_estimates,
+)
 from explorec.serving.impressions import ImpressionLog
 from explorec.serving.recommender import Recommender, Request
 
@@ -78,13 +86,25 @@ def logged_reward_model(
 
 
 @dataclass(frozen=True)
+class LoggingSource:
+    """What served a logged slate: the registered model's name and version, and its exploration floor."""
+
+    model_name: str
+    model_version: str
+    floor: float | None
+    """Share of floor slates (None: not logged, in a log written before the floor was recorded)."""
+    floor_pool: int | None
+
+
+@dataclass(frozen=True)
 class LoggedSlates:
-    """Logged slates in one batch: requests, slot items, logging propensities and clicks [n, k]."""
+    """Logged slates in one batch: requests, slot items, logging propensities, clicks and their source."""
 
     requests: list[Request]
     items: list[list[str]]
     propensities: list[np.ndarray]
     clicks: list[np.ndarray]
+    sources: list[LoggingSource]
 
 
 @dataclass
@@ -97,7 +117,10 @@ class LogEvaluation:
     estimates: dict[str, PolicyValueEstimate]
     lift: PolicyValueEstimate
     effective_sample_size: float
+    """(Σw)²/Σw² of the weights the lift is made of."""
     support: float
+    why_no_exposures: str = ""
+    """Why the position-based estimators did not run ("" when they did: the lift is `pbm_snips`'s)."""
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics for MLflow: `ope/<estimator>`, its interval, ESS, support and the lift."""
@@ -126,12 +149,18 @@ def _request(fields: dict[str, Any]) -> Request:
 
 def logged_batches(log: ImpressionLog, batch_size: int = BATCH_IMPRESSIONS) -> Iterator[LoggedSlates]:
     """Yield the log's slates in batches of about `batch_size` impressions (streamed, oldest first)."""
-    batch = LoggedSlates([], [], [], [])
+    batch = LoggedSlates([], [], [], [], [])
     current: str | None = None
     slots: list[dict[str, Any]] = []
 
     def close(rows: list[dict[str, Any]]) -> None:
-        batch.requests.append(_request(json.loads(rows[0]["request"])))
+        head = rows[0]
+        batch.requests.append(_request(json.loads(head["request"])))
+        batch.sources.append(
+            LoggingSource(
+                head["model_name"], str(head["model_version"]), head["exploration_floor"], head["floor_pool"]
+            )
+        )
         batch.items.append([row["item_id"] for row in rows])
         batch.propensities.append(np.asarray([row["propensity"] for row in rows], dtype=np.float64))
         batch.clicks.append(np.asarray([bool(row["clicked"]) for row in rows], dtype=np.float64))
@@ -143,7 +172,7 @@ def logged_batches(log: ImpressionLog, batch_size: int = BATCH_IMPRESSIONS) -> I
                 slots = []
                 if len(batch.requests) >= batch_size:
                     yield batch
-                    batch = LoggedSlates([], [], [], [])
+                    batch = LoggedSlates([], [], [], [], [])
             current = row["impression_id"]
             slots.append(row)
     if slots:
@@ -173,19 +202,88 @@ def snips_lift(weights: np.ndarray, rewards: np.ndarray, *, confidence: float = 
     )
 
 
+LoggingRecommenders = Callable[[str, str], Recommender]
+"""(registered model name, version) → that version as a Recommender: what served the logged slates
+(LookupError when it cannot be loaded: the evaluation then goes without the position-based estimators)."""
+EXPOSURE_DRAWS = 16
+"""Slates of each policy drawn per logged request to average its exposures over (`policy_exposure`)."""
+
+
+@dataclass
+class _Collected:
+    """Per-slot arrays of the whole log, gathered batch by batch."""
+
+    parts: dict[str, list[np.ndarray]] = field(
+        default_factory=lambda: {
+            name: [] for name in ("rewards", "logging", "target", "q_log", "q_own", "e_target", "e_logging")
+        }
+    )
+    dm: list[float] = field(default_factory=list)
+    n_impressions: int = 0
+    exposures: bool = True
+    why_no_exposures: str = ""
+
+    def flat(self, name: str) -> np.ndarray:
+        """One part as a flat array over every logged slot."""
+        return np.concatenate(self.parts[name])
+
+
+def _logged_exposures(
+    candidate: Recommender,
+    batch: LoggedSlates,
+    logging_recommender: LoggingRecommenders,
+    *,
+    rng: np.random.Generator,
+    draws: int,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[float | None]]:
+    """Per logged slate: the candidate's and the logging model's exposures of its items, and the DM term."""
+    examination = examination_weights(max(len(items) for items in batch.items))
+    own = candidate.logged_exposures(
+        batch.requests, batch.items, examination=examination, rng=rng, draws=draws
+    )
+    logging: list[np.ndarray] = [np.empty(0)] * len(batch.requests)
+    groups: dict[LoggingSource, list[int]] = {}
+    for index, source in enumerate(batch.sources):
+        groups.setdefault(source, []).append(index)
+    for source, rows in groups.items():
+        served = logging_recommender(source.model_name, source.model_version).logged_exposures(
+            [batch.requests[row] for row in rows],
+            [batch.items[row] for row in rows],
+            examination=examination,
+            rng=rng,
+            draws=draws,
+            floor=float(source.floor or 0.0),
+            floor_pool=source.floor_pool,
+        )
+        for row, exposure in zip(rows, served, strict=True):
+            logging[row] = exposure.of_logged
+    return [e.of_logged for e in own], logging, [e.expected_prediction for e in own]
+
+
 def evaluate_on_logs(
-    candidate: Recommender, log: ImpressionLog, *, seed: int = 0, confidence: float = 0.95
+    candidate: Recommender,
+    log: ImpressionLog,
+    *,
+    seed: int = 0,
+    confidence: float = 0.95,
+    logging_recommender: LoggingRecommenders | None = None,
+    exposure_draws: int = EXPOSURE_DRAWS,
 ) -> LogEvaluation:
-    """Estimate the candidate's clicks per slot on every slate in the log (ValueError when it is empty)."""
+    """Estimate the candidate's clicks per slot on every slate in the log (ValueError when it is empty).
+
+    With `logging_recommender` (how to load the versions that served the log), the position-based
+    estimators run too and the lift is theirs; without it, or on a log that did not record its exploration
+    floor, the lift is prefix SNIPS's and `LogEvaluation.why_no_exposures` says why.
+    """
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {
-        name: [] for name in ("rewards", "logging", "target", "q_log", "q_own")
-    }
-    n_impressions = 0
+    collected = _Collected()
+    parts = collected.parts
     has_model = candidate.bundle.score_calibration is not None
+    if logging_recommender is None:
+        collected.exposures, collected.why_no_exposures = False, "no loader of the logging models given"
     for batch in logged_batches(log):
         decisions = candidate.logged_decisions(batch.requests, batch.items, rng)
-        n_impressions += len(decisions)
+        collected.n_impressions += len(decisions)
         for decision, clicks, logging in zip(decisions, batch.clicks, batch.propensities, strict=True):
             parts["rewards"].append(clicks)
             parts["logging"].append(logging)
@@ -193,9 +291,41 @@ def evaluate_on_logs(
             if has_model and decision.logged_predictions is not None and decision.own_predictions is not None:
                 parts["q_log"].append(decision.logged_predictions)
                 parts["q_own"].append(decision.own_predictions)
-    if n_impressions == 0:
+        if collected.exposures and any(source.floor is None for source in batch.sources):
+            collected.exposures = False
+            collected.why_no_exposures = "the log holds slates written without their exploration floor"
+        if collected.exposures and logging_recommender is not None:
+            try:
+                own, served, dm = _logged_exposures(
+                    candidate, batch, logging_recommender, rng=rng, draws=exposure_draws
+                )
+            except LookupError as missing:  # a model that served the log is gone from the registry
+                collected.exposures, collected.why_no_exposures = False, str(missing)
+                continue
+            parts["e_target"].extend(own)
+            parts["e_logging"].extend(served)
+            collected.dm.extend(float("nan") if value is None else value for value in dm)
+    if collected.n_impressions == 0:
         raise ValueError(f"the impression log {log.location} holds no served slate yet")
-    rewards, logging, target = (np.concatenate(parts[name]) for name in ("rewards", "logging", "target"))
+    return _estimate(collected, has_model=has_model, confidence=confidence)
+
+
+def _exposure_log(collected: _Collected) -> ExposureLog:
+    """The position-based estimators' view of the collected slots."""
+    parts = collected.parts
+    return ExposureLog(
+        slate=np.concatenate([np.full(r.size, index) for index, r in enumerate(parts["rewards"])]),
+        rewards=collected.flat("rewards"),
+        examination=np.concatenate([examination_weights(r.size) for r in parts["rewards"]]),
+        target_exposure=collected.flat("e_target"),
+        logging_exposure=collected.flat("e_logging"),
+    )
+
+
+def _estimate(collected: _Collected, *, has_model: bool, confidence: float) -> LogEvaluation:
+    """Every estimator on the collected slots, the lift, the effective sample size and the support."""
+    parts = collected.parts
+    rewards, logging, target = (collected.flat(name) for name in ("rewards", "logging", "target"))
     if not (target > 0).any():
         raise ValueError(
             f"the candidate could not have chosen any of the {rewards.size} logged slots (no support): the "
@@ -225,14 +355,27 @@ def evaluate_on_logs(
                 confidence=confidence,
             )
             estimates[name] = dataclasses.replace(estimate, estimator=name)
-    logged_value = estimate_mean("logged", rewards, confidence=confidence)
     weights = prefixes["target_propensities"] / prefixes["logging_propensities"]
+    lift = snips_lift(weights, rewards, confidence=confidence)
+    if collected.exposures:
+        exposure_log = _exposure_log(collected)
+        dm = np.asarray(collected.dm)
+        with_model = has_model and bool(np.isfinite(dm).all())
+        position_based, lift = exposure_estimates(
+            exposure_log,
+            predicted_logged=collected.flat("q_log") if with_model else None,
+            predicted_target_slates=dm if with_model else None,
+            confidence=confidence,
+        )
+        estimates.update(position_based)
+        weights = exposure_log.weights()
     return LogEvaluation(
-        n_impressions=n_impressions,
+        n_impressions=collected.n_impressions,
         n_slots=int(rewards.size),
-        logged_value=logged_value,
+        logged_value=estimate_mean("logged", rewards, confidence=confidence),
         estimates=estimates,
-        lift=snips_lift(weights, rewards, confidence=confidence),
+        lift=lift,
         effective_sample_size=float(weights.sum() ** 2 / max(float((weights**2).sum()), 1e-300)),
         support=float(np.mean(target > 0)),
+        why_no_exposures=collected.why_no_exposures,
     )

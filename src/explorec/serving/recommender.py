@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from explorec.policies.base import Policy
-from explorec.policies.slates import with_exploration_floor
+from explorec.policies.slates import floor_exposure, policy_exposure, with_exploration_floor
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
     RecommenderBundle,
@@ -113,6 +113,16 @@ class LoggedDecision:
     propensities: np.ndarray
     logged_predictions: np.ndarray | None
     own_predictions: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class LoggedExposure:
+    """A recommender's exposure of one logged slate's items, and of its predictions over the catalogue."""
+
+    of_logged: np.ndarray
+    """e(a) = Σ_s θ_s·P(a in slot s) of each logged item (0 for an item it does not know)."""
+    expected_prediction: float | None
+    """Σ_a e(a)·q(a) with q its calibrated predictions (None without a calibration)."""
 
 
 @dataclass(frozen=True)
@@ -336,12 +346,19 @@ class Recommender:
     """Answers requests from a bundle: user tower for users with a history, popularity for cold start."""
 
     def __init__(
-        self, bundle: RecommenderBundle, limits: Limits | None = None, *, exploration_floor: float = 0.0
+        self,
+        bundle: RecommenderBundle,
+        limits: Limits | None = None,
+        *,
+        exploration_floor: float = 0.0,
+        exploration_floor_pool: int | None = None,
     ) -> None:
         self.bundle = bundle
         self.limits = limits or Limits()
         self.exploration_floor = exploration_floor
         """Share of slates served uniformly at random (see `with_exploration_floor`); 0 serves the policy."""
+        self.exploration_floor_pool = exploration_floor_pool
+        """A floor slate's items: the best this many by score (None: any allowed item)."""
         self.user_tower = build_user_tower(bundle)
         self.read_length = self.user_tower.max_history  # None: a set-style tower reads the whole history
         self.uses_user_ids = bundle.tower_config.get("n_users") is not None
@@ -677,6 +694,7 @@ class Recommender:
             state=context.state,
             rng=rng,
             floor=self.exploration_floor,
+            pool=self.exploration_floor_pool,
         )
         local = [int(item) for item in slate.items]
         items = local if items_of is None else [int(items_of[item]) for item in local]
@@ -732,3 +750,50 @@ class Recommender:
                 own_predictions[:k] = predicted[own.items]
             decisions.append(LoggedDecision(propensities, logged_predictions, own_predictions))
         return decisions
+
+    def logged_exposures(
+        self,
+        requests: Sequence[Request],
+        slates: Sequence[Sequence[str]],
+        *,
+        examination: np.ndarray,
+        rng: np.random.Generator,
+        draws: int,
+        floor: float = 0.0,
+        floor_pool: int | None = None,
+    ) -> list[LoggedExposure]:
+        """This recommender's examination-weighted exposure of each logged item, request by request.
+
+        e(a) = Σ_s θ_s·P(a in slot s) under its policy in the logged request's context (the same context
+        `logged_decisions` replays), served with exploration floor `floor` over `floor_pool`; averaged over
+        `draws` of its own slates (`explorec.policies.slates.policy_exposure`). Also the exposure-weighted
+        mean of its calibrated predictions over the whole catalogue (the direct-method term of the
+        position-based doubly robust estimator), None without a calibration.
+        """
+        resolved, personal, vectors = self._user_vectors_of(requests)
+        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
+        calibration = self.bundle.score_calibration
+        exposures = []
+        for index, (request, logged) in enumerate(zip(requests, slates, strict=True)):
+            context = self._context(request, resolved[index][0], scores.get(index))
+            weights = np.asarray(examination, dtype=np.float64)[: len(logged)]
+            exposure = policy_exposure(
+                context.policy,
+                scores=context.served_from,
+                excluded=context.excluded,
+                state=context.state,
+                examination=weights,
+                rng=rng,
+                draws=draws,
+            )
+            if floor > 0.0:
+                uniform = floor_exposure(
+                    context.served_from, context.excluded, examination=weights, pool=floor_pool
+                )
+                exposure = (1.0 - floor) * exposure + floor * uniform
+            items = [self.item_index.get(item) for item in logged]
+            of_logged = np.asarray([0.0 if row is None else exposure[row] for row in items])
+            predicted = None if calibration is None else calibration.probabilities(context.values)
+            expected = None if predicted is None else float(exposure @ predicted)
+            exposures.append(LoggedExposure(of_logged, expected))
+        return exposures

@@ -415,6 +415,8 @@ class RecommendationService:
                     strict=True,
                 )
             ),
+            exploration_floor=model.recommender.exploration_floor,
+            floor_pool=model.recommender.exploration_floor_pool,
         )
         return record, {
             "impression_id": record.impression_id,
