@@ -277,24 +277,54 @@ class ExposureLog:
         return np.bincount(self.slate, weights=values, minlength=int(self.slate.max()) + 1)
 
 
+@dataclass(frozen=True)
+class _LinearTerms:
+    """Per-slate influence terms offset_j + Σ_s slope_s·r_s of an estimator (the rewards r enter linearly)."""
+
+    offsets: np.ndarray
+    slopes: np.ndarray
+
+
 def _ratio(
-    name: str, numerators: np.ndarray, denominators: np.ndarray, scale: float, confidence: float
-) -> tuple[PolicyValueEstimate, np.ndarray]:
-    """scale·Σ numerators / Σ denominators over slates, its delta-method interval and per-slate influence."""
+    rewards_weight: np.ndarray, denominators: np.ndarray, scale: float, log: ExposureLog
+) -> tuple[float, _LinearTerms]:
+    """scale·Σ_j N_j / Σ_j D_j with N_j = Σ_s rewards_weight_s·r_s; the point and its influence terms."""
+    numerators = log.per_slate(rewards_weight * log.rewards)
     ratio = float(numerators.sum() / denominators.sum())
-    influence = scale * (numerators - ratio * denominators) / denominators.mean()
-    spread = estimate_mean(name, influence, confidence=confidence)
-    point = scale * ratio
-    estimate = PolicyValueEstimate(
-        point,
-        point + spread.ci_low,
-        point + spread.ci_high,
-        spread.standard_error,
-        spread.n_decisions,
-        name,
-        "normal",
+    mean_denominator = float(denominators.mean())
+    terms = _LinearTerms(
+        offsets=-scale * ratio * denominators / mean_denominator,
+        slopes=scale * rewards_weight / mean_denominator,
     )
-    return estimate, influence
+    return scale * ratio, terms
+
+
+def _interval_of(
+    name: str,
+    point: float,
+    terms: _LinearTerms,
+    log: ExposureLog,
+    click_model: np.ndarray | None,
+    confidence: float,
+) -> PolicyValueEstimate:
+    """A normal interval around `point` from the influence terms' spread over slates.
+
+    The observed spread misses what rare clicks on heavily weighted items would add when none happened to
+    be logged; with a click model μ of the logged slots, the standard error is the larger of the observed
+    one and the one the model expects, Σ_j (E[term_j]² + Σ_s slope_s²·μ_s(1 − μ_s)) / n², given the
+    logged items.
+    """
+    influence = terms.offsets + log.per_slate(terms.slopes * log.rewards)
+    n = influence.size
+    standard_error = float(np.std(influence, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    if click_model is not None and n > 1:
+        expected = terms.offsets + log.per_slate(terms.slopes * click_model)
+        variance = log.per_slate(terms.slopes**2 * click_model * (1.0 - click_model))
+        standard_error = max(standard_error, float(np.sqrt((expected**2 + variance).sum()) / n))
+    half_width = float(norm.ppf(0.5 + confidence / 2)) * standard_error
+    return PolicyValueEstimate(
+        point, point - half_width, point + half_width, standard_error, n, name, "normal"
+    )
 
 
 def exposure_estimates(
@@ -311,22 +341,32 @@ def exposure_estimates(
     order of either policy's slates: a candidate that ranks the same items differently keeps moderate
     weights, where per-slot and prefix weights vanish (Li et al., "Offline evaluation of ranking policies
     with click models", KDD 2018, item-position model). Estimators, each a ratio over slates with a
-    delta-method interval (slots of one slate are not independent):
+    delta-method interval (slots of one slate are not independent), widened where a click model of the
+    logged slots expects more spread than was observed (`_interval_of`):
     - `pbm_ips`: Σ r·w / Σ slots;
     - `pbm_snips`: self-normalised by Σ θ·w, whose expectation Σ_s θ_s per slate is known;
     - `pbm_dr` (with predictions): doubly robust with the reward model λ·θ_s·q(a), q the target's calibrated
       predictions and λ fitted on the other half of the slates; `predicted_target_slates` holds each slate's
       Σ_a e_target(a)·q(a).
-    The lift is `pbm_snips` minus the logged clicks per slot, with a paired interval over slates.
+    The lift is `pbm_snips` minus the logged clicks per slot, with a paired interval over slates. The click
+    model behind the intervals is λ·θ_s·q(a) fitted on the whole log (needs `predicted_logged`).
     """
     weights = log.weights()
-    slots = log.per_slate(np.ones_like(weights))
+    ones = np.ones_like(weights)
+    slots = log.per_slate(ones)
     clicks = log.per_slate(log.rewards)
-    weighted = log.per_slate(weights * log.rewards)
     normaliser = log.per_slate(weights * log.examination)
     scale = float(log.per_slate(log.examination).sum() / slots.sum())
-    estimates = {"pbm_ips": _ratio("pbm_ips", weighted, slots, 1.0, confidence)[0]}
-    estimates["pbm_snips"], influence = _ratio("pbm_snips", weighted, normaliser, scale, confidence)
+    click_model = None
+    if predicted_logged is not None:
+        expected = log.examination * predicted_logged
+        overall = log.rewards.sum() / max(float(expected.sum()), 1e-12)
+        click_model = np.clip(overall * expected, 0.0, 1.0)
+    estimates: dict[str, PolicyValueEstimate] = {}
+    point, terms = _ratio(weights, slots, 1.0, log)
+    estimates["pbm_ips"] = _interval_of("pbm_ips", point, terms, log, click_model, confidence)
+    point, snips_terms = _ratio(weights, normaliser, scale, log)
+    estimates["pbm_snips"] = _interval_of("pbm_snips", point, snips_terms, log, click_model, confidence)
     if predicted_logged is not None and predicted_target_slates is not None:
         halves = np.arange(slots.size) % 2
         fitted = np.empty(slots.size)
@@ -334,22 +374,17 @@ def exposure_estimates(
         for half in (0, 1):
             rest = (halves != half)[log.slate] if slots.size > 1 else np.ones(log.slate.size, bool)
             fitted[halves == half] = log.rewards[rest].sum() / max(float(expected[rest].sum()), 1e-12)
-        scale_of_slot = fitted[log.slate]
-        terms = fitted * predicted_target_slates + log.per_slate(
-            weights * (log.rewards - scale_of_slot * expected)
-        )
-        estimates["pbm_dr"] = _ratio("pbm_dr", terms, slots, 1.0, confidence)[0]
+        fixed = fitted * predicted_target_slates - log.per_slate(weights * fitted[log.slate] * expected)
+        point = float((fixed + log.per_slate(weights * log.rewards)).sum() / slots.sum())
+        mean_slots = float(slots.mean())
+        dr_terms = _LinearTerms((fixed - point * slots) / mean_slots, weights / mean_slots)
+        estimates["pbm_dr"] = _interval_of("pbm_dr", point, dr_terms, log, click_model, confidence)
     logged = float(clicks.sum() / slots.sum())
-    paired = influence - (clicks - logged * slots) / slots.mean()
-    spread = estimate_mean("pbm_snips_lift", paired, confidence=confidence)
-    point = estimates["pbm_snips"].estimate - logged
-    lift = PolicyValueEstimate(
-        point,
-        point + spread.ci_low,
-        point + spread.ci_high,
-        spread.standard_error,
-        spread.n_decisions,
-        "pbm_snips_lift",
-        "normal",
+    mean_slots = float(slots.mean())
+    lift_terms = _LinearTerms(
+        offsets=snips_terms.offsets + logged * slots / mean_slots,
+        slopes=snips_terms.slopes - ones / mean_slots,
     )
+    point = estimates["pbm_snips"].estimate - logged
+    lift = _interval_of("pbm_snips_lift", point, lift_terms, log, click_model, confidence)
     return estimates, lift

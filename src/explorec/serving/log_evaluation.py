@@ -8,15 +8,21 @@ feedback, replayed). The estimand is the candidate's clicks per slot. Estimators
 robust (reward model: a logistic regression of the logged clicks on the candidate's calibrated prediction and
 the slot's position, cross-fitted on the log; its direct-method term is the prediction for the item the
 candidate's own sampled slate puts in the slot), each with a 95% normal interval, the effective sample
-size (Σw)²/Σw² of the prefix weights below and the share of logged slots the candidate could have chosen.
-The lift over the logged traffic (what the `ope_lift` gate reads) is prefix SNIPS minus the logged clicks per
-slot, with a paired interval: of the estimators, the one whose intervals covered the candidates' simulated
-values in `explorec loop` (docs/results.md, "The loop").
+size (Σw)²/Σw² of the weights the lift is made of and the share of logged slots the candidate could have
+chosen.
+The lift over the logged traffic (what the `ope_lift` gate reads) is position-based SNIPS minus the logged
+clicks per slot, with a paired interval (prefix SNIPS's when the logging versions cannot be replayed).
 
 `prefix_ips`, `prefix_snips` and `prefix_dr` weigh each slot by the probability ratio of the slate's whole
 prefix up to it (Π target / Π logging over slots 1..s): unbiased for the candidate's clicks per slot on its
 *own* slates under a position-based click model, where the per-slot weights estimate the candidate's choices
 after the *logged* earlier slots; the price is variance that grows with the slot's depth.
+
+`pbm_ips`, `pbm_snips` and `pbm_dr` (`explorec.evaluation.ope.exposure_estimates`) weigh each slot by the
+candidate's examination-weighted exposure of the logged item over the logging model's: both replayed in the
+logged request's context, the logging model loaded by the impression's name and version and served with the
+impression's exploration floor. Under a position-based click model they are unbiased whatever order either
+model puts the items in, which is where retrained candidates differ from the champion most.
 
 Slots logged with propensity 1 by a deterministic policy support only a deterministic candidate that makes
 the same choices: the evaluation says how many slots it could use.

@@ -316,3 +316,30 @@ def test_position_based_estimators_of_the_logging_policy_itself_are_its_logged_c
     assert lift.ci_high - lift.ci_low == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="positive exposure"):
         exposure_estimates(replace(log, logging_exposure=np.zeros(40))).__len__()
+
+
+def test_a_click_model_widens_the_interval_where_heavy_weights_drew_no_click() -> None:
+    """One logged item the target exposes 200× more than the logger, shown in 5 slates and never clicked:
+    the observed spread says almost nothing about it, the click model's expected spread does."""
+    rng = np.random.default_rng(4)
+    n_slates, k = 300, 3
+    theta = examination_weights(k)
+    heavy = np.zeros((n_slates, k), bool)
+    heavy[:5, 2] = True
+    relevance = np.where(heavy, 0.2, 0.1)
+    clicks = (rng.random((n_slates, k)) < theta * relevance) & ~heavy
+    target = np.where(heavy, 0.8, 0.4)
+    logging_exposure = np.where(heavy, 0.004, 0.4)
+    log = ExposureLog(
+        slate=np.repeat(np.arange(n_slates), k),
+        rewards=clicks.astype(float).ravel(),
+        examination=np.tile(theta, n_slates),
+        target_exposure=target.ravel(),
+        logging_exposure=logging_exposure.ravel(),
+    )
+    observed, observed_lift = exposure_estimates(log)
+    modelled, modelled_lift = exposure_estimates(log, predicted_logged=relevance.ravel())
+    for name in ("pbm_ips", "pbm_snips"):
+        assert modelled[name].estimate == pytest.approx(observed[name].estimate)
+        assert modelled[name].standard_error > 3 * observed[name].standard_error
+    assert modelled_lift.ci_low < observed_lift.ci_low
