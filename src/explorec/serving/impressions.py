@@ -118,10 +118,16 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
     missing = [column for column in table.columns if column.name not in present]
     if not missing:
         return
-    with engine.begin() as connection:
-        for column in missing:
-            kind = column.type.compile(dialect=engine.dialect)
-            connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+    for column in missing:
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        except sa.exc.DBAPIError:
+            # another server opening the same log may have added it first
+            added = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+            if column.name not in added:
+                raise
 
 
 def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:

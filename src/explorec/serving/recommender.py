@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from explorec.policies.base import Policy
+from explorec.policies.base import Policy, allowed_scores, top_k_indices
 from explorec.policies.slates import floor_exposure, policy_exposure, with_exploration_floor
 from explorec.policies.spec import PolicySpec
 from explorec.serving.bundle import (
@@ -750,6 +750,21 @@ class Recommender:
                 own_predictions[:k] = predicted[own.items]
             decisions.append(LoggedDecision(propensities, logged_predictions, own_predictions))
         return decisions
+
+    def ranked_items(self, requests: Sequence[Request], depth: int) -> list[list[str]]:
+        """Each request's best `depth` item ids by the scores its policy serves from (excluded ones left out).
+
+        The replayed context of `logged_decisions`; for comparing two versions' choices on logged traffic.
+        """
+        resolved, personal, vectors = self._user_vectors_of(requests)
+        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
+        ranked = []
+        for index, request in enumerate(requests):
+            context = self._context(request, resolved[index][0], scores.get(index))
+            size = min(depth, int((~context.excluded).sum()))
+            best = top_k_indices(allowed_scores(context.served_from, context.excluded, size), size)
+            ranked.append([self.bundle.item_ids[item] for item in best])
+        return ranked
 
     def logged_exposures(
         self,
