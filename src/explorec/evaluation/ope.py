@@ -31,6 +31,18 @@ from typing import Literal
 import numpy as np
 from scipy.stats import norm
 
+ESTIMATOR_NAMES = (
+    "ips",
+    "snips",
+    "dr",
+    "prefix_ips",
+    "prefix_snips",
+    "prefix_dr",
+    "pbm_ips",
+    "pbm_snips",
+    "pbm_dr",
+)
+"""Every estimator an evaluation of logged slates may report (`serving.log_evaluation`), in report order."""
 CIMethod = Literal["normal", "bootstrap"]
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Bootstrap resamples of decision indices [n_resamples, n] → the estimate on each resample."""

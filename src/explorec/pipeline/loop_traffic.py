@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from explorec.errors import ExplorecError
+from explorec.evaluation.ope import ESTIMATOR_NAMES
 
 if TYPE_CHECKING:
     from explorec.config import ExplorecConfig
@@ -22,17 +23,6 @@ if TYPE_CHECKING:
 
 LOOP_STREAM = 41
 """Random stream of the loop's requests and clicks (distinct from the simulator's streams)."""
-ESTIMATORS = (
-    "ips",
-    "snips",
-    "dr",
-    "prefix_ips",
-    "prefix_snips",
-    "prefix_dr",
-    "pbm_ips",
-    "pbm_snips",
-    "pbm_dr",
-)
 ITEM_COLUMNS = ["item_id", "title", "year", "genres", "text"]
 
 
@@ -288,7 +278,7 @@ def judgement_from(
         )
     estimates = {
         name: (ope[f"ope/{name}"], ope[f"ope/{name}_ci_low"], ope[f"ope/{name}_ci_high"])
-        for name in ESTIMATORS
+        for name in ESTIMATOR_NAMES
         if f"ope/{name}" in ope
     }
     return Judgement(
@@ -394,7 +384,7 @@ def loop_curves_figure(frame: pd.DataFrame) -> Any:
         frame.dropna(subset=["candidate/simulated_value"]) if "candidate/simulated_value" in frame else None
     )
     if judged is not None and len(judged):
-        for offset, name in zip(np.linspace(-0.25, 0.25, len(ESTIMATORS)), ESTIMATORS, strict=True):
+        for offset, name in zip(np.linspace(-0.25, 0.25, len(ESTIMATOR_NAMES)), ESTIMATOR_NAMES, strict=True):
             if f"candidate/{name}" not in judged:
                 continue
             low = judged[f"candidate/{name}"] - judged[f"candidate/{name}_ci_low"]

@@ -217,18 +217,9 @@ def log_evaluation_text(summary: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| logged traffic | {metrics['ope/logged_ctr']:.4f} | |",
     ]
-    names = (
-        "ips",
-        "snips",
-        "dr",
-        "prefix_ips",
-        "prefix_snips",
-        "prefix_dr",
-        "pbm_ips",
-        "pbm_snips",
-        "pbm_dr",
-    )
-    for name in (*names, "lift"):
+    from explorec.evaluation.ope import ESTIMATOR_NAMES
+
+    for name in (*ESTIMATOR_NAMES, "lift"):
         if f"ope/{name}" in metrics:
             lines.append(
                 f"| candidate {name} | {metrics[f'ope/{name}']:+.4f} | "

@@ -711,6 +711,15 @@ class Recommender:
             n_feedback=context.n_shown,
         )
 
+    def replayed_contexts(self, requests: Sequence[Request]) -> list[DecisionContext]:
+        """The policy's view of each logged request with every item scored (for off-policy evaluation)."""
+        resolved, personal, vectors = self._user_vectors_of(requests)
+        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
+        return [
+            self._context(request, resolved[index][0], scores.get(index))
+            for index, request in enumerate(requests)
+        ]
+
     def logged_decisions(
         self, requests: Sequence[Request], slates: Sequence[Sequence[str]], rng: np.random.Generator
     ) -> list[LoggedDecision]:
@@ -721,12 +730,9 @@ class Recommender:
         each logged item (calibrated scores; None without a calibration), and that prediction for the item
         its own sampled slate puts in each slot (the direct-method term of doubly robust).
         """
-        resolved, personal, vectors = self._user_vectors_of(requests)
-        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
         calibration = self.bundle.score_calibration
         decisions = []
-        for index, (request, logged) in enumerate(zip(requests, slates, strict=True)):
-            context = self._context(request, resolved[index][0], scores.get(index))
+        for context, logged in zip(self.replayed_contexts(requests), slates, strict=True):
             known = np.asarray([item in self.item_index for item in logged])
             items = np.asarray(
                 [self.item_index[item] for item in logged if item in self.item_index], np.int64
@@ -756,11 +762,8 @@ class Recommender:
 
         The replayed context of `logged_decisions`; for comparing two versions' choices on logged traffic.
         """
-        resolved, personal, vectors = self._user_vectors_of(requests)
-        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
         ranked = []
-        for index, request in enumerate(requests):
-            context = self._context(request, resolved[index][0], scores.get(index))
+        for context in self.replayed_contexts(requests):
             size = min(depth, int((~context.excluded).sum()))
             best = top_k_indices(allowed_scores(context.served_from, context.excluded, size), size)
             ranked.append([self.bundle.item_ids[item] for item in best])
@@ -785,12 +788,9 @@ class Recommender:
         mean of its calibrated predictions over the whole catalogue (the direct-method term of the
         position-based doubly robust estimator), None without a calibration.
         """
-        resolved, personal, vectors = self._user_vectors_of(requests)
-        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
         calibration = self.bundle.score_calibration
         exposures = []
-        for index, (request, logged) in enumerate(zip(requests, slates, strict=True)):
-            context = self._context(request, resolved[index][0], scores.get(index))
+        for context, logged in zip(self.replayed_contexts(requests), slates, strict=True):
             weights = np.asarray(examination, dtype=np.float64)[: len(logged)]
             exposure = policy_exposure(
                 context.policy,
