@@ -364,6 +364,14 @@ def _estimate(collected: _Collected, *, has_model: bool, confidence: float) -> L
     weights = prefixes["target_propensities"] / prefixes["logging_propensities"]
     lift = snips_lift(weights, rewards, confidence=confidence)
     if collected.exposures:
+        unexposed = int((collected.flat("e_logging") <= 0).sum())
+        if unexposed:
+            collected.exposures = False
+            collected.why_no_exposures = (
+                f"{unexposed} logged slots have no exposure under the replayed logging model (items it does "
+                "not know, or a replay that differs from what was served)"
+            )
+    if collected.exposures:
         exposure_log = _exposure_log(collected)
         dm = np.asarray(collected.dm)
         with_model = has_model and bool(np.isfinite(dm).all())

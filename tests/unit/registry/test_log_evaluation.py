@@ -258,6 +258,10 @@ def test_position_based_estimates_replay_the_logging_model_with_its_pooled_floor
         and "pbm_snips" not in without.estimates
     )
     assert without.lift.estimate == pytest.approx(without.estimates["prefix_snips"].estimate - logged)
+    other = Recommender(tiny_bundle(dataset, seed=5, policy=PolicySpec("greedy", 0.0)))
+    mismatched = evaluate_on_logs(candidate, log, seed=1, logging_recommender=lambda name, version: other)
+    assert "no exposure under the replayed logging model" in mismatched.why_no_exposures
+    assert "pbm_snips" not in mismatched.estimates
 
 
 def test_a_log_written_before_the_floor_was_recorded_opens_and_evaluates_without_exposures(
