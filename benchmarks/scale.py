@@ -257,7 +257,8 @@ def run_phase(phase: str, home: Path, overrides: list[str], state: dict[str, Any
 def run_size(n_users: int, args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every phase of one size, each in a child; the rows with this size's row, saved after each phase.
 
-    A phase that fails ends the size; the phases before it stay in its row (and in `--results`).
+    A phase that fails ends the size; the phases before it stay in its row (and in `--results`), so a
+    later invocation with `--phases` from the failed one on, same `--home` and `--results`, resumes it.
     """
     overrides = size_overrides(
         n_users,
@@ -268,11 +269,13 @@ def run_size(n_users: int, args: argparse.Namespace, rows: list[dict[str, Any]])
     home = Path(args.home) / f"users_{n_users}"
     home.mkdir(parents=True, exist_ok=True)
     log = home / "scale.log"
+    earlier = next((old["phases"] for old in rows if old["users"] == n_users), {})
     row: dict[str, Any] = {
         "users": n_users,
         "items": max(int(n_users * args.items_per_user), 1),
         "interactions": n_users * args.interactions_per_user,
-        "phases": {},
+        # phases not run now keep their earlier result (a resumed size reads the train run and model from it)
+        "phases": {phase: result for phase, result in earlier.items() if phase not in args.phases},
     }
     rows = [old for old in rows if old["users"] != n_users] + [row]
     print(f"\nsize {n_users:,} users: home {home}, log {log}", flush=True)
