@@ -9,7 +9,7 @@ whole ordered slate. Deterministic policies log 1.0; Thompson sampling logs a Mo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,11 +200,12 @@ def best_remaining_items(ranked: np.ndarray, items: np.ndarray) -> np.ndarray:
     return best
 
 
-def best_remaining_rows(ranked: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
-    """(len(items), n_items) rows, each 1 at the best remaining item of `ranked` after items[:s], else 0."""
-    rows = np.zeros((items.size, n_items))
-    rows[np.arange(items.size), best_remaining_items(ranked, items)] = 1.0
-    return rows
+def best_remaining_laws(ranked: np.ndarray, items: np.ndarray, n_items: int) -> Iterator[np.ndarray]:
+    """Per slot s, an n_items row that is 1 at the best remaining item of `ranked` after items[:s], else 0."""
+    for best in best_remaining_items(ranked, items):
+        row = np.zeros(n_items)
+        row[best] = 1.0
+        yield row
 
 
 def slots_off_greedy(items: np.ndarray, greedy: np.ndarray) -> np.ndarray:
@@ -301,22 +302,41 @@ class Policy(ABC):
         could not have chosen there. Scores, exclusions and state must be those of the logged decision.
         """
 
-    def slot_probabilities(
+    def slot_laws(
         self,
         *,
         scores: np.ndarray,
         excluded: np.ndarray,
         items: np.ndarray,
         state: UserState | None = None,
-    ) -> np.ndarray | None:
-        """Per slot s, the probability of every item in slot s after items[:s]: shape (len(items), n_items).
+    ) -> Iterator[np.ndarray] | None:
+        """Per slot s, the probability of every item in slot s after items[:s]: one n_items row per slot.
 
         The whole conditional law of each slot, where `slate_propensities` gives one item's; it lets an
         off-policy evaluation average a policy's exposure over its own prefixes without counting samples
-        (`explorec.policies.slates.policy_exposure`). None: no closed form (exposures are then counted).
+        (`slot_exposure`). Rows come one at a time, so a large catalogue never holds k of them at once.
+        None: no closed form (exposures are then counted).
         """
         del scores, excluded, items, state
         return None
+
+    def slot_exposure(
+        self,
+        *,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        items: np.ndarray,
+        examination: np.ndarray,
+        state: UserState | None = None,
+    ) -> np.ndarray | None:
+        """Σ_s examination[s]·P(item in slot s | items[:s]) for every item (None where `slot_laws` is)."""
+        laws = self.slot_laws(scores=scores, excluded=excluded, items=items, state=state)
+        if laws is None:
+            return None
+        exposure = np.zeros(np.asarray(excluded).size)
+        for weight, law in zip(np.asarray(examination, dtype=np.float64), laws, strict=True):
+            exposure += weight * law
+        return exposure
 
     def select_batch(
         self,

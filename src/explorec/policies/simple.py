@@ -6,7 +6,7 @@ calls in distribution, not draw for draw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from explorec.policies.base import (
     allowed_score_rows,
     allowed_scores,
     best_remaining_items,
-    best_remaining_rows,
+    best_remaining_laws,
     check_logged_slate,
     first_untaken_rows,
     slots_off_greedy,
@@ -70,18 +70,18 @@ class GreedyPolicy(Policy):
         greedy = top_k_indices(allowed_scores(scores, excluded, items.size), items.size)
         return (items == best_remaining_items(greedy, items)).astype(np.float64)
 
-    def slot_probabilities(
+    def slot_laws(
         self,
         *,
         scores: np.ndarray,
         excluded: np.ndarray,
         items: np.ndarray,
         state: UserState | None = None,
-    ) -> np.ndarray:
+    ) -> Iterator[np.ndarray]:
         """Each slot: all mass on the best remaining item after items[:s]."""
         items = check_logged_slate(items, np.asarray(excluded))
         greedy = top_k_indices(allowed_scores(scores, excluded, items.size), items.size)
-        return best_remaining_rows(greedy, items, np.asarray(excluded).size)
+        return best_remaining_laws(greedy, items, np.asarray(excluded).size)
 
     def select_batch(
         self,
@@ -158,26 +158,31 @@ class EpsilonGreedyPolicy(Policy):
         epsilon = self.exploration_rate
         return epsilon * ~excluded[items] / n_remaining + (1.0 - epsilon) * (items == best)
 
-    def slot_probabilities(
+    def slot_laws(
         self,
         *,
         scores: np.ndarray,
         excluded: np.ndarray,
         items: np.ndarray,
         state: UserState | None = None,
-    ) -> np.ndarray:
+    ) -> Iterator[np.ndarray]:
         """Slot s: ε / n_remaining on every allowed item not in items[:s], plus 1 − ε on the best of them."""
         excluded = np.asarray(excluded, dtype=bool)
         items = check_logged_slate(items, excluded)
         greedy = top_k_indices(allowed_scores(scores, excluded, items.size), items.size)
-        available = np.tile(~excluded, (items.size, 1))
-        for slot in range(1, items.size):
-            available[slot:, items[slot - 1]] = False
-        n_remaining = available.sum(axis=1, keepdims=True)
+        best = best_remaining_items(greedy, items)
         epsilon = self.exploration_rate
-        return epsilon * available / n_remaining + (1.0 - epsilon) * best_remaining_rows(
-            greedy, items, excluded.size
-        )
+
+        def laws() -> Iterator[np.ndarray]:
+            available = ~excluded
+            for slot in range(items.size):
+                if slot:
+                    available[items[slot - 1]] = False
+                law = (epsilon / available.sum()) * available
+                law[best[slot]] += 1.0 - epsilon
+                yield law
+
+        return laws()
 
     def select_batch(
         self,
@@ -310,25 +315,30 @@ class BoltzmannPolicy(Policy):
             return (items == best_remaining_items(greedy, items)).astype(np.float64)
         return self._slot_propensities(self._scaled_logits(allowed[None, :]), items[None, :])[0]
 
-    def slot_probabilities(
+    def slot_laws(
         self,
         *,
         scores: np.ndarray,
         excluded: np.ndarray,
         items: np.ndarray,
         state: UserState | None = None,
-    ) -> np.ndarray:
+    ) -> Iterator[np.ndarray]:
         """Slot s: the softmax of score / τ over the allowed items not in items[:s]."""
         excluded = np.asarray(excluded, dtype=bool)
         items = check_logged_slate(items, excluded)
         allowed = allowed_scores(scores, excluded, items.size)
         if self.exploration_rate == 0.0:
-            return best_remaining_rows(top_k_indices(allowed, items.size), items, excluded.size)
-        logits = np.tile(self._scaled_logits(allowed[None, :]), (items.size, 1))
-        for slot in range(1, items.size):
-            logits[slot:, items[slot - 1]] = -np.inf
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return weights / weights.sum(axis=1, keepdims=True)
+            return best_remaining_laws(top_k_indices(allowed, items.size), items, excluded.size)
+        logits = self._scaled_logits(allowed[None, :])[0]
+
+        def laws() -> Iterator[np.ndarray]:
+            for slot in range(items.size):
+                if slot:
+                    logits[items[slot - 1]] = -np.inf
+                weights = np.exp(logits - logits.max())
+                yield weights / weights.sum()
+
+        return laws()
 
     def select_batch(
         self,

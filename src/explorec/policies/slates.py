@@ -114,7 +114,7 @@ def policy_exposure(
     """e(a) = Σ_s θ_s·P(the policy puts a in slot s), for every item: its examination-weighted exposure.
 
     `examination` holds θ_s for the slate's slots. Averaged over `draws` of the policy's own slates: with
-    `slot_probabilities` each draw adds the whole law of every slot given the draw's earlier slots (exact in
+    `Policy.slot_exposure` each draw adds the whole law of every slot given the draw's earlier slots (exact in
     expectation, no counting noise on rare items); without it, each draw's own items are counted. A draw
     whose propensities are all 1 shows a deterministic policy: that one slate is its exposure.
     """
@@ -126,11 +126,13 @@ def policy_exposure(
         if draw == 0 and bool(np.all(slate.propensities == 1.0)):
             exposure[slate.items] += examination
             return exposure
-        laws = policy.slot_probabilities(scores=scores, excluded=excluded, items=slate.items, state=state)
-        if laws is None:
+        exposed = policy.slot_exposure(
+            scores=scores, excluded=excluded, items=slate.items, examination=examination, state=state
+        )
+        if exposed is None:
             exposure[slate.items] += examination
         else:
-            exposure += examination @ laws
+            exposure += exposed
     return exposure / draws
 
 

@@ -21,9 +21,10 @@ STOCHASTIC = [EpsilonGreedyPolicy(exploration_rate=0.3), BoltzmannPolicy(explora
 
 @pytest.mark.parametrize("policy", [GreedyPolicy(exploration_rate=0.0), *STOCHASTIC])
 def test_slot_laws_are_distributions_that_agree_with_slate_propensities(policy) -> None:
-    """Rows sum to 1, put nothing on excluded or earlier items, and give each logged item its propensity."""
+    """Rows sum to 1, put nothing on excluded or earlier items, give each logged item its propensity, and
+    weighed by θ they sum to the slot exposure."""
     slate = policy.select(scores=SCORES, excluded=EXCLUDED, k=4, rng=np.random.default_rng(1))
-    laws = policy.slot_probabilities(scores=SCORES, excluded=EXCLUDED, items=slate.items)
+    laws = np.stack(list(policy.slot_laws(scores=SCORES, excluded=EXCLUDED, items=slate.items)))
     assert laws.shape == (4, 12)
     np.testing.assert_allclose(laws.sum(axis=1), 1.0)
     assert not laws[:, EXCLUDED].any()
@@ -31,6 +32,9 @@ def test_slot_laws_are_distributions_that_agree_with_slate_propensities(policy) 
         assert not laws[slot, slate.items[:slot]].any()
     own = policy.slate_propensities(scores=SCORES, excluded=EXCLUDED, items=slate.items)
     np.testing.assert_allclose(laws[np.arange(4), slate.items], own)
+    theta = examination_weights(4)
+    exposure = policy.slot_exposure(scores=SCORES, excluded=EXCLUDED, items=slate.items, examination=theta)
+    np.testing.assert_allclose(exposure, theta @ laws)
 
 
 @pytest.mark.parametrize("policy", STOCHASTIC)
