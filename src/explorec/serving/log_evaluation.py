@@ -48,7 +48,7 @@ from explorec.evaluation.ope import (
     exposure_estimates,
 )
 from explorec.serving.impressions import ImpressionLog
-from explorec.serving.recommender import Recommender, Request
+from explorec.serving.recommender import Recommender, Request, RequestView
 
 BATCH_IMPRESSIONS = 512
 """Logged slates replayed at once (one batched user-tower pass)."""
@@ -236,24 +236,27 @@ class _Collected:
 
 def _logged_exposures(
     candidate: Recommender,
+    views: list[RequestView],
     batch: LoggedSlates,
     logging_recommender: LoggingRecommenders,
     *,
     rng: np.random.Generator,
     draws: int,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[float | None]]:
-    """Per logged slate: the candidate's and the logging model's exposures of its items, and the DM term."""
+    """Per logged slate: the candidate's and the logging model's exposures of its items, and the DM term.
+
+    `views`: the batch's requests as the candidate serves them (`Recommender.request_views`).
+    """
     examination = examination_weights(max(len(items) for items in batch.items))
-    own = candidate.logged_exposures(
-        batch.requests, batch.items, examination=examination, rng=rng, draws=draws
-    )
+    own = candidate.logged_exposures(views, batch.items, examination=examination, rng=rng, draws=draws)
     logging: list[np.ndarray] = [np.empty(0)] * len(batch.requests)
     groups: dict[LoggingSource, list[int]] = {}
     for index, source in enumerate(batch.sources):
         groups.setdefault(source, []).append(index)
     for source, rows in groups.items():
-        served = logging_recommender(source.model_name, source.model_version).logged_exposures(
-            [batch.requests[row] for row in rows],
+        served_by = logging_recommender(source.model_name, source.model_version)
+        served = served_by.logged_exposures(
+            served_by.request_views([batch.requests[row] for row in rows]),
             [batch.items[row] for row in rows],
             examination=examination,
             rng=rng,
@@ -288,7 +291,8 @@ def evaluate_on_logs(
     if logging_recommender is None:
         collected.exposures, collected.why_no_exposures = False, "no loader of the logging models given"
     for batch in logged_batches(log):
-        decisions = candidate.logged_decisions(batch.requests, batch.items, rng)
+        views = candidate.request_views(batch.requests)
+        decisions = candidate.logged_decisions(views, batch.items, rng)
         collected.n_impressions += len(decisions)
         for decision, clicks, logging in zip(decisions, batch.clicks, batch.propensities, strict=True):
             parts["rewards"].append(clicks)
@@ -303,7 +307,7 @@ def evaluate_on_logs(
         if collected.exposures and logging_recommender is not None:
             try:
                 own, served, dm = _logged_exposures(
-                    candidate, batch, logging_recommender, rng=rng, draws=exposure_draws
+                    candidate, views, batch, logging_recommender, rng=rng, draws=exposure_draws
                 )
             except LookupError as missing:  # a model that served the log is gone from the registry
                 collected.exposures, collected.why_no_exposures = False, str(missing)

@@ -107,6 +107,29 @@ class DecisionContext:
 
 
 @dataclass(frozen=True)
+class RequestView:
+    """How one request is served: the policy's context over the items it may choose among, and their ids."""
+
+    context: DecisionContext
+    items: np.ndarray | None
+    """The catalogue row of each of the context's positions (retrieved candidates); None: every item."""
+    source: str
+    n_unknown: int
+
+    def positions(self, rows: Sequence[int | None]) -> list[int | None]:
+        """Each catalogue row's position in this view (None: an unknown item, or one not among its items)."""
+        if self.items is None:
+            return list(rows)
+        where = {int(item): position for position, item in enumerate(self.items)}
+        return [None if row is None else where.get(row) for row in rows]
+
+    def catalogue_rows(self, positions: np.ndarray) -> list[int]:
+        """The catalogue rows of positions in this view."""
+        rows = positions if self.items is None else self.items[positions]
+        return [int(row) for row in rows]
+
+
+@dataclass(frozen=True)
 class LoggedDecision:
     """A recommender's view of one logged slate: its per-slot propensities and reward predictions."""
 
@@ -498,6 +521,17 @@ class Recommender:
 
     def recommend(self, requests: Sequence[Request]) -> list[Recommendation]:
         """Answer every request (one batched user-tower pass for those with a history)."""
+        return [
+            self._slate(request, view)
+            for request, view in zip(requests, self.request_views(requests), strict=True)
+        ]
+
+    def request_views(self, requests: Sequence[Request]) -> list[RequestView]:
+        """How each request is served: retrieved candidates from a large catalogue's index, else every item.
+
+        One batched user-tower pass; `recommend` draws its slates from these views, and off-policy
+        evaluation replays logged requests through them, so both see the same items and scores.
+        """
         resolved, personal, vectors = self._user_vectors_of(requests)
         sizes = [self.retrieval_size(request, resolved[index][0]) for index, request in enumerate(requests)]
         retrieved = [position for position, index in enumerate(personal) if sizes[index] is not None]
@@ -517,7 +551,7 @@ class Recommender:
         for index in range(len(requests)):
             if index not in scores and index not in candidates and sizes[index] is not None:
                 candidates[index] = (self.popularity_order()[: sizes[index]], None)  # cold start
-        answers = []
+        views = []
         for index, request in enumerate(requests):
             history, source, n_unknown = resolved[index]
             view = None
@@ -528,8 +562,8 @@ class Recommender:
                     scores[index] = (self.item_vectors @ vector).astype(np.float64)
             if view is None:
                 view = (self._context(request, history, scores.get(index)), None)
-            answers.append(self._slate(request, source, n_unknown, *view))
-        return answers
+            views.append(RequestView(*view, source=source, n_unknown=n_unknown))
+        return views
 
     def retrieval_size(self, request: Request, history: np.ndarray) -> int | None:
         """Items to retrieve for a request (candidates + what it excludes); None serves the whole catalogue.
@@ -668,15 +702,9 @@ class Recommender:
             policy, values, served_from, excluded, state, cold_start, n_unknown_shown, int(shown.size)
         )
 
-    def _slate(
-        self,
-        request: Request,
-        source: str,
-        n_unknown: int,
-        context: DecisionContext,
-        items_of: np.ndarray | None,
-    ) -> Recommendation:
-        """Serve one request's slate through the policy (`items_of`: the global ids of a candidate view)."""
+    def _slate(self, request: Request, view: RequestView) -> Recommendation:
+        """Serve one request's slate through the policy from its view."""
+        context = view.context
         available = int(context.excluded.size - context.excluded.sum())
         if request.k > available:
             raise RequestError(
@@ -697,7 +725,7 @@ class Recommender:
             pool=self.exploration_floor_pool,
         )
         local = [int(item) for item in slate.items]
-        items = local if items_of is None else [int(items_of[item]) for item in local]
+        items = view.catalogue_rows(slate.items)
         return Recommendation(
             user_id=request.user_id,
             item_ids=[self.bundle.item_ids[item] for item in items],
@@ -705,38 +733,30 @@ class Recommender:
             scores=[float(context.values[item]) for item in local],
             propensities=[float(p) for p in slate.propensities],
             explored=[bool(flag) for flag in slate.explored],
-            n_unknown_items=n_unknown + context.n_unknown_shown,
-            history_source=source,
+            n_unknown_items=view.n_unknown + context.n_unknown_shown,
+            history_source=view.source,
             cold_start=context.cold_start,
             n_feedback=context.n_shown,
         )
 
-    def replayed_contexts(self, requests: Sequence[Request]) -> list[DecisionContext]:
-        """The policy's view of each logged request with every item scored (for off-policy evaluation)."""
-        resolved, personal, vectors = self._user_vectors_of(requests)
-        scores = dict(zip(personal, (vectors @ self.item_vectors.T).astype(np.float64), strict=True))
-        return [
-            self._context(request, resolved[index][0], scores.get(index))
-            for index, request in enumerate(requests)
-        ]
-
     def logged_decisions(
-        self, requests: Sequence[Request], slates: Sequence[Sequence[str]], rng: np.random.Generator
+        self, views: Sequence[RequestView], slates: Sequence[Sequence[str]], rng: np.random.Generator
     ) -> list[LoggedDecision]:
         """How this recommender would have answered logged requests, for off-policy evaluation.
 
-        Per logged slate: the probability this policy puts each logged item in its slot after the logged
-        earlier slots (0 for an item it does not know or may not show), its reward model's prediction for
+        `views` are the logged requests replayed through `request_views`. Per logged slate: the probability
+        this policy puts each logged item in its slot after the logged earlier slots (0 for an item it does
+        not know or may not show, or that its retrieval does not reach), its reward model's prediction for
         each logged item (calibrated scores; None without a calibration), and that prediction for the item
         its own sampled slate puts in each slot (the direct-method term of doubly robust).
         """
         calibration = self.bundle.score_calibration
         decisions = []
-        for context, logged in zip(self.replayed_contexts(requests), slates, strict=True):
-            known = np.asarray([item in self.item_index for item in logged])
-            items = np.asarray(
-                [self.item_index[item] for item in logged if item in self.item_index], np.int64
-            )
+        for view, logged in zip(views, slates, strict=True):
+            context = view.context
+            positions = view.positions([self.item_index.get(item) for item in logged])
+            known = np.asarray([position is not None for position in positions])
+            items = np.asarray([position for position in positions if position is not None], np.int64)
             propensities = np.zeros(len(logged))
             if items.size:
                 propensities[known] = context.policy.slate_propensities(
@@ -760,18 +780,19 @@ class Recommender:
     def ranked_items(self, requests: Sequence[Request], depth: int) -> list[list[str]]:
         """Each request's best `depth` item ids by the scores its policy serves from (excluded ones left out).
 
-        The replayed context of `logged_decisions`; for comparing two versions' choices on logged traffic.
+        The view `logged_decisions` replays; for comparing two versions' choices on logged traffic.
         """
         ranked = []
-        for context in self.replayed_contexts(requests):
+        for view in self.request_views(requests):
+            context = view.context
             size = min(depth, int((~context.excluded).sum()))
             best = top_k_indices(allowed_scores(context.served_from, context.excluded, size), size)
-            ranked.append([self.bundle.item_ids[item] for item in best])
+            ranked.append([self.bundle.item_ids[row] for row in view.catalogue_rows(best)])
         return ranked
 
     def logged_exposures(
         self,
-        requests: Sequence[Request],
+        views: Sequence[RequestView],
         slates: Sequence[Sequence[str]],
         *,
         examination: np.ndarray,
@@ -782,15 +803,16 @@ class Recommender:
     ) -> list[LoggedExposure]:
         """This recommender's examination-weighted exposure of each logged item, request by request.
 
-        e(a) = Σ_s θ_s·P(a in slot s) under its policy in the logged request's context (the same context
-        `logged_decisions` replays), served with exploration floor `floor` over `floor_pool`; averaged over
-        `draws` of its own slates (`explorec.policies.slates.policy_exposure`). Also the exposure-weighted
-        mean of its calibrated predictions over the whole catalogue (the direct-method term of the
-        position-based doubly robust estimator), None without a calibration.
+        e(a) = Σ_s θ_s·P(a in slot s) under its policy in the logged request's view (`request_views`, as
+        `logged_decisions` replays it), served with exploration floor `floor` over `floor_pool`; averaged
+        over `draws` of its own slates (`explorec.policies.slates.policy_exposure`); 0 for an item outside
+        the view. Also the exposure-weighted mean of its calibrated predictions over the view's items (the
+        direct-method term of the position-based doubly robust estimator), None without a calibration.
         """
         calibration = self.bundle.score_calibration
         exposures = []
-        for context, logged in zip(self.replayed_contexts(requests), slates, strict=True):
+        for view, logged in zip(views, slates, strict=True):
+            context = view.context
             weights = np.asarray(examination, dtype=np.float64)[: len(logged)]
             exposure = policy_exposure(
                 context.policy,
@@ -806,8 +828,8 @@ class Recommender:
                     context.served_from, context.excluded, examination=weights, pool=floor_pool
                 )
                 exposure = (1.0 - floor) * exposure + floor * uniform
-            items = [self.item_index.get(item) for item in logged]
-            of_logged = np.asarray([0.0 if row is None else exposure[row] for row in items])
+            positions = view.positions([self.item_index.get(item) for item in logged])
+            of_logged = np.asarray([0.0 if p is None else exposure[p] for p in positions])
             predicted = None if calibration is None else calibration.probabilities(context.values)
             expected = None if predicted is None else float(exposure @ predicted)
             exposures.append(LoggedExposure(of_logged, expected))

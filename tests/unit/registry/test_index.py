@@ -186,3 +186,27 @@ def test_logged_model_serves_through_its_index_and_the_version_carries_its_recal
     assert [(metric.key, metric.value) for metric in logged.metrics] == [
         (INDEX_RECALL_METRIC, report["recall_at_10"])
     ]
+
+
+@pytest.mark.parametrize("name", ["epsilon_greedy", "boltzmann"])
+def test_replay_through_the_index_sees_what_serving_saw(dataset: ProcessedDataset, name: str) -> None:
+    """Off-policy replay of served slates gives back the propensities they were served with; an item that
+    retrieval did not reach for the request gets probability and exposure 0."""
+    bundle = tiny_bundle(dataset, policy=PolicySpec(name, 0.5))
+    attach_index(bundle, SMALL_CANDIDATES)
+    recommender = Recommender(bundle)
+    requests = [parse_request(fields, recommender.limits) for fields in requests_of(bundle)]
+    answers = recommender.recommend(requests)
+    views = recommender.request_views(requests)
+    assert all(view.items is not None for view in views)
+    rng = np.random.default_rng(0)
+    decisions = recommender.logged_decisions(views, [answer.item_ids for answer in answers], rng)
+    for answer, decision in zip(answers, decisions, strict=True):
+        np.testing.assert_allclose(decision.propensities, answer.propensities, rtol=1e-6)
+    view, answer = views[0], answers[0]
+    outside = next(item for row, item in enumerate(bundle.item_ids) if row not in set(view.items.tolist()))
+    slate = [*answer.item_ids[:2], outside]
+    assert recommender.logged_decisions([view], [slate], rng)[0].propensities[2] == 0.0
+    theta = np.array([1.0, 0.6, 0.5])
+    exposure = recommender.logged_exposures([view], [slate], examination=theta, rng=rng, draws=4)[0]
+    assert exposure.of_logged[2] == 0.0 and (exposure.of_logged[:2] > 0).all()
