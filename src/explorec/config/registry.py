@@ -97,8 +97,8 @@ class IndexConfig:
     """Items the index retrieves per request (plus the excluded ones) for the policy to choose among."""
     retrieve_from: int = 50_000
     """Catalogues with at least this many items are served from the retrieved candidates; smaller ones score
-    every item, so the policy explores the whole catalogue as the simulator, the served-slate metrics and
-    off-policy evaluation assume (docs/design.md §5b)."""
+    every item, so the policy explores the whole catalogue as the simulator and the served-slate metrics
+    assume (docs/design.md §5b); off-policy evaluation replays either way as served."""
     recall_users: int = 1000
     """Known users whose vectors measure the index's recall@10 against exact search at packaging."""
 
