@@ -418,6 +418,8 @@ class Recommender:
         texts = bundle.text_embeddings
         if self.index is not None and known:  # a replaced vector gets a new index row (stale row left)
             self.index.add(vectors[[row for row, _ in known]], np.asarray([index for _, index in known]))
+        if known:  # users whose history holds a replaced item read it anew: recompute on first use
+            self._stored_vectors.clear()
         for row, index in known:
             self.item_vectors[index] = vectors[row]
             bundle.titles[index] = titles[row]

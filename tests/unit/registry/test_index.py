@@ -210,3 +210,19 @@ def test_replay_through_the_index_sees_what_serving_saw(dataset: ProcessedDatase
     theta = np.array([1.0, 0.6, 0.5])
     exposure = recommender.logged_exposures([view], [slate], examination=theta, rng=rng, draws=4)[0]
     assert exposure.of_logged[2] == 0.0 and (exposure.of_logged[:2] > 0).all()
+
+
+def test_a_replaced_item_vector_reaches_the_vectors_of_users_who_saw_it(dataset: ProcessedDataset) -> None:
+    """Precomputed user vectors are not kept past a new vector of one of their history items."""
+    bundle = tiny_bundle(dataset, policy=PolicySpec("greedy", 0.0))
+    recommender = Recommender(bundle)
+    recommender.precompute_known_users()
+    request = parse_request({"user_id": "u0", "k": 3}, recommender.limits)
+    before = recommender.recommend([request])[0]
+    seen = bundle.item_ids[int(bundle.history(0)[-1])]
+    recommender.add_items([seen], ["Renewed"], -recommender.item_vectors[[recommender.item_index[seen]]])
+    after = recommender.recommend([request])[0]
+    expected = recommender.user_vectors([bundle.history(0)], [0])[0] @ recommender.item_vectors.T
+    assert after.scores != before.scores
+    rows = [recommender.item_index[item] for item in after.item_ids]
+    assert after.scores == pytest.approx(expected[rows].tolist(), abs=1e-6)
