@@ -74,6 +74,7 @@ AT_LEAST_ONE = (
     "model.history_length",
     "model.attention_heads",
     "model.attention_layers",
+    "model.sparse_embeddings_from",
     "trainer.max_epochs",
     "trainer.devices",
     "trainer.num_nodes",

@@ -126,6 +126,10 @@ class ModelConfig:
     # (1+n)/(10+n) after n steps); validation, checkpoints and the returned model use the average. 0: off
     ema_decay: float = 0.0
     weight_decay: float = 0.0
+    # ID embedding tables (items, users) with at least this many rows train with row-sparse gradients and a
+    # lazy AdamW (only the rows a batch touches move), so a step costs the same at any catalogue size;
+    # smaller tables keep dense AdamW, whose every step moves every row (one process; DDP stays dense)
+    sparse_embeddings_from: int = 50_000
     # true: the user tower reads the history through a second item tower of its own (input
     # representations), untied from the item tower that scores items (output representations). Training
     # and evaluation only: serving reads histories through the served item vectors, so such a model is not

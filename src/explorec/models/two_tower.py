@@ -15,6 +15,7 @@ from explorec.evaluation.harness import full_ranking_evaluate
 from explorec.evaluation.scoring import ScoreMatrix
 from explorec.models.global_batch import global_mean_share
 from explorec.models.losses import full_softmax_loss, in_batch_softmax_loss
+from explorec.models.optimizers import LazyAdamW, sparsify_large_embeddings
 from explorec.models.towers import ItemTower, UserTower
 
 MIN_TEMPERATURE = 1e-3
@@ -253,10 +254,16 @@ class TwoTowerModule(lp.LightningModule):
             self._swap_ema()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Return AdamW over every parameter."""
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.model_cfg.learning_rate, weight_decay=self.model_cfg.weight_decay
-        )
+        """Return AdamW over every parameter; lazy (row-sparse) on ID tables of `sparse_embeddings_from` rows.
+
+        One process only: under DDP every table stays dense (NCCL reduces no sparse gradients).
+        """
+        settings = {"lr": self.model_cfg.learning_rate, "weight_decay": self.model_cfg.weight_decay}
+        if self.trainer.world_size == 1 and sparsify_large_embeddings(
+            self, self.model_cfg.sparse_embeddings_from
+        ):
+            return LazyAdamW(self.parameters(), **settings)
+        return torch.optim.AdamW(self.parameters(), **settings)
 
 
 def history_counts(
